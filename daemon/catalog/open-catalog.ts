@@ -1,0 +1,62 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { defineError } from '../../shared/errors/cbt-error';
+import type { Migration } from './migration';
+
+export const CatalogMigrationError = defineError<{ file: string; reason: string }>(
+  'CBT_CATALOG_MIGRATION',
+  (d) => `catalog migration ${d.file} is invalid: ${d.reason}`,
+);
+export const CatalogTooNewError = defineError<{ dbVersion: number; knownVersion: number; file: string }>(
+  'CBT_CATALOG_TOO_NEW',
+  (d) => `catalog ${d.file} has schema version ${d.dbVersion}, newer than this pve-cbt knows (${d.knownVersion})`,
+);
+
+const MIGRATIONS_DIR = path.join(__dirname, 'migrations');
+
+/** Migrations are discovered from the folder so that subsystems add theirs without a shared list. */
+export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
+  const files = fs
+    .readdirSync(dir)
+    .filter((f) => /^\d{3}-[a-z0-9-]+\.(js|ts)$/.test(f) && !f.endsWith('.d.ts'));
+  const migrations = files.map((file) => {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(path.join(dir, file)) as { migration?: Migration };
+    const m = mod.migration;
+    if (!m || typeof m.up !== 'function') throw CatalogMigrationError({ file, reason: 'no exported migration' });
+    if (m.version !== Number(file.slice(0, 3))) throw CatalogMigrationError({ file, reason: 'version does not match file name' });
+    return m;
+  });
+  migrations.sort((a, b) => a.version - b.version);
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw CatalogMigrationError({ file: m.name, reason: `expected version ${i + 1}` });
+  });
+  return migrations;
+}
+
+/** Opens (creating if needed) the SQLite catalog in WAL mode and applies pending migrations. */
+export function openCatalog(file: string, migrations: Migration[] = loadMigrations()): Database.Database {
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const db = new Database(file);
+  try {
+    db.pragma('journal_mode = WAL');
+    db.pragma('synchronous = NORMAL');
+    db.pragma('foreign_keys = ON');
+    db.pragma('busy_timeout = 5000');
+    const current = db.pragma('user_version', { simple: true }) as number;
+    const known = migrations.length === 0 ? 0 : migrations[migrations.length - 1].version;
+    if (current > known) throw CatalogTooNewError({ dbVersion: current, knownVersion: known, file });
+    for (const m of migrations) {
+      if (m.version <= current) continue;
+      db.transaction(() => {
+        m.up(db);
+        db.pragma(`user_version = ${m.version}`);
+      })();
+    }
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * Embedded defaults shared by the hooks (which must start fast and so read config without a schema
+ * validator) and the daemon's validated config. Paths follow Proxmox VE's own layout.
+ */
+export const DEFAULT_CONFIG_PATH = '/etc/pve-cbt/config.json';
+export const CONFIG_ENV = 'PVE_CBT_CONFIG';
+
+export const DEFAULTS = Object.freeze({
+  qemuServerConfigDir: '/etc/pve/qemu-server',
+  qemuServerRunDir: '/var/run/qemu-server',
+  pvesmPath: '/usr/sbin/pvesm',
+  repository: '/var/lib/pve-cbt/repository',
+  stateDir: '/var/lib/pve-cbt',
+  socketPath: '/run/pve-cbt/pve-cbt.sock',
+  logDir: '/var/log/pve-cbt',
+});
+
+/** pve-cbt only ever touches QEMU dirty bitmaps whose name starts with this prefix. */
+export const BITMAP_PREFIX = 'pve-cbt-';
