@@ -8,4 +8,5 @@ module.exports = {
   maxWorkers: 2,
   bail: false,
   verbose: true,
+  reporters: ['default', '<rootDir>/test/plain-summary-reporter.js'],
 };
