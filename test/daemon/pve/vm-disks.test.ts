@@ -1,0 +1,53 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { pvesmPath } from '../../../daemon/pve/pvesm';
+import { readVmDisks } from '../../../daemon/pve/vm-disks';
+
+describe('vm-disks with a pvesm shim', () => {
+  let dir: string;
+  let shim: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
+    shim = path.join(dir, 'pvesm');
+    // Maps STORAGE:REST to DIR/STORAGE/REST like a directory storage; "hang:" sleeps; "bad:" fails.
+    fs.writeFileSync(
+      shim,
+      `#!/bin/sh\n[ "$1" = path ] || exit 2\ncase "$2" in hang:*) sleep 5;; bad:*) echo "storage 'bad' does not exist" >&2; exit 255;; esac\n` +
+        `echo "${dir}/$(echo "$2" | sed 's/:/\\//')"\n`,
+      { mode: 0o755 },
+    );
+    fs.mkdirSync(path.join(dir, 'conf'));
+    fs.writeFileSync(
+      path.join(dir, 'conf', '101.conf'),
+      'scsi0: local:101/vm-101-disk-0.qcow2,size=16M\nide2: none,media=cdrom\nscsi1: lvm:vm-101-disk-1,size=8M\n[snap1]\nscsi2: local:101/old.qcow2\n',
+    );
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('resolves paths through pvesm', async () => {
+    const { config, disks } = await readVmDisks(101, { qemuServerConfigDir: path.join(dir, 'conf'), pvesmPath: shim });
+    expect(config.vmid).toBe(101);
+    expect(disks.map((d) => [d.key, d.format, d.path])).toEqual([
+      ['scsi0', 'qcow2', path.join(dir, 'local/101/vm-101-disk-0.qcow2')],
+      ['scsi1', 'raw', path.join(dir, 'lvm/vm-101-disk-1')],
+    ]);
+  });
+
+  test('missing config → CBT_PVE_CONFIG_MISSING', async () => {
+    await expect(readVmDisks(999, { qemuServerConfigDir: path.join(dir, 'conf'), pvesmPath: shim })).rejects.toMatchObject({
+      code: 'CBT_PVE_CONFIG_MISSING',
+    });
+  });
+
+  test('pvesm error and timeout → CBT_PVE_PVESM_FAILED', async () => {
+    await expect(pvesmPath(shim, 'bad:x')).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED', details: { volid: 'bad:x' } });
+    const t0 = Date.now();
+    await expect(pvesmPath(shim, 'hang:x', { timeoutMs: 300 })).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED' });
+    expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  test('absolute paths are passed through', async () => {
+    await expect(pvesmPath('/nonexistent', '/dev/sdb')).resolves.toBe('/dev/sdb');
+  });
+});
