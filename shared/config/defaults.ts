@@ -13,7 +13,22 @@ export const DEFAULTS = Object.freeze({
   stateDir: '/var/lib/pve-cbt',
   socketPath: '/run/pve-cbt/pve-cbt.sock',
   logDir: '/var/log/pve-cbt',
+  qmPath: '/usr/sbin/qm',
+  logLevel: 'info',
+  logMaxSize: '20m',
+  logMaxFiles: '14d',
+  compression: 'auto',
+  concurrency: 1,
+  hookTimeoutMs: 5000,
+  strictHooks: false,
 });
+
+/**
+ * Repository chunk size in bytes: a power of two and a multiple of 64 KiB (QEMU's default dirty
+ * bitmap granularity), so a dirty cluster never straddles two chunks. The one place it is set;
+ * to be tuned by measurement.
+ */
+export const DEFAULT_CHUNK_SIZE = 131072;
 
 /** pve-cbt only ever touches QEMU dirty bitmaps whose name starts with this prefix. */
 export const BITMAP_PREFIX = 'pve-cbt-';
