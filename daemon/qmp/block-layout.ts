@@ -1,0 +1,153 @@
+/**
+ * Pure mapping from QEMU's `query-block` (+ `query-named-block-nodes {flat: true}`) JSON to the
+ * VM's disks, for both qemu-server layouts:
+ *
+ * - PVE 7/8 `-drive`: `device: "drive-scsi0"`, `inserted` IS the format node (auto name `#blockNNN`)
+ *   and carries the dirty bitmaps. (During a backup QEMU may put an implicit filter on top.)
+ * - PVE 9 `-blockdev`: `device: ""`, `inserted.node-name: "drive-scsi0"` is a throttle filter whose
+ *   `file` child is the format node; the bitmaps are on that format node, found in the named nodes.
+ *
+ * Filters are walked down through `image.backing-image` (QEMU reports a filter's child there) and the
+ * child is matched among the named nodes by (driver, filename). Removable drives (cd-rom, floppy) and
+ * drives without a medium are not disks and are skipped.
+ */
+import { defineError } from '../../shared/errors/cbt-error';
+
+export const QmpLayoutError = defineError<{ device: string; reason: string }>(
+  'CBT_QMP_LAYOUT',
+  (d) => `cannot find the format node of ${d.device}: ${d.reason}`,
+);
+
+export interface QemuBitmap {
+  name: string;
+  count: number;
+  granularity: number;
+  recording: boolean;
+  busy: boolean;
+  persistent: boolean;
+  inconsistent: boolean;
+}
+
+export interface QemuDisk {
+  /** Config key: 'scsi0'. */
+  drive: string;
+  /** 'drive-scsi0': accepted as `node` by QMP in both layouts. */
+  device: string;
+  qdev?: string;
+  /** Driver of the format node: 'qcow2' | 'raw' | 'vmdk'. */
+  format: string;
+  /** The format node, where bitmaps live. */
+  nodeName: string;
+  file: string;
+  /** Virtual size in bytes. */
+  size: number;
+  bitmaps: QemuBitmap[];
+}
+
+export interface RawImageInfo {
+  filename: string;
+  format: string;
+  'virtual-size': number;
+  'backing-image'?: RawImageInfo;
+}
+
+export interface RawBitmap {
+  name: string;
+  count: number;
+  granularity: number;
+  recording: boolean;
+  busy: boolean;
+  persistent: boolean;
+  inconsistent?: boolean;
+}
+
+/** `BlockDeviceInfo`: query-block's `inserted` and each entry of query-named-block-nodes. */
+export interface RawBlockNode {
+  'node-name': string;
+  drv: string;
+  file: string;
+  image: RawImageInfo;
+  'dirty-bitmaps'?: RawBitmap[];
+}
+
+export interface RawBlockInfo {
+  device: string;
+  qdev?: string;
+  removable?: boolean;
+  inserted?: RawBlockNode;
+}
+
+/** Drivers that store a guest disk's bytes; the walk stops at the first one. */
+const FORMAT_DRIVERS = new Set(['qcow2', 'raw', 'vmdk', 'qed', 'vpc', 'vhdx', 'vdi', 'parallels', 'luks']);
+/** Protocol drivers used without a format node on top; also end the walk. */
+const PROTOCOL_DRIVERS = new Set(['file', 'host_device', 'rbd', 'iscsi', 'nbd', 'gluster', 'nfs']);
+
+/** True when some drive's top node is a filter, i.e. the named nodes are needed to find the format node. */
+export function needsNamedNodes(blocks: RawBlockInfo[]): boolean {
+  return blocks.some((b) => isDisk(b) && !isTerminal(b.inserted!.drv));
+}
+
+export function disksFromBlockInfo(blocks: RawBlockInfo[], namedNodes: RawBlockNode[] = []): QemuDisk[] {
+  const disks: QemuDisk[] = [];
+  for (const block of blocks) {
+    if (!isDisk(block)) continue;
+    const top = block.inserted!;
+    const device = block.device !== '' ? block.device : top['node-name'];
+    const node = findFormatNode(device, top, namedNodes);
+    const qdev = normalizeQdev(block.qdev);
+    disks.push({
+      drive: device.startsWith('drive-') ? device.slice('drive-'.length) : (qdev ?? device),
+      device,
+      ...(qdev !== undefined ? { qdev } : {}),
+      format: node.drv,
+      nodeName: node['node-name'],
+      file: node.file,
+      size: node.image['virtual-size'],
+      bitmaps: (node['dirty-bitmaps'] ?? []).map(toBitmap),
+    });
+  }
+  return disks;
+}
+
+function isDisk(block: RawBlockInfo): boolean {
+  return block.inserted !== undefined && block.removable !== true;
+}
+
+function isTerminal(drv: string): boolean {
+  return FORMAT_DRIVERS.has(drv) || PROTOCOL_DRIVERS.has(drv);
+}
+
+function findFormatNode(device: string, top: RawBlockNode, namedNodes: RawBlockNode[]): RawBlockNode {
+  let node = top;
+  for (let depth = 0; !isTerminal(node.drv); depth++) {
+    const child = node.image['backing-image'];
+    if (!child) throw QmpLayoutError({ device, reason: `filter ${node['node-name']} (${node.drv}) reports no child` });
+    if (depth > 16) throw QmpLayoutError({ device, reason: 'filter chain too deep' });
+    const next = namedNodes.find((n) => n.drv === child.format && n.file === child.filename);
+    if (!next) {
+      throw QmpLayoutError({ device, reason: `no named node ${child.format} ${child.filename} below ${node['node-name']}` });
+    }
+    node = next;
+  }
+  return node;
+}
+
+/** virtio-blk reports `/machine/peripheral/virtio1/virtio-backend`; Proxmox's id is `virtio1`. */
+function normalizeQdev(qdev: string | undefined): string | undefined {
+  if (!qdev) return undefined;
+  const m = /^\/machine\/peripheral\/([^/]+)/.exec(qdev);
+  if (m) return m[1];
+  return qdev.startsWith('/') ? undefined : qdev;
+}
+
+function toBitmap(b: RawBitmap): QemuBitmap {
+  return {
+    name: b.name,
+    count: b.count,
+    granularity: b.granularity,
+    recording: b.recording,
+    busy: b.busy,
+    persistent: b.persistent,
+    inconsistent: b.inconsistent === true,
+  };
+}
