@@ -1,0 +1,90 @@
+/**
+ * Builds repository chunks from a ReadPlan while data arrives from NBD in ascending offset order.
+ *
+ * A chunk's buffer starts as its base copy (incremental) or zeroes (full), read ranges are copied
+ * over it, and it is handed to `onChunk` as soon as its last planned byte arrived, so memory stays
+ * at about one chunk plus the reader's in-flight window. Chunks without planned reads are reported
+ * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
+ * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.
+ */
+import { chunkLength, type ChunkWork, type ReadPlan } from './read-plan';
+
+export interface AssemblerHooks {
+  /** The base backup's copy of a chunk (incremental only). */
+  readBaseChunk(index: number): Promise<Buffer>;
+  onChunk(index: number, data: Buffer): Promise<void>;
+  onUntouched(index: number): Promise<void>;
+}
+
+export class ChunkAssembler {
+  private next = 0; // index into plan.chunks of the chunk being filled
+  private nextIndex = 0; // next chunk index not yet emitted (touched or not)
+  private buf: Buffer | undefined;
+  private rangePos = 0; // index into current chunk's ranges
+  private rangeDone = 0; // bytes of that range already received
+  private bytesReceived = 0;
+
+  constructor(
+    private readonly plan: ReadPlan,
+    private readonly hooks: AssemblerHooks,
+  ) {}
+
+  get received(): number {
+    return this.bytesReceived;
+  }
+
+  async push(offset: number, data: Buffer): Promise<void> {
+    let pos = 0;
+    while (pos < data.length) {
+      const work = this.plan.chunks[this.next];
+      if (!work) throw new Error(`read data at ${offset + pos} beyond the plan`);
+      const range = work.ranges[this.rangePos];
+      const expectAt = range.offset + this.rangeDone;
+      if (offset + pos !== expectAt) throw new Error(`read data at ${offset + pos}, expected ${expectAt}`);
+      if (!this.buf) {
+        await this.emitUntouchedBefore(work.index);
+        this.buf = await this.startBuffer(work);
+      }
+      const take = Math.min(range.length - this.rangeDone, data.length - pos);
+      const chunkStart = work.index * this.plan.chunkSize;
+      data.copy(this.buf, expectAt - chunkStart, pos, pos + take);
+      pos += take;
+      this.rangeDone += take;
+      this.bytesReceived += take;
+      if (this.rangeDone === range.length) {
+        this.rangePos++;
+        this.rangeDone = 0;
+        if (this.rangePos === work.ranges.length) await this.finishChunk(work);
+      }
+    }
+  }
+
+  /** Emits the trailing untouched chunks; throws when planned data never arrived. */
+  async finish(): Promise<void> {
+    if (this.next < this.plan.chunks.length) {
+      throw new Error(`read ended before chunk ${this.plan.chunks[this.next].index} was complete`);
+    }
+    await this.emitUntouchedBefore(this.plan.chunkCount);
+  }
+
+  private async startBuffer(work: ChunkWork): Promise<Buffer> {
+    const len = chunkLength(work.index, this.plan.diskSize, this.plan.chunkSize);
+    if (work.fill !== 'base') return Buffer.alloc(len);
+    const base = await this.hooks.readBaseChunk(work.index);
+    if (base.length !== len) throw new Error(`base chunk ${work.index} has ${base.length} bytes, expected ${len}`);
+    return Buffer.from(base);
+  }
+
+  private async finishChunk(work: ChunkWork): Promise<void> {
+    const data = this.buf as Buffer;
+    this.buf = undefined;
+    this.next++;
+    this.rangePos = 0;
+    this.nextIndex = work.index + 1;
+    await this.hooks.onChunk(work.index, data);
+  }
+
+  private async emitUntouchedBefore(index: number): Promise<void> {
+    for (; this.nextIndex < index; this.nextIndex++) await this.hooks.onUntouched(this.nextIndex);
+  }
+}
