@@ -1,0 +1,418 @@
+/**
+ * NBD client for one connection (unix socket or TCP), read-only: block status and reads.
+ *
+ * The socket reads into buffers we choose (`onread`): while a reply's OFFSET_DATA payload is being
+ * received, the kernel writes straight into the read's destination buffer; otherwise into a scratch
+ * buffer that the reply parser decodes. Requests are queued and written in batches (one write per
+ * tick), with up to `maxInFlight` outstanding, so reads are limited by the server, not round trips.
+ *
+ * Timeouts: every wait (each handshake step, the socket connect, outstanding requests) fails with
+ * CBT_NBD_TIMEOUT when nothing arrives from the server for `timeoutMs`; the connection is then
+ * destroyed and every outstanding request rejected. A request never stays pending after the socket is
+ * gone: any failure rejects all of them with the same typed error.
+ */
+import net from 'node:net';
+import type { Logger } from 'winston';
+import { ByteQueue } from './byte-queue';
+import { type Extent, clipExtents, descriptorsToExtents, mergeExtents, splitRange } from './extent';
+import { type ExportInfo, negotiate } from './handshake';
+import {
+  NBD_CMD_BLOCK_STATUS,
+  NBD_CMD_DISC,
+  NBD_CMD_READ,
+  NBD_FLAG_CAN_MULTI_CONN,
+  NBD_FLAG_READ_ONLY,
+  errnoName,
+} from './nbd-constants';
+import {
+  NbdConnectError,
+  NbdDisconnectedError,
+  NbdNoContextError,
+  NbdOutOfRangeError,
+  NbdProtocolError,
+  NbdServerError,
+  NbdShortReadError,
+  NbdTimeoutError,
+} from './nbd-errors';
+import { ReplyParser, type ReplyResult, type ReplyTarget } from './reply-parser';
+import { type RequestHeader, encodeRequests } from './request-codec';
+
+export interface NbdConnectOptions {
+  socketPath?: string;
+  host?: string;
+  port?: number;
+  exportName?: string;
+  /** e.g. ['base:allocation', 'qemu:dirty-bitmap:pve-cbt-...'] */
+  metaContexts?: string[];
+  /** Bound for every wait on the server, default 30000. */
+  timeoutMs?: number;
+  /** Requests outstanding at once on this connection, default 16. */
+  maxInFlight?: number;
+  logger?: Logger;
+}
+
+export const DEFAULT_TIMEOUT_MS = 30_000;
+export const DEFAULT_MAX_IN_FLIGHT = 16;
+const SCRATCH_SIZE = 256 * 1024;
+/** Receive straight into a destination only when enough bytes are expected to make it worth a read. */
+const DIRECT_READ_MIN = 16 * 1024;
+/** BLOCK_STATUS length is 32 bits; ask for at most this much (a multiple of any block size) at once. */
+const MAX_STATUS_REQUEST = 0x8000_0000;
+
+interface Request extends ReplyTarget {
+  type: number;
+  cookie: number;
+  context?: { name: string; id: number };
+  resolve: (result: ReplyResult) => void;
+  reject: (err: unknown) => void;
+}
+
+export class NbdClient {
+  readonly size: number;
+  readonly canMultiConn: boolean;
+  readonly readOnly: boolean;
+  readonly maxBlockSize: number;
+  readonly minBlockSize: number;
+  readonly preferredBlockSize: number;
+  readonly transmissionFlags: number;
+
+  private readonly contexts: Map<string, number>;
+  private readonly parser: ReplyParser;
+  private readonly inFlight = new Map<number, Request>();
+  private readonly queued: Request[] = [];
+  private readonly outbox: RequestHeader[] = [];
+  private flushScheduled = false;
+  private nextCookie = 1;
+  private failure: Error | undefined;
+  private closing = false;
+  private watchdog: NodeJS.Timeout | undefined;
+  private lastActivity = Date.now();
+  private idleWaiters: Array<() => void> = [];
+
+  private constructor(
+    private readonly socket: net.Socket,
+    private readonly io: Transport,
+    info: ExportInfo,
+    private readonly timeoutMs: number,
+    private readonly maxInFlight: number,
+    private readonly logger?: Logger,
+  ) {
+    this.size = info.size;
+    this.transmissionFlags = info.transmissionFlags;
+    this.canMultiConn = (info.transmissionFlags & NBD_FLAG_CAN_MULTI_CONN) !== 0;
+    this.readOnly = (info.transmissionFlags & NBD_FLAG_READ_ONLY) !== 0;
+    this.minBlockSize = info.minBlockSize;
+    this.preferredBlockSize = info.preferredBlockSize;
+    this.maxBlockSize = info.maxBlockSize;
+    this.contexts = info.contexts;
+    this.parser = new ReplyParser({
+      target: (cookie) => this.inFlight.get(cookie),
+      complete: (cookie, result) => this.complete(cookie, result),
+    });
+    io.attach(this);
+  }
+
+  static async connect(opts: NbdConnectOptions): Promise<NbdClient> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const target = opts.socketPath ?? `${opts.host ?? 'localhost'}:${opts.port ?? 10809}`;
+    const io = new Transport(timeoutMs);
+    const socket = await io.open(opts, target);
+    try {
+      const info = await negotiate(io, opts.exportName ?? '', opts.metaContexts ?? []);
+      const client = new NbdClient(socket, io, info, timeoutMs, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, opts.logger);
+      opts.logger?.debug('nbd connected', { target, size: info.size, contexts: [...info.contexts.keys()] });
+      return client;
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+  }
+
+  /** Negotiated metadata context names. */
+  get contextNames(): string[] {
+    return [...this.contexts.keys()];
+  }
+
+  hasContext(name: string): boolean {
+    return this.contexts.has(name);
+  }
+
+  /** Extents covering exactly [offset, offset + length), merged; loops while the server answers less. */
+  async blockStatus(context: string, offset: number, length: number): Promise<Extent[]> {
+    const id = this.contexts.get(context);
+    if (id === undefined) throw NbdNoContextError({ context, available: this.contextNames });
+    this.checkRange(offset, length);
+    const end = offset + length;
+    const out: Extent[] = [];
+    let at = offset;
+    while (at < end) {
+      const reqLength = Math.min(end - at, MAX_STATUS_REQUEST);
+      const result = await this.submit({ kind: 'block-status', type: NBD_CMD_BLOCK_STATUS, offset: at, length: reqLength, context: { name: context, id } });
+      const descriptors = result.blockStatus.get(id);
+      if (!descriptors) {
+        throw NbdProtocolError({ reason: 'block status reply without a chunk for the context', context, offset: at });
+      }
+      const extents = clipExtents(descriptorsToExtents(at, descriptors), at, end - at);
+      for (const e of extents) out.push(e);
+      at = (extents[extents.length - 1] as Extent).offset + (extents[extents.length - 1] as Extent).length;
+    }
+    return mergeExtents(out);
+  }
+
+  /** Reads [offset, offset + length); holes read as zeroes. */
+  async read(offset: number, length: number): Promise<Buffer> {
+    const dest = Buffer.allocUnsafe(length);
+    await this.readInto(offset, dest);
+    return dest;
+  }
+
+  /** Reads `dest.length` bytes at `offset` into `dest`, split into pipelined requests of at most maxBlockSize. */
+  async readInto(offset: number, dest: Buffer): Promise<void> {
+    this.checkRange(offset, dest.length);
+    const pieces = splitRange(offset, dest.length, this.maxBlockSize, this.preferredBlockSize);
+    await Promise.all(
+      pieces.map((p) =>
+        this.submit({ kind: 'read', type: NBD_CMD_READ, offset: p.offset, length: p.length, dest: dest.subarray(p.offset - offset, p.offset - offset + p.length) }),
+      ),
+    );
+  }
+
+  /** Waits for outstanding requests, sends NBD_CMD_DISC and closes the socket. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    if (this.inFlight.size + this.queued.length > 0) await new Promise<void>((resolve) => this.idleWaiters.push(resolve));
+    if (!this.failure && !this.socket.destroyed) {
+      this.socket.write(encodeRequests([{ flags: 0, type: NBD_CMD_DISC, cookie: 0, offset: 0, length: 0 }]));
+      this.socket.end();
+      await this.io.closed(this.timeoutMs);
+    }
+    this.fail(NbdDisconnectedError({ reason: 'client closed the connection' }));
+    this.socket.destroy();
+  }
+
+  /** Tears the connection down at once, rejecting everything outstanding with `reason`. */
+  destroy(reason: Error = NbdDisconnectedError({ reason: 'client aborted' })): void {
+    this.closing = true;
+    this.fail(reason);
+    this.socket.destroy();
+  }
+
+  /** Called by the transport for every received chunk in transmission phase. */
+  onData(chunk: Buffer): void {
+    this.lastActivity = Date.now();
+    try {
+      this.parser.push(chunk);
+    } catch (err) {
+      this.logger?.warn('nbd protocol error', { error: (err as Error).message });
+      this.fail(err as Error);
+      this.socket.destroy();
+    }
+  }
+
+  /** Where the transport should receive next (a read destination while data is expected). */
+  nextReadBuffer(): Buffer | undefined {
+    const t = this.parser.dataTarget();
+    return t && t.length >= DIRECT_READ_MIN ? t : undefined;
+  }
+
+  /** Called by the transport when the socket is gone. */
+  onClosed(err: Error | undefined): void {
+    const pending = this.inFlight.size + this.queued.length;
+    this.fail(
+      NbdDisconnectedError(
+        { reason: this.closing ? 'client closed the connection' : err ? err.message : 'server closed the connection', pending },
+        err,
+      ),
+    );
+  }
+
+  private checkRange(offset: number, length: number): void {
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0 || offset + length > this.size) {
+      throw NbdOutOfRangeError({ offset, length, size: this.size });
+    }
+  }
+
+  private submit(spec: Omit<Request, 'cookie' | 'resolve' | 'reject'>): Promise<ReplyResult> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.closing) return Promise.reject(NbdDisconnectedError({ reason: 'client closed the connection' }));
+    return new Promise<ReplyResult>((resolve, reject) => {
+      const req: Request = { ...spec, cookie: 0, resolve, reject };
+      if (this.inFlight.size < this.maxInFlight) this.send(req);
+      else this.queued.push(req);
+    }).then((result) => this.check(spec, result));
+  }
+
+  private send(req: Request): void {
+    while (this.inFlight.has(this.nextCookie) || this.nextCookie === 0) this.nextCookie = (this.nextCookie + 1) >>> 0;
+    req.cookie = this.nextCookie;
+    this.nextCookie = (this.nextCookie + 1) >>> 0;
+    if (this.inFlight.size === 0) this.lastActivity = Date.now();
+    this.inFlight.set(req.cookie, req);
+    this.outbox.push({ flags: 0, type: req.type, cookie: req.cookie, offset: req.offset, length: req.length });
+    this.armWatchdog();
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      process.nextTick(() => this.flush());
+    }
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    if (this.outbox.length === 0 || this.failure) return;
+    const batch = encodeRequests(this.outbox.splice(0));
+    this.socket.write(batch);
+  }
+
+  private complete(cookie: number, result: ReplyResult): void {
+    const req = this.inFlight.get(cookie);
+    if (!req) return;
+    this.inFlight.delete(cookie);
+    const next = this.queued.shift();
+    if (next) this.send(next);
+    req.resolve(result);
+    if (this.inFlight.size === 0) {
+      this.disarmWatchdog();
+      this.notifyIdle();
+    }
+  }
+
+  private notifyIdle(): void {
+    const waiters = this.idleWaiters;
+    this.idleWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  private check(spec: Omit<Request, 'cookie' | 'resolve' | 'reject'>, result: ReplyResult): ReplyResult {
+    const first = result.errors[0];
+    if (first) {
+      throw NbdServerError({
+        command: spec.kind === 'read' ? 'NBD_CMD_READ' : `NBD_CMD_BLOCK_STATUS(${spec.context?.name ?? ''})`,
+        errno: errnoName(first.errno),
+        errnoValue: first.errno,
+        offset: first.offset ?? spec.offset,
+        length: spec.length,
+        message: first.message,
+      });
+    }
+    if (spec.kind === 'read' && result.covered !== spec.length) {
+      throw NbdShortReadError({ offset: spec.offset, length: spec.length, received: result.covered });
+    }
+    return result;
+  }
+
+  private fail(err: Error): void {
+    if (!this.failure) this.failure = err;
+    this.disarmWatchdog();
+    const all = [...this.inFlight.values(), ...this.queued];
+    this.inFlight.clear();
+    this.queued.length = 0;
+    this.outbox.length = 0;
+    for (const r of all) r.reject(this.failure);
+    this.notifyIdle();
+  }
+
+  private armWatchdog(): void {
+    if (this.watchdog) return;
+    const tick = (): void => {
+      this.watchdog = undefined;
+      if (this.inFlight.size === 0 || this.failure) return;
+      const idle = Date.now() - this.lastActivity;
+      if (idle >= this.timeoutMs) {
+        const err = NbdTimeoutError({ waitingFor: `${this.inFlight.size} outstanding replies`, timeoutMs: this.timeoutMs });
+        this.fail(err);
+        this.socket.destroy();
+        return;
+      }
+      this.watchdog = setTimeout(tick, this.timeoutMs - idle);
+    };
+    this.watchdog = setTimeout(tick, this.timeoutMs);
+  }
+
+  private disarmWatchdog(): void {
+    if (this.watchdog) clearTimeout(this.watchdog);
+    this.watchdog = undefined;
+  }
+}
+
+/**
+ * Owns the socket's receive path: during the handshake received bytes go to a ByteQueue; once the
+ * client is attached, to the client's reply parser, receiving into the buffer the client asks for.
+ */
+class Transport {
+  private readonly scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
+  private readonly queue: ByteQueue;
+  private client: NbdClient | undefined;
+  private socket: net.Socket | undefined;
+  private closePromise: Promise<void> | undefined;
+  private lastError: Error | undefined;
+
+  constructor(private readonly timeoutMs: number) {
+    this.queue = new ByteQueue(timeoutMs, () => this.socket?.destroy());
+  }
+
+  open(opts: NbdConnectOptions, target: string): Promise<net.Socket> {
+    const onread = {
+      buffer: (): Buffer => this.client?.nextReadBuffer() ?? this.scratch,
+      callback: (n: number, buf: Uint8Array): boolean => {
+        const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
+        if (this.client) this.client.onData(chunk);
+        else this.queue.push(Buffer.from(chunk));
+        return true;
+      },
+    };
+    const socket = opts.socketPath
+      ? net.connect({ path: opts.socketPath, onread })
+      : net.connect({ host: opts.host ?? 'localhost', port: opts.port ?? 10809, onread });
+    this.socket = socket;
+    this.closePromise = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    return new Promise<net.Socket>((resolve, reject) => {
+      let settled = false;
+      const settle = (err?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        if (err) reject(err);
+        else resolve(socket);
+      };
+      const timer = setTimeout(() => {
+        settle(NbdTimeoutError({ waitingFor: `connect to ${target}`, timeoutMs: this.timeoutMs }));
+        socket.destroy();
+      }, this.timeoutMs);
+      socket.once('connect', () => {
+        socket.setNoDelay(true);
+        settle();
+      });
+      socket.on('error', (err) => {
+        this.lastError = err;
+        settle(NbdConnectError({ target, reason: err.message }, err));
+      });
+      socket.once('close', () => {
+        const err = this.lastError;
+        settle(NbdConnectError({ target, reason: err?.message ?? 'connection closed' }, err));
+        if (this.client) this.client.onClosed(err);
+        else this.queue.fail(NbdDisconnectedError({ reason: err ? err.message : 'server closed the connection during the handshake' }, err));
+      });
+    });
+  }
+
+  attach(client: NbdClient): void {
+    this.client = client;
+    for (const chunk of this.queue.drain()) client.onData(chunk);
+  }
+
+  readExact(length: number, what: string): Promise<Buffer> {
+    return this.queue.readExact(length, what);
+  }
+
+  write(data: Buffer): void {
+    this.socket?.write(data);
+  }
+
+  /** Resolves when the socket has closed, or after `timeoutMs`. */
+  async closed(timeoutMs: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([this.closePromise, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
+    clearTimeout(timer);
+  }
+}
