@@ -1,0 +1,362 @@
+/**
+ * The daemon's control socket: hooks send lifecycle events over it and the CLI sends requests.
+ *
+ * Transport is node-ipc on a unix socket, in raw buffer mode with pve-cbt's own line framing
+ * (`shared/ipc/line-framer.ts`): node-ipc's JSON framing buffers without bound and lets a peer
+ * publish node-ipc's internal event names. Each line is one request envelope (`shared/ipc/messages.ts`),
+ * validated with ajv before its handler sees it. Anything wrong with a message (not JSON, bad
+ * envelope, unknown type, invalid payload) is logged and answered with a CBT_IPC_* error reply; the
+ * connection stays usable. Oversized messages and messages left unfinished for `frameTimeoutMs`
+ * cannot be resynchronised: they are answered and the connection is closed. Other connections are
+ * never affected.
+ *
+ * Access control: only root may use the socket. The socket file is chmod 0600 and lives in a
+ * directory of mode 0700 owned by the daemon's user; the directory is created if missing and an
+ * existing one with looser rights is refused rather than changed (it may be shared, e.g. /run).
+ */
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import nodeIpc from 'node-ipc';
+import type { Logger } from 'winston';
+import { isCbtError } from '../../shared/errors/cbt-error';
+import {
+  IpcDuplicateIdError,
+  IpcHandlerFailedError,
+  IpcIncompleteError,
+  IpcInvalidMessageError,
+  IpcInvalidPayloadError,
+  IpcMalformedError,
+  IpcSchemaError,
+  IpcShuttingDownError,
+  IpcSocketDirInsecureError,
+  IpcSocketInUseError,
+  IpcSocketPathError,
+  IpcTooLargeError,
+  IpcUnknownTypeError,
+} from '../../shared/ipc/ipc-errors';
+import { LineFramer, encodeFrame } from '../../shared/ipc/line-framer';
+import type { ErrorReply, ReplyError, RequestEnvelope, ServerFrame } from '../../shared/ipc/messages';
+import { IPC_PROTOCOL_VERSION } from '../../shared/ipc/messages';
+
+export interface IpcHandlerContext {
+  /** Sends a progress frame for this request; dropped silently once the client has gone. */
+  progress(p: unknown): void;
+  /** Aborted when the client disconnects or the server closes. */
+  signal: AbortSignal;
+}
+
+export interface IpcHandler {
+  /** JSON schema of the payload; a top-level object schema must set `additionalProperties: false`. */
+  schema: object;
+  handle(payload: never, ctx: IpcHandlerContext): Promise<unknown>;
+}
+
+export interface IpcServerOptions {
+  socketPath: string;
+  logger?: Logger;
+  handlers: Record<string, IpcHandler>;
+  /** Largest accepted message line in bytes (default 1 MiB). */
+  maxMessageBytes?: number;
+  /** How long an unfinished message may sit before the connection is dropped (default 10 s). */
+  frameTimeoutMs?: number;
+  /** Most simultaneous connections (default 64). */
+  maxConnections?: number;
+}
+
+export interface IpcServer {
+  close(): Promise<void>;
+}
+
+export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
+const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONNECTIONS = 64;
+
+const ENVELOPE_SCHEMA = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['v', 'id', 'type', 'payload'],
+  properties: {
+    v: { const: IPC_PROTOCOL_VERSION },
+    id: { type: 'string', minLength: 1, maxLength: 128 },
+    type: { type: 'string', minLength: 1, maxLength: 64 },
+    payload: {},
+  },
+} as const;
+
+interface Connection {
+  socket: net.Socket;
+  framer: LineFramer;
+  inflight: Map<string, AbortController>;
+  frameTimer: NodeJS.Timeout | null;
+  closing: boolean;
+  peer: number;
+}
+
+interface NodeIpcServer {
+  on(event: string, cb: (...args: never[]) => void): void;
+  start(): void;
+  stop(): void;
+  emit(socket: net.Socket, data: string): void;
+  server: net.Server | false;
+}
+
+export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer> {
+  const { socketPath, logger } = opts;
+  const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
+  const frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+  const validators = compileValidators(opts.handlers);
+  await prepareSocketPath(socketPath);
+
+  const ipc = new nodeIpc.IPC();
+  Object.assign(ipc.config, {
+    silent: true,
+    rawBuffer: true,
+    encoding: 'utf8',
+    unlink: false,
+    maxConnections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+  });
+
+  const connections = new Set<Connection>();
+  const bySocket = new WeakMap<net.Socket, Connection>();
+  let nextPeer = 1;
+  let closed = false;
+
+  await new Promise<void>((resolve, reject) => {
+    ipc.serve(socketPath, () => resolve());
+    const server = ipc.server as unknown as NodeIpcServer;
+    server.on('error', (err: Error) => {
+      if (!server.server || !server.server.listening) reject(IpcSocketPathError({ socketPath, reason: err.message }, err));
+      else logger?.warn('ipc socket error', { socketPath, error: err.message });
+    });
+    server.on('connect', (socket: net.Socket) => {
+      const conn: Connection = {
+        socket,
+        framer: new LineFramer(maxMessageBytes),
+        inflight: new Map(),
+        frameTimer: null,
+        closing: false,
+        peer: nextPeer++,
+      };
+      connections.add(conn);
+      bySocket.set(socket, conn);
+      socket.on('close', () => onClose(conn));
+    });
+    server.on('data', (data: Buffer, socket: net.Socket) => {
+      const conn = bySocket.get(socket);
+      if (conn) onData(conn, data);
+    });
+    server.start();
+  });
+  fs.chmodSync(socketPath, 0o600);
+  logger?.info('ipc server listening', { socketPath, types: Object.keys(opts.handlers) });
+
+  function send(conn: Connection, frame: ServerFrame): void {
+    if (conn.socket.destroyed || !conn.socket.writable) return;
+    (ipc.server as unknown as NodeIpcServer).emit(conn.socket, encodeFrame(frame));
+  }
+
+  function sendError(conn: Connection, id: string | null, error: ReplyError): void {
+    const reply: ErrorReply = { v: IPC_PROTOCOL_VERSION, id, ok: false, error };
+    send(conn, reply);
+  }
+
+  /** Answers a message that cannot be resynchronised, then closes the connection. */
+  function dropConnection(conn: Connection, error: ReplyError): void {
+    conn.closing = true;
+    logger?.warn('ipc connection dropped', { peer: conn.peer, code: error.code, details: error.details });
+    sendError(conn, null, error);
+    conn.socket.end();
+    setTimeout(() => conn.socket.destroy(), 1000).unref();
+  }
+
+  function onData(conn: Connection, data: Buffer): void {
+    if (conn.closing) return;
+    const { frames, overflowBytes } = conn.framer.push(data);
+    for (const frame of frames) onFrame(conn, frame);
+    if (overflowBytes !== null) {
+      dropConnection(conn, IpcTooLargeError({ maxMessageBytes, bytes: overflowBytes }).toJSON());
+      return;
+    }
+    armFrameTimer(conn);
+  }
+
+  function armFrameTimer(conn: Connection): void {
+    if (conn.frameTimer) clearTimeout(conn.frameTimer);
+    conn.frameTimer = null;
+    if (conn.framer.bufferedBytes === 0) return;
+    conn.frameTimer = setTimeout(() => {
+      dropConnection(conn, IpcIncompleteError({ bytes: conn.framer.bufferedBytes, frameTimeoutMs }).toJSON());
+    }, frameTimeoutMs);
+    conn.frameTimer.unref();
+  }
+
+  function onClose(conn: Connection): void {
+    if (conn.frameTimer) clearTimeout(conn.frameTimer);
+    if (conn.framer.bufferedBytes > 0 && !conn.closing) {
+      logger?.warn('ipc client closed with a half-written message', { peer: conn.peer, bytes: conn.framer.bufferedBytes });
+    }
+    for (const ac of conn.inflight.values()) ac.abort();
+    conn.inflight.clear();
+    connections.delete(conn);
+  }
+
+  function onFrame(conn: Connection, line: string): void {
+    const bytes = Buffer.byteLength(line);
+    if (line.trim() === '') return;
+    let msg: unknown;
+    try {
+      msg = JSON.parse(line);
+    } catch (err) {
+      const e = IpcMalformedError({ reason: (err as Error).message, bytes });
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
+      sendError(conn, null, e.toJSON());
+      return;
+    }
+    const maybeId = typeof msg === 'object' && msg !== null && typeof (msg as { id?: unknown }).id === 'string'
+      ? ((msg as { id: string }).id.slice(0, 128))
+      : null;
+    if (!validators.envelope(msg)) {
+      const e = IpcInvalidMessageError({ errors: describe(validators.envelope.errors) });
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
+      sendError(conn, maybeId, e.toJSON());
+      return;
+    }
+    const req = msg as RequestEnvelope;
+    const handler = opts.handlers[req.type];
+    const validate = Object.prototype.hasOwnProperty.call(opts.handlers, req.type) ? validators.payload.get(req.type) : undefined;
+    if (!handler || !validate) {
+      const e = IpcUnknownTypeError({ type: req.type, known: Object.keys(opts.handlers) });
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: { type: req.type } });
+      sendError(conn, req.id, e.toJSON());
+      return;
+    }
+    if (!validate(req.payload)) {
+      const e = IpcInvalidPayloadError({ type: req.type, errors: describe(validate.errors) });
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
+      sendError(conn, req.id, e.toJSON());
+      return;
+    }
+    if (conn.inflight.has(req.id)) {
+      sendError(conn, req.id, IpcDuplicateIdError({ id: req.id }).toJSON());
+      return;
+    }
+    void runHandler(conn, req, handler);
+  }
+
+  async function runHandler(conn: Connection, req: RequestEnvelope, handler: IpcHandler): Promise<void> {
+    const ac = new AbortController();
+    conn.inflight.set(req.id, ac);
+    const ctx: IpcHandlerContext = {
+      signal: ac.signal,
+      progress: (p) => {
+        if (!ac.signal.aborted) sendSafely(conn, { v: IPC_PROTOCOL_VERSION, id: req.id, progress: p }, req);
+      },
+    };
+    try {
+      const result = await handler.handle(req.payload as never, ctx);
+      sendSafely(conn, { v: IPC_PROTOCOL_VERSION, id: req.id, ok: true, result: result === undefined ? null : result }, req);
+    } catch (err) {
+      if (closed && ac.signal.aborted) {
+        sendError(conn, req.id, IpcShuttingDownError({ type: req.type }).toJSON());
+      } else if (isCbtError(err)) {
+        sendError(conn, req.id, err.toJSON());
+      } else {
+        const e = IpcHandlerFailedError({ type: req.type, reason: err instanceof Error ? err.message : String(err) }, err);
+        logger?.error('ipc handler failed', { peer: conn.peer, type: req.type, error: err instanceof Error ? err.stack : String(err) });
+        sendError(conn, req.id, e.toJSON());
+      }
+    } finally {
+      conn.inflight.delete(req.id);
+    }
+  }
+
+  /** Serialises before sending so that an unserialisable result becomes an error reply, not a crash. */
+  function sendSafely(conn: Connection, frame: ServerFrame, req: RequestEnvelope): void {
+    try {
+      JSON.stringify(frame);
+    } catch (err) {
+      const e = IpcHandlerFailedError({ type: req.type, reason: `reply not serialisable: ${(err as Error).message}` });
+      logger?.error('ipc reply not serialisable', { peer: conn.peer, type: req.type });
+      sendError(conn, req.id, e.toJSON());
+      return;
+    }
+    send(conn, frame);
+  }
+
+  return {
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      const server = (ipc.server as unknown as NodeIpcServer).server;
+      const done = new Promise<void>((resolve) => {
+        if (!server || !server.listening) resolve();
+        else server.close(() => resolve());
+      });
+      for (const conn of connections) for (const ac of conn.inflight.values()) ac.abort();
+      // Let cancelled handlers answer before the sockets go.
+      await new Promise((r) => setImmediate(r));
+      for (const conn of connections) conn.socket.destroy();
+      await done;
+      fs.rmSync(socketPath, { force: true });
+      logger?.info('ipc server closed', { socketPath });
+    },
+  };
+}
+
+function compileValidators(handlers: Record<string, IpcHandler>): {
+  envelope: ValidateFunction;
+  payload: Map<string, ValidateFunction>;
+} {
+  const ajv = new Ajv({ allErrors: false, strict: true });
+  const payload = new Map<string, ValidateFunction>();
+  for (const [type, h] of Object.entries(handlers)) {
+    const schema = h.schema as { type?: unknown; additionalProperties?: unknown };
+    if (schema.type === 'object' && schema.additionalProperties !== false) {
+      throw IpcSchemaError({ type, reason: 'object schemas must set additionalProperties: false' });
+    }
+    try {
+      payload.set(type, ajv.compile(h.schema));
+    } catch (err) {
+      throw IpcSchemaError({ type, reason: (err as Error).message }, err);
+    }
+  }
+  return { envelope: ajv.compile(ENVELOPE_SCHEMA), payload };
+}
+
+function describe(errors: ErrorObject[] | null | undefined): string[] {
+  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
+}
+
+/**
+ * Creates the 0700 directory, refuses an insecure existing one, and clears a stale socket file left
+ * by a crashed daemon (but never a live one, nor anything that is not a socket).
+ */
+async function prepareSocketPath(socketPath: string): Promise<void> {
+  if (!path.isAbsolute(socketPath)) throw IpcSocketPathError({ socketPath, reason: 'path must be absolute' });
+  const dir = path.dirname(socketPath);
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const st = fs.statSync(dir);
+  const uid = process.getuid ? process.getuid() : 0;
+  if (st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw IpcSocketDirInsecureError({ dir, mode: `0${(st.mode & 0o777).toString(8)}`, uid: st.uid, expectedUid: uid });
+  }
+  let existing: fs.Stats | undefined;
+  try {
+    existing = fs.lstatSync(socketPath);
+  } catch {
+    return;
+  }
+  if (!existing.isSocket()) throw IpcSocketPathError({ socketPath, reason: 'a file that is not a socket is in the way' });
+  const live = await new Promise<boolean>((resolve) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+  if (live) throw IpcSocketInUseError({ socketPath });
+  fs.rmSync(socketPath, { force: true });
+}
