@@ -1,0 +1,173 @@
+/**
+ * The one schema of `/etc/pve-cbt/config.json` (JSON Schema draft-07, checked by ajv 8 with
+ * `useDefaults`), and the `CbtConfig` type it yields. Every object rejects unknown keys, every key
+ * has a default except a job's `id`, `vms` and `schedule`, so an absent file is a valid config.
+ * `examples` and `description` feed the hints of CBT_CONFIG_INVALID; checks a schema cannot express
+ * (calendar syntax, the repository's parent directory, unique job ids) live in `load-config.ts`.
+ * When adding a key: add it to the schema, to `CbtConfig`, and (if hooks read it) to shared defaults.
+ */
+import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
+
+export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const COMPRESSIONS = ['auto', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
+
+/** Which VMs a job backs up: explicit ids, every VM on the node, or a PVE pool / tag. */
+export type VmSelector = readonly number[] | 'all' | { readonly pool: string } | { readonly tag: string };
+
+/** Retention in the style of PBS/vzdump `prune-backups`; all absent means keep everything. */
+export interface Retention {
+  readonly keepLast?: number;
+  readonly keepHourly?: number;
+  readonly keepDaily?: number;
+  readonly keepWeekly?: number;
+  readonly keepMonthly?: number;
+  readonly keepYearly?: number;
+}
+
+export interface JobConfig {
+  readonly id: string;
+  readonly vms: VmSelector;
+  /** A Proxmox calendar event, see daemon/schedule/calendar-event.ts. */
+  readonly schedule: string;
+  readonly retention: Retention;
+  readonly enabled: boolean;
+}
+
+export interface CbtConfig {
+  readonly qemuServerConfigDir: string;
+  readonly qemuServerRunDir: string;
+  readonly pvesmPath: string;
+  readonly qmPath: string;
+  readonly repository: string;
+  readonly stateDir: string;
+  readonly socketPath: string;
+  readonly logDir: string;
+  readonly logLevel: LogLevel;
+  /** winston-daily-rotate-file `maxSize`, e.g. '20m'. */
+  readonly logMaxSize: string;
+  /** winston-daily-rotate-file `maxFiles`: a count ('10') or an age ('14d'). */
+  readonly logMaxFiles: string;
+  /** Bytes; a power of two and a multiple of 65536. */
+  readonly chunkSize: number;
+  readonly compression: Compression;
+  /** How many backups run at once across all VMs. */
+  readonly concurrency: number;
+  readonly hookTimeoutMs: number;
+  /** When true a hook that cannot reach the daemon fails the VM operation instead of spooling. */
+  readonly strictHooks: boolean;
+  readonly jobs: readonly JobConfig[];
+}
+
+/** 64 KiB … 16 MiB: powers of two, hence multiples of 65536. */
+export const CHUNK_SIZES = Array.from({ length: 9 }, (_, i) => 65536 * 2 ** i);
+
+const absolutePath = (def: string, description: string) => ({
+  type: 'string',
+  pattern: '^/',
+  default: def,
+  description,
+  examples: [def],
+});
+
+const keep = (what: string) => ({ type: 'integer', minimum: 1, description: `how many ${what} backups to keep`, examples: [7] });
+
+const jobSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'vms', 'schedule'],
+  properties: {
+    id: {
+      type: 'string',
+      pattern: '^[a-z0-9][a-z0-9_-]{0,63}$',
+      description: 'a job id: lower-case letters, digits, - and _',
+      examples: ['nightly'],
+    },
+    vms: {
+      description: "a list of VM ids, 'all', { \"pool\": NAME } or { \"tag\": NAME }",
+      examples: [[100, 101], 'all', { pool: 'production' }, { tag: 'backup' }],
+      anyOf: [
+        { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'integer', minimum: 100, maximum: 999999999 } },
+        { const: 'all' },
+        { type: 'object', additionalProperties: false, required: ['pool'], properties: { pool: { type: 'string', minLength: 1 } } },
+        { type: 'object', additionalProperties: false, required: ['tag'], properties: { tag: { type: 'string', minLength: 1 } } },
+      ],
+    },
+    schedule: { type: 'string', description: 'a Proxmox calendar event', examples: ['daily 02:00', 'mon..fri 22:30', '*/4:00'] },
+    retention: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'prune options; none set keeps every backup',
+      examples: [{ keepDaily: 7, keepWeekly: 4 }],
+      properties: {
+        keepLast: keep('latest'),
+        keepHourly: keep('hourly'),
+        keepDaily: keep('daily'),
+        keepWeekly: keep('weekly'),
+        keepMonthly: keep('monthly'),
+        keepYearly: keep('yearly'),
+      },
+    },
+    enabled: { type: 'boolean', default: true, examples: [true] },
+  },
+} as const;
+
+export const CONFIG_SCHEMA = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    qemuServerConfigDir: absolutePath(DEFAULTS.qemuServerConfigDir, 'where qemu-server keeps VM configs'),
+    qemuServerRunDir: absolutePath(DEFAULTS.qemuServerRunDir, 'where qemu-server keeps QMP sockets and pid files'),
+    pvesmPath: absolutePath(DEFAULTS.pvesmPath, 'the pvesm binary'),
+    qmPath: absolutePath(DEFAULTS.qmPath, 'the qm binary'),
+    repository: absolutePath(DEFAULTS.repository, 'the backup repository directory (its parent must exist)'),
+    stateDir: absolutePath(DEFAULTS.stateDir, 'daemon state: catalog, ledger, spool'),
+    socketPath: absolutePath(DEFAULTS.socketPath, 'the daemon IPC socket'),
+    logDir: absolutePath(DEFAULTS.logDir, 'JSON-lines log files'),
+    logLevel: { type: 'string', enum: LOG_LEVELS, default: DEFAULTS.logLevel, examples: ['info'] },
+    logMaxSize: {
+      type: 'string',
+      pattern: '^[0-9]+[kmg]?$',
+      default: DEFAULTS.logMaxSize,
+      description: 'rotate a log file at this size',
+      examples: ['20m'],
+    },
+    logMaxFiles: {
+      type: 'string',
+      pattern: '^[0-9]+d?$',
+      default: DEFAULTS.logMaxFiles,
+      description: "how many log files ('10') or days ('14d') to keep",
+      examples: ['14d'],
+    },
+    chunkSize: {
+      type: 'integer',
+      enum: CHUNK_SIZES,
+      default: DEFAULT_CHUNK_SIZE,
+      description: 'repository chunk size in bytes: a power of two, a multiple of 65536',
+      examples: [DEFAULT_CHUNK_SIZE],
+    },
+    compression: { type: 'string', enum: COMPRESSIONS, default: DEFAULTS.compression, examples: ['auto'] },
+    concurrency: {
+      type: 'integer',
+      minimum: 1,
+      maximum: 64,
+      default: DEFAULTS.concurrency,
+      description: 'backups running at once',
+      examples: [1],
+    },
+    hookTimeoutMs: {
+      type: 'integer',
+      minimum: 100,
+      maximum: 600000,
+      default: DEFAULTS.hookTimeoutMs,
+      description: 'how long a hook waits for the daemon, in ms',
+      examples: [DEFAULTS.hookTimeoutMs],
+    },
+    strictHooks: { type: 'boolean', default: DEFAULTS.strictHooks, examples: [false] },
+    jobs: { type: 'array', items: jobSchema, default: [], examples: [[{ id: 'nightly', vms: 'all', schedule: 'daily 02:00' }]] },
+  },
+} as const;

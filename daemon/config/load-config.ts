@@ -1,0 +1,141 @@
+/**
+ * Loads the pve-cbt config once at start: finds the file (explicit `--config` path, then
+ * `$PVE_CBT_CONFIG`, then `/etc/pve-cbt/config.json`), parses it, validates it against
+ * CONFIG_SCHEMA with defaults filled in, runs the checks a schema cannot express, and returns a
+ * deep-frozen `CbtConfig`. Only an absent *default* file is allowed (it means "all defaults"); a
+ * named file that is missing is an error, because a typo there would silently run on defaults.
+ * A repository outside stateDir must have an existing parent directory (see semanticProblems).
+ * Every refusal is CBT_CONFIG_INVALID with `{ file, keyPath, problem, hint, problems }`.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import Ajv from 'ajv';
+import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from '../../shared/config/defaults';
+import { isCbtError } from '../../shared/errors/cbt-error';
+import { nextRun, parseCalendarEvent } from '../schedule/calendar-event';
+import { ConfigInvalidError, type ConfigProblem } from './config-errors';
+import { problemsFromAjv } from './config-problems';
+import { CONFIG_SCHEMA, type CbtConfig } from './config-schema';
+
+export interface LoadConfigOptions {
+  /** `--config`; wins over the environment. */
+  path?: string;
+  /** Defaults to process.env; only PVE_CBT_CONFIG is read. */
+  env?: NodeJS.ProcessEnv;
+  /** "Now" for the check that every schedule fires again; tests pin it. */
+  now?: Date;
+}
+
+export interface ConfigLocation {
+  file: string;
+  /** Where the path came from: a missing file is only tolerated for 'default'. */
+  source: 'option' | 'env' | 'default';
+}
+
+export function resolveConfigPath(opts: Pick<LoadConfigOptions, 'path' | 'env'> = {}): ConfigLocation {
+  if (opts.path) return { file: path.resolve(opts.path), source: 'option' };
+  const fromEnv = (opts.env ?? process.env)[CONFIG_ENV];
+  if (fromEnv) return { file: path.resolve(fromEnv), source: 'env' };
+  return { file: DEFAULT_CONFIG_PATH, source: 'default' };
+}
+
+function refuse(file: string, problems: ConfigProblem[]): never {
+  throw ConfigInvalidError({ file, ...problems[0], problems });
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+function jsonSyntaxProblem(text: string, err: Error): ConfigProblem {
+  const pos = /position (\d+)/.exec(err.message);
+  let where = '';
+  if (pos) {
+    const before = text.slice(0, Number(pos[1]));
+    const line = before.split('\n').length;
+    where = ` at line ${line}, column ${Number(pos[1]) - before.lastIndexOf('\n')}`;
+  }
+  return { keyPath: '', problem: `not valid JSON${where}: ${err.message}`, hint: 'JSON allows no comments and no trailing commas' };
+}
+
+/** Checks beyond the schema; `config` already has its defaults. */
+function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  // The daemon creates stateDir and what is below it; a repository elsewhere whose parent is missing
+  // is most often a backup disk that is not mounted, and must not be silently created on the root fs.
+  const parent = path.dirname(config.repository);
+  const insideStateDir = (parent + '/').startsWith(path.resolve(config.stateDir) + '/');
+  if (!insideStateDir && !fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory()) {
+    problems.push({
+      keyPath: '/repository',
+      problem: `the parent directory ${parent} of the repository does not exist`,
+      hint: `create ${parent} (e.g. mount the backup disk there) or point repository elsewhere`,
+    });
+  } else {
+    const st = fs.statSync(config.repository, { throwIfNoEntry: false });
+    if (st && !st.isDirectory()) {
+      problems.push({ keyPath: '/repository', problem: `${config.repository} exists and is not a directory`, hint: 'use a directory path' });
+    }
+  }
+  const ids = new Map<string, number>();
+  config.jobs.forEach((job, i) => {
+    const first = ids.get(job.id);
+    if (first !== undefined) {
+      problems.push({ keyPath: `/jobs/${i}/id`, problem: `duplicate job id '${job.id}' (also /jobs/${first}/id)`, hint: 'job ids must be unique' });
+    } else {
+      ids.set(job.id, i);
+    }
+    try {
+      if (nextRun(parseCalendarEvent(job.schedule), now) === null) {
+        problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${job.schedule}' never fires again`, hint: "example: 'daily 02:00'" });
+      }
+    } catch (err) {
+      if (!isCbtError(err)) throw err;
+      const d = err.details as { position: number; problem: string; hint: string };
+      problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${job.schedule}': ${d.problem} (at character ${d.position + 1})`, hint: d.hint });
+    }
+  });
+  return problems;
+}
+
+/** Validates an already-parsed config object (not mutated); `file` is only used in messages. */
+export function validateConfig(raw: unknown, file: string, now: Date = new Date()): CbtConfig {
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
+  const validate = ajv.compile(CONFIG_SCHEMA);
+  const data: unknown = structuredClone(raw);
+  if (!validate(data)) refuse(file, problemsFromAjv(validate.errors ?? []));
+  const config = data as CbtConfig;
+  const problems = semanticProblems(config, now);
+  if (problems.length > 0) refuse(file, problems);
+  return deepFreeze(config);
+}
+
+export function loadConfig(opts: LoadConfigOptions = {}): CbtConfig {
+  const { file, source } = resolveConfigPath(opts);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' && source === 'default') return validateConfig({}, file, opts.now);
+    const how = source === 'option' ? 'given with --config' : `named by ${CONFIG_ENV}`;
+    refuse(file, [
+      {
+        keyPath: '',
+        problem: code === 'ENOENT' ? `the file ${how} does not exist` : `cannot read the file: ${(err as Error).message}`,
+        hint: code === 'ENOENT' ? `check the path, or omit it to use ${DEFAULT_CONFIG_PATH}` : 'check its permissions',
+      },
+    ]);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (err) {
+    refuse(file, [jsonSyntaxProblem(text, err as Error)]);
+  }
+  return validateConfig(raw, file, opts.now);
+}
