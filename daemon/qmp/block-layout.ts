@@ -8,8 +8,8 @@
  *   `file` child is the format node; the bitmaps are on that format node, found in the named nodes.
  *
  * Filters are walked down through `image.backing-image` (QEMU reports a filter's child there) and the
- * child is matched among the named nodes by (driver, filename). Removable drives (cd-rom, floppy) and
- * drives without a medium are not disks and are skipped.
+ * child is matched among the named nodes by (driver, filename). Removable-media devices (cd-rom,
+ * floppy) and drives without a medium are not disks and are skipped.
  */
 import { defineError } from '../../shared/errors/cbt-error';
 
@@ -109,8 +109,9 @@ export function disksFromBlockInfo(blocks: RawBlockInfo[], namedNodes: RawBlockN
   return disks;
 }
 
+/** A cd-rom or floppy is a removable-media device; a drive without any device also reports removable. */
 function isDisk(block: RawBlockInfo): boolean {
-  return block.inserted !== undefined && block.removable !== true;
+  return block.inserted !== undefined && !(block.removable === true && block.qdev !== undefined && block.qdev !== '');
 }
 
 function isTerminal(drv: string): boolean {

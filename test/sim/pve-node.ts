@@ -1,0 +1,259 @@
+/**
+ * A Proxmox VE node simulator for tests and the `pve-cbt demo`: in a temporary root it lays out
+ *
+ *   ROOT/etc/pve/qemu-server/VMID.conf    VM configs in qemu-server syntax (see pve-conf.ts)
+ *   ROOT/etc/vzdump.conf                  `script: PATH` selects the vzdump hook
+ *   ROOT/var/run/qemu-server/VMID.{qmp,pid,qga}
+ *   ROOT/var/lib/vz/images/VMID/vm-VMID-disk-N.FMT, ROOT/var/lib/vz/snippets/, ROOT/var/lib/vz/dump/
+ *   ROOT/usr/sbin/pvesm                   shim answering `pvesm path VOLID` for storage `local`
+ *   ROOT/reference/VMID/KEY.raw           raw twin of every disk holding the bytes it must contain
+ *
+ * and runs real qemu-system-x86_64 (TCG, no guest OS) per VM with the hook phases of the facts table
+ * (sim-vm.ts). Plain TypeScript without jest globals; jest glue lives in jest-cleanup.ts.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { QmpClient } from '../../daemon/qmp/qmp-client';
+import { SimSpecError, SimStateError } from './sim-errors';
+import { ProcessReaper } from './process-reaper';
+import { renderConf } from './pve-conf';
+import { SimVmImpl } from './sim-vm';
+import type { HookRun } from './hook-runner';
+
+export type { HookRun } from './hook-runner';
+
+const execFileP = promisify(execFile);
+
+export interface SimDiskSpec {
+  /** 'scsi0', 'virtio1', 'sata0', 'ide0', 'efidisk0' ... */
+  key: string;
+  format: 'qcow2' | 'raw' | 'vmdk';
+  sizeMiB: number;
+  /** false writes `,backup=0` into the config. */
+  backup?: boolean;
+}
+
+export interface SimVmSpec {
+  vmid: number;
+  name?: string;
+  disks: SimDiskSpec[];
+  agent?: boolean;
+  /** 'local:snippets/NAME' volid, written to the config. */
+  hookscript?: string;
+}
+
+export interface SimDisk {
+  key: string;
+  format: string;
+  volid: string;
+  path: string;
+  sizeBytes: number;
+  /** Raw twin holding the bytes the disk must contain. */
+  reference: string;
+}
+
+export interface SimVm {
+  vmid: number;
+  confPath: string;
+  qmpPath: string;
+  pidPath: string;
+  qgaPath: string;
+  disks: SimDisk[];
+  setHookscript(volid: string | undefined): void;
+  start(opts?: { paused?: boolean; migratedFrom?: string }): Promise<void>;
+  stop(): Promise<void>;
+  shutdown(): Promise<void>;
+  reboot(): Promise<void>;
+  reset(): Promise<void>;
+  guestReboot(): Promise<void>;
+  crash(): Promise<void>;
+  vzdump(mode: 'stop' | 'suspend' | 'snapshot', during?: () => Promise<void>): Promise<void>;
+  pid(): number | undefined;
+  running(): boolean;
+  write(disk: string, w: { pattern: number; offset: number; length: number }): Promise<void>;
+  writeData(disk: string, offset: number, data: Buffer): Promise<void>;
+  snapshotReference(disk: string): Promise<string>;
+  qmp<T>(fn: (q: QmpClient) => Promise<T>): Promise<T>;
+}
+
+export interface PveNode {
+  root: string;
+  configDir: string;
+  runDir: string;
+  storageDir: string;
+  snippetsDir: string;
+  dumpDir: string;
+  pvesmPath: string;
+  vzdumpConfPath: string;
+  /** Node name (`PVE::INotify::nodename`). */
+  nodeName: string;
+  addVm(spec: SimVmSpec): Promise<SimVm>;
+  vm(vmid: number): SimVm;
+  /** Writes or removes the `script:` line of vzdump.conf. */
+  setVzdumpScript(scriptPath: string | undefined): void;
+  /** Every hookscript and vzdump hook invocation, in order. */
+  hookLog: HookRun[];
+  cleanup(): Promise<void>;
+}
+
+/** Node-wide state shared with the VMs. */
+export interface NodeContext {
+  root: string;
+  runDir: string;
+  snippetsDir: string;
+  dumpDir: string;
+  vzdumpConfPath: string;
+  nodeName: string;
+  env: Record<string, string>;
+  hookLog: HookRun[];
+  reaper: ProcessReaper;
+  directIo: boolean;
+}
+
+const DISK_KEY = /^(ide[0-3]|sata[0-5]|scsi([12]?[0-9]|30)|virtio(1[0-5]|[0-9])|efidisk0|tpmstate0)$/;
+
+export async function createPveNode(opts: { baseDir?: string; env?: Record<string, string> } = {}): Promise<PveNode> {
+  const root = fs.mkdtempSync(path.join(opts.baseDir ?? os.tmpdir(), 'cbt-pve-'));
+  const configDir = path.join(root, 'etc/pve/qemu-server');
+  const runDir = path.join(root, 'var/run/qemu-server');
+  const storageDir = path.join(root, 'var/lib/vz');
+  const snippetsDir = path.join(storageDir, 'snippets');
+  const dumpDir = path.join(storageDir, 'dump');
+  const sbinDir = path.join(root, 'usr/sbin');
+  for (const d of [configDir, runDir, path.join(storageDir, 'images'), snippetsDir, dumpDir, sbinDir]) {
+    fs.mkdirSync(d, { recursive: true });
+  }
+  const pvesmPath = path.join(sbinDir, 'pvesm');
+  fs.writeFileSync(pvesmPath, pvesmShim(storageDir), { mode: 0o755 });
+  const vzdumpConfPath = path.join(root, 'etc/vzdump.conf');
+  fs.writeFileSync(vzdumpConfPath, '# vzdump default settings\n\n#tmpdir: DIR\n#dumpdir: DIR\n#storage: STORAGE_ID\n#mode: snapshot|suspend|stop\n');
+
+  const ctx: NodeContext = {
+    root,
+    runDir,
+    snippetsDir,
+    dumpDir,
+    vzdumpConfPath,
+    nodeName: 'pve-sim',
+    env: { ...(process.env as Record<string, string>), ...(opts.env ?? {}) },
+    hookLog: [],
+    reaper: new ProcessReaper(),
+    directIo: supportsDirectIo(storageDir),
+  };
+  const vms = new Map<number, SimVmImpl>();
+
+  return {
+    root,
+    configDir,
+    runDir,
+    storageDir,
+    snippetsDir,
+    dumpDir,
+    pvesmPath,
+    vzdumpConfPath,
+    nodeName: ctx.nodeName,
+    hookLog: ctx.hookLog,
+
+    async addVm(spec: SimVmSpec): Promise<SimVm> {
+      validateSpec(spec, vms);
+      const imagesDir = path.join(storageDir, 'images', String(spec.vmid));
+      const refDir = path.join(root, 'reference', String(spec.vmid));
+      fs.mkdirSync(imagesDir, { recursive: true });
+      fs.mkdirSync(refDir, { recursive: true });
+      const disks: SimDisk[] = [];
+      for (const [i, d] of spec.disks.entries()) {
+        const file = `vm-${spec.vmid}-disk-${i}.${d.format}`;
+        const diskPath = path.join(imagesDir, file);
+        const sizeBytes = d.sizeMiB * 1024 * 1024;
+        await execFileP('qemu-img', ['create', '-q', '-f', d.format, diskPath, String(sizeBytes)]);
+        const reference = path.join(refDir, `${d.key}.raw`);
+        fs.writeFileSync(reference, '');
+        fs.truncateSync(reference, sizeBytes);
+        disks.push({ key: d.key, format: d.format, volid: `local:${spec.vmid}/${file}`, path: diskPath, sizeBytes, reference });
+      }
+      const confPath = path.join(configDir, `${spec.vmid}.conf`);
+      const name = spec.name ?? `vm${spec.vmid}`;
+      fs.writeFileSync(
+        confPath,
+        renderConf({
+          vmid: spec.vmid,
+          name,
+          agent: spec.agent === true,
+          hookscript: spec.hookscript,
+          disks: spec.disks.map((d, i) => ({ key: d.key, volid: disks[i].volid, sizeBytes: disks[i].sizeBytes, backup: d.backup !== false })),
+        }),
+      );
+      const vm = new SimVmImpl(ctx, { vmid: spec.vmid, name, agent: spec.agent === true, confPath, disks });
+      vms.set(spec.vmid, vm);
+      return vm;
+    },
+
+    vm(vmid: number): SimVm {
+      const vm = vms.get(vmid);
+      if (!vm) throw SimStateError({ vmid, op: 'look up', reason: 'no such VM on this node' });
+      return vm;
+    },
+
+    setVzdumpScript(scriptPath: string | undefined): void {
+      const lines = fs.readFileSync(vzdumpConfPath, 'utf8').split('\n').filter((l) => !/^script:/.test(l));
+      while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+      if (scriptPath !== undefined) lines.push(`script: ${scriptPath}`);
+      fs.writeFileSync(vzdumpConfPath, `${lines.join('\n')}\n`);
+    },
+
+    async cleanup(): Promise<void> {
+      await Promise.all([...vms.values()].map((vm) => vm.kill()));
+      ctx.reaper.dispose();
+      fs.rmSync(root, { recursive: true, force: true });
+    },
+  };
+}
+
+function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
+  if (!Number.isInteger(spec.vmid) || spec.vmid < 100) throw SimSpecError({ reason: `vmid ${spec.vmid} must be an integer >= 100` });
+  if (vms.has(spec.vmid)) throw SimSpecError({ reason: `VM ${spec.vmid} already exists` });
+  const seen = new Set<string>();
+  for (const d of spec.disks) {
+    if (!DISK_KEY.test(d.key)) throw SimSpecError({ reason: `disk key ${d.key} is not a Proxmox disk key` });
+    if (seen.has(d.key)) throw SimSpecError({ reason: `disk key ${d.key} used twice` });
+    if (!(d.sizeMiB > 0) || !Number.isInteger(d.sizeMiB)) throw SimSpecError({ reason: `disk ${d.key}: sizeMiB must be a positive integer` });
+    seen.add(d.key);
+  }
+  if (spec.hookscript !== undefined && !spec.hookscript.startsWith('local:snippets/')) {
+    throw SimSpecError({ reason: `hookscript ${spec.hookscript} must be a local:snippets/ volid` });
+  }
+}
+
+/** `pvesm path VOLID` for storage `local` (dir storage at ROOT/var/lib/vz); like pvesm, no existence check. */
+function pvesmShim(storageDir: string): string {
+  return `#!/bin/bash
+# pvesm shim of the pve-cbt node simulator: only 'pvesm path VOLID' on storage 'local'.
+if [ "$1" != path ] || [ $# -ne 2 ]; then echo "pvesm shim: only 'pvesm path VOLID' is supported" >&2; exit 255; fi
+volid="$2"
+case "$volid" in
+  local:snippets/*) echo "${storageDir}/snippets/\${volid#local:snippets/}" ;;
+  local:iso/*) echo "${storageDir}/template/iso/\${volid#local:iso/}" ;;
+  local:backup/*) echo "${storageDir}/dump/\${volid#local:backup/}" ;;
+  local:[0-9]*/*) echo "${storageDir}/images/\${volid#local:}" ;;
+  *:*) echo "storage '\${volid%%:*}' does not exist" >&2; exit 255 ;;
+  *) echo "unable to parse volume ID '$volid'" >&2; exit 255 ;;
+esac
+`;
+}
+
+/** cache=none needs O_DIRECT, which tmpfs refuses. */
+function supportsDirectIo(dir: string): boolean {
+  const probe = path.join(dir, '.odirect-probe');
+  try {
+    const fd = fs.openSync(probe, fs.constants.O_CREAT | fs.constants.O_RDWR | fs.constants.O_DIRECT, 0o600);
+    fs.closeSync(fd);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    fs.rmSync(probe, { force: true });
+  }
+}

@@ -1,0 +1,429 @@
+/**
+ * One simulated VM: a real daemonized qemu-system-x86_64 per start, driven through QMP, with the
+ * Proxmox hook phases of every lifecycle operation (see the table in shared/docs/pve-qemu-facts.md):
+ *
+ *   start               pre-start (non-zero aborts, QEMU not started), QEMU, post-start (CPUs running)
+ *   stop / shutdown     pre-stop, QEMU quits, post-stop (as qmeventd's `qm cleanup` after the exit)
+ *   reboot              pre-stop, post-stop, pre-start, post-start: a NEW QEMU process
+ *   reset / guestReboot system_reset in the same process, no hooks
+ *   crash               kill -9, then post-stop only
+ *   vzdump              vzdump hook phases with vzdump's emptied environment (order in `vzdump`)
+ *
+ * Only pre-start failures are fatal; other hook failures are recorded in hookLog and ignored.
+ * Every write goes to the disk AND its raw reference twin, so tests compare restores against
+ * bytes the tool never produced itself.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { hmp } from '../../daemon/qmp/hmp';
+import type { QmpClient } from '../../daemon/qmp/qmp-client';
+import { QmpDisconnectedError } from '../../daemon/qmp/qmp-errors';
+import { withQmp } from '../../daemon/qmp/qmp-session';
+import { runHook, type HookRun } from './hook-runner';
+import type { NodeContext, SimDisk, SimVm } from './pve-node';
+import { readConfHookscript, setConfHookscript } from './pve-conf';
+import { isAlive, waitForExit } from './process-reaper';
+import { qemuArgs } from './qemu-command';
+import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError, SimVzdumpError } from './sim-errors';
+
+const execFileP = promisify(execFile);
+
+const QUIT_TIMEOUT_MS = 10_000;
+const REF_CHUNK = 1024 * 1024;
+
+export interface SimVmInit {
+  vmid: number;
+  name: string;
+  agent: boolean;
+  confPath: string;
+  disks: SimDisk[];
+}
+
+type VzdumpMode = 'stop' | 'suspend' | 'snapshot';
+
+export class SimVmImpl implements SimVm {
+  readonly vmid: number;
+  readonly confPath: string;
+  readonly qmpPath: string;
+  readonly pidPath: string;
+  readonly qgaPath: string;
+  readonly disks: SimDisk[];
+  private readonly name: string;
+  private readonly agent: boolean;
+  private readonly ctx: NodeContext;
+  private currentPid: number | undefined;
+  private snapshotCounter = 0;
+
+  constructor(ctx: NodeContext, init: SimVmInit) {
+    this.ctx = ctx;
+    this.vmid = init.vmid;
+    this.name = init.name;
+    this.agent = init.agent;
+    this.confPath = init.confPath;
+    this.disks = init.disks;
+    this.qmpPath = path.join(ctx.runDir, `${init.vmid}.qmp`);
+    this.pidPath = path.join(ctx.runDir, `${init.vmid}.pid`);
+    this.qgaPath = path.join(ctx.runDir, `${init.vmid}.qga`);
+  }
+
+  setHookscript(volid: string | undefined): void {
+    setConfHookscript(this.confPath, volid);
+  }
+
+  pid(): number | undefined {
+    return this.running() ? this.currentPid : undefined;
+  }
+
+  running(): boolean {
+    return this.currentPid !== undefined && isAlive(this.currentPid);
+  }
+
+  async start(opts: { paused?: boolean; migratedFrom?: string } = {}): Promise<void> {
+    this.requireStopped('start');
+    await this.startWithHooks(opts);
+  }
+
+  async stop(): Promise<void> {
+    this.requireRunning('stop');
+    await this.stopWithHooks();
+  }
+
+  /** There is no guest OS to honour ACPI, so a shutdown ends like a stop (same phases). */
+  async shutdown(): Promise<void> {
+    this.requireRunning('shutdown');
+    await this.stopWithHooks();
+  }
+
+  async reboot(): Promise<void> {
+    this.requireRunning('reboot');
+    await this.stopWithHooks();
+    await this.startWithHooks({});
+  }
+
+  async reset(): Promise<void> {
+    this.requireRunning('reset');
+    await this.qmp((q) => q.execute('system_reset'));
+  }
+
+  /** A reboot inside the guest is a machine reset in the same QEMU process: no hooks. */
+  async guestReboot(): Promise<void> {
+    this.requireRunning('reboot the guest');
+    await this.qmp((q) => q.execute('system_reset'));
+  }
+
+  async crash(): Promise<void> {
+    this.requireRunning('crash');
+    const pid = this.currentPid!;
+    process.kill(pid, 'SIGKILL');
+    await waitForExit(pid, QUIT_TIMEOUT_MS);
+    this.forget(pid);
+    await this.guestHook('post-stop', this.ctx.env);
+  }
+
+  qmp<T>(fn: (q: QmpClient) => Promise<T>): Promise<T> {
+    return withQmp(this.qmpPath, fn);
+  }
+
+  async write(diskKey: string, w: { pattern: number; offset: number; length: number }): Promise<void> {
+    const disk = this.disk(diskKey);
+    checkRange(this.vmid, disk, w.offset, w.length);
+    if (!Number.isInteger(w.pattern) || w.pattern < 0 || w.pattern > 255) {
+      throw SimIoError({ vmid: this.vmid, disk: diskKey, op: 'write', output: `pattern ${w.pattern} is not a byte` });
+    }
+    const cmd = `write -P 0x${w.pattern.toString(16)} ${w.offset} ${w.length}`;
+    if (this.running()) {
+      // Through the guest device (`-d`), which also works while a backup job holds the node;
+      // efidisk0/tpmstate0 have no device and take the drive name. qemu-io prints its own result
+      // on QEMU's stdout (/dev/null once daemonized): only monitor-level errors come back, hence
+      // the range check above.
+      const target = hasDevice(disk.key) ? `-d ${qdevPath(disk.key)}` : `drive-${disk.key}`;
+      const output = await this.qmp((q) => hmp(q, `qemu-io ${target} "${cmd}"`));
+      if (output.trim() !== '') throw SimIoError({ vmid: this.vmid, disk: diskKey, op: cmd, output });
+    } else {
+      const output = await qemuIo(disk, cmd);
+      if (!/wrote \d+\/\d+ bytes at offset/.test(output)) throw SimIoError({ vmid: this.vmid, disk: diskKey, op: cmd, output });
+    }
+    writeReference(disk.reference, w.offset, w.length, (buf, len) => buf.fill(w.pattern, 0, len));
+  }
+
+  async writeData(diskKey: string, offset: number, data: Buffer): Promise<void> {
+    const disk = this.disk(diskKey);
+    checkRange(this.vmid, disk, offset, data.length);
+    if (this.running()) throw SimStateError({ vmid: this.vmid, op: 'writeData', reason: 'arbitrary data is only written to a stopped VM' });
+    const tmpDir = fs.mkdtempSync(path.join(this.ctx.root, 'data-'));
+    try {
+      const src = path.join(tmpDir, 'data');
+      fs.writeFileSync(src, data);
+      const cmd = `write -s ${src} ${offset} ${data.length}`;
+      const output = await qemuIo(disk, cmd);
+      if (!/wrote \d+\/\d+ bytes at offset/.test(output)) throw SimIoError({ vmid: this.vmid, disk: diskKey, op: cmd, output });
+    } finally {
+      fs.rmSync(tmpDir, { recursive: true, force: true });
+    }
+    let pos = 0;
+    writeReference(disk.reference, offset, data.length, (buf, len) => {
+      data.copy(buf, 0, pos, pos + len);
+      pos += len;
+    });
+  }
+
+  async snapshotReference(diskKey: string): Promise<string> {
+    const disk = this.disk(diskKey);
+    const dest = path.join(path.dirname(disk.reference), `${disk.key}-snap-${++this.snapshotCounter}.raw`);
+    await execFileP('cp', ['--sparse=always', disk.reference, dest]);
+    return dest;
+  }
+
+  /**
+   * vzdump of this VM as pve-manager's VZDump.pm + qemu-server's VZDump/QemuServer.pm run it:
+   *   job-init, job-start,
+   *   backup-start,
+   *   stop:     pre-stop, guest pre-stop/post-stop (QEMU quits), then the backup starts QEMU paused
+   *             (guest pre-start/post-start, NEW pid) and resumes it once the job runs;
+   *             a VM that was not running is backed up the same way and stopped again afterwards
+   *   suspend:  pre-stop, QEMU paused, resumed once the job runs
+   *   snapshot: pre-stop, pre-restart, post-restart
+   *   (the backup: `during`), backup-end (TARGET),
+   *   stop/suspend of a running VM: pre-restart, post-restart,
+   *   backup-abort on failure, log-end (LOGFILE), job-end.
+   * The hook gets an emptied environment (no PATH). A non-zero exit fails the backup.
+   */
+  async vzdump(mode: VzdumpMode, during?: () => Promise<void>): Promise<void> {
+    const script = readVzdumpScript(this.ctx.vzdumpConfPath);
+    const stamp = new Date().toISOString().replace(/[-:]/g, '_').replace('T', '-').slice(0, 19);
+    const base = path.join(this.ctx.dumpDir, `vzdump-qemu-${this.vmid}-${stamp}`);
+    const target = `${base}.vma.zst`;
+    const logfile = `${base}.log`;
+    const wasRunning = this.running();
+    const effMode: VzdumpMode = wasRunning ? mode : 'stop';
+    const vz = async (phase: string, guest = true): Promise<void> => {
+      if (!script) return;
+      const env: Record<string, string> = { STOREID: 'local', DUMPDIR: this.ctx.dumpDir };
+      if (guest) {
+        env.VMTYPE = 'qemu';
+        env.HOSTNAME = this.name;
+        if (phase === 'backup-end') env.TARGET = target;
+        if (phase === 'log-end') env.LOGFILE = logfile;
+      }
+      const argv = guest ? [phase, effMode, String(this.vmid)] : [phase];
+      const run = await runHook('vzdump', script, argv, phase, env);
+      this.ctx.hookLog.push(run);
+      if (run.exitCode !== 0) {
+        throw SimVzdumpError({ vmid: this.vmid, mode: effMode, phase, reason: `hook exited ${run.exitCode}: ${run.stderr.trim()}` });
+      }
+    };
+
+    await vz('job-init', false);
+    try {
+      await vz('job-start', false);
+    } catch (err) {
+      await vz('job-abort', false).catch(() => undefined);
+      throw err;
+    }
+
+    let taskError: unknown;
+    let restart = false;
+    let startedForBackup = false;
+    try {
+      await vz('backup-start');
+      if (effMode === 'stop') {
+        if (wasRunning) {
+          await vz('pre-stop');
+          await this.stopWithHooks();
+          restart = true;
+        }
+        await this.startWithHooks({ paused: true });
+        if (wasRunning) await this.qmp((q) => q.execute('cont'));
+        else startedForBackup = true;
+      } else if (effMode === 'suspend') {
+        await vz('pre-stop');
+        await this.qmp((q) => q.execute('stop'));
+        restart = true;
+        await this.qmp((q) => q.execute('cont'));
+      } else {
+        await vz('pre-stop');
+        await vz('pre-restart');
+        await vz('post-restart');
+      }
+      if (during) await during();
+      await vz('backup-end');
+    } catch (err) {
+      taskError = err;
+    }
+
+    if (startedForBackup && this.running()) await this.stopWithHooks().catch(() => undefined);
+    if (restart) {
+      // Failures here are only warnings in vzdump.
+      await (async () => {
+        await vz('pre-restart');
+        if (!this.running()) await this.startWithHooks({});
+        await vz('post-restart');
+      })().catch(() => undefined);
+    }
+    if (taskError !== undefined) await vz('backup-abort').catch(() => undefined);
+    fs.writeFileSync(logfile, `INFO: ${taskError === undefined ? 'Finished' : 'Failed'} Backup of VM ${this.vmid}\n`);
+    await vz('log-end').catch(() => undefined);
+    await vz('job-end', false).catch(() => undefined);
+    if (taskError !== undefined) throw taskError;
+  }
+
+  /** Hard stop used by node cleanup: no hooks. */
+  async kill(): Promise<void> {
+    const pid = this.currentPid;
+    if (pid === undefined) return;
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+    await waitForExit(pid, QUIT_TIMEOUT_MS);
+    this.forget(pid);
+  }
+
+  private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string }): Promise<void> {
+    const env = opts.migratedFrom ? { ...this.ctx.env, PVE_MIGRATED_FROM: opts.migratedFrom } : this.ctx.env;
+    const pre = await this.guestHook('pre-start', env);
+    if (pre && pre.exitCode !== 0) {
+      throw SimHookAbortError({ vmid: this.vmid, phase: 'pre-start', script: pre.script, exitCode: pre.exitCode, stderr: pre.stderr });
+    }
+    await this.launch(opts.paused === true);
+    await this.guestHook('post-start', env);
+  }
+
+  private async stopWithHooks(): Promise<void> {
+    await this.guestHook('pre-stop', this.ctx.env);
+    await this.quit();
+    await this.guestHook('post-stop', this.ctx.env);
+  }
+
+  private async launch(paused: boolean): Promise<void> {
+    for (const f of [this.qmpPath, this.pidPath, this.qgaPath]) fs.rmSync(f, { force: true });
+    const run = (directIo: boolean): Promise<void> =>
+      execFileP(
+        'qemu-system-x86_64',
+        qemuArgs({
+          vmid: this.vmid,
+          name: this.name,
+          qmpPath: this.qmpPath,
+          pidPath: this.pidPath,
+          qgaPath: this.agent ? this.qgaPath : undefined,
+          disks: this.disks.map((d) => ({ key: d.key, format: d.format, path: d.path })),
+          paused,
+          directIo,
+        }),
+      ).then(() => undefined);
+    try {
+      await run(this.ctx.directIo);
+    } catch (err) {
+      const e = err as { code?: number | string; stderr?: string; message: string };
+      // io_uring can be unavailable (seccomp, old kernels): fall back like a storage without O_DIRECT.
+      if (this.ctx.directIo && /io_uring|O_DIRECT|Invalid argument/i.test(e.stderr ?? '')) {
+        this.ctx.directIo = false;
+        await run(false).catch((e2: { code?: number; stderr?: string; message: string }) => {
+          throw SimQemuStartError({ vmid: this.vmid, exitCode: typeof e2.code === 'number' ? e2.code : null, stderr: e2.stderr ?? e2.message });
+        });
+      } else {
+        throw SimQemuStartError({ vmid: this.vmid, exitCode: typeof e.code === 'number' ? e.code : null, stderr: e.stderr ?? e.message });
+      }
+    }
+    const pid = Number(fs.readFileSync(this.pidPath, 'utf8').trim());
+    this.currentPid = pid;
+    this.ctx.reaper.add(pid);
+    // -daemonize returns once the monitor is set up; one round trip proves the socket serves.
+    await this.qmp((q) => q.execute('query-status'));
+  }
+
+  private async quit(): Promise<void> {
+    const pid = this.currentPid!;
+    try {
+      await this.qmp((q) => q.execute('quit'));
+    } catch (err) {
+      // QEMU may close the socket before its reply reaches us.
+      if (!QmpDisconnectedError.is(err)) throw err;
+    }
+    if (!(await waitForExit(pid, QUIT_TIMEOUT_MS))) {
+      process.kill(pid, 'SIGKILL');
+      await waitForExit(pid, QUIT_TIMEOUT_MS);
+    }
+    this.forget(pid);
+  }
+
+  private forget(pid: number): void {
+    this.ctx.reaper.remove(pid);
+    if (this.currentPid === pid) this.currentPid = undefined;
+  }
+
+  /** Runs the hookscript named in the config (read afresh, like qemu-server does each phase). */
+  private async guestHook(phase: string, env: Record<string, string>): Promise<HookRun | undefined> {
+    const volid = readConfHookscript(this.confPath);
+    if (volid === undefined) return undefined;
+    const script = volid.startsWith('local:snippets/')
+      ? path.join(this.ctx.snippetsDir, volid.slice('local:snippets/'.length))
+      : volid;
+    const run = await runHook('guest', script, [String(this.vmid), phase], phase, env);
+    this.ctx.hookLog.push(run);
+    return run;
+  }
+
+  private disk(key: string): SimDisk {
+    const disk = this.disks.find((d) => d.key === key);
+    if (!disk) throw SimStateError({ vmid: this.vmid, op: `use disk ${key}`, reason: 'no such disk' });
+    return disk;
+  }
+
+  private requireRunning(op: string): void {
+    if (!this.running()) throw SimStateError({ vmid: this.vmid, op, reason: 'VM is not running' });
+  }
+
+  private requireStopped(op: string): void {
+    if (this.running()) throw SimStateError({ vmid: this.vmid, op, reason: 'VM is already running' });
+  }
+}
+
+function hasDevice(key: string): boolean {
+  return key !== 'efidisk0' && key !== 'tpmstate0';
+}
+
+/** virtio-blk-pci's id names the PCI proxy; the block backend sits on its virtio-backend child. */
+function qdevPath(key: string): string {
+  return key.startsWith('virtio') ? `/machine/peripheral/${key}/virtio-backend` : key;
+}
+
+function checkRange(vmid: number, disk: SimDisk, offset: number, length: number): void {
+  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 || offset + length > disk.sizeBytes) {
+    throw SimIoError({ vmid, disk: disk.key, op: 'write', output: `range ${offset}+${length} outside 0..${disk.sizeBytes}` });
+  }
+}
+
+async function qemuIo(disk: SimDisk, cmd: string): Promise<string> {
+  try {
+    const { stdout, stderr } = await execFileP('qemu-io', ['-f', disk.format, '-c', cmd, disk.path]);
+    return stdout + stderr;
+  } catch (err) {
+    const e = err as { stdout?: string; stderr?: string; message: string };
+    return `${e.stdout ?? ''}${e.stderr ?? e.message}`;
+  }
+}
+
+/** Writes `length` bytes at `offset` of the raw twin in chunks filled by `fill`. */
+function writeReference(file: string, offset: number, length: number, fill: (buf: Buffer, len: number) => void): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    const buf = Buffer.alloc(Math.min(REF_CHUNK, length));
+    for (let done = 0; done < length; ) {
+      const len = Math.min(buf.length, length - done);
+      fill(buf, len);
+      fs.writeSync(fd, buf, 0, len, offset + done);
+      done += len;
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function readVzdumpScript(confPath: string): string | undefined {
+  const m = /^script:\s*(\S+)\s*$/m.exec(fs.readFileSync(confPath, 'utf8'));
+  return m ? m[1] : undefined;
+}
