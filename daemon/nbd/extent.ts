@@ -60,13 +60,14 @@ export function selectExtents(extents: Extent[], mask: number, value: number): E
  */
 export function splitRange(offset: number, length: number, maxLength: number, align = 1): Array<{ offset: number; length: number }> {
   if (maxLength <= 0) throw new RangeError(`maxLength must be positive, got ${maxLength}`);
-  const step = align > 1 && maxLength >= align ? maxLength - (maxLength % align) : maxLength;
+  const aligning = align > 1 && maxLength >= align;
+  const step = aligning ? maxLength - (maxLength % align) : maxLength;
   const out: Array<{ offset: number; length: number }> = [];
   let at = offset;
   const end = offset + length;
   while (at < end) {
     let next = Math.min(end, at + step);
-    if (align > 1 && next < end) {
+    if (aligning && next < end) {
       const aligned = next - (next % align);
       if (aligned > at) next = aligned;
     }
