@@ -2,13 +2,14 @@
  * Pure mapping from QEMU's `query-block` (+ `query-named-block-nodes {flat: true}`) JSON to the
  * VM's disks, for both qemu-server layouts:
  *
- * - PVE 7/8 `-drive`: `device: "drive-scsi0"`, `inserted` IS the format node (auto name `#blockNNN`)
- *   and carries the dirty bitmaps. (During a backup QEMU may put an implicit filter on top.)
+ * - PVE 7/8 `-drive`: `device: "drive-scsi0"`, `inserted` is normally the format node (auto name
+ *   `#blockNNN`) and carries the dirty bitmaps. During a `blockdev-backup` a copy-before-write filter
+ *   sits on top (verified on 7.2: query-block then shows the filter with anonymous job bitmaps).
  * - PVE 9 `-blockdev`: `device: ""`, `inserted.node-name: "drive-scsi0"` is a throttle filter whose
  *   `file` child is the format node; the bitmaps are on that format node, found in the named nodes.
  *
  * Filters are walked down through `image.backing-image` (QEMU reports a filter's child there) and the
- * child is matched among the named nodes by (driver, filename). Removable-media devices (cd-rom,
+ * format node is matched among the named nodes by (driver, filename). Removable-media devices (cd-rom,
  * floppy) and drives without a medium are not disks and are skipped.
  */
 import { defineError } from '../../shared/errors/cbt-error';
@@ -52,7 +53,7 @@ export interface RawImageInfo {
 }
 
 export interface RawBitmap {
-  name: string;
+  name?: string;
   count: number;
   granularity: number;
   recording: boolean;
@@ -103,7 +104,8 @@ export function disksFromBlockInfo(blocks: RawBlockInfo[], namedNodes: RawBlockN
       nodeName: node['node-name'],
       file: node.file,
       size: node.image['virtual-size'],
-      bitmaps: (node['dirty-bitmaps'] ?? []).map(toBitmap),
+      // Block jobs keep anonymous internal bitmaps (e.g. on a copy-before-write filter); only named ones are ours to see.
+      bitmaps: (node['dirty-bitmaps'] ?? []).filter((b) => typeof b.name === 'string' && b.name !== '').map(toBitmap),
     });
   }
   return disks;
@@ -118,18 +120,21 @@ function isTerminal(drv: string): boolean {
   return FORMAT_DRIVERS.has(drv) || PROTOCOL_DRIVERS.has(drv);
 }
 
+/**
+ * query-block's `image` nests every child as `backing-image` (flat named nodes do not), so the chain
+ * is walked there and only the final format node is looked up among the named nodes.
+ */
 function findFormatNode(device: string, top: RawBlockNode, namedNodes: RawBlockNode[]): RawBlockNode {
-  let node = top;
-  for (let depth = 0; !isTerminal(node.drv); depth++) {
-    const child = node.image['backing-image'];
-    if (!child) throw QmpLayoutError({ device, reason: `filter ${node['node-name']} (${node.drv}) reports no child` });
+  if (isTerminal(top.drv)) return top;
+  let image = top.image;
+  for (let depth = 0; !isTerminal(image.format); depth++) {
+    const child = image['backing-image'];
+    if (!child) throw QmpLayoutError({ device, reason: `filter ${image.format} reports no child` });
     if (depth > 16) throw QmpLayoutError({ device, reason: 'filter chain too deep' });
-    const next = namedNodes.find((n) => n.drv === child.format && n.file === child.filename);
-    if (!next) {
-      throw QmpLayoutError({ device, reason: `no named node ${child.format} ${child.filename} below ${node['node-name']}` });
-    }
-    node = next;
+    image = child;
   }
+  const node = namedNodes.find((n) => n.drv === image.format && n.file === image.filename);
+  if (!node) throw QmpLayoutError({ device, reason: `no named node ${image.format} ${image.filename} below ${top['node-name']}` });
   return node;
 }
 
@@ -143,7 +148,7 @@ function normalizeQdev(qdev: string | undefined): string | undefined {
 
 function toBitmap(b: RawBitmap): QemuBitmap {
   return {
-    name: b.name,
+    name: b.name!,
     count: b.count,
     granularity: b.granularity,
     recording: b.recording,
