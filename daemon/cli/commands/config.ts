@@ -1,0 +1,27 @@
+/**
+ * `pve-cbt config check`: validates the config exactly as the daemon will at start (same loader),
+ * and shows the effective values with defaults filled in. Exit 3 with key path and hint if refused.
+ */
+import { resolveConfigPath } from '../../config/load-config';
+import { defineCommand } from '../command';
+
+const checkCommand = defineCommand({
+  name: 'check',
+  summary: 'validate the config file and show the effective config',
+  examples: ['pve-cbt config check', 'pve-cbt --config ./test.json config check --json'],
+  async run(ctx) {
+    const config = ctx.loadConfig();
+    const { file } = resolveConfigPath({ path: ctx.configPath, env: ctx.env });
+    const jobs = config.jobs.map((j) => `  ${j.id}: ${j.schedule}${j.enabled ? '' : ' (disabled)'}`);
+    return {
+      data: { ok: true, file, config },
+      text: [`config ${file} is valid`, `repository: ${config.repository}`, `jobs: ${config.jobs.length}`, ...jobs].join('\n'),
+    };
+  },
+});
+
+export const configCommand = defineCommand({
+  name: 'config',
+  summary: 'inspect the pve-cbt config',
+  subcommands: [checkCommand],
+});

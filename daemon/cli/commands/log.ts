@@ -1,0 +1,45 @@
+/**
+ * `pve-cbt log`: the daemon's JSON-lines logs, filtered by VM, job, age and level. Human output is
+ * one line per entry with its timestamp; `--json` prints the entries as JSON lines (one object per
+ * line, also with --follow), exactly as stored. `--follow` keeps printing new entries until Ctrl-C.
+ */
+import type { LogLevel } from '../../config/config-schema';
+import { LOG_LEVELS } from '../../config/config-schema';
+import { formatLogLine, type LogEntry } from '../../log/log-entry';
+import { followLog, readLog, type LogFilter } from '../../log/read-log';
+import { defineCommand } from '../command';
+import { parseSinceOption, parseVmid } from '../option-parsers';
+
+interface LogOptions {
+  vm?: number;
+  job?: string;
+  since?: Date;
+  level?: LogLevel;
+  follow?: boolean;
+  dir?: string;
+}
+
+export const logCommand = defineCommand<LogOptions>({
+  name: 'log',
+  summary: 'show the daemon log, filtered',
+  description: 'Show entries of the pve-cbt daemon log (JSON lines in logDir), oldest first.',
+  options: [
+    { flags: '--vm <vmid>', description: 'only entries about this VM', parse: parseVmid },
+    { flags: '--job <id>', description: 'only entries of this job' },
+    { flags: '--since <time>', description: "only entries newer than a duration ('30m', '2h', '1d') or an ISO time", parse: parseSinceOption },
+    { flags: '--level <level>', description: 'only this level and more severe', choices: LOG_LEVELS },
+    { flags: '-f, --follow', description: 'keep printing new entries until interrupted' },
+    { flags: '--dir <path>', description: 'read logs from this directory instead of the configured logDir' },
+  ],
+  examples: ['pve-cbt log --vm 101 --since 2h', 'pve-cbt log --job nightly --level warn', 'pve-cbt log --follow --json'],
+  async run(ctx) {
+    const logDir = ctx.opts.dir ?? ctx.loadConfig().logDir;
+    const filter: LogFilter = { vmid: ctx.opts.vm, jobId: ctx.opts.job, since: ctx.opts.since, level: ctx.opts.level };
+    const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(formatLogLine(e, { timestamp: true })));
+    if (ctx.opts.follow) {
+      await followLog({ logDir, filter, onEntry: show, signal: ctx.signal });
+      return;
+    }
+    readLog(logDir, filter).forEach(show);
+  },
+});

@@ -1,0 +1,46 @@
+#!/usr/bin/env node
+/**
+ * The `pve-cbt` executable (package.json `bin`, compiled to dist/daemon/cli/main.js). It only wires
+ * the process to run-cli: argv, stdio, env, and SIGINT/SIGTERM as an AbortSignal (a second signal
+ * exits at once with 130). The exit code is set and output flushed before the process exits.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { COMMANDS } from './registry';
+import { runCli } from './run-cli';
+
+function packageVersion(): string | undefined {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) return (JSON.parse(fs.readFileSync(file, 'utf8')) as { version?: string }).version;
+  }
+  return undefined;
+}
+
+const abort = new AbortController();
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(sig, () => {
+    if (abort.signal.aborted) process.exit(130);
+    abort.abort(new Error(`received ${sig}`));
+  });
+}
+
+runCli({
+  argv: process.argv.slice(2),
+  commands: COMMANDS,
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  signal: abort.signal,
+  version: packageVersion(),
+}).then(
+  (code) => {
+    // Exit once stdout has drained, so piped output is complete even if a library left a handle open.
+    process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
+  },
+  (err: unknown) => {
+    process.stderr.write(`pve-cbt: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  },
+);

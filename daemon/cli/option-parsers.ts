@@ -1,0 +1,29 @@
+/**
+ * Converters for command parameters and option values. They throw commander's
+ * InvalidArgumentError, which run-cli turns into CBT_CLI_USAGE (exit 2) naming the bad value.
+ */
+import { InvalidArgumentError } from 'commander';
+import { isCbtError } from '../../shared/errors/cbt-error';
+import { parseSince } from '../log/read-log';
+
+/** A Proxmox VM id: an integer from 100 to 999999999. */
+export function parseVmid(raw: string): number {
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < 100 || n > 999_999_999) throw new InvalidArgumentError(`'${raw}' is not a VM id (100..999999999)`);
+  return n;
+}
+
+export function parsePositiveInt(raw: string): number {
+  if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new InvalidArgumentError(`'${raw}' is not a positive integer`);
+  return Number(raw);
+}
+
+/** `--since`: a duration back from the moment of parsing (`30m`, `2h`, `1d`) or an ISO time. */
+export function parseSinceOption(raw: string): Date {
+  try {
+    return parseSince(raw, new Date());
+  } catch (err) {
+    if (isCbtError(err)) throw new InvalidArgumentError(`${err.message}`);
+    throw err;
+  }
+}
