@@ -15,9 +15,13 @@ export interface LoggingHook {
   lines(): string[];
 }
 
-export function installLoggingHook(node: PveNode, name: string, opts: { failPhases?: string[] } = {}): LoggingHook {
+export function installLoggingHook(
+  node: PveNode,
+  name: string,
+  opts: { failPhases?: string[]; /** share one log between hooks to see their interleaving */ logPath?: string } = {},
+): LoggingHook {
   const scriptPath = path.join(node.snippetsDir, name);
-  const logPath = path.join(node.root, `${name}.log`);
+  const logPath = opts.logPath ?? path.join(node.root, `${name}.log`);
   const failPhases = opts.failPhases ?? [];
   const fail =
     failPhases.length === 0
