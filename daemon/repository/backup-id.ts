@@ -1,0 +1,29 @@
+/**
+ * Backup ids name a backup's folder in the repository, PBS style: `vm/<vmid>/<UTC time>`, with the
+ * time's colons replaced by underscores so the name is safe on every file system
+ * (`vm/100/2026-11-25T15_04_05Z`). Sorting ids of one VM as strings sorts them by time.
+ */
+import { RepoBadBackupIdError } from './repository-errors';
+
+const ID_RE = /^vm\/([1-9][0-9]{0,9})\/(\d{4}-\d{2}-\d{2})T(\d{2})_(\d{2})_(\d{2})Z$/;
+
+export function formatBackupId(vmid: number, time: Date): string {
+  const iso = time.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  return `vm/${vmid}/${iso.replace(/:/g, '_')}`;
+}
+
+export function parseBackupId(id: string): { vmid: number; time: Date } {
+  const m = ID_RE.exec(id);
+  const time = m ? new Date(`${m[2]}T${m[3]}:${m[4]}:${m[5]}Z`) : null;
+  if (!m || !time || Number.isNaN(time.getTime())) throw RepoBadBackupIdError({ backupId: id });
+  return { vmid: Number(m[1]), time };
+}
+
+export function isBackupId(id: string): boolean {
+  return ID_RE.test(id);
+}
+
+/** Backup times have whole seconds: the id is the time. */
+export function truncateToSecond(t: Date): Date {
+  return new Date(Math.floor(t.getTime() / 1000) * 1000);
+}

@@ -1,0 +1,93 @@
+/**
+ * Content-addressed blob store for chunks (`.chunks/`) and index pages (`.pages/`).
+ *
+ * A blob is named by the SHA-256 of its plain content and lives at `<dir>/<first 4 hex>/<digest>`
+ * (65536 shard folders at most, created on demand). Its bytes follow file-formats.ts: magic,
+ * compression, CRC-32 of the stored bytes, so corruption is found on every read.
+ *
+ * Insert: if the blob exists (and is not an empty file left by a crash before the sync) its mtime is
+ * set to now and the insert reports `existed` (the touch is what keeps it alive through a
+ * concurrent GC, see garbage-collect.ts); otherwise it is encoded and written via a temporary file
+ * and rename. File and shard folder fsyncs are deferred to the manifest commit
+ * (`storage.syncBatch()`), which happens before anything references the blob durably.
+ * `force` rewrites a blob that exists but is known bad (verify recorded it), repairing it in place.
+ */
+import type { RepositoryStorage, SyncBatch } from './storage';
+import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, encodeBlob, type BlobKind, type Compression } from './file-formats';
+import { sha256Hex } from './digest';
+import {
+  RepoChunkCorruptError,
+  RepoChunkMissingError,
+  RepoPageCorruptError,
+  RepoPageMissingError,
+} from './repository-errors';
+
+export type BlobState = 'ok' | 'missing' | 'corrupt';
+
+export class ChunkStore {
+  readonly dir: string;
+
+  constructor(
+    private readonly storage: RepositoryStorage,
+    readonly kind: BlobKind,
+    private readonly compression: Compression,
+  ) {
+    this.dir = kind === 'chunk' ? '.chunks' : '.pages';
+  }
+
+  keyOf(digest: string): string {
+    return `${this.dir}/${digest.slice(0, 4)}/${digest}`;
+  }
+
+  async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch?: SyncBatch } = {}): Promise<{ existed: boolean; storedBytes: number }> {
+    const key = this.keyOf(digest);
+    if (!opts.force) {
+      const st = await this.storage.stat(key);
+      if (st && st.size >= BLOB_HEADER_SIZE && (await this.storage.touch(key))) return { existed: true, storedBytes: 0 };
+    }
+    const stored = await encodeBlob(this.kind, plain, this.compression);
+    await this.storage.writeAtomic(key, stored, { batch: opts.batch });
+    return { existed: false, storedBytes: stored.length };
+  }
+
+  /** Reads and fully checks a blob: CRC of the stored bytes, then SHA-256 of the plain content. */
+  async read(digest: string): Promise<Buffer> {
+    const key = this.keyOf(digest);
+    const stored = await this.storage.read(key);
+    const where = this.storage.localPath(key);
+    if (!stored) {
+      throw this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
+    }
+    let plain: Buffer;
+    try {
+      plain = await decodeBlob(this.kind, stored);
+    } catch (err) {
+      if (!(err instanceof BlobFormatError)) throw err;
+      throw this.corrupt(digest, where, err.message);
+    }
+    if (sha256Hex(plain) !== digest) throw this.corrupt(digest, where, 'content does not match its digest');
+    return plain;
+  }
+
+  /** Like read, but answers the state instead of throwing for missing or corrupt blobs. */
+  async check(digest: string): Promise<BlobState> {
+    try {
+      await this.read(digest);
+      return 'ok';
+    } catch (err) {
+      if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
+      if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
+      throw err;
+    }
+  }
+
+  touch(digest: string): Promise<boolean> {
+    return this.storage.touch(this.keyOf(digest));
+  }
+
+  private corrupt(digest: string, where: string, reason: string): Error {
+    return this.kind === 'chunk'
+      ? RepoChunkCorruptError({ digest, path: where, reason })
+      : RepoPageCorruptError({ digest, path: where, reason });
+  }
+}

@@ -1,0 +1,320 @@
+/**
+ * Writes one disk's index inside a backup: chunks go to the chunk store as they come, the page
+ * list is written by `finish`.
+ *
+ * With a base (the same disk in an earlier backup, same size and chunk size) the base's digest table
+ * is cloned first, so an incremental only puts the chunks that changed and `finish` writes only the
+ * pages whose entries changed; every other page digest is copied from the base's list. Without a
+ * usable base the table starts all-zero.
+ *
+ * Bad base data is never carried forward silently: chunks that verify recorded as missing/corrupt
+ * and chunks under a base page that cannot be read are reported by `badBaseChunks()`, and `finish`
+ * refuses to complete until each of them has been put again.
+ */
+import type { Logger } from 'winston';
+import type { ChunkStore } from './chunk-store';
+import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
+import {
+  chunkLength,
+  geometry,
+  pageContent,
+  pageLength,
+  encodePageList,
+  isZeroDigest,
+  type IndexGeometry,
+} from './disk-index';
+import { diskPages, type BackupMode, type Consistency, type DiskEntry } from './manifest';
+import { RepoInvalidArgumentError, RepoPageCorruptError, RepoPageMissingError, RepoWriterStateError } from './repository-errors';
+import type { BlobKind } from './file-formats';
+import type { SyncBatch } from './storage';
+
+export interface DiskMeta {
+  mode: BackupMode;
+  reason: string;
+  bitmap?: { name: string; generation: number };
+  consistency?: Consistency;
+  bytesRead: number;
+  durationMs: number;
+}
+
+export interface PutResult {
+  /** All-zero chunk: recorded as the zero marker, nothing stored. */
+  zero: boolean;
+  /** Same content as the base chunk at this index. */
+  unchanged: boolean;
+  /** Newly written to the chunk store (false when it existed already or was unchanged/zero). */
+  stored: boolean;
+  digest: string | null;
+}
+
+export interface DiskWriter {
+  readonly name: string;
+  readonly chunkSize: number;
+  readonly chunkCount: number;
+  readonly size: number;
+  /** Whether a base index was cloned (false: no base, or size/chunk size differ). */
+  readonly cloned: boolean;
+  baseDigest(index: number): string | null;
+  readBaseChunk(index: number): Promise<Buffer>;
+  badBaseChunks(): number[];
+  putChunk(index: number, data: Buffer): Promise<PutResult>;
+  putZero(index: number): void;
+  finish(meta: DiskMeta): Promise<DiskEntry>;
+}
+
+/** What a disk writer needs from its backup writer. */
+export interface DiskWriterContext {
+  backupId: string;
+  chunks: ChunkStore;
+  pages: ChunkStore;
+  bad: { chunks: Set<string>; pages: Set<string> };
+  /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
+  repaired: { kind: BlobKind; digest: string }[];
+  /** New blobs of this backup, fsynced together before the manifest is written. */
+  batch: SyncBatch;
+  logger?: Logger;
+}
+
+const PAGE_LOAD_CONCURRENCY = 16;
+
+export class IndexDiskWriter implements DiskWriter {
+  readonly chunkSize: number;
+  readonly chunkCount: number;
+  readonly size: number;
+  private readonly g: IndexGeometry;
+  private readonly table: Buffer;
+  private readonly baseTable: Buffer | null;
+  private readonly basePages: string[] | null;
+  private readonly unreadableBasePages = new Set<number>();
+  private readonly pageDirty: Uint8Array;
+  private readonly pendingBad = new Set<number>();
+  private readonly badAtOpen: number[];
+  private bytesStored = 0;
+  private chunksStored = 0;
+  private finished = false;
+  private entry: DiskEntry | null = null;
+
+  private constructor(
+    private readonly ctx: DiskWriterContext,
+    readonly name: string,
+    private readonly format: string,
+    g: IndexGeometry,
+    private readonly base: { backupId: string; disk: string; entry: DiskEntry } | null,
+    table: Buffer,
+    basePages: string[] | null,
+    unreadable: Set<number>,
+  ) {
+    this.g = g;
+    this.size = g.size;
+    this.chunkSize = g.chunkSize;
+    this.chunkCount = g.chunkCount;
+    this.table = table;
+    this.basePages = basePages;
+    this.baseTable = basePages ? Buffer.from(table) : null;
+    this.pageDirty = new Uint8Array(g.pageCount);
+    for (const p of unreadable) {
+      this.unreadableBasePages.add(p);
+      this.pageDirty[p] = 1;
+      for (let i = p * g.pageEntries; i < p * g.pageEntries + pageLength(g, p); i++) this.pendingBad.add(i);
+    }
+    if (basePages && ctx.bad.chunks.size) {
+      for (let i = 0; i < g.chunkCount; i++) {
+        const d = this.entryHex(table, i);
+        if (!isZeroDigest(d) && ctx.bad.chunks.has(d)) this.pendingBad.add(i);
+      }
+    }
+    this.badAtOpen = [...this.pendingBad].sort((a, b) => a - b);
+  }
+
+  get cloned(): boolean {
+    return this.basePages !== null;
+  }
+
+  /**
+   * Opens a disk writer. `base` is the same disk in an earlier committed backup; it is cloned when
+   * size and chunk size match (chunk size defaults to the base's), otherwise the index starts empty.
+   */
+  static async open(
+    ctx: DiskWriterContext,
+    opts: { name: string; format: string; size: number; chunkSize: number | undefined; defaultChunkSize: number },
+    base: { backupId: string; disk: string; entry: DiskEntry } | null,
+  ): Promise<IndexDiskWriter> {
+    const chunkSize = opts.chunkSize ?? base?.entry.chunkSize ?? opts.defaultChunkSize;
+    const clone = base !== null && base.entry.size === opts.size && base.entry.chunkSize === chunkSize;
+    const g = geometry(opts.size, chunkSize, clone ? base.entry.pageEntries : undefined);
+    const table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
+    const unreadable = new Set<number>();
+    let basePages: string[] | null = null;
+    if (clone) {
+      basePages = diskPages(base.entry);
+      const wanted = basePages.map((d, p) => ({ d, p })).filter(({ d }) => !isZeroDigest(d));
+      for (let i = 0; i < wanted.length; i += PAGE_LOAD_CONCURRENCY) {
+        await Promise.all(
+          wanted.slice(i, i + PAGE_LOAD_CONCURRENCY).map(async ({ d, p }) => {
+            try {
+              const content = await ctx.pages.read(d);
+              if (content.length !== pageLength(g, p) * DIGEST_BYTES) throw RepoPageCorruptError({ digest: d, path: '', reason: 'wrong length' });
+              if (ctx.bad.pages.has(d)) throw RepoPageCorruptError({ digest: d, path: '', reason: 'marked bad by verify' });
+              content.copy(table, p * g.pageEntries * DIGEST_BYTES);
+            } catch (err) {
+              if (!RepoPageCorruptError.is(err) && !RepoPageMissingError.is(err)) throw err;
+              ctx.logger?.warn('base index page unreadable, its chunks must be re-read', {
+                backupId: base.backupId,
+                disk: base.disk,
+                page: p,
+                error: (err as Error).message,
+              });
+              unreadable.add(p);
+            }
+          }),
+        );
+      }
+    } else if (base) {
+      ctx.logger?.info('base index not cloned: geometry differs', {
+        disk: opts.name,
+        base: base.backupId,
+        baseSize: base.entry.size,
+        size: opts.size,
+        baseChunkSize: base.entry.chunkSize,
+        chunkSize,
+      });
+    }
+    return new IndexDiskWriter(ctx, opts.name, opts.format, g, clone ? base : null, table, basePages, unreadable);
+  }
+
+  baseDigest(index: number): string | null {
+    this.checkIndex(index);
+    if (!this.baseTable || this.unreadableBasePages.has(Math.floor(index / this.g.pageEntries))) return null;
+    const d = this.entryHex(this.baseTable, index);
+    return isZeroDigest(d) ? null : d;
+  }
+
+  async readBaseChunk(index: number): Promise<Buffer> {
+    const d = this.baseDigest(index);
+    if (d === null) return Buffer.alloc(chunkLength(this.g, index));
+    return this.ctx.chunks.read(d);
+  }
+
+  badBaseChunks(): number[] {
+    return [...this.badAtOpen];
+  }
+
+  async putChunk(index: number, data: Buffer): Promise<PutResult> {
+    this.checkWritable();
+    this.checkIndex(index);
+    const want = chunkLength(this.g, index);
+    if (data.length !== want) {
+      throw RepoInvalidArgumentError({ what: `chunk ${index} length`, value: data.length, hint: `expected ${want} bytes` });
+    }
+    if (isAllZero(data)) {
+      const unchanged = this.baseDigest(index) === null && !this.pendingBad.has(index);
+      this.putZero(index);
+      return { zero: true, unchanged, stored: false, digest: null };
+    }
+    const digest = sha256Hex(data);
+    const wasBad = this.pendingBad.has(index);
+    if (!wasBad && this.baseDigest(index) === digest) {
+      this.setEntry(index, digest);
+      return { zero: false, unchanged: true, stored: false, digest };
+    }
+    const force = this.ctx.bad.chunks.has(digest);
+    const { existed, storedBytes } = await this.ctx.chunks.insert(digest, data, { force, batch: this.ctx.batch });
+    if (force) this.ctx.repaired.push({ kind: 'chunk', digest });
+    this.setEntry(index, digest);
+    this.pendingBad.delete(index);
+    if (!existed) {
+      this.bytesStored += storedBytes;
+      this.chunksStored++;
+    }
+    return { zero: false, unchanged: false, stored: !existed, digest };
+  }
+
+  putZero(index: number): void {
+    this.checkWritable();
+    this.checkIndex(index);
+    this.setEntry(index, ZERO_DIGEST);
+    this.pendingBad.delete(index);
+  }
+
+  async finish(meta: DiskMeta): Promise<DiskEntry> {
+    this.checkWritable();
+    if (this.pendingBad.size) {
+      const first = [...this.pendingBad].sort((a, b) => a - b).slice(0, 8);
+      throw RepoWriterStateError({
+        backupId: this.ctx.backupId,
+        reason: `disk ${this.name}: ${this.pendingBad.size} bad base chunks were not re-sent (first indexes ${first.join(', ')})`,
+      });
+    }
+    this.finished = true;
+    const pageDigests: string[] = [];
+    let pageBytesStored = 0;
+    for (let p = 0; p < this.g.pageCount; p++) {
+      if (this.basePages && !this.pageDirty[p]) {
+        pageDigests.push(this.basePages[p]);
+        continue;
+      }
+      const content = pageContent(this.g, this.table, p);
+      if (isAllZero(content)) {
+        pageDigests.push(ZERO_DIGEST);
+        continue;
+      }
+      const digest = sha256Hex(content);
+      const force = this.ctx.bad.pages.has(digest);
+      const { storedBytes } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
+      if (force) this.ctx.repaired.push({ kind: 'page', digest });
+      pageBytesStored += storedBytes;
+      pageDigests.push(digest);
+    }
+    this.entry = {
+      name: this.name,
+      format: this.format,
+      size: this.size,
+      chunkSize: this.chunkSize,
+      pageEntries: this.g.pageEntries,
+      pages: encodePageList(pageDigests),
+      mode: meta.mode,
+      reason: meta.reason,
+      bitmap: meta.bitmap ?? null,
+      consistency: meta.consistency ?? null,
+      base: this.base ? { backupId: this.base.backupId, disk: this.base.disk } : null,
+      bytesRead: meta.bytesRead,
+      bytesStored: this.bytesStored,
+      chunksStored: this.chunksStored,
+      pageBytesStored,
+      durationMs: meta.durationMs,
+    };
+    return this.entry;
+  }
+
+  get isFinished(): boolean {
+    return this.entry !== null;
+  }
+
+  finishedEntry(): DiskEntry {
+    if (!this.entry) throw RepoWriterStateError({ backupId: this.ctx.backupId, reason: `disk ${this.name} is not finished` });
+    return this.entry;
+  }
+
+  private setEntry(index: number, digestHex: string): void {
+    const off = index * DIGEST_BYTES;
+    const next = Buffer.from(digestHex, 'hex');
+    if (!this.table.subarray(off, off + DIGEST_BYTES).equals(next)) {
+      next.copy(this.table, off);
+      this.pageDirty[Math.floor(index / this.g.pageEntries)] = 1;
+    }
+  }
+
+  private entryHex(table: Buffer, index: number): string {
+    return table.toString('hex', index * DIGEST_BYTES, (index + 1) * DIGEST_BYTES);
+  }
+
+  private checkIndex(index: number): void {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.g.chunkCount) {
+      throw RepoInvalidArgumentError({ what: 'chunk index', value: index, hint: `0..${this.g.chunkCount - 1}` });
+    }
+  }
+
+  private checkWritable(): void {
+    if (this.finished) throw RepoWriterStateError({ backupId: this.ctx.backupId, reason: `disk ${this.name} is already finished` });
+  }
+}

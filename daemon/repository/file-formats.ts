@@ -1,0 +1,80 @@
+/**
+ * On-disk blob format shared by chunks and index pages.
+ *
+ *   offset  size  field
+ *   0       8     magic: which kind of blob (chunk or page), format version 1
+ *   8       1     compression of the payload: 0 = none, 1 = lz4 block (lz4-napi, size-prefixed)
+ *   9       3     reserved, zero
+ *   12      4     CRC-32 of the payload as stored (little endian)
+ *   16      4     length of the plain (uncompressed) content (little endian)
+ *   20      ...   payload
+ *
+ * The CRC covers the stored bytes so that a flipped bit is found before decompressing; the name of
+ * the file is the SHA-256 of the plain content, which readers check as well. The magic numbers are
+ * the first 8 bytes of SHA-256("pve-cbt chunk v1") and SHA-256("pve-cbt page v1"), written out
+ * here as literals: do not modify, files on disk depend on them.
+ */
+import zlib from 'node:zlib';
+import lz4 from 'lz4-napi';
+
+export const CHUNK_MAGIC_V1 = Buffer.from([45, 15, 246, 163, 79, 168, 108, 130]);
+export const PAGE_MAGIC_V1 = Buffer.from([199, 192, 100, 75, 45, 32, 38, 157]);
+
+export const BLOB_HEADER_SIZE = 20;
+
+export type BlobKind = 'chunk' | 'page';
+export type Compression = 'auto' | 'none';
+
+const COMPRESSION_NONE = 0;
+const COMPRESSION_LZ4 = 1;
+
+/** Compressed payloads are kept only when they save at least 1/32 of the size; the rest is stored raw. */
+const MIN_SAVING_SHIFT = 5;
+
+export class BlobFormatError extends Error {}
+
+function magicOf(kind: BlobKind): Buffer {
+  return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;
+}
+
+function header(kind: BlobKind, compression: number, payload: Buffer, plainLength: number): Buffer {
+  const h = Buffer.alloc(BLOB_HEADER_SIZE);
+  magicOf(kind).copy(h, 0);
+  h.writeUInt8(compression, 8);
+  h.writeUInt32LE(zlib.crc32(payload), 12);
+  h.writeUInt32LE(plainLength, 16);
+  return h;
+}
+
+/** Encodes plain content into the stored form, compressing with lz4 when that pays off. */
+export async function encodeBlob(kind: BlobKind, plain: Buffer, compression: Compression): Promise<Buffer> {
+  if (compression === 'auto') {
+    const packed = await lz4.compress(plain);
+    if (packed.length <= plain.length - (plain.length >> MIN_SAVING_SHIFT)) {
+      return Buffer.concat([header(kind, COMPRESSION_LZ4, packed, plain.length), packed]);
+    }
+  }
+  return Buffer.concat([header(kind, COMPRESSION_NONE, plain, plain.length), plain]);
+}
+
+/** Decodes a stored blob, checking magic, CRC and length; throws BlobFormatError with the reason. */
+export async function decodeBlob(kind: BlobKind, stored: Buffer): Promise<Buffer> {
+  if (stored.length < BLOB_HEADER_SIZE) throw new BlobFormatError(`truncated: ${stored.length} bytes`);
+  if (!stored.subarray(0, 8).equals(magicOf(kind))) throw new BlobFormatError(`bad magic for a ${kind}`);
+  const compression = stored.readUInt8(8);
+  const crc = stored.readUInt32LE(12);
+  const plainLength = stored.readUInt32LE(16);
+  const payload = stored.subarray(BLOB_HEADER_SIZE);
+  if (zlib.crc32(payload) !== crc) throw new BlobFormatError('checksum mismatch');
+  let plain: Buffer;
+  if (compression === COMPRESSION_NONE) plain = payload;
+  else if (compression === COMPRESSION_LZ4) {
+    try {
+      plain = await lz4.uncompress(payload);
+    } catch (err) {
+      throw new BlobFormatError(`lz4: ${(err as Error).message}`);
+    }
+  } else throw new BlobFormatError(`unknown compression ${compression}`);
+  if (plain.length !== plainLength) throw new BlobFormatError(`length ${plain.length}, header says ${plainLength}`);
+  return plain;
+}

@@ -1,0 +1,115 @@
+/**
+ * The manifest is a backup's commit marker: `vm/<vmid>/<time>/manifest.json`, written last,
+ * atomically (temporary file, fsync, rename, folder fsync). A backup folder without a valid manifest
+ * is partial: never listed, never a base, never restored, removed by GC.
+ *
+ * It is JSON with a `checksum` field holding the SHA-256 of the canonical JSON (keys sorted, no
+ * spaces) of everything else, so truncation or an edit is detected. Mutable state, such as the
+ * verify result, lives beside it in `verify.json`, outside the checksum.
+ */
+import { sha256Hex } from './digest';
+import { decodePageList, geometry, isValidChunkSize } from './disk-index';
+import { formatBackupId } from './backup-id';
+import { RepoManifestCorruptError } from './repository-errors';
+
+export const MANIFEST_FORMAT = 'pve-cbt-manifest-1';
+
+export type BackupMode = 'full' | 'incremental' | 'full-compare';
+export type Consistency = 'frozen' | 'crash-consistent' | 'offline';
+
+export interface DiskEntry {
+  name: string;
+  format: string;
+  size: number;
+  chunkSize: number;
+  pageEntries: number;
+  /** Page digests, run-length encoded (see disk-index.ts). */
+  pages: string[];
+  mode: BackupMode;
+  reason: string;
+  bitmap: { name: string; generation: number } | null;
+  consistency: Consistency | null;
+  /** The index this one was cloned from, if any. */
+  base: { backupId: string; disk: string } | null;
+  bytesRead: number;
+  /** Bytes of new chunk files written (after compression). */
+  bytesStored: number;
+  chunksStored: number;
+  /** Bytes of new index page files written. */
+  pageBytesStored: number;
+  durationMs: number;
+}
+
+export interface Manifest {
+  format: typeof MANIFEST_FORMAT;
+  id: string;
+  vmid: number;
+  /** ISO 8601 UTC, whole seconds; equals the time in the id. */
+  time: string;
+  parent: string | null;
+  toolVersion: string;
+  disks: DiskEntry[];
+  extra: Record<string, unknown>;
+  checksum: string;
+}
+
+/** JSON with object keys sorted at every level: the form the checksum is computed over. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const obj = value as Record<string, unknown>;
+    return `{${Object.keys(obj)
+      .filter((k) => obj[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(obj[k])}`)
+      .join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+export function manifestChecksum(m: Omit<Manifest, 'checksum'>): string {
+  const { checksum: _ignored, ...rest } = m as Manifest;
+  return sha256Hex(Buffer.from(canonicalJson(rest)));
+}
+
+export function sealManifest(m: Omit<Manifest, 'checksum'>): Manifest {
+  return { ...m, checksum: manifestChecksum(m) };
+}
+
+export function serializeManifest(m: Manifest): Buffer {
+  return Buffer.from(`${JSON.stringify(m, null, 1)}\n`);
+}
+
+/** Parses and validates a manifest read from `backupId`'s folder; throws CBT_REPO_MANIFEST_CORRUPT. */
+export function parseManifest(backupId: string, data: Buffer): Manifest {
+  const bad = (reason: string): never => {
+    throw RepoManifestCorruptError({ backupId, reason });
+  };
+  let m: Manifest;
+  try {
+    m = JSON.parse(data.toString('utf8')) as Manifest;
+  } catch (err) {
+    return bad(`not JSON (${(err as Error).message})`);
+  }
+  if (!m || typeof m !== 'object') return bad('not an object');
+  if (m.format !== MANIFEST_FORMAT) return bad(`unknown format ${JSON.stringify(m.format)}`);
+  if (typeof m.checksum !== 'string' || manifestChecksum(m) !== m.checksum) return bad('checksum mismatch');
+  if (m.id !== backupId) return bad(`names backup ${m.id}`);
+  if (formatBackupId(m.vmid, new Date(m.time)) !== backupId) return bad('vmid/time do not match the id');
+  if (!Array.isArray(m.disks)) return bad('disks missing');
+  for (const d of m.disks) {
+    if (!Number.isSafeInteger(d.size) || d.size < 0) return bad(`disk ${d.name}: bad size`);
+    if (!isValidChunkSize(d.chunkSize)) return bad(`disk ${d.name}: bad chunk size`);
+    if (!Number.isSafeInteger(d.pageEntries) || d.pageEntries < 1) return bad(`disk ${d.name}: bad page size`);
+    const pages = decodePageList(d.pages, geometry(d.size, d.chunkSize, d.pageEntries).pageCount);
+    if (typeof pages === 'string') return bad(`disk ${d.name}: ${pages}`);
+  }
+  return m;
+}
+
+/** The expanded page digest list of a disk entry (validated by parseManifest). */
+export function diskPages(d: DiskEntry): string[] {
+  const pages = decodePageList(d.pages, geometry(d.size, d.chunkSize, d.pageEntries).pageCount);
+  if (typeof pages === 'string') throw new Error(pages);
+  return pages;
+}

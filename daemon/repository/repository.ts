@@ -1,0 +1,363 @@
+/**
+ * A pve-cbt backup repository: the facade the engine, CLI and daemon use.
+ *
+ * Layout (all under one directory; see the named modules for each format):
+ *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-1","created":...}
+ *   .chunks/<4 hex>/<sha256>       chunks (chunk-store.ts, file-formats.ts)
+ *   .pages/<4 hex>/<sha256>        index pages (disk-index.ts)
+ *   .locks/vm-<vmid>.lock, gc.lock (repository-lock.ts)
+ *   .bad/chunk-<sha256>            blobs verify found bad (bad-blobs.ts)
+ *   vm/<vmid>/<time>/manifest.json the commit marker of one backup (manifest.ts)
+ *   vm/<vmid>/<time>/verify.json   last verify result (verify.ts)
+ *
+ * Every backup is a synthetic full: its manifest reaches every chunk of every disk directly, so
+ * restore never replays a chain, and any backup can be removed independently. Unchanged data is
+ * shared between all backups of all VMs through the chunk store. An optional catalog sink mirrors
+ * commits, removals and verify results into SQLite; the repository stays the source of truth.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'winston';
+import { LocalDirStorage, type RepositoryStorage } from './storage';
+import { ChunkStore } from './chunk-store';
+import { BadBlobRegistry } from './bad-blobs';
+import { RepositoryLocks } from './repository-lock';
+import { RepositoryBackupWriter, type BackupWriter } from './backup-writer';
+import { DEFAULT_CHUNK_SIZE, isValidChunkSize } from './disk-index';
+import { parseManifest, type BackupMode, type Manifest } from './manifest';
+import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './backup-id';
+import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
+import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type VerifyState } from './verify';
+import { garbageCollect, type GcReport } from './garbage-collect';
+import { computePrune, type PruneMark, type PruneOptions } from './prune';
+import type { Compression } from './file-formats';
+import {
+  RepoBackupExistsError,
+  RepoBackupNotFoundError,
+  RepoInUseError,
+  RepoInvalidArgumentError,
+  RepoNotARepositoryError,
+} from './repository-errors';
+
+export type { BackupWriter, OpenDiskOptions } from './backup-writer';
+export type { DiskWriter, DiskMeta, PutResult } from './disk-writer';
+export type { Manifest, DiskEntry, BackupMode, Consistency } from './manifest';
+export type { RestoreTarget, RestoreOptions } from './restore';
+export type { VerifyReport, VerifyProblem, VerifyState, ProgressFn } from './verify';
+export type { GcReport } from './garbage-collect';
+export type { PruneOptions, PruneMark } from './prune';
+
+export const REPOSITORY_MARKER = '.pve-cbt-repository';
+export const REPOSITORY_FORMAT = 'pve-cbt-repository-1';
+
+/** Receives what the repository commits, removes and verifies (the SQLite catalog implements it). */
+export interface CatalogSink {
+  recordBackup(m: Manifest): void;
+  forgetBackup(backupId: string): void;
+  recordVerify(backupId: string, state: VerifyState): void;
+}
+
+export interface RepositoryOptions {
+  create?: boolean;
+  compression?: Compression;
+  /** Default chunk size of new indexes (an incremental keeps its base's). */
+  chunkSize?: number;
+  logger?: Logger;
+  catalog?: CatalogSink;
+  qemuImg?: string;
+  /** Defaults to a local directory at `dir`. */
+  storage?: RepositoryStorage;
+}
+
+export interface BackupInfo {
+  id: string;
+  vmid: number;
+  time: Date;
+  parent: string | null;
+  disks: { name: string; format: string; size: number; mode: BackupMode; reason: string; bytesRead: number; bytesStored: number }[];
+  verifyState: 'none' | 'ok' | 'failed';
+}
+
+export class Repository {
+  private readonly chunks: ChunkStore;
+  private readonly pages: ChunkStore;
+  private readonly locks: RepositoryLocks;
+  private readonly badRegistry: BadBlobRegistry;
+  private readonly logger?: Logger;
+  private readonly catalog?: CatalogSink;
+  private readonly chunkSize: number;
+  private readonly qemuImg: string;
+
+  private constructor(
+    readonly dir: string,
+    readonly storage: RepositoryStorage,
+    opts: RepositoryOptions,
+  ) {
+    const compression = opts.compression ?? 'auto';
+    this.chunks = new ChunkStore(storage, 'chunk', compression);
+    this.pages = new ChunkStore(storage, 'page', compression);
+    this.locks = new RepositoryLocks(storage);
+    this.badRegistry = new BadBlobRegistry(storage);
+    this.logger = opts.logger;
+    this.catalog = opts.catalog;
+    this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.qemuImg = opts.qemuImg ?? '/usr/bin/qemu-img';
+  }
+
+  static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
+    const abs = path.resolve(dir);
+    if (opts.chunkSize !== undefined && !isValidChunkSize(opts.chunkSize)) {
+      throw RepoInvalidArgumentError({ what: 'chunk size', value: opts.chunkSize, hint: 'a power of two, 64 KiB to 16 MiB' });
+    }
+    const storage = opts.storage ?? new LocalDirStorage(abs);
+    const marker = await storage.read(REPOSITORY_MARKER);
+    if (!marker) {
+      if (!opts.create) throw RepoNotARepositoryError({ dir: abs });
+      for (const d of ['.chunks', '.pages', '.locks', '.bad', 'vm']) await storage.mkdir(d);
+      await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify({ format: REPOSITORY_FORMAT, created: new Date().toISOString() })}\n`));
+      opts.logger?.info('repository created', { dir: abs });
+    }
+    return new Repository(abs, storage, opts);
+  }
+
+  /** Committed backups (manifest present and valid), oldest first. */
+  async listBackups(vmid?: number): Promise<BackupInfo[]> {
+    const out: BackupInfo[] = [];
+    for (const d of await this.listBackupDirs(vmid)) {
+      if (!d.hasManifest) continue;
+      let m: Manifest;
+      try {
+        m = await this.readManifest(d.id);
+      } catch {
+        continue;
+      }
+      const v = await this.readVerifyState(d.id);
+      out.push({
+        id: m.id,
+        vmid: m.vmid,
+        time: new Date(m.time),
+        parent: m.parent,
+        disks: m.disks.map((x) => ({
+          name: x.name,
+          format: x.format,
+          size: x.size,
+          mode: x.mode,
+          reason: x.reason,
+          bytesRead: x.bytesRead,
+          bytesStored: x.bytesStored,
+        })),
+        verifyState: v?.state ?? 'none',
+      });
+    }
+    return out.sort((a, b) => a.time.getTime() - b.time.getTime() || a.vmid - b.vmid);
+  }
+
+  async readManifest(backupId: string): Promise<Manifest> {
+    parseBackupId(backupId);
+    const data = await this.storage.read(`${backupId}/manifest.json`);
+    if (!data) throw RepoBackupNotFoundError({ backupId });
+    return parseManifest(backupId, data);
+  }
+
+  async readVerifyState(backupId: string): Promise<VerifyState | null> {
+    const data = await this.storage.read(`${backupId}/${VERIFY_FILE}`);
+    if (!data) return null;
+    try {
+      return JSON.parse(data.toString('utf8')) as VerifyState;
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * Starts a backup of one VM. Fails fast with CBT_REPO_LOCKED while another writer of that VM
+   * lives. The id is the start time in whole seconds; without an explicit `time` it moves to the
+   * next free second if the current one is taken.
+   */
+  async startBackup(opts: { vmid: number; parent?: string; time?: Date }): Promise<BackupWriter> {
+    if (!Number.isSafeInteger(opts.vmid) || opts.vmid < 1) {
+      throw RepoInvalidArgumentError({ what: 'vmid', value: opts.vmid, hint: 'a positive integer' });
+    }
+    const lock = await this.locks.acquire(`vm-${opts.vmid}`, {
+      what: 'backup',
+      vmid: opts.vmid,
+      bases: opts.parent ? [opts.parent] : [],
+    });
+    try {
+      if (opts.parent) await this.readManifest(opts.parent);
+      await this.storage.mkdir(`vm/${opts.vmid}`);
+      let time = truncateToSecond(opts.time ?? new Date());
+      let id = formatBackupId(opts.vmid, time);
+      while (!(await this.storage.mkdir(id))) {
+        if (opts.time) throw RepoBackupExistsError({ backupId: id });
+        time = new Date(time.getTime() + 1000);
+        id = formatBackupId(opts.vmid, time);
+      }
+      await this.locks.update(lock, { backupId: id });
+      const bad = await this.badRegistry.load();
+      this.logger?.info('backup started', { backupId: id, vmid: opts.vmid, parent: opts.parent ?? null });
+      return new RepositoryBackupWriter(
+        {
+          storage: this.storage,
+          chunks: this.chunks,
+          pages: this.pages,
+          badRegistry: this.badRegistry,
+          locks: this.locks,
+          toolVersion: toolVersion(),
+          defaultChunkSize: this.chunkSize,
+          logger: this.logger,
+          readManifest: (bid) => this.readManifest(bid),
+          onCommit: (m) => this.catalog?.recordBackup(m),
+        },
+        id,
+        opts.vmid,
+        time,
+        opts.parent ?? null,
+        lock,
+        bad,
+      );
+    } catch (err) {
+      await this.locks.release(lock);
+      throw err;
+    }
+  }
+
+  async restoreDisk(backupId: string, disk: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<{ bytes: number }> {
+    const m = await this.readManifest(backupId);
+    return restoreDisk({ chunks: this.chunks, pages: this.pages, qemuImg: this.qemuImg, logger: this.logger }, m, disk, target, opts);
+  }
+
+  /** Verifies one backup, or all backup folders that have a manifest file (corrupt ones included). */
+  async verify(opts: { backupId?: string; onProgress?: ProgressFn } = {}): Promise<VerifyReport> {
+    let ids: string[];
+    if (opts.backupId) {
+      parseBackupId(opts.backupId);
+      if (!(await this.storage.stat(`${opts.backupId}/manifest.json`))) throw RepoBackupNotFoundError({ backupId: opts.backupId });
+      ids = [opts.backupId];
+    } else {
+      ids = (await this.listBackupDirs()).filter((d) => d.hasManifest).map((d) => d.id);
+    }
+    return verifyBackups(
+      {
+        storage: this.storage,
+        chunks: this.chunks,
+        pages: this.pages,
+        badRegistry: this.badRegistry,
+        readManifest: (id) => this.readManifest(id),
+        onVerified: (id, state) => this.catalog?.recordVerify(id, state),
+        logger: this.logger,
+      },
+      ids,
+      opts.onProgress,
+    );
+  }
+
+  /** Garbage collection (see garbage-collect.ts); exclusive: fails fast if another GC runs. */
+  async gc(opts: { graceMs?: number; onProgress?: ProgressFn } = {}): Promise<GcReport> {
+    const lock = await this.locks.acquire('gc', { what: 'gc' });
+    try {
+      return await garbageCollect(
+        {
+          storage: this.storage,
+          chunks: this.chunks,
+          pages: this.pages,
+          locks: this.locks,
+          listBackupDirs: () => this.listBackupDirs(),
+          readManifest: (id) => this.readManifest(id),
+          logger: this.logger,
+        },
+        opts,
+      );
+    } finally {
+      await this.locks.release(lock);
+    }
+  }
+
+  /**
+   * Removes one backup (its folder; chunks go at the next GC). The manifest is first moved aside so
+   * the backup stops existing atomically, then the writer locks are checked: a backup that a
+   * running writer cloned from is put back and CBT_REPO_BACKUP_IN_USE is raised.
+   */
+  async removeBackup(backupId: string): Promise<void> {
+    parseBackupId(backupId);
+    const aside = `${backupId}/manifest.removed`;
+    if (!(await this.storage.rename(`${backupId}/manifest.json`, aside))) throw RepoBackupNotFoundError({ backupId });
+    const user = (await this.locks.listLive('vm-')).find((w) => w.info.bases?.includes(backupId));
+    if (user) {
+      await this.storage.rename(aside, `${backupId}/manifest.json`);
+      throw RepoInUseError({ backupId, holderPid: user.info.pid });
+    }
+    await this.storage.removeTree(backupId);
+    this.catalog?.forgetBackup(backupId);
+    this.logger?.info('backup removed', { backupId });
+  }
+
+  /**
+   * Applies retention to each VM's backups (or one VM's). Backups in use as a base are kept this
+   * time (reason 'in-use'). `dryRun` only computes the marks.
+   */
+  async prune(opts: PruneOptions & { vmid?: number; dryRun?: boolean }): Promise<PruneMark[]> {
+    const all = await this.listBackups(opts.vmid);
+    const byVm = new Map<number, BackupInfo[]>();
+    for (const b of all) byVm.set(b.vmid, [...(byVm.get(b.vmid) ?? []), b]);
+    const marks: PruneMark[] = [];
+    for (const list of byVm.values()) {
+      for (const mark of computePrune(list, opts)) {
+        if (!mark.keep && !opts.dryRun) {
+          try {
+            await this.removeBackup(mark.id);
+          } catch (err) {
+            if (!RepoInUseError.is(err)) throw err;
+            marks.push({ ...mark, keep: true, reason: 'in-use' });
+            continue;
+          }
+        }
+        marks.push(mark);
+      }
+    }
+    return marks;
+  }
+
+  /** Removes partial backups of VMs without a live writer (also done by GC); returns their ids. */
+  async cleanupPartials(): Promise<string[]> {
+    const busy = new Set((await this.locks.listLive('vm-')).map((w) => w.info.vmid));
+    const removed: string[] = [];
+    for (const d of await this.listBackupDirs()) {
+      if (d.hasManifest || busy.has(d.vmid)) continue;
+      await this.storage.removeTree(d.id);
+      removed.push(d.id);
+    }
+    if (removed.length) this.logger?.info('partial backups removed', { backupIds: removed });
+    return removed;
+  }
+
+  /** Every backup folder, committed or partial. */
+  async listBackupDirs(vmid?: number): Promise<{ id: string; vmid: number; hasManifest: boolean }[]> {
+    const out: { id: string; vmid: number; hasManifest: boolean }[] = [];
+    const vms = vmid === undefined ? await this.storage.list('vm') : [String(vmid)];
+    for (const vm of vms) {
+      for (const t of await this.storage.list(`vm/${vm}`)) {
+        const id = `vm/${vm}/${t}`;
+        if (!isBackupId(id)) continue;
+        out.push({ id, vmid: Number(vm), hasManifest: (await this.storage.stat(`${id}/manifest.json`)) !== null });
+      }
+    }
+    return out;
+  }
+}
+
+let cachedVersion: string | null = null;
+
+/** pve-cbt's version from its package.json, found by walking up from this file (src or dist). */
+export function toolVersion(): string {
+  if (cachedVersion) return cachedVersion;
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    try {
+      const pkg = JSON.parse(fs.readFileSync(path.join(dir, 'package.json'), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'pve-cbt' && pkg.version) return (cachedVersion = `pve-cbt ${pkg.version}`);
+    } catch {
+      // not here, keep walking up
+    }
+  }
+  return (cachedVersion = 'pve-cbt unknown');
+}
