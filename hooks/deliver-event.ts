@@ -1,0 +1,29 @@
+/**
+ * Delivers one lifecycle event: to the daemon if it acknowledges within the bound, otherwise to the
+ * durable spool. Never throws: a hook must not fail because pve-cbt is unwell.
+ */
+import { ipcRequest } from '../daemon/ipc/ipc-client';
+import { isCbtError } from '../shared/errors/cbt-error';
+import { MESSAGE_TYPES, type LifecycleEvent } from '../shared/ipc/messages';
+import type { HookConfig } from './hook-config';
+import { appendToSpool } from './spool-writer';
+
+export type Delivery =
+  | { outcome: 'acked' }
+  | { outcome: 'spooled'; reason: string; spool: string }
+  | { outcome: 'lost'; reason: string };
+
+export async function deliverEvent(ev: LifecycleEvent, config: HookConfig): Promise<Delivery> {
+  let reason: string;
+  try {
+    await ipcRequest(config.socketPath, MESSAGE_TYPES.lifecycleEvent, ev, { timeoutMs: config.hookTimeoutMs });
+    return { outcome: 'acked' };
+  } catch (err) {
+    reason = isCbtError(err) ? `${err.code}: ${err.message}` : String(err);
+  }
+  try {
+    return { outcome: 'spooled', reason, spool: appendToSpool(config.stateDir, ev) };
+  } catch (err) {
+    return { outcome: 'lost', reason: `${reason}; spool failed: ${(err as Error).message}` };
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * The hooks' view of /etc/pve-cbt/config.json (or $PVE_CBT_CONFIG, or the path baked into the
+ * installed hook because vzdump empties the environment). Read with plain JSON.parse, not the
+ * daemon's schema validator, so that a hook starts fast; only the keys a hook needs are taken and a
+ * missing file means defaults. A malformed file or value is reported (one warning) and replaced by
+ * its default: a hook never fails because of its configuration.
+ */
+import fs from 'node:fs';
+import { CONFIG_ENV, DEFAULTS, DEFAULT_CONFIG_PATH } from '../shared/config/defaults';
+
+export interface HookConfig {
+  socketPath: string;
+  stateDir: string;
+  qemuServerRunDir: string;
+  /** Bound on waiting for the daemon's acknowledgement. */
+  hookTimeoutMs: number;
+  /** Opt-in: exit non-zero when the daemon did not acknowledge (a pre-start then aborts the VM start). */
+  strictHooks: boolean;
+}
+
+export const HOOK_DEFAULTS: Readonly<HookConfig> = Object.freeze({
+  socketPath: DEFAULTS.socketPath,
+  stateDir: DEFAULTS.stateDir,
+  qemuServerRunDir: DEFAULTS.qemuServerRunDir,
+  hookTimeoutMs: 1500,
+  strictHooks: false,
+});
+
+/** Even a configured timeout stays within this: a VM start must never wait long for pve-cbt. */
+export const HOOK_TIMEOUT_RANGE_MS = Object.freeze({ min: 50, max: 2000 });
+
+export function readHookConfig(env: NodeJS.ProcessEnv, bakedConfigPath?: string): { config: HookConfig; configPath: string; warnings: string[] } {
+  const configPath = env[CONFIG_ENV] || bakedConfigPath || DEFAULT_CONFIG_PATH;
+  const config: HookConfig = { ...HOOK_DEFAULTS };
+  const warnings: string[] = [];
+  let raw: unknown;
+  try {
+    raw = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    if (e.code !== 'ENOENT') warnings.push(`config ${configPath} unreadable (${e.code ?? e.message}), using defaults`);
+    return { config, configPath, warnings };
+  }
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    warnings.push(`config ${configPath} is not a JSON object, using defaults`);
+    return { config, configPath, warnings };
+  }
+  const obj = raw as Record<string, unknown>;
+  for (const key of ['socketPath', 'stateDir', 'qemuServerRunDir'] as const) {
+    if (obj[key] === undefined) continue;
+    if (typeof obj[key] === 'string' && (obj[key] as string).startsWith('/')) config[key] = obj[key] as string;
+    else warnings.push(`config ${key} must be an absolute path, using ${config[key]}`);
+  }
+  if (obj.hookTimeoutMs !== undefined) {
+    const t = obj.hookTimeoutMs;
+    if (typeof t === 'number' && Number.isFinite(t)) config.hookTimeoutMs = Math.min(HOOK_TIMEOUT_RANGE_MS.max, Math.max(HOOK_TIMEOUT_RANGE_MS.min, t));
+    else warnings.push(`config hookTimeoutMs must be a number, using ${config.hookTimeoutMs}`);
+  }
+  if (obj.strictHooks !== undefined) {
+    if (typeof obj.strictHooks === 'boolean') config.strictHooks = obj.strictHooks;
+    else warnings.push('config strictHooks must be true or false, using false');
+  }
+  return { config, configPath, warnings };
+}
