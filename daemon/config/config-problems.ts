@@ -14,11 +14,13 @@ function show(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text;
 }
 
+const article = (word: string): string => `${/^[aeiou]/.test(word) ? 'an' : 'a'} ${word}`;
+
 function kindOf(value: unknown): string {
   if (value === null) return 'null';
   if (Array.isArray(value)) return 'an array';
   if (Number.isInteger(value)) return 'an integer';
-  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
+  return article(typeof value);
 }
 
 function exampleHint(schema: Record<string, unknown> | undefined): string {
@@ -51,7 +53,7 @@ function describe(err: ErrorObject): ConfigProblem {
     case 'type':
       return {
         keyPath,
-        problem: `must be ${params.type === 'integer' ? 'an integer' : `a ${String(params.type)}`}, not ${kindOf(err.data)} ${show(err.data)}`,
+        problem: `must be ${article(String(params.type))}, not ${kindOf(err.data)} ${show(err.data)}`,
         hint: exampleHint(parent),
       };
     case 'enum':

@@ -62,6 +62,30 @@ function jsonSyntaxProblem(text: string, err: Error): ConfigProblem {
   return { keyPath: '', problem: `not valid JSON${where}: ${err.message}`, hint: 'JSON allows no comments and no trailing commas' };
 }
 
+/**
+ * Calendar syntax of every job that has a string schedule. Also run when the schema check failed,
+ * so a file with several mistakes is reported whole; hence the defensive reading of `data`.
+ */
+function scheduleProblems(data: unknown, now: Date): ConfigProblem[] {
+  const jobs = (data as { jobs?: unknown } | null)?.jobs;
+  if (!Array.isArray(jobs)) return [];
+  const problems: ConfigProblem[] = [];
+  jobs.forEach((job: unknown, i) => {
+    const schedule = (job as { schedule?: unknown } | null)?.schedule;
+    if (typeof schedule !== 'string') return;
+    try {
+      if (nextRun(parseCalendarEvent(schedule), now) === null) {
+        problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${schedule}' never fires again`, hint: "example: 'daily 02:00'" });
+      }
+    } catch (err) {
+      if (!isCbtError(err)) throw err;
+      const d = err.details as { position: number; problem: string; hint: string };
+      problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${schedule}': ${d.problem} (at character ${d.position + 1})`, hint: d.hint });
+    }
+  });
+  return problems;
+}
+
 /** Checks beyond the schema; `config` already has its defaults. */
 function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
@@ -89,16 +113,8 @@ function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
     } else {
       ids.set(job.id, i);
     }
-    try {
-      if (nextRun(parseCalendarEvent(job.schedule), now) === null) {
-        problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${job.schedule}' never fires again`, hint: "example: 'daily 02:00'" });
-      }
-    } catch (err) {
-      if (!isCbtError(err)) throw err;
-      const d = err.details as { position: number; problem: string; hint: string };
-      problems.push({ keyPath: `/jobs/${i}/schedule`, problem: `'${job.schedule}': ${d.problem} (at character ${d.position + 1})`, hint: d.hint });
-    }
   });
+  problems.push(...scheduleProblems(config, now));
   return problems;
 }
 
@@ -107,7 +123,11 @@ export function validateConfig(raw: unknown, file: string, now: Date = new Date(
   const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
   const validate = ajv.compile(CONFIG_SCHEMA);
   const data: unknown = structuredClone(raw);
-  if (!validate(data)) refuse(file, problemsFromAjv(validate.errors ?? []));
+  if (!validate(data)) {
+    const fromSchema = problemsFromAjv(validate.errors ?? []);
+    const extra = scheduleProblems(data, now).filter((p) => !fromSchema.some((q) => q.keyPath === p.keyPath));
+    refuse(file, [...fromSchema, ...extra]);
+  }
   const config = data as CbtConfig;
   const problems = semanticProblems(config, now);
   if (problems.length > 0) refuse(file, problems);
