@@ -7,7 +7,8 @@
  * SHA-256 against their name) and written at their offset. Only when every chunk was good is the
  * file fsynced and renamed to the target; otherwise it is deleted and CBT_REPO_RESTORE_FAILED
  * lists the disk offsets of the bad chunks. qcow2 is made from the verified raw file with
- * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated).
+ * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
+ * sizes are whole 512-byte sectors, so a disk whose size is not is padded with zeros there).
  * A stream gets the disk in order, zeroes included; on a bad chunk it stops short (so the output
  * is visibly incomplete) and the error names the offset. The stream is not ended here.
  */

@@ -1,0 +1,166 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { PassThrough } from 'node:stream';
+import { Repository, type Manifest } from '../../../daemon/repository/repository';
+import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
+
+const CHUNK = 128 * 1024;
+const SIZE = 40 * CHUNK + 4321;
+
+function chunkDigest(data: Buffer, i: number): string {
+  return crypto.createHash('sha256').update(data.subarray(i * CHUNK, Math.min((i + 1) * CHUNK, data.length))).digest('hex');
+}
+
+describe('corruption is detected by verify and restore, never restored silently', () => {
+  let dir: string;
+  let repo: Repository;
+  let img: string;
+  let data: Buffer;
+
+  beforeEach(async () => {
+    dir = tempDir();
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    img = path.join(dir, 'disk.img');
+    data = seededBytes('corrupt', SIZE);
+    data.fill(0, 10 * CHUNK, 12 * CHUNK);
+    fs.writeFileSync(img, data);
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const chunkFile = (digest: string): string => path.join(repo.dir, '.chunks', digest.slice(0, 4), digest);
+  const pageFile = (digest: string): string => path.join(repo.dir, '.pages', digest.slice(0, 4), digest);
+
+  async function expectRestoreFails(m: Manifest, offsets: number[]): Promise<void> {
+    const out = path.join(dir, 'out.raw');
+    await expect(repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' })).rejects.toMatchObject({
+      code: 'CBT_REPO_RESTORE_FAILED',
+      details: { backupId: m.id, disk: 'scsi0', offsets },
+    });
+    expect(fs.readdirSync(dir).filter((f) => f.includes('out.raw'))).toEqual([]);
+  }
+
+  it('a flipped byte in a chunk', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const digest = chunkDigest(data, 7);
+    const file = chunkFile(digest);
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 100] ^= 0x01;
+    fs.writeFileSync(file, bytes);
+
+    const report = await repo.verify();
+    expect(report.ok).toBe(false);
+    expect(report.backups[0].problems).toEqual([
+      { backupId: m.id, disk: 'scsi0', offset: 7 * CHUNK, kind: 'chunk', digest, problem: 'corrupt' },
+    ]);
+    expect((await repo.listBackups())[0].verifyState).toBe('failed');
+    await expectRestoreFails(m, [7 * CHUNK]);
+
+    const sink = new PassThrough();
+    let streamed = 0;
+    sink.on('data', (b: Buffer) => (streamed += b.length));
+    await expect(repo.restoreDisk(m.id, 'scsi0', { stream: sink })).rejects.toMatchObject({ code: 'CBT_REPO_RESTORE_FAILED', details: { offsets: [7 * CHUNK] } });
+    expect(streamed).toBe(7 * CHUNK);
+  });
+
+  it('a deleted chunk', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const digest = chunkDigest(data, 40);
+    fs.unlinkSync(chunkFile(digest));
+    const report = await repo.verify({ backupId: m.id });
+    expect(report.backups[0].problems).toEqual([
+      { backupId: m.id, disk: 'scsi0', offset: 40 * CHUNK, kind: 'chunk', digest, problem: 'missing' },
+    ]);
+    await expectRestoreFails(m, [40 * CHUNK]);
+  });
+
+  it('a truncated page', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const firstPage = m.disks[0].pages[0].split('*')[0];
+    fs.truncateSync(pageFile(firstPage), 100);
+    const report = await repo.verify();
+    expect(report.backups[0].problems).toEqual([
+      { backupId: m.id, disk: 'scsi0', offset: 0, kind: 'page', digest: firstPage, problem: 'corrupt' },
+    ]);
+    await expectRestoreFails(m, [0]);
+  });
+
+  it('a truncated manifest', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const file = path.join(repo.dir, m.id, 'manifest.json');
+    fs.truncateSync(file, fs.statSync(file).size - 10);
+    expect(await repo.listBackups()).toEqual([]);
+    const report = await repo.verify();
+    expect(report.backups).toEqual([
+      { id: m.id, ok: false, problems: [{ backupId: m.id, disk: null, offset: null, kind: 'manifest', digest: null, problem: 'corrupt' }] },
+    ]);
+    await expect(repo.restoreDisk(m.id, 'scsi0', { path: path.join(dir, 'out.raw'), format: 'raw' })).rejects.toMatchObject({
+      code: 'CBT_REPO_MANIFEST_CORRUPT',
+    });
+    await expect(repo.gc({ graceMs: 0 })).rejects.toMatchObject({ code: 'CBT_REPO_GC_BLOCKED' });
+  });
+
+  it('the next backup re-sends the blocks behind bad chunks and repairs them', async () => {
+    const m1 = await backupImage(repo, img, { vmid: 100 });
+    const digest = chunkDigest(data, 5);
+    fs.writeFileSync(chunkFile(digest), 'garbage');
+    await repo.verify();
+
+    const w = await repo.startBackup({ vmid: 100, parent: m1.id });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE, base: { backupId: m1.id, disk: 'scsi0' } });
+    expect(d.badBaseChunks()).toEqual([5]);
+    await expect(d.finish({ mode: 'incremental', reason: 'test', bytesRead: 0, durationMs: 0 })).rejects.toMatchObject({ code: 'CBT_REPO_WRITER_STATE' });
+    await w.abort();
+
+    const m2 = await backupImage(repo, img, { vmid: 100, base: { backupId: m1.id, disk: 'scsi0' }, parent: m1.id, dirty: [] });
+    expect(m2.disks[0].chunksStored).toBe(1);
+    expect(fs.existsSync(path.join(repo.dir, '.bad', `chunk-${digest}`))).toBe(false);
+    const report = await repo.verify();
+    expect(report.ok).toBe(true);
+    for (const m of [m1, m2]) {
+      const out = path.join(dir, `${m.id.replace(/\//g, '_')}.raw`);
+      await repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha256File(img));
+    }
+  });
+
+  it('a base page that cannot be read forces its chunks to be re-sent', async () => {
+    const m1 = await backupImage(repo, img, { vmid: 100 });
+    const firstPage = m1.disks[0].pages[0].split('*')[0];
+    fs.unlinkSync(pageFile(firstPage));
+    const w = await repo.startBackup({ vmid: 100 });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE, base: { backupId: m1.id, disk: 'scsi0' } });
+    expect(d.badBaseChunks()).toEqual(Array.from({ length: m1.disks[0].pageEntries }, (_, i) => i));
+    expect(d.baseDigest(0)).toBeNull();
+    await w.abort();
+    const m2 = await backupImage(repo, img, { vmid: 100, base: { backupId: m1.id, disk: 'scsi0' }, dirty: [] });
+    const out = path.join(dir, 'm2.raw');
+    await repo.restoreDisk(m2.id, 'scsi0', { path: out, format: 'raw' });
+    expect(sha256File(out)).toBe(sha256File(img));
+  });
+
+  it('restores to qcow2 and to a stream byte-exact', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const q = path.join(dir, 'out.qcow2');
+    await repo.restoreDisk(m.id, 'scsi0', { path: q, format: 'qcow2' });
+    expect(execFileSync('qemu-img', ['info', '--output=json', q]).toString()).toContain('"format": "qcow2"');
+    execFileSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'raw', q, img]);
+    const back = path.join(dir, 'back.raw');
+    execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', q, back]);
+    // qcow2 sizes are whole 512-byte sectors: the odd tail is padded with zeros.
+    const restored = fs.readFileSync(back);
+    expect(restored.length).toBe(Math.ceil(SIZE / 512) * 512);
+    expect(restored.subarray(0, SIZE).equals(data)).toBe(true);
+    expect(restored.subarray(SIZE).every((b) => b === 0)).toBe(true);
+
+    const sink = new PassThrough();
+    const hash = crypto.createHash('sha256');
+    sink.on('data', (b: Buffer) => hash.update(b));
+    const progress: number[] = [];
+    const r = await repo.restoreDisk(m.id, 'scsi0', { stream: sink }, { onProgress: (done) => progress.push(done) });
+    expect(r.bytes).toBe(SIZE);
+    expect(hash.digest('hex')).toBe(sha256File(img));
+    expect(progress[progress.length - 1]).toBe(SIZE);
+  });
+});
