@@ -5,7 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { usePveNode } from './jest-cleanup';
-import { createPveNode } from './pve-node';
+import { createPveNode, type SimDiskSpec } from './pve-node';
 import { isAlive } from './process-reaper';
 import { SimIoError, SimSpecError, SimStateError } from './sim-errors';
 
@@ -118,7 +118,7 @@ describe('guest writes and reference twins', () => {
   it('writes while running and while stopped land in both the image and its raw twin', async () => {
     const vm = await sim.node.addVm({
       vmid: 610,
-      disks: formats.map((format) => ({ key: keys[format], format, sizeMiB: 8 })).concat([{ key: 'ide0', format: 'qcow2', sizeMiB: 4 }]),
+      disks: [...formats.map((format): SimDiskSpec => ({ key: keys[format], format, sizeMiB: 8 })), { key: 'ide0', format: 'qcow2', sizeMiB: 4 }],
     });
     await vm.start();
     for (const d of vm.disks) {
