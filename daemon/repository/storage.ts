@@ -59,6 +59,9 @@ function rethrow(err: unknown, file: string): never {
 
 /** A repository in a local (or locally mounted) POSIX directory. */
 export class LocalDirStorage implements RepositoryStorage {
+  /** Folders known to exist (shards are never removed), to save a mkdir per chunk. */
+  private readonly knownDirs = new Set<string>();
+
 
   constructor(readonly root: string) {}
 
@@ -80,10 +83,13 @@ export class LocalDirStorage implements RepositoryStorage {
     const dir = path.dirname(file);
     const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     try {
-      await fsp.mkdir(dir, { recursive: true });
+      if (!this.knownDirs.has(dir)) {
+        await fsp.mkdir(dir, { recursive: true });
+        this.knownDirs.add(dir);
+      }
       const fh = await fsp.open(tmp, 'wx');
       try {
-        await fh.writeFile(data);
+        await fh.write(data, 0, data.length, 0);
         if (!opts.batch) await fh.sync();
       } finally {
         await fh.close();
@@ -183,7 +189,9 @@ export class LocalDirStorage implements RepositoryStorage {
   }
 
   async removeTree(key: string): Promise<void> {
-    await fsp.rm(this.localPath(key), { recursive: true, force: true });
+    const dir = this.localPath(key);
+    for (const d of this.knownDirs) if (d === dir || d.startsWith(`${dir}${path.sep}`)) this.knownDirs.delete(d);
+    await fsp.rm(dir, { recursive: true, force: true });
     await syncDir(path.dirname(this.localPath(key))).catch(() => undefined);
   }
 
