@@ -205,7 +205,7 @@ describe('ipc server', () => {
 
   test('client errors: nothing listening, and a server that never answers', async () => {
     await expect(ipcRequest(path.join(dir, 'absent.sock'), 'echo', { n: 1 }, { timeoutMs: 1000 })).rejects.toMatchObject({ code: 'CBT_IPC_UNAVAILABLE', details: { errno: 'ENOENT' } });
-    const mute = net.createServer(() => undefined);
+    const mute = net.createServer((s) => s.resume());
     const mutePath = path.join(dir, 'mute.sock');
     await new Promise<void>((r) => mute.listen(mutePath, r));
     try {
@@ -213,7 +213,7 @@ describe('ipc server', () => {
       await expect(ipcRequest(mutePath, 'echo', { n: 1 }, { timeoutMs: 300 })).rejects.toMatchObject({ code: 'CBT_IPC_TIMEOUT' });
       expect(Date.now() - t0).toBeLessThan(1000);
     } finally {
-      mute.close();
+      await new Promise((r) => mute.close(r));
     }
   });
 
