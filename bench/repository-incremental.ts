@@ -1,0 +1,227 @@
+/**
+ * Repository benchmark (issue 4), driven through the DiskWriter API with chunks read from a
+ * generated image file, the way the backup engine feeds them:
+ * 1. 2 GiB disk, 1 GiB random data in alternating 1 MiB extents; full backup; then 328 scattered
+ *    64 KiB-aligned blocks rewritten (fixed seed) and an incremental of the chunks they touch.
+ *    Targets: new bytes stored <= 4x the changed bytes; metadata written (pages + manifest) < 1 %
+ *    of the new bytes stored. Measured for 64, 128 and 256 KiB chunks (the default is 128 KiB).
+ * 2. 64 GiB mostly empty disk (64 MiB of data), full, then 1 MiB changed in 16 scattered 64 KiB
+ *    blocks: the incremental must write < 1 MiB of metadata.
+ * 3. Restore of the 2 GiB incremental to a raw file vs `qemu-img convert -O raw` of the same
+ *    image in the same run: ratio (qemu-img time / restore time) >= 0.5.
+ */
+import fs from 'node:fs';
+import fsp from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { Repository } from '../daemon/repository/repository';
+import type { DiskWriter } from '../daemon/repository/disk-writer';
+import type { Manifest } from '../daemon/repository/manifest';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: string;
+  ratio?: number;
+  target?: string;
+  pass?: boolean;
+}
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+const GiB = 1024 * MiB;
+const BLOCK = 64 * KiB;
+const PUT_WINDOW = 8;
+
+function mulberry32(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function randomStream(seed: string): (n: number) => Buffer {
+  const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(seed).digest(), Buffer.alloc(16));
+  return (n) => cipher.update(Buffer.alloc(n));
+}
+
+/** Sparse image with random data in every other 1 MiB extent up to `dataBytes`. */
+async function makeImage(file: string, size: number, dataBytes: number): Promise<void> {
+  const fh = await fsp.open(file, 'w');
+  const rnd = randomStream(file);
+  try {
+    await fh.truncate(size);
+    for (let written = 0, off = 0; written < dataBytes && off < size; off += 2 * MiB, written += MiB) {
+      await fh.write(rnd(MiB), 0, MiB, off);
+    }
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Rewrites `count` distinct random 64 KiB blocks; returns their offsets. */
+async function rewriteBlocks(file: string, size: number, count: number, seed: number): Promise<number[]> {
+  const rand = mulberry32(seed);
+  const blocks = new Set<number>();
+  while (blocks.size < count) blocks.add(Math.floor(rand() * (size / BLOCK)) * BLOCK);
+  const rnd = randomStream(`rewrite-${seed}`);
+  const fh = await fsp.open(file, 'r+');
+  try {
+    for (const off of blocks) await fh.write(rnd(BLOCK), 0, BLOCK, off);
+  } finally {
+    await fh.close();
+  }
+  return [...blocks].sort((a, b) => a - b);
+}
+
+/** Reads the given chunks of `file` and puts them, a few in flight. */
+async function feed(d: DiskWriter, file: string, indexes: number[]): Promise<void> {
+  const fh = await fsp.open(file, 'r');
+  let next = 0;
+  try {
+    const worker = async (): Promise<void> => {
+      while (next < indexes.length) {
+        const i = indexes[next++];
+        const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
+        const buf = Buffer.allocUnsafe(len);
+        await fh.read(buf, 0, len, i * d.chunkSize);
+        await d.putChunk(i, buf);
+      }
+    };
+    await Promise.all(Array.from({ length: PUT_WINDOW }, worker));
+  } finally {
+    await fh.close();
+  }
+}
+
+async function backup(
+  repo: Repository,
+  vmid: number,
+  file: string,
+  size: number,
+  chunkSize: number,
+  indexes: number[] | 'all',
+  base?: Manifest,
+): Promise<{ m: Manifest; manifestBytes: number; ms: number }> {
+  const t0 = Date.now();
+  const w = await repo.startBackup({ vmid, parent: base?.id });
+  const d = await w.openDisk({ name: 'scsi0', format: 'raw', size, chunkSize, base: base ? { backupId: base.id, disk: 'scsi0' } : undefined });
+  await feed(d, file, indexes === 'all' ? Array.from({ length: d.chunkCount }, (_, i) => i) : indexes);
+  await d.finish({ mode: base ? 'incremental' : 'full', reason: 'bench', bytesRead: 0, durationMs: 0 });
+  const m = await w.commit();
+  const manifestBytes = fs.statSync(path.join(repo.dir, m.id, 'manifest.json')).size;
+  return { m, manifestBytes, ms: Date.now() - t0 };
+}
+
+function touchedChunks(offsets: number[], chunkSize: number, len: number): number[] {
+  const set = new Set<number>();
+  for (const o of offsets) for (let c = Math.floor(o / chunkSize); c <= Math.floor((o + len - 1) / chunkSize); c++) set.add(c);
+  return [...set].sort((a, b) => a - b);
+}
+
+async function timed<T>(fn: () => Promise<T>): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t0) / 1e6;
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-bench-repo-'));
+  const results: BenchResult[] = [];
+  try {
+    const img = path.join(dir, 'disk2g.img');
+    const size = 2 * GiB;
+    await makeImage(img, size, GiB);
+    const fullImg = path.join(dir, 'disk2g-full.img');
+    fs.copyFileSync(img, fullImg);
+    const changed = await rewriteBlocks(img, size, 328, 20261125);
+    const changedBytes = changed.length * BLOCK;
+
+    let restoreFrom: { repo: Repository; id: string } | null = null;
+    for (const chunkSize of [64 * KiB, 128 * KiB, 256 * KiB]) {
+      const repo = await Repository.open(path.join(dir, `repo-${chunkSize / KiB}k`), { create: true });
+      const full = await backup(repo, 100, fullImg, size, chunkSize, 'all');
+      const inc = await backup(repo, 100, img, size, chunkSize, touchedChunks(changed, chunkSize, BLOCK), full.m);
+      const disk = inc.m.disks[0];
+      const metadata = disk.pageBytesStored + inc.manifestBytes;
+      const tag = `${chunkSize / KiB} KiB chunks`;
+      const isDefault = chunkSize === 128 * KiB;
+      const storedRatio = disk.bytesStored / changedBytes;
+      const metaPct = (100 * metadata) / disk.bytesStored;
+      results.push(
+        { name: `repo 2 GiB full backup (${tag})`, value: +(full.ms / 1000).toFixed(2), unit: 's' },
+        {
+          name: `repo 328x64 KiB incremental: stored / changed (${tag})`,
+          value: +storedRatio.toFixed(2),
+          unit: 'x',
+          ...(isDefault ? { target: '<= 4', pass: storedRatio <= 4 } : {}),
+        },
+        {
+          name: `repo 328x64 KiB incremental: metadata / stored (${tag}, ${disk.pageEntries}-entry pages, ${metadata} B)`,
+          value: +metaPct.toFixed(3),
+          unit: '%',
+          ...(isDefault ? { target: '< 1', pass: metaPct < 1 } : {}),
+        },
+      );
+      if (isDefault) restoreFrom = { repo, id: inc.m.id };
+      else fs.rmSync(repo.dir, { recursive: true, force: true });
+    }
+    fs.rmSync(fullImg);
+
+    // Restore of the 2 GiB incremental vs qemu-img convert of the same image, same run.
+    if (!restoreFrom) throw new Error('no default-chunk-size repository');
+    const { repo, id } = restoreFrom;
+    const outRestore = path.join(dir, 'restored.raw');
+    const outQemu = path.join(dir, 'qemu.raw');
+    const qemuMs = await timed(async () => execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', img, outQemu]));
+    const restoreMs = await timed(() => repo.restoreDisk(id, 'scsi0', { path: outRestore, format: 'raw' }));
+    const same = execFileSync('sha256sum', [outRestore, img]).toString().split('\n').map((l) => l.split(' ')[0]);
+    if (same[0] !== same[1]) throw new Error('restored image differs from the source image');
+    const ratio = qemuMs / restoreMs;
+    results.push({
+      name: 'repo restore 2 GiB (1 GiB data) to raw',
+      value: +((size / MiB) / (restoreMs / 1000)).toFixed(0),
+      unit: 'MiB/s',
+      baseline: `qemu-img convert -O raw ${((size / MiB) / (qemuMs / 1000)).toFixed(0)} MiB/s`,
+      ratio: +ratio.toFixed(2),
+      target: 'ratio >= 0.5',
+      pass: ratio >= 0.5,
+    });
+    fs.rmSync(outRestore);
+    fs.rmSync(outQemu);
+    fs.rmSync(img);
+    fs.rmSync(repo.dir, { recursive: true, force: true });
+
+    // 64 GiB mostly empty disk, 1 MiB changed.
+    const bigImg = path.join(dir, 'disk64g.img');
+    const big = 64 * GiB;
+    await makeImage(bigImg, big, 32 * MiB);
+    const bigRepo = await Repository.open(path.join(dir, 'repo-64g'), { create: true });
+    const dataChunks = touchedChunks(
+      Array.from({ length: 32 }, (_, i) => i * 2 * MiB),
+      128 * KiB,
+      MiB,
+    );
+    const bigFull = await backup(bigRepo, 200, bigImg, big, 128 * KiB, dataChunks);
+    const bigChanged = await rewriteBlocks(bigImg, big, 16, 64);
+    const bigInc = await backup(bigRepo, 200, bigImg, big, 128 * KiB, touchedChunks(bigChanged, 128 * KiB, BLOCK), bigFull.m);
+    const bigMeta = bigInc.m.disks[0].pageBytesStored + bigInc.manifestBytes;
+    results.push({
+      name: `repo 64 GiB sparse disk, 1 MiB changed: metadata written (${bigInc.m.disks[0].pageEntries}-entry pages)`,
+      value: +(bigMeta / KiB).toFixed(1),
+      unit: 'KiB',
+      target: '< 1024 KiB',
+      pass: bigMeta < MiB,
+    });
+    return results;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
