@@ -33,7 +33,7 @@ function fakeApp(withHooks: boolean): string {
 const a = process.argv.slice(2);
 if (a[0] === '--version') { console.log('9.9.9'); process.exit(0); }
 if (${withHooks} && a[0] === 'hooks' && a[1] === '--help') {
-  console.log('Usage: pve-cbt hooks [options] [command]\n\nCommands:\n  install\n  uninstall'); process.exit(0);
+  console.log('Usage: pve-cbt hooks [options] [command]\\n\\nCommands:\\n  install\\n  uninstall'); process.exit(0);
 }
 if (${withHooks} && a[0] === 'hooks' && (a[1] === 'install' || a[1] === 'uninstall')) {
   const root = a[a.indexOf('--root') + 1];
