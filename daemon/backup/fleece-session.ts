@@ -1,0 +1,428 @@
+/**
+ * Point-in-time read of a running VM's disks ("fleecing"), following the recipe verified on QEMU 7.2
+ * (shared/docs/pve-qemu-facts.md):
+ *
+ *   1. `nbd-server-start` on a private unix socket in the work dir. QEMU has one NBD server; when
+ *      PVE's migration or backup holds it we retry in fresh short sessions for a bounded time, then
+ *      fail CBT_BACKUP_NBD_BUSY. Done first, so a busy server costs nothing else.
+ *   2. per disk: `qemu-img create -f qcow2 SCRATCH SIZE` and `blockdev-add` a qcow2 node over it with
+ *      the drive as backing.
+ *   3. guest-agent fs freeze (only with `agent: 1`, bounded), then ONE `transaction` for all disks:
+ *      disable the bitmap being read, add the next bitmap (persistent on qcow2, transient on
+ *      raw/vmdk), `blockdev-backup sync=none` into the scratch node (copy-before-write); then thaw.
+ *      One transaction makes the view and the bitmap switch atomic, also across the VM's disks.
+ *   4. `block-export-add` per disk, exporting the frozen old bitmap with it.
+ * Teardown runs in reverse (export, job, node, server, files), each step best-effort so one failure
+ * does not leave the rest behind. Bitmaps are settled afterwards, by the caller's outcome:
+ *   - commit (only after the manifest is committed): drop every other pve-cbt bitmap of the drive;
+ *   - rollback (any failure): in one transaction merge the new bitmap into the old one, re-enable the
+ *     old one and remove the new one, so the next incremental still sees every change.
+ * QMP is only held for short sessions; `query-block-jobs` is polled in its own short sessions and a
+ * lost copy-before-write job aborts the read (the view would no longer be point-in-time).
+ * All object names carry the pve-cbt prefix (bitmap-names.ts), which lets `cleanupFleeceLeftovers`
+ * remove what a crashed daemon left behind.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'winston';
+import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
+import { QmpCommandError } from '../qmp/qmp-errors';
+import { withQmp } from '../qmp/qmp-session';
+import { queryDisks } from '../qmp/query-disks';
+import { BackupJobFailedError, BackupNbdBusyError, BackupToolError } from './backup-errors';
+import { fleeceNames, isOwnName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
+import { fsFreeze, fsThaw } from './guest-agent';
+
+export interface FleeceDiskSpec {
+  readonly drive: string;
+  /** Node accepted as blockdev-backup device and as backing: `drive-scsi0`. */
+  readonly device: string;
+  /** Format node carrying the bitmaps. */
+  readonly nodeName: string;
+  readonly size: number;
+  readonly newBitmap: string;
+  readonly persistent: boolean;
+  readonly granularity: number;
+  /** The bitmap an incremental reads; frozen in the transaction and exported. */
+  readonly readBitmap?: string;
+}
+
+export interface FleeceOptions {
+  readonly vmid: number;
+  readonly qmpSocket: string;
+  /** Guest agent socket when the VM config has `agent: 1`. */
+  readonly qgaSocket?: string;
+  /** Private directory for scratch images and the NBD socket. */
+  readonly workDir: string;
+  readonly qmpOptions?: QmpConnectOptions;
+  readonly nbdBusyTimeoutMs?: number;
+  readonly freezeTimeoutMs?: number;
+  readonly jobPollMs?: number;
+  readonly qemuImg?: string;
+  readonly logger?: Logger;
+}
+
+export type Consistency = 'frozen' | 'crash-consistent' | 'stopped';
+
+export function nbdSocketPath(workDir: string, vmid: number): string {
+  return path.join(workDir, `pve-cbt-${vmid}.nbd`);
+}
+
+export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (err) reject(BackupToolError({ command: `${path.basename(cmd)} ${args.join(' ')}`, reason: stderr.trim() || err.message }, err));
+      else resolve(stdout);
+    });
+  });
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+function isNbdRunning(err: unknown): boolean {
+  return QmpCommandError.is(err) && /already running/i.test(String(err.details.desc));
+}
+
+export class FleeceSession {
+  readonly socketPath: string;
+  private readonly abort = new AbortController();
+  private pollTimer: NodeJS.Timeout | undefined;
+  private serverStarted = false;
+  private readonly nodesAdded: FleeceDiskSpec[] = [];
+  private readonly jobsStarted: FleeceDiskSpec[] = [];
+  private readonly exportsAdded: FleeceDiskSpec[] = [];
+  private readonly scratchFiles: string[] = [];
+  private bitmapsSwitched = false;
+  private tornDown = false;
+  consistency: Consistency = 'crash-consistent';
+  freezeNote: string | undefined;
+
+  private constructor(
+    private readonly opts: FleeceOptions,
+    readonly disks: readonly FleeceDiskSpec[],
+  ) {
+    this.socketPath = nbdSocketPath(opts.workDir, opts.vmid);
+  }
+
+  /** Fires when the point-in-time view is lost (copy-before-write job gone or failed). */
+  get signal(): AbortSignal {
+    return this.abort.signal;
+  }
+
+  exportName(drive: string): string {
+    return fleeceNames(this.opts.vmid, drive).exportName;
+  }
+
+  /** Sets everything up; on failure tears down what was made and rolls the bitmaps back. */
+  static async start(opts: FleeceOptions, disks: readonly FleeceDiskSpec[]): Promise<FleeceSession> {
+    const s = new FleeceSession(opts, disks);
+    try {
+      await s.setup();
+    } catch (err) {
+      await s.teardown();
+      await s.rollbackBitmaps();
+      throw err;
+    }
+    s.startPolling();
+    return s;
+  }
+
+  private qmp<T>(fn: (q: QmpClient) => Promise<T>): Promise<T> {
+    return withQmp(this.opts.qmpSocket, fn, this.opts.qmpOptions);
+  }
+
+  private async setup(): Promise<void> {
+    const { vmid, workDir, logger } = this.opts;
+    fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
+    fs.rmSync(this.socketPath, { force: true });
+    await this.startNbdServer();
+    for (const d of this.disks) {
+      const file = path.join(workDir, fleeceNames(vmid, d.drive).scratchFile);
+      fs.rmSync(file, { force: true });
+      await run(this.opts.qemuImg ?? 'qemu-img', ['create', '-q', '-f', 'qcow2', file, String(d.size)]);
+      this.scratchFiles.push(file);
+    }
+    await this.qmp(async (q) => {
+      for (const d of this.disks) {
+        const n = fleeceNames(vmid, d.drive);
+        const file = path.join(workDir, n.scratchFile);
+        await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
+        this.nodesAdded.push(d);
+      }
+      const actions: unknown[] = [];
+      for (const d of this.disks) {
+        if (d.readBitmap) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.nodeName, name: d.readBitmap } });
+        actions.push({
+          type: 'block-dirty-bitmap-add',
+          data: { node: d.nodeName, name: d.newBitmap, persistent: d.persistent, granularity: d.granularity },
+        });
+        const n = fleeceNames(vmid, d.drive);
+        actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
+      }
+      await this.frozen(() => q.execute('transaction', { actions }));
+      this.bitmapsSwitched = true;
+      this.jobsStarted.push(...this.disks);
+      for (const d of this.disks) {
+        const n = fleeceNames(vmid, d.drive);
+        await q.execute('block-export-add', {
+          type: 'nbd',
+          id: n.exportId,
+          'node-name': n.node,
+          name: n.exportName,
+          writable: false,
+          ...(d.readBitmap ? { bitmaps: [{ node: d.nodeName, name: d.readBitmap }] } : {}),
+        });
+        this.exportsAdded.push(d);
+      }
+    });
+    logger?.info('point-in-time view ready', { vmid, disks: this.disks.map((d) => d.drive), consistency: this.consistency });
+  }
+
+  private async startNbdServer(): Promise<void> {
+    const limit = this.opts.nbdBusyTimeoutMs ?? 30_000;
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        await this.qmp((q) => q.execute('nbd-server-start', { addr: { type: 'unix', data: { path: this.socketPath } } }));
+        this.serverStarted = true;
+        return;
+      } catch (err) {
+        if (!isNbdRunning(err)) throw err;
+        const waited = Date.now() - t0;
+        if (waited >= limit) throw BackupNbdBusyError({ vmid: this.opts.vmid, waitedMs: waited, desc: String((err as { details: { desc: unknown } }).details.desc) }, err);
+        this.opts.logger?.info('QEMU NBD server busy, waiting', { vmid: this.opts.vmid, waitedMs: waited });
+        await sleep(Math.min(1000, limit - waited));
+      }
+    }
+  }
+
+  /** Runs `fn` with guest file systems frozen when an agent socket is configured. */
+  private async frozen<T>(fn: () => Promise<T>): Promise<T> {
+    const qga = this.opts.qgaSocket;
+    if (!qga) {
+      this.freezeNote = 'no guest agent configured';
+      return fn();
+    }
+    const timeoutMs = this.opts.freezeTimeoutMs ?? 2000;
+    const freeze = await fsFreeze(qga, { timeoutMs });
+    if (freeze.frozen) this.consistency = 'frozen';
+    else {
+      this.freezeNote = `guest agent did not freeze: ${freeze.reason}`;
+      this.opts.logger?.warn('continuing crash-consistent', { vmid: this.opts.vmid, reason: freeze.reason });
+    }
+    try {
+      return await fn();
+    } finally {
+      // Thaw even after a failed freeze: the agent may have frozen after our timeout.
+      const thawed = await fsThaw(qga, { timeoutMs });
+      if (freeze.frozen && !thawed) this.opts.logger?.error('guest agent did not thaw', { vmid: this.opts.vmid });
+    }
+  }
+
+  private startPolling(): void {
+    const every = this.opts.jobPollMs ?? 5000;
+    const tick = async (): Promise<void> => {
+      try {
+        await this.checkJobs();
+      } catch (err) {
+        if (BackupJobFailedError.is(err)) {
+          this.abort.abort(err);
+          return;
+        }
+        this.opts.logger?.debug('block job poll failed', { vmid: this.opts.vmid, error: (err as Error).message });
+      }
+      if (!this.tornDown && !this.abort.signal.aborted) this.pollTimer = setTimeout(() => void tick(), every).unref();
+    };
+    this.pollTimer = setTimeout(() => void tick(), every).unref();
+  }
+
+  /** Throws CBT_BACKUP_FLEECE_JOB when a copy-before-write job is not running any more. */
+  async checkJobs(): Promise<void> {
+    if (this.tornDown) return;
+    const jobs = await this.qmp((q) => q.execute<{ device: string; status?: string; error?: string }[]>('query-block-jobs'));
+    for (const d of this.jobsStarted) {
+      const id = fleeceNames(this.opts.vmid, d.drive).job;
+      const job = jobs.find((j) => j.device === id);
+      const status = job ? (job.status ?? 'running') : 'gone';
+      if (status !== 'running' && status !== 'ready') {
+        throw BackupJobFailedError({ vmid: this.opts.vmid, job: id, status, ...(job?.error ? { error: job.error } : {}) });
+      }
+    }
+  }
+
+  /** Removes export, job, scratch node, NBD server and files; idempotent, each step best-effort. */
+  async teardown(): Promise<void> {
+    if (this.pollTimer) clearTimeout(this.pollTimer);
+    if (this.tornDown) return;
+    this.tornDown = true;
+    const { vmid, logger } = this.opts;
+    const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
+      try {
+        await fn();
+      } catch (err) {
+        logger?.warn('fleece teardown step failed', { vmid, step: what, error: (err as Error).message });
+      }
+    };
+    await step('qmp session', () =>
+      this.qmp(async (q) => {
+        for (const d of this.exportsAdded.splice(0)) {
+          await step(`block-export-del ${d.drive}`, () => q.execute('block-export-del', { id: fleeceNames(vmid, d.drive).exportId, mode: 'hard' }));
+        }
+        await step('wait exports gone', () => waitExportsGone(q, vmid));
+        for (const d of this.jobsStarted.splice(0)) {
+          await step(`block-job-cancel ${d.drive}`, () => q.execute('block-job-cancel', { device: fleeceNames(vmid, d.drive).job, force: true }));
+        }
+        await step('wait jobs gone', () => waitJobsGone(q));
+        for (const d of this.nodesAdded.splice(0)) {
+          await step(`blockdev-del ${d.drive}`, () => q.execute('blockdev-del', { 'node-name': fleeceNames(vmid, d.drive).node }));
+        }
+        if (this.serverStarted) {
+          await step('nbd-server-stop', () => q.execute('nbd-server-stop'));
+          this.serverStarted = false;
+        }
+      }),
+    );
+    for (const f of this.scratchFiles.splice(0)) fs.rmSync(f, { force: true });
+    fs.rmSync(this.socketPath, { force: true });
+  }
+
+  /** After the manifest is committed: the new bitmap is the only pve-cbt bitmap left per drive. */
+  async commitBitmaps(): Promise<void> {
+    await this.qmp(async (q) => {
+      const disks = await queryDisks(q);
+      for (const d of this.disks) {
+        const qd = disks.find((x) => x.drive === d.drive);
+        for (const b of ownBitmapsOf(qd?.bitmaps ?? [], d.drive)) {
+          if (b.name === d.newBitmap) continue;
+          await q.execute('block-dirty-bitmap-remove', { node: d.nodeName, name: b.name });
+        }
+      }
+    });
+    this.bitmapsSwitched = false;
+  }
+
+  /** After any failure: every change since the last committed backup stays in the old bitmap. */
+  async rollbackBitmaps(): Promise<void> {
+    if (!this.bitmapsSwitched) return;
+    const actions: unknown[] = [];
+    for (const d of this.disks) {
+      if (d.readBitmap) {
+        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: d.nodeName, target: d.readBitmap, bitmaps: [d.newBitmap] } });
+        actions.push({ type: 'block-dirty-bitmap-enable', data: { node: d.nodeName, name: d.readBitmap } });
+      }
+      actions.push({ type: 'block-dirty-bitmap-remove', data: { node: d.nodeName, name: d.newBitmap } });
+    }
+    await this.qmp((q) => q.execute('transaction', { actions }));
+    this.bitmapsSwitched = false;
+  }
+}
+
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const t0 = Date.now();
+  while (!(await check())) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`still present after ${timeoutMs} ms`);
+    await sleep(50);
+  }
+}
+
+function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
+  const prefix = fleeceNames(vmid, '').exportId;
+  return waitUntil(async () => {
+    const exps = await q.execute<{ id: string }[]>('query-block-exports');
+    return !exps.some((e) => e.id.startsWith(prefix));
+  }, 10_000);
+}
+
+function waitJobsGone(q: QmpClient): Promise<void> {
+  return waitUntil(async () => {
+    const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
+    return !jobs.some((j) => isOwnName(j.device));
+  }, 10_000);
+}
+
+export interface LeftoverOptions {
+  readonly vmid: number;
+  readonly qmpSocket: string;
+  readonly workDir: string;
+  /** The bitmap the latest committed backup of a drive started, if any (from the repository). */
+  readonly committedBitmap: (drive: string) => string | undefined;
+  readonly qmpOptions?: QmpConnectOptions;
+  readonly logger?: Logger;
+}
+
+/**
+ * Removes what a crashed or killed engine left in a running QEMU: pve-cbt exports, jobs, scratch
+ * nodes, our NBD server (recognised by its socket file in the work dir) and scratch files. A drive
+ * left with an old disabled bitmap and a newer one is settled like commit or rollback, depending on
+ * which of them the last committed manifest names.
+ */
+export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<string[]> {
+  const { vmid } = opts;
+  const done: string[] = [];
+  const socket = nbdSocketPath(opts.workDir, vmid);
+  await withQmp(
+    opts.qmpSocket,
+    async (q) => {
+      const exps = await q.execute<{ id: string }[]>('query-block-exports');
+      for (const e of exps.filter((x) => isOwnName(x.id))) {
+        await q.execute('block-export-del', { id: e.id, mode: 'hard' });
+        done.push(`export ${e.id}`);
+      }
+      await waitExportsGone(q, vmid);
+      const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
+      for (const j of jobs.filter((x) => isOwnName(x.device))) {
+        await q.execute('block-job-cancel', { device: j.device, force: true });
+        done.push(`job ${j.device}`);
+      }
+      await waitJobsGone(q);
+      const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
+      for (const n of nodes.filter((x) => isOwnName(x['node-name']))) {
+        await q.execute('blockdev-del', { 'node-name': n['node-name'] });
+        done.push(`node ${n['node-name']}`);
+      }
+      if (fs.existsSync(socket)) {
+        try {
+          await q.execute('nbd-server-stop');
+          done.push('nbd server');
+        } catch (err) {
+          opts.logger?.debug('nbd-server-stop during cleanup', { vmid, error: (err as Error).message });
+        }
+      }
+      for (const disk of await queryDisks(q)) {
+        const own = ownBitmapsOf(disk.bitmaps, disk.drive);
+        const disabled = own.filter((b) => !b.recording);
+        if (disabled.length === 0 || own.length < 2) continue;
+        const gen = (name: string): number => parseBitmapName(name)?.generation ?? 0;
+        const newest = own.reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a));
+        const old = disabled.filter((b) => b !== newest).reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a), disabled[0]);
+        if (old === newest) continue;
+        if (opts.committedBitmap(disk.drive) === newest.name) {
+          await q.execute('block-dirty-bitmap-remove', { node: disk.nodeName, name: old.name });
+          done.push(`bitmap ${old.name} removed (backup committed)`);
+        } else {
+          await q.execute('transaction', {
+            actions: [
+              { type: 'block-dirty-bitmap-merge', data: { node: disk.nodeName, target: old.name, bitmaps: [newest.name] } },
+              { type: 'block-dirty-bitmap-enable', data: { node: disk.nodeName, name: old.name } },
+              { type: 'block-dirty-bitmap-remove', data: { node: disk.nodeName, name: newest.name } },
+            ],
+          });
+          done.push(`bitmap ${newest.name} merged back into ${old.name}`);
+        }
+      }
+    },
+    opts.qmpOptions,
+  );
+  fs.rmSync(socket, { force: true });
+  if (fs.existsSync(opts.workDir)) {
+    for (const f of fs.readdirSync(opts.workDir)) {
+      if (f.startsWith(`pve-cbt-scratch-${vmid}-`)) {
+        fs.rmSync(path.join(opts.workDir, f), { force: true });
+        done.push(`file ${f}`);
+      }
+    }
+  }
+  if (done.length > 0) opts.logger?.warn('cleaned up leftovers of an interrupted backup', { vmid, done });
+  return done;
+}
