@@ -85,9 +85,8 @@ export function decodePageList(entries: unknown, pageCount: number): string[] | 
     if (typeof e !== 'string') return 'page entry is not a string';
     const [digest, countText, ...rest] = e.split('*');
     const count = countText === undefined ? 1 : Number(countText);
-    if (!isDigest(digest) || rest.length || !Number.isSafeInteger(count) || count < 1 || out.length + count > pageCount) {
-      return `bad page entry '${e.slice(0, 80)}'`;
-    }
+    if (!isDigest(digest) || rest.length || !Number.isSafeInteger(count) || count < 1) return `bad page entry '${e.slice(0, 80)}'`;
+    if (out.length + count > pageCount) return `page list is longer than the ${pageCount} pages the geometry needs`;
     for (let i = 0; i < count; i++) out.push(digest);
   }
   if (out.length !== pageCount) return `page list has ${out.length} pages, geometry needs ${pageCount}`;

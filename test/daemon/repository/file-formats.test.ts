@@ -1,0 +1,46 @@
+import crypto from 'node:crypto';
+import { BLOB_HEADER_SIZE, BlobFormatError, CHUNK_MAGIC_V1, PAGE_MAGIC_V1, decodeBlob, encodeBlob } from '../../../daemon/repository/file-formats';
+
+describe('blob file format', () => {
+  it('magic numbers are the frozen SHA-256 prefixes', () => {
+    expect(CHUNK_MAGIC_V1).toEqual(crypto.createHash('sha256').update('pve-cbt chunk v1').digest().subarray(0, 8));
+    expect(PAGE_MAGIC_V1).toEqual(crypto.createHash('sha256').update('pve-cbt page v1').digest().subarray(0, 8));
+  });
+
+  it('compresses compressible data with lz4 and stores random data raw', async () => {
+    const text = Buffer.from('hello pve-cbt '.repeat(10000));
+    const packed = await encodeBlob('chunk', text, 'auto');
+    expect(packed[8]).toBe(1);
+    expect(packed.length).toBeLessThan(text.length / 10);
+    expect(await decodeBlob('chunk', packed)).toEqual(text);
+
+    const random = crypto.randomBytes(131072);
+    const raw = await encodeBlob('chunk', random, 'auto');
+    expect(raw[8]).toBe(0);
+    expect(raw.length).toBe(random.length + BLOB_HEADER_SIZE);
+    expect(await decodeBlob('chunk', raw)).toEqual(random);
+
+    const none = await encodeBlob('page', text, 'none');
+    expect(none[8]).toBe(0);
+    expect(await decodeBlob('page', none)).toEqual(text);
+  });
+
+  const mutations: [string, (b: Buffer) => Buffer][] = [
+    ['truncated header', (b) => b.subarray(0, 10)],
+    ['truncated payload', (b) => b.subarray(0, b.length - 1)],
+    ['flipped payload byte', (b) => { const c = Buffer.from(b); c[c.length - 5] ^= 0x80; return c; }],
+    ['flipped magic', (b) => { const c = Buffer.from(b); c[0] ^= 1; return c; }],
+    ['unknown compression', (b) => { const c = Buffer.from(b); c[8] = 9; return c; }],
+    ['wrong plain length', (b) => { const c = Buffer.from(b); c.writeUInt32LE(c.readUInt32LE(16) + 1, 16); return c; }],
+  ];
+
+  it.each(mutations)('detects %s', async (_name, mutate) => {
+    const blob = await encodeBlob('chunk', Buffer.from('some chunk content '.repeat(500)), 'auto');
+    await expect(decodeBlob('chunk', mutate(blob))).rejects.toBeInstanceOf(BlobFormatError);
+  });
+
+  it('a page is not accepted as a chunk', async () => {
+    const page = await encodeBlob('page', Buffer.alloc(64, 3), 'none');
+    await expect(decodeBlob('chunk', page)).rejects.toThrow('bad magic');
+  });
+});
