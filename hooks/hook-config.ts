@@ -12,7 +12,7 @@ export interface HookConfig {
   socketPath: string;
   stateDir: string;
   qemuServerRunDir: string;
-  /** Bound on waiting for the daemon's acknowledgement. */
+  /** Bound on the hook's whole run up to the acknowledgement, Node start-up included. */
   hookTimeoutMs: number;
   /** Opt-in: exit non-zero when the daemon did not acknowledge (a pre-start then aborts the VM start). */
   strictHooks: boolean;

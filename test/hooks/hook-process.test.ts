@@ -49,7 +49,7 @@ describe('hooks as real processes', () => {
   const spooled = (): LifecycleEvent[] =>
     fs.existsSync(spool()) ? fs.readFileSync(spool(), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LifecycleEvent) : [];
   const writeConfig = (extra: Record<string, unknown> = {}): void =>
-    fs.writeFileSync(configPath, JSON.stringify({ socketPath, stateDir, hookTimeoutMs: 400, ...extra }));
+    fs.writeFileSync(configPath, JSON.stringify({ socketPath, stateDir, hookTimeoutMs: 1000, ...extra }));
   const serve = (handle?: (ev: LifecycleEvent) => Promise<unknown>): Promise<IpcServer> =>
     startIpcServer({
       socketPath,
@@ -96,7 +96,7 @@ describe('hooks as real processes', () => {
     expect(fs.statSync(spool()).mode & 0o777).toBe(0o600);
   });
 
-  test('daemon hung: the hook gives up after hookTimeoutMs and spools', async () => {
+  test('daemon hung: the hook gives up after hookTimeoutMs (whole run, start-up included) and spools', async () => {
     fs.mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
     // Accepts and reads, never answers; reading lets it see the hook's disconnect so close() ends.
     const mute = net.createServer((s) => s.resume());
@@ -131,7 +131,7 @@ describe('hooks as real processes', () => {
   test('an event applied but acknowledged too late is spooled too, and replayed exactly once', async () => {
     const slow = await serve(async (ev) => {
       ledger.recordEvent(ev);
-      await new Promise((r) => setTimeout(r, 1000));
+      await new Promise((r) => setTimeout(r, 2500));
       return { duplicate: false };
     });
     let r: Run;
