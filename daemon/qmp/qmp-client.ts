@@ -35,8 +35,9 @@ export interface QmpConnectOptions {
   timeoutMs?: number;
   /** How many times to try to get the greeting before giving up with CBT_QMP_BUSY / CBT_QMP_CONNECT. */
   connectAttempts?: number;
-  /** Back-off before attempt n+1 is retryBaseDelayMs * 2^(n-1). */
+  /** Back-off before attempt n+1 is retryBaseDelayMs * 2^(n-1), at most maxRetryDelayMs. */
   retryBaseDelayMs?: number;
+  maxRetryDelayMs?: number;
   /** How long one attempt waits for QEMU's greeting before it assumes another client holds the socket. */
   greetingTimeoutMs?: number;
   logger?: Logger;
@@ -46,7 +47,7 @@ export interface QmpGreeting {
   QMP: { version: { qemu: { major: number; minor: number; micro: number }; package: string }; capabilities: string[] };
 }
 
-const DEFAULTS = { timeoutMs: 10_000, connectAttempts: 5, retryBaseDelayMs: 100, greetingTimeoutMs: 1_000 };
+const DEFAULTS = { timeoutMs: 10_000, connectAttempts: 5, retryBaseDelayMs: 100, maxRetryDelayMs: 2_000, greetingTimeoutMs: 1_000 };
 
 interface Pending {
   command: string;
@@ -88,6 +89,7 @@ export class QmpClient {
   static async connect(socketPath: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
     const attempts = Math.max(1, opts.connectAttempts ?? DEFAULTS.connectAttempts);
     const baseDelay = opts.retryBaseDelayMs ?? DEFAULTS.retryBaseDelayMs;
+    const maxDelay = opts.maxRetryDelayMs ?? DEFAULTS.maxRetryDelayMs;
     let last: AttemptResult | undefined;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       last = await QmpClient.attempt(socketPath, opts);
@@ -102,7 +104,7 @@ export class QmpClient {
       }
       opts.logger?.debug('qmp connect attempt failed', { socketPath, attempt, reason: last.reason });
       if (last.kind === 'unreachable' && !last.retry) break;
-      if (attempt < attempts) await sleep(baseDelay * 2 ** (attempt - 1));
+      if (attempt < attempts) await sleep(Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)));
     }
     if (last?.kind === 'busy') throw QmpBusyError({ socketPath, attempts });
     throw QmpConnectError({ socketPath, attempts, reason: last && last.kind !== 'ok' ? last.reason : 'unknown' });

@@ -68,8 +68,10 @@ export function setConfHookscript(confPath: string, volid: string | undefined): 
   fs.writeFileSync(confPath, `${lines.join('\n')}\n${tail === '' ? '' : `\n${tail}`}`);
 }
 
-/** The `hookscript:` volid of the current section, as qemu-server reads it before each phase. */
+/** The `hookscript:` volid of the current section, read afresh before each phase like qemu-server does. */
 export function readConfHookscript(confPath: string): string | undefined {
+  // No config on this node (migrated away): qemu-server runs no hook.
+  if (!fs.existsSync(confPath)) return undefined;
   const text = fs.readFileSync(confPath, 'utf8');
   for (const line of text.split('\n')) {
     if (line.startsWith('[')) break;

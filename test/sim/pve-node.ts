@@ -70,6 +70,8 @@ export interface SimVm {
   reset(): Promise<void>;
   guestReboot(): Promise<void>;
   crash(): Promise<void>;
+  /** Resolves once QEMU has exited (also on its own, e.g. `quit` from another QMP client) and post-stop ran. */
+  whenStopped(timeoutMs?: number): Promise<void>;
   vzdump(mode: 'stop' | 'suspend' | 'snapshot', during?: () => Promise<void>): Promise<void>;
   pid(): number | undefined;
   running(): boolean;
@@ -140,7 +142,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     nodeName: 'pve-sim',
     env: { ...(process.env as Record<string, string>), ...(opts.env ?? {}) },
     hookLog: [],
-    reaper: new ProcessReaper(),
+    reaper: new ProcessReaper(root, runDir),
     directIo: supportsDirectIo(storageDir),
   };
   const vms = new Map<number, SimVmImpl>();

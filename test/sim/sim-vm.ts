@@ -7,6 +7,8 @@
  *   reboot              pre-stop, post-stop, pre-start, post-start: a NEW QEMU process
  *   reset / guestReboot system_reset in the same process, no hooks
  *   crash               kill -9, then post-stop only
+ *   QEMU exits on its own (a `quit` from another QMP client, a kill from outside): post-stop, as
+ *                       qmeventd's `qm cleanup` runs it; noticed by polling the pid every 50 ms
  *   vzdump              vzdump hook phases with vzdump's emptied environment (order in `vzdump`)
  *
  * Only pre-start failures are fatal; other hook failures are recorded in hookLog and ignored.
@@ -55,6 +57,10 @@ export class SimVmImpl implements SimVm {
   private readonly ctx: NodeContext;
   private currentPid: number | undefined;
   private snapshotCounter = 0;
+  private exitWatch: NodeJS.Timeout | undefined;
+  /** Set while a simulator operation ends QEMU itself and runs post-stop on its own. */
+  private expectingExit = false;
+  private exitHandled: Promise<void> = Promise.resolve();
 
   constructor(ctx: NodeContext, init: SimVmInit) {
     this.ctx = ctx;
@@ -81,45 +87,68 @@ export class SimVmImpl implements SimVm {
   }
 
   async start(opts: { paused?: boolean; migratedFrom?: string } = {}): Promise<void> {
+    await this.settle();
     this.requireStopped('start');
+    // QEMU may have died between the two checks: its post-stop comes first.
+    await this.settle();
     await this.startWithHooks(opts);
   }
 
   async stop(): Promise<void> {
+    await this.settle();
     this.requireRunning('stop');
     await this.stopWithHooks();
   }
 
   /** There is no guest OS to honour ACPI, so a shutdown ends like a stop (same phases). */
   async shutdown(): Promise<void> {
+    await this.settle();
     this.requireRunning('shutdown');
     await this.stopWithHooks();
   }
 
   async reboot(): Promise<void> {
+    await this.settle();
     this.requireRunning('reboot');
     await this.stopWithHooks();
     await this.startWithHooks({});
   }
 
   async reset(): Promise<void> {
+    await this.settle();
     this.requireRunning('reset');
     await this.qmp((q) => q.execute('system_reset'));
   }
 
   /** A reboot inside the guest is a machine reset in the same QEMU process: no hooks. */
   async guestReboot(): Promise<void> {
+    await this.settle();
     this.requireRunning('reboot the guest');
     await this.qmp((q) => q.execute('system_reset'));
   }
 
   async crash(): Promise<void> {
+    await this.settle();
     this.requireRunning('crash');
     const pid = this.currentPid!;
-    process.kill(pid, 'SIGKILL');
-    await waitForExit(pid, QUIT_TIMEOUT_MS);
-    this.forget(pid);
+    this.expectingExit = true;
+    try {
+      process.kill(pid, 'SIGKILL');
+      await waitForExit(pid, QUIT_TIMEOUT_MS);
+      this.forget(pid);
+    } finally {
+      this.expectingExit = false;
+    }
     await this.guestHook('post-stop', this.ctx.env);
+  }
+
+  /** Resolves once QEMU has exited and the post-stop of that exit has run. */
+  async whenStopped(timeoutMs = QUIT_TIMEOUT_MS): Promise<void> {
+    const pid = this.currentPid;
+    if (pid !== undefined && !(await waitForExit(pid, timeoutMs))) {
+      throw SimStateError({ vmid: this.vmid, op: 'wait for the stop', reason: `QEMU ${pid} still runs after ${timeoutMs} ms` });
+    }
+    await this.settle();
   }
 
   qmp<T>(fn: (q: QmpClient) => Promise<T>): Promise<T> {
@@ -191,6 +220,7 @@ export class SimVmImpl implements SimVm {
    * The hook gets an emptied environment (no PATH). A non-zero exit fails the backup.
    */
   async vzdump(mode: VzdumpMode, during?: () => Promise<void>): Promise<void> {
+    await this.settle();
     const script = readVzdumpScript(this.ctx.vzdumpConfPath);
     const stamp = new Date().toISOString().replace(/[-:]/g, '_').replace('T', '-').slice(0, 19);
     const base = path.join(this.ctx.dumpDir, `vzdump-qemu-${this.vmid}-${stamp}`);
@@ -273,6 +303,7 @@ export class SimVmImpl implements SimVm {
   async kill(): Promise<void> {
     const pid = this.currentPid;
     if (pid === undefined) return;
+    this.expectingExit = true;
     try {
       process.kill(pid, 'SIGKILL');
     } catch {
@@ -280,6 +311,7 @@ export class SimVmImpl implements SimVm {
     }
     await waitForExit(pid, QUIT_TIMEOUT_MS);
     this.forget(pid);
+    this.expectingExit = false;
   }
 
   private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string }): Promise<void> {
@@ -331,28 +363,58 @@ export class SimVmImpl implements SimVm {
     const pid = Number(fs.readFileSync(this.pidPath, 'utf8').trim());
     this.currentPid = pid;
     this.ctx.reaper.add(pid);
+    this.watchExit();
     // -daemonize returns once the monitor is set up; one round trip proves the socket serves.
     await this.qmp((q) => q.execute('query-status'));
   }
 
   private async quit(): Promise<void> {
     const pid = this.currentPid!;
+    this.expectingExit = true;
     try {
-      await this.qmp((q) => q.execute('quit'));
-    } catch (err) {
-      // QEMU may close the socket before its reply reaches us.
-      if (!QmpDisconnectedError.is(err)) throw err;
+      try {
+        await this.qmp((q) => q.execute('quit'));
+      } catch (err) {
+        // QEMU may close the socket before its reply reaches us.
+        if (!QmpDisconnectedError.is(err)) throw err;
+      }
+      if (!(await waitForExit(pid, QUIT_TIMEOUT_MS))) {
+        process.kill(pid, 'SIGKILL');
+        await waitForExit(pid, QUIT_TIMEOUT_MS);
+      }
+      this.forget(pid);
+    } finally {
+      this.expectingExit = false;
     }
-    if (!(await waitForExit(pid, QUIT_TIMEOUT_MS))) {
-      process.kill(pid, 'SIGKILL');
-      await waitForExit(pid, QUIT_TIMEOUT_MS);
-    }
-    this.forget(pid);
   }
 
   private forget(pid: number): void {
     this.ctx.reaper.remove(pid);
-    if (this.currentPid === pid) this.currentPid = undefined;
+    if (this.currentPid !== pid) return;
+    this.currentPid = undefined;
+    if (this.exitWatch) clearInterval(this.exitWatch);
+    this.exitWatch = undefined;
+  }
+
+  /** qmeventd's part: notice a QEMU exit nobody in the simulator asked for. */
+  private watchExit(): void {
+    if (this.exitWatch) clearInterval(this.exitWatch);
+    this.exitWatch = setInterval(() => this.noticeExit(), 50);
+    this.exitWatch.unref();
+  }
+
+  private noticeExit(): void {
+    const pid = this.currentPid;
+    if (pid === undefined || this.expectingExit || isAlive(pid)) return;
+    this.forget(pid);
+    const previous = this.exitHandled;
+    this.exitHandled = previous.then(() => this.guestHook('post-stop', this.ctx.env)).then(() => undefined);
+  }
+
+  /** Handles an unnoticed exit now, so that its post-stop comes before whatever the caller does next. */
+  private async settle(): Promise<void> {
+    this.noticeExit();
+    await this.exitHandled;
   }
 
   /** Runs the hookscript named in the config (read afresh, like qemu-server does each phase). */
