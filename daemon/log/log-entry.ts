@@ -34,8 +34,17 @@ export function isAtLeast(level: string, threshold: LogLevel): boolean {
 const COLORS: Record<string, string> = { error: '31', warn: '33', info: '32', verbose: '36', debug: '90' };
 const CONTEXT_KEYS = new Set(['level', 'message', 'timestamp', 'vmid', 'disk', 'jobId', 'stack', 'service']);
 
+function quoted(v: string): string {
+  return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v;
+}
+
+/** Errors (as create-logger serializes them) show as `CODE: message`; the stack stays in the file. */
 function fieldValue(v: unknown): string {
-  if (typeof v === 'string') return /[\s"=]/.test(v) || v === '' ? JSON.stringify(v) : v;
+  if (typeof v === 'string') return quoted(v);
+  const e = v as { message?: unknown; code?: unknown } | null;
+  if (e && typeof e === 'object' && typeof e.message === 'string') {
+    return quoted(typeof e.code === 'string' ? `${e.code}: ${e.message}` : e.message);
+  }
   return JSON.stringify(v) ?? String(v);
 }
 

@@ -3,6 +3,7 @@
  * and shows the effective values with defaults filled in. Exit 3 with key path and hint if refused.
  */
 import { resolveConfigPath } from '../../config/load-config';
+import { nextRun, parseCalendarEvent } from '../../schedule/calendar-event';
 import { defineCommand } from '../command';
 
 const checkCommand = defineCommand({
@@ -12,7 +13,10 @@ const checkCommand = defineCommand({
   async run(ctx) {
     const config = ctx.loadConfig();
     const { file } = resolveConfigPath({ path: ctx.configPath, env: ctx.env });
-    const jobs = config.jobs.map((j) => `  ${j.id}: ${j.schedule}${j.enabled ? '' : ' (disabled)'}`);
+    const jobs = config.jobs.map((j) => {
+      const next = j.enabled ? nextRun(parseCalendarEvent(j.schedule), ctx.now()) : null;
+      return `  ${j.id}: ${j.schedule}${j.enabled ? `, next run ${next?.toLocaleString() ?? 'never'}` : ' (disabled)'}`;
+    });
     return {
       data: { ok: true, file, config },
       text: [`config ${file} is valid`, `repository: ${config.repository}`, `jobs: ${config.jobs.length}`, ...jobs].join('\n'),

@@ -184,7 +184,7 @@ describe('config check', () => {
     expect(out.ok).toBe(true);
     expect(out.config.repository).toBe(path.join(tmp, 'repo'));
     expect(out.config.chunkSize).toBe(131072);
-    expect((await run(['config', 'check'])).stdout).toMatch(/is valid\n.*\njobs: 1\n  n: daily/);
+    expect((await run(['config', 'check'])).stdout).toMatch(/is valid\n.*\njobs: 1\n  n: daily, next run .+\n$/);
   });
 
   test('invalid config: exit 3 with key path and hint, for people and for --json', async () => {

@@ -113,3 +113,8 @@ test('followLog emits existing entries, then appended ones, then a new rotated f
   await done;
   expect(seen).toEqual(['old', 'split', 'rotated']);
 });
+
+test('formatLogLine shows a serialized error as CODE: message', () => {
+  const line = formatLogLine(E({ level: 'error', err: { message: 'no bitmap', code: 'CBT_X_Y', stack: 'Error: ...' } }));
+  expect(line).toBe('error m err="CBT_X_Y: no bitmap"');
+});
