@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
@@ -85,6 +85,15 @@ describe('hooks as real processes', () => {
   beforeEach(() => {
     writeConfig();
     fs.rmSync(chainFilePath(stateDir), { force: true });
+  });
+
+  test('a hook loads node-ipc and Node built-ins only: no ajv, winston or better-sqlite3', () => {
+    const distDir = buildHooks();
+    const script = `require(${JSON.stringify(path.join(distDir, 'hooks', 'run-hook.js'))});
+      console.log(JSON.stringify(Object.keys(require.cache).map((f) => (f.match(/node_modules\\/((?:@[^/]+\\/)?[^/]+)/) || [])[1]).filter(Boolean)))`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect([...new Set(JSON.parse(r.stdout) as string[])].sort()).toEqual(['event-pubsub', 'js-message', 'js-queue', 'node-ipc']);
   });
 
   test('daemon down: exit 0 quickly, event spooled with a unique seq, one stderr line', async () => {

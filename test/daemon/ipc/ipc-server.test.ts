@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import winston from 'winston';
 import { ipcRequest } from '../../../daemon/ipc/ipc-client';
 import { startIpcServer, type IpcServer } from '../../../daemon/ipc/ipc-server';
 import { defineError } from '../../../shared/errors/cbt-error';
@@ -52,12 +54,28 @@ describe('ipc server', () => {
   let socketPath: string;
   let server: IpcServer;
   const calls: unknown[] = [];
+  const logged: Array<{ level: string; message: string; code?: string }> = [];
+  const logger = winston.createLogger({
+    level: 'debug',
+    format: winston.format.json(),
+    transports: [
+      new winston.transports.Stream({
+        stream: new Writable({
+          write(chunk: Buffer, _enc, cb): void {
+            logged.push(JSON.parse(chunk.toString()) as (typeof logged)[number]);
+            cb();
+          },
+        }),
+      }),
+    ],
+  });
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
     socketPath = path.join(dir, 'run', 'pve-cbt.sock');
     server = await startIpcServer({
       socketPath,
+      logger,
       maxMessageBytes: 64 * 1024,
       frameTimeoutMs: 300,
       handlers: {
@@ -117,7 +135,8 @@ describe('ipc server', () => {
     await expect(ipcRequest(socketPath, 'echo', { n: 'x' }, { timeoutMs: 2000 })).rejects.toMatchObject({ code: 'CBT_IPC_INVALID_PAYLOAD' });
   });
 
-  test('garbage lines are answered with errors and the same connection keeps working', async () => {
+  test('garbage lines are answered with errors, logged, and the same connection keeps working', async () => {
+    logged.length = 0;
     const good = JSON.stringify({ v: 1, id: 'g1', type: 'echo', payload: { n: 5 } });
     const { lines, closedByServer } = await rawExchange(
       socketPath,
@@ -152,6 +171,8 @@ describe('ipc server', () => {
     expect(lines[2]).toMatchObject({ id: null, ok: false });
     expect(lines[4]).toMatchObject({ id: 'x1', ok: false });
     expect(lines[9]).toEqual({ v: 1, id: 'g1', ok: true, result: { n: 10 } });
+    const warnings = logged.filter((l) => l.level === 'warn' && l.message === 'ipc message rejected').map((l) => l.code);
+    expect(warnings).toEqual(codes.slice(0, 9));
   });
 
   test('an oversized message (10 MiB) is refused and its connection closed while others are served', async () => {
