@@ -6,8 +6,3 @@ export const CliUsageError = defineError<{ command: string; problem: string; hin
   (d) => d.problem,
 );
 
-/** A command needs the daemon and it cannot be reached; exit code 4. */
-export const CliDaemonUnavailableError = defineError<{ socketPath: string; hint: string }>(
-  'CBT_CLI_DAEMON_UNAVAILABLE',
-  (d) => `the pve-cbt daemon is not running (no answer on ${d.socketPath})`,
-);

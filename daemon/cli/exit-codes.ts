@@ -38,7 +38,6 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<string, ExitCode>> = Object.fre
   CBT_CLI_USAGE: ExitCode.Usage,
   CBT_LOG_SINCE_INVALID: ExitCode.Usage,
   CBT_CONFIG_INVALID: ExitCode.ConfigInvalid,
-  CBT_CLI_DAEMON_UNAVAILABLE: ExitCode.DaemonUnavailable,
   CBT_IPC_UNAVAILABLE: ExitCode.DaemonUnavailable,
   CBT_IPC_CONNECTION_LOST: ExitCode.DaemonUnavailable,
   CBT_IPC_SHUTTING_DOWN: ExitCode.DaemonUnavailable,

@@ -49,7 +49,7 @@ const testCommands: CommandDefinition[] = [
       return { data: { id: 'b1', vmids: ctx.args.vmids }, text: `backed up ${ctx.args.vmids.join(', ')}` };
     },
   }),
-  defineCommand({ name: 'verify', summary: 'finds problems', run: async () => ({ data: { bad: 1 }, text: '1 bad chunk', exitCode: ExitCode.Partial }) }),
+  defineCommand({ name: 'verify', summary: 'finds problems', usage: '[options] [backup]', run: async () => ({ data: { bad: 1 }, text: '1 bad chunk', exitCode: ExitCode.Partial }) }),
   defineCommand({
     name: 'status',
     summary: 'needs the daemon',
@@ -81,6 +81,7 @@ describe('framework', () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/backup \[options\] <vmids\.\.\.>\s+test backup/);
     expect(r.stdout).toMatch(/3\s+config-invalid/);
+    expect((await run(['verify', '--help'], testCommands)).stdout).toMatch(/^Usage: pve-cbt verify \[options\] \[backup\]$/m);
     const sub = await run(['backup', '--help'], testCommands);
     expect(sub.stdout).toMatch(/--format <fmt>\s+format \(choices: "raw", "qcow2", default: "raw"\)/);
   });
