@@ -105,7 +105,9 @@ export async function followLog(opts: FollowLogOptions): Promise<void> {
   const filter = opts.filter ?? {};
   const state = new Map<string, { offset: number; rest: string; decoder: StringDecoder }>();
   const poll = (): void => {
-    for (const file of listLogFiles(opts.logDir)) {
+    const files = listLogFiles(opts.logDir);
+    for (const known of state.keys()) if (!files.includes(known)) state.delete(known); // expired by maxFiles
+    for (const file of files) {
       let s = state.get(file);
       if (!s) state.set(file, (s = { offset: 0, rest: '', decoder: new StringDecoder('utf8') }));
       const size = fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0;
