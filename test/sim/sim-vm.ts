@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { hmp } from '../../daemon/qmp/hmp';
-import type { QmpClient } from '../../daemon/qmp/qmp-client';
+import type { QmpClient, QmpConnectOptions } from '../../daemon/qmp/qmp-client';
 import { QmpDisconnectedError } from '../../daemon/qmp/qmp-errors';
 import { withQmp } from '../../daemon/qmp/qmp-session';
 import { runHook, type HookRun } from './hook-runner';
@@ -33,6 +33,8 @@ import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError, SimVzd
 const execFileP = promisify(execFile);
 
 const QUIT_TIMEOUT_MS = 10_000;
+/** Patient: the code under test may hold the one QMP socket for a moment, as qemu-server would see it. */
+const SIM_QMP: QmpConnectOptions = { connectAttempts: 10, retryBaseDelayMs: 50, maxRetryDelayMs: 1_000 };
 const REF_CHUNK = 1024 * 1024;
 
 export interface SimVmInit {
@@ -152,7 +154,7 @@ export class SimVmImpl implements SimVm {
   }
 
   qmp<T>(fn: (q: QmpClient) => Promise<T>): Promise<T> {
-    return withQmp(this.qmpPath, fn);
+    return withQmp(this.qmpPath, fn, SIM_QMP);
   }
 
   async write(diskKey: string, w: { pattern: number; offset: number; length: number }): Promise<void> {
@@ -228,16 +230,16 @@ export class SimVmImpl implements SimVm {
     const logfile = `${base}.log`;
     const wasRunning = this.running();
     const effMode: VzdumpMode = wasRunning ? mode : 'stop';
-    const vz = async (phase: string, guest = true): Promise<void> => {
+    const vz = async (phase: string, perGuest = true): Promise<void> => {
       if (!script) return;
       const env: Record<string, string> = { STOREID: 'local', DUMPDIR: this.ctx.dumpDir };
-      if (guest) {
+      if (perGuest) {
         env.VMTYPE = 'qemu';
         env.HOSTNAME = this.name;
         if (phase === 'backup-end') env.TARGET = target;
         if (phase === 'log-end') env.LOGFILE = logfile;
       }
-      const argv = guest ? [phase, effMode, String(this.vmid)] : [phase];
+      const argv = perGuest ? [phase, effMode, String(this.vmid)] : [phase];
       const run = await runHook('vzdump', script, argv, phase, env);
       this.ctx.hookLog.push(run);
       if (run.exitCode !== 0) {
