@@ -86,6 +86,7 @@ export class NbdClient {
   private failure: Error | undefined;
   private closing = false;
   private watchdog: NodeJS.Timeout | undefined;
+  private watchdogRecheck: NodeJS.Immediate | undefined;
   private lastActivity = Date.now();
   private idleWaiters: Array<() => void> = [];
 
@@ -313,25 +314,37 @@ export class NbdClient {
   }
 
   private armWatchdog(): void {
-    if (this.watchdog) return;
-    const tick = (): void => {
-      this.watchdog = undefined;
+    if (this.watchdog || this.watchdogRecheck) return;
+    this.watchdog = setTimeout(() => this.watchdogTick(), this.timeoutMs);
+  }
+
+  private watchdogTick(): void {
+    this.watchdog = undefined;
+    if (this.inFlight.size === 0 || this.failure) return;
+    const idle = Date.now() - this.lastActivity;
+    if (idle < this.timeoutMs) {
+      this.watchdog = setTimeout(() => this.watchdogTick(), this.timeoutMs - idle);
+      return;
+    }
+    // Timers run before I/O polling: after our own event loop was blocked, replies may already be
+    // waiting in the socket. Look once more after the poll phase before declaring the server dead.
+    this.watchdogRecheck = setImmediate(() => {
+      this.watchdogRecheck = undefined;
       if (this.inFlight.size === 0 || this.failure) return;
-      const idle = Date.now() - this.lastActivity;
-      if (idle >= this.timeoutMs) {
-        const err = NbdTimeoutError({ waitingFor: `${this.inFlight.size} outstanding replies`, timeoutMs: this.timeoutMs });
-        this.fail(err);
-        this.socket.destroy();
+      if (Date.now() - this.lastActivity < this.timeoutMs) {
+        this.armWatchdog();
         return;
       }
-      this.watchdog = setTimeout(tick, this.timeoutMs - idle);
-    };
-    this.watchdog = setTimeout(tick, this.timeoutMs);
+      this.fail(NbdTimeoutError({ waitingFor: `${this.inFlight.size} outstanding replies`, timeoutMs: this.timeoutMs }));
+      this.socket.destroy();
+    });
   }
 
   private disarmWatchdog(): void {
     if (this.watchdog) clearTimeout(this.watchdog);
+    if (this.watchdogRecheck) clearImmediate(this.watchdogRecheck);
     this.watchdog = undefined;
+    this.watchdogRecheck = undefined;
   }
 }
 
