@@ -1,0 +1,445 @@
+/**
+ * Backup of one VM: the engine's entry point.
+ *
+ * Order of events (the bitmap and the manifest must never disagree in a way that loses changes):
+ *   1. vzdump busy (ledger) → CBT_BACKUP_VZDUMP_BUSY. Disks come from the VM config (+ pvesm path).
+ *   2. The repository writer is started first: it takes the VM's lock, so two engines never work on
+ *      one VM, and only then are a crashed engine's leftovers in QEMU cleaned.
+ *   3. Per disk a mode is decided (mode-decision.ts) from the last committed backup, the ledger and
+ *      QEMU's (or qemu-img's) own view of the bitmap.
+ *   4. Running VM: one fleecing session for all disks (fleece-session.ts); stopped VM: qemu-nbd per
+ *      disk (offline-session.ts). Each disk is read over NBD: incremental reads only the dirty
+ *      ranges and overlays them on the base chunks; full and full-compare read the allocated data;
+ *      full-compare passes the previous backup as base so unchanged chunks are not stored again.
+ *   5. The copy-before-write jobs are checked, the view is torn down, the manifest is committed, and
+ *      only then are the old bitmaps dropped and the ledger told the new ones are valid.
+ *   Any failure before the commit aborts the writer (no manifest) and merges the new bitmaps back.
+ */
+import path from 'node:path';
+import type { Logger } from 'winston';
+import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
+import type { Ledger } from '../ledger/ledger';
+import { mapExtents } from '../nbd/map-extents';
+import { NbdClient } from '../nbd/nbd-client';
+import { NBD_STATE_DIRTY, NBD_STATE_ZERO, QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/nbd-constants';
+import { readRanges } from '../nbd/nbd-reader';
+import { withQmp } from '../qmp/qmp-session';
+import { queryDisks, type QemuDisk } from '../qmp/query-disks';
+import { qgaSocketPath, qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
+import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
+import type { BackupWriter, DiskWriter, Manifest, Repository } from '../repository/repository';
+import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, BackupReadError, BackupVzdumpBusyError } from './backup-errors';
+import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
+import { ChunkAssembler } from './chunk-assembler';
+import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
+import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
+import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';
+import { planFull, planIncremental, type ByteRange } from './read-plan';
+
+export interface BackupVmConfig {
+  readonly qemuServerConfigDir: string;
+  readonly qemuServerRunDir: string;
+  readonly pvesmPath: string;
+  /** Chunk size of new indexes; an existing disk keeps its base's. */
+  readonly chunkSize?: number;
+  /** Private dir for scratch images and NBD sockets (default `<stateDir>/work`). */
+  readonly workDir?: string;
+  /** Dirty bitmap granularity (default 64 KiB). */
+  readonly granularity?: number;
+  readonly nbdBusyTimeoutMs?: number;
+  readonly jobPollMs?: number;
+  readonly qemuImg?: string;
+  readonly qemuNbd?: string;
+}
+
+export type BackupRepository = Pick<Repository, 'listBackups' | 'readManifest' | 'startBackup'>;
+export type BackupLedger = Pick<Ledger, 'get' | 'markValid' | 'isVzdumpBusy' | 'lastEventId'>;
+
+export interface BackupProgress {
+  readonly vmid: number;
+  readonly disk: string;
+  readonly mode: BackupMode;
+  readonly bytesDone: number;
+  readonly bytesTotal: number;
+}
+
+export interface BackupVmOptions {
+  readonly vmid: number;
+  readonly config: BackupVmConfig;
+  readonly repo: BackupRepository;
+  readonly ledger: BackupLedger;
+  readonly logger?: Logger;
+  readonly signal?: AbortSignal;
+  /** Called after every chunk; a returned promise is awaited (reading pauses meanwhile). */
+  readonly onProgress?: (p: BackupProgress) => void | Promise<void>;
+}
+
+export type DiskConsistency = 'frozen' | 'crash-consistent' | 'offline';
+
+export interface DiskResult {
+  readonly disk: string;
+  readonly format: string;
+  readonly mode: BackupMode;
+  readonly reason: string;
+  readonly size: number;
+  readonly bytesRead: number;
+  readonly bytesStored: number;
+  readonly durationMs: number;
+  readonly consistency: DiskConsistency;
+}
+
+export interface BackupResult {
+  readonly id: string;
+  readonly vmid: number;
+  readonly disks: DiskResult[];
+  /** Set when the guest agent was configured but could not freeze. */
+  readonly freezeNote?: string;
+}
+
+/** One disk's plan: where it is, what to do, and the bitmaps involved. */
+interface DiskJob {
+  readonly disk: VmDisk;
+  readonly size: number;
+  readonly decision: ModeDecision;
+  readonly last: (LastBackupView & { chunkSize: number }) | undefined;
+  readonly newBitmap: { name: string; generation: number } | undefined;
+  readonly readBitmap: string | undefined;
+  readonly qemuDisk?: QemuDisk;
+  /** Image bitmaps present before this backup (stopped qcow2). */
+  readonly imageBitmaps: BitmapView[];
+}
+
+const DEFAULT_GRANULARITY = 65536;
+
+export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
+  const { vmid, config, repo, ledger, logger } = opts;
+  if (ledger.isVzdumpBusy(vmid)) throw BackupVzdumpBusyError({ vmid });
+  opts.signal?.throwIfAborted();
+  const vmConfig = readVmConfig(config.qemuServerConfigDir, vmid);
+  const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
+  if (disks.length === 0) throw BackupNoDisksError({ vmid });
+  const lastByDisk = await lastBackupsByDisk(repo, vmid);
+  const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
+  const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}) });
+  logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
+  try {
+    const qemu = readQemuProcess(config.qemuServerRunDir, vmid);
+    const run = qemu
+      ? runningBackup(opts, writer, disks, lastByDisk, qemu, vmConfig.agentEnabled)
+      : stoppedBackup(opts, writer, disks, lastByDisk);
+    return await run;
+  } catch (err) {
+    await writer.abort().catch((e: Error) => logger?.error('abort of backup writer failed', { vmid, error: e.message }));
+    logger?.error('backup failed', { vmid, backupId: writer.id, error: (err as Error).message, code: (err as { code?: string }).code });
+    throw err;
+  }
+}
+
+async function lastBackupsByDisk(repo: BackupRepository, vmid: number): Promise<Map<string, LastBackupView & { chunkSize: number }>> {
+  const out = new Map<string, LastBackupView & { chunkSize: number }>();
+  const list = await repo.listBackups(vmid);
+  for (const b of [...list].reverse()) {
+    if (b.disks.every((d) => out.has(d.name))) continue;
+    const m = await repo.readManifest(b.id);
+    for (const d of m.disks) {
+      if (out.has(d.name)) continue;
+      out.set(d.name, { backupId: m.id, size: d.size, chunkSize: d.chunkSize, ...(d.bitmap ? { bitmap: d.bitmap } : {}) });
+    }
+  }
+  return out;
+}
+
+function nextGeneration(drive: string, bitmaps: readonly BitmapView[], last: LastBackupView | undefined, ledgerGen: number | null | undefined): number {
+  const gens = ownBitmapsOf(bitmaps, drive).map((b) => parseBitmapName(b.name)?.generation ?? 0);
+  return Math.max(0, ...gens, last?.bitmap?.generation ?? 0, ledgerGen ?? 0) + 1;
+}
+
+function decide(
+  opts: BackupVmOptions,
+  disk: VmDisk,
+  size: number,
+  bitmaps: BitmapView[],
+  qemu: QemuProcess | undefined,
+  last: (LastBackupView & { chunkSize: number }) | undefined,
+): ModeDecision {
+  const ledger = opts.ledger.get(opts.vmid, disk.key);
+  const decision = decideMode({
+    disk: disk.key,
+    format: disk.format,
+    diskSize: size,
+    vmRunning: qemu !== undefined,
+    lastBackup: last,
+    ledger,
+    bitmaps,
+    qemu,
+    expectedGranularity: opts.config.granularity ?? DEFAULT_GRANULARITY,
+  });
+  opts.logger?.info(`mode ${decision.mode}: ${decision.reason}`, { vmid: opts.vmid, disk: disk.key, mode: decision.mode, code: decision.code });
+  return decision;
+}
+
+function workDirOf(config: BackupVmConfig): string {
+  return config.workDir ?? path.join(DEFAULTS.stateDir, 'work');
+}
+
+async function runningBackup(
+  opts: BackupVmOptions,
+  writer: BackupWriter,
+  disks: VmDisk[],
+  lastByDisk: Map<string, LastBackupView & { chunkSize: number }>,
+  qemu: QemuProcess,
+  agent: boolean,
+): Promise<BackupResult> {
+  const { vmid, config, logger } = opts;
+  const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
+  const workDir = workDirOf(config);
+  await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir, committedBitmap: (d) => lastByDisk.get(d)?.bitmap?.name, logger });
+  const qdisks = await withQmp(qmpSocket, (q) => queryDisks(q));
+  const granularity = config.granularity ?? DEFAULT_GRANULARITY;
+  const jobs: DiskJob[] = disks.map((disk) => {
+    const qd = qdisks.find((x) => x.drive === disk.key);
+    if (!qd) throw BackupDiskMismatchError({ vmid, disk: disk.key, reason: 'in the VM config but not attached in QEMU' });
+    const last = lastByDisk.get(disk.key);
+    const decision = decide(opts, disk, qd.size, qd.bitmaps, qemu, last);
+    const generation = nextGeneration(disk.key, qd.bitmaps, last, opts.ledger.get(vmid, disk.key)?.generation);
+    return {
+      disk,
+      size: qd.size,
+      decision,
+      last,
+      newBitmap: { name: bitmapName(disk.key, generation), generation },
+      readBitmap: decision.mode === 'incremental' ? last?.bitmap?.name : undefined,
+      qemuDisk: qd,
+      imageBitmaps: [],
+    };
+  });
+  const specs: FleeceDiskSpec[] = jobs.map((j) => ({
+    drive: j.disk.key,
+    device: (j.qemuDisk as QemuDisk).device,
+    nodeName: (j.qemuDisk as QemuDisk).nodeName,
+    size: j.size,
+    newBitmap: (j.newBitmap as { name: string }).name,
+    persistent: j.disk.format === 'qcow2' && (j.qemuDisk as QemuDisk).format === 'qcow2',
+    granularity,
+    ...(j.readBitmap ? { readBitmap: j.readBitmap } : {}),
+  }));
+  const sinceEventId = opts.ledger.lastEventId();
+  const session = await FleeceSession.start(
+    {
+      vmid,
+      qmpSocket,
+      workDir,
+      ...(agent ? { qgaSocket: qgaSocketPath(config.qemuServerRunDir, vmid) } : {}),
+      ...(config.nbdBusyTimeoutMs !== undefined ? { nbdBusyTimeoutMs: config.nbdBusyTimeoutMs } : {}),
+      ...(config.jobPollMs !== undefined ? { jobPollMs: config.jobPollMs } : {}),
+      ...(config.qemuImg ? { qemuImg: config.qemuImg } : {}),
+      ...(logger ? { logger } : {}),
+    },
+    specs,
+  );
+  const consistency: DiskConsistency = session.consistency === 'frozen' ? 'frozen' : 'crash-consistent';
+  let manifest: Manifest;
+  const results: DiskResult[] = [];
+  try {
+    const signal = opts.signal ? AbortSignal.any([opts.signal, session.signal]) : session.signal;
+    for (const j of jobs) {
+      results.push(await backupDisk(opts, writer, j, { socketPath: session.socketPath, exportName: session.exportName(j.disk.key) }, consistency, signal));
+    }
+    await session.checkJobs();
+    await session.teardown();
+    manifest = await writer.commit(session.freezeNote ? { freezeNote: session.freezeNote } : {});
+  } catch (err) {
+    await session.teardown();
+    await session.rollbackBitmaps().catch((e: Error) => logger?.error('bitmap rollback failed', { vmid, error: e.message }));
+    throw mapAbort(err, opts, session.signal);
+  }
+  await session.commitBitmaps().catch((e: Error) => logger?.warn('removing old bitmaps failed; they go at the next backup', { vmid, error: e.message }));
+  for (const j of jobs) markValid(opts, j, qemu, sinceEventId);
+  logger?.info('backup finished', { vmid, backupId: manifest.id, disks: results });
+  return { id: manifest.id, vmid, disks: results, ...(session.freezeNote && agent ? { freezeNote: session.freezeNote } : {}) };
+}
+
+async function stoppedBackup(
+  opts: BackupVmOptions,
+  writer: BackupWriter,
+  disks: VmDisk[],
+  lastByDisk: Map<string, LastBackupView & { chunkSize: number }>,
+): Promise<BackupResult> {
+  const { vmid, config, logger } = opts;
+  const qemuImg = config.qemuImg ?? 'qemu-img';
+  const granularity = config.granularity ?? DEFAULT_GRANULARITY;
+  const jobs: DiskJob[] = [];
+  for (const disk of disks) {
+    assertVmStopped(config.qemuServerRunDir, vmid, disk.key, disk.path);
+    const info = await imageInfo(disk.path, disk.format, qemuImg);
+    const last = lastByDisk.get(disk.key);
+    const decision = decide(opts, disk, info.virtualSize, info.bitmaps, undefined, last);
+    const persistent = disk.format === 'qcow2';
+    const generation = nextGeneration(disk.key, info.bitmaps, last, opts.ledger.get(vmid, disk.key)?.generation);
+    jobs.push({
+      disk,
+      size: info.virtualSize,
+      decision,
+      last,
+      newBitmap: persistent ? { name: bitmapName(disk.key, generation), generation } : undefined,
+      readBitmap: decision.mode === 'incremental' ? last?.bitmap?.name : undefined,
+      imageBitmaps: info.bitmaps,
+    });
+  }
+  const added: DiskJob[] = [];
+  const results: DiskResult[] = [];
+  let manifest: Manifest;
+  try {
+    for (const j of jobs) {
+      if (!j.newBitmap) continue;
+      await addImageBitmap(j.disk.path, j.newBitmap.name, granularity, qemuImg);
+      added.push(j);
+    }
+    for (const j of jobs) {
+      assertVmStopped(config.qemuServerRunDir, vmid, j.disk.key, j.disk.path);
+      const exp = await OfflineExport.open({
+        vmid,
+        drive: j.disk.key,
+        file: j.disk.path,
+        format: j.disk.format,
+        workDir: workDirOf(config),
+        ...(j.readBitmap ? { bitmap: j.readBitmap } : {}),
+        ...(config.qemuNbd ? { qemuNbd: config.qemuNbd } : {}),
+        ...(logger ? { logger } : {}),
+      });
+      try {
+        results.push(await backupDisk(opts, writer, j, { socketPath: exp.socketPath, exportName: exp.exportName }, 'offline', opts.signal));
+      } finally {
+        await exp.close();
+      }
+    }
+    manifest = await writer.commit({});
+  } catch (err) {
+    for (const j of added) {
+      await removeImageBitmap(j.disk.path, (j.newBitmap as { name: string }).name, qemuImg).catch((e: Error) =>
+        logger?.warn('removing the new image bitmap failed', { vmid, disk: j.disk.key, error: e.message }),
+      );
+    }
+    throw mapAbort(err, opts, undefined);
+  }
+  for (const j of added) {
+    for (const b of ownBitmapsOf(j.imageBitmaps, j.disk.key)) {
+      await removeImageBitmap(j.disk.path, b.name, qemuImg).catch((e: Error) =>
+        logger?.warn('removing an old image bitmap failed', { vmid, disk: j.disk.key, bitmap: b.name, error: e.message }),
+      );
+    }
+    markValid(opts, j, undefined, undefined);
+  }
+  logger?.info('backup finished', { vmid, backupId: manifest.id, disks: results });
+  return { id: manifest.id, vmid, disks: results };
+}
+
+function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefined, sinceEventId: number | undefined): void {
+  if (!j.newBitmap) return;
+  opts.ledger.markValid(
+    {
+      vmid: opts.vmid,
+      disk: j.disk.key,
+      format: j.disk.format,
+      bitmapName: j.newBitmap.name,
+      generation: j.newBitmap.generation,
+      qemuPid: qemu?.pid ?? null,
+      qemuStartTime: qemu?.startTime ?? null,
+    },
+    sinceEventId === undefined ? {} : { sinceEventId },
+  );
+}
+
+function mapAbort(err: unknown, opts: BackupVmOptions, viewSignal: AbortSignal | undefined): unknown {
+  if (viewSignal?.aborted && viewSignal.reason instanceof Error) return viewSignal.reason;
+  if (opts.signal?.aborted) return BackupAbortedError({ vmid: opts.vmid }, err);
+  return err;
+}
+
+/** Reads one disk through NBD into the repository according to its mode. */
+async function backupDisk(
+  opts: BackupVmOptions,
+  writer: BackupWriter,
+  j: DiskJob,
+  nbd: { socketPath: string; exportName: string },
+  consistency: DiskConsistency,
+  signal: AbortSignal | undefined,
+): Promise<DiskResult> {
+  const t0 = Date.now();
+  const { vmid } = opts;
+  const mode = j.decision.mode;
+  const base = mode !== 'full' && j.last ? { backupId: j.last.backupId, disk: j.disk.key } : undefined;
+  const dw: DiskWriter = await writer.openDisk({
+    name: j.disk.key,
+    format: j.disk.format,
+    size: j.size,
+    ...(base ? { base } : { chunkSize: opts.config.chunkSize ?? DEFAULT_CHUNK_SIZE }),
+  });
+  if (mode === 'incremental' && !dw.cloned) {
+    throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: `base ${j.last?.backupId} could not be cloned for an incremental` });
+  }
+  const context = mode === 'incremental' ? `${QEMU_DIRTY_BITMAP_PREFIX}${j.readBitmap}` : 'base:allocation';
+  const connect = (): Promise<NbdClient> =>
+    NbdClient.connect({ socketPath: nbd.socketPath, exportName: nbd.exportName, metaContexts: [context], ...(opts.logger ? { logger: opts.logger } : {}) });
+  let ranges: ByteRange[];
+  const probe = await connect();
+  try {
+    if (probe.size !== j.size) {
+      throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: `NBD export size ${probe.size} differs from disk size ${j.size}` });
+    }
+    const extents = await mapExtents(probe, context);
+    ranges = mode === 'incremental' ? extents.filter((e) => (e.flags & NBD_STATE_DIRTY) !== 0) : extents.filter((e) => (e.flags & NBD_STATE_ZERO) === 0);
+  } finally {
+    await probe.close();
+  }
+  const planOpts = { diskSize: j.size, chunkSize: dw.chunkSize, maxRequest: 4 * 1024 * 1024 };
+  const plan = mode === 'incremental' ? planIncremental(ranges, dw.badBaseChunks(), planOpts) : planFull(ranges, planOpts);
+  let done = 0;
+  const progress = async (): Promise<void> => {
+    const r = opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone: done, bytesTotal: plan.bytesToRead });
+    if (r) await r;
+  };
+  const assembler = new ChunkAssembler(plan, {
+    readBaseChunk: (i) => dw.readBaseChunk(i),
+    onChunk: async (i, data) => {
+      await dw.putChunk(i, data);
+      done = assembler.received;
+      await progress();
+    },
+    onUntouched: async (i) => {
+      if (mode !== 'incremental') dw.putZero(i);
+    },
+  });
+  try {
+    await readRanges(plan.requests as ByteRange[], (off, data) => assembler.push(off, data), { connect, ...(signal ? { signal } : {}) });
+    await assembler.finish();
+  } catch (err) {
+    if (signal?.aborted) throw err;
+    if ((err as { code?: string }).code?.startsWith('CBT_NBD_')) {
+      throw BackupReadError({ vmid, disk: j.disk.key, reason: (err as Error).message }, err);
+    }
+    throw err;
+  }
+  const durationMs = Date.now() - t0;
+  const entry = await dw.finish({
+    mode,
+    reason: formatReason(j.decision),
+    ...(j.newBitmap ? { bitmap: j.newBitmap } : {}),
+    consistency,
+    bytesRead: assembler.received,
+    durationMs,
+  });
+  const result: DiskResult = {
+    disk: j.disk.key,
+    format: j.disk.format,
+    mode,
+    reason: formatReason(j.decision),
+    size: j.size,
+    bytesRead: assembler.received,
+    bytesStored: entry.bytesStored,
+    durationMs,
+    consistency,
+  };
+  opts.logger?.info('disk backed up', { vmid, ...result });
+  return result;
+}

@@ -1,0 +1,141 @@
+/**
+ * Reading disks of a stopped VM: `qemu-nbd -r` on a private unix socket (with `-B BITMAP` to export
+ * a qcow2 persistent bitmap for an incremental), and bitmap bookkeeping with `qemu-img`.
+ *
+ * An image that a running QEMU holds is never opened: the VM's pid file and process are checked
+ * first (CBT_BACKUP_IMAGE_IN_USE), and qemu-nbd's own image locking is the second line.
+ * Bitmaps: qemu-img reports a qcow2 bitmap's flags; `in-use` means QEMU did not close the image
+ * cleanly (the bitmap is inconsistent), `auto` means it records writes. The next bitmap is added
+ * before the read (the image does not change while the VM is stopped); the old one is removed only
+ * after the manifest is committed, and on failure the new one is removed again.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import type { Logger } from 'winston';
+import { readQemuProcess } from '../pve/qemu-process';
+import type { DiskFormat } from '../pve/vm-config';
+import { BackupImageInUseError, BackupToolError } from './backup-errors';
+import { run } from './fleece-session';
+import type { BitmapView } from './mode-decision';
+
+export interface ImageInfo {
+  readonly virtualSize: number;
+  readonly bitmaps: BitmapView[];
+}
+
+interface QemuImgInfo {
+  'virtual-size': number;
+  'format-specific'?: { type: string; data?: { bitmaps?: { name: string; granularity: number; flags: string[] }[] } };
+}
+
+export async function imageInfo(file: string, format: DiskFormat, qemuImg = 'qemu-img'): Promise<ImageInfo> {
+  const info = JSON.parse(await run(qemuImg, ['info', '--output=json', '-f', format, file])) as QemuImgInfo;
+  const bitmaps = (info['format-specific']?.data?.bitmaps ?? []).map((b) => ({
+    name: b.name,
+    granularity: b.granularity,
+    recording: b.flags.includes('auto'),
+    busy: false,
+    persistent: true,
+    inconsistent: b.flags.includes('in-use'),
+  }));
+  return { virtualSize: info['virtual-size'], bitmaps };
+}
+
+export async function addImageBitmap(file: string, name: string, granularity: number, qemuImg = 'qemu-img'): Promise<void> {
+  await run(qemuImg, ['bitmap', '--add', '-g', String(granularity), '-f', 'qcow2', file, name]);
+}
+
+export async function removeImageBitmap(file: string, name: string, qemuImg = 'qemu-img'): Promise<void> {
+  await run(qemuImg, ['bitmap', '--remove', '-f', 'qcow2', file, name]);
+}
+
+/** Refuses when the VM's QEMU is alive: its images must only be read through QEMU itself. */
+export function assertVmStopped(runDir: string, vmid: number, disk: string, file: string): void {
+  const qemu = readQemuProcess(runDir, vmid);
+  if (qemu) throw BackupImageInUseError({ vmid, disk, path: file, pid: qemu.pid });
+}
+
+export interface OfflineExportOptions {
+  readonly vmid: number;
+  readonly drive: string;
+  readonly file: string;
+  readonly format: DiskFormat;
+  readonly workDir: string;
+  /** Persistent qcow2 bitmap to export as `qemu:dirty-bitmap:NAME`. */
+  readonly bitmap?: string;
+  readonly connections?: number;
+  readonly qemuNbd?: string;
+  readonly startTimeoutMs?: number;
+  readonly logger?: Logger;
+}
+
+export class OfflineExport {
+  readonly exportName: string;
+  private exited: Promise<void>;
+
+  private constructor(
+    readonly socketPath: string,
+    private readonly child: ChildProcess,
+    drive: string,
+    private stderr: () => string,
+  ) {
+    this.exportName = drive;
+    this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
+  }
+
+  static async open(o: OfflineExportOptions): Promise<OfflineExport> {
+    fs.mkdirSync(o.workDir, { recursive: true, mode: 0o700 });
+    const socketPath = path.join(o.workDir, `pve-cbt-${o.vmid}-${o.drive}.qemu-nbd`);
+    fs.rmSync(socketPath, { force: true });
+    const args = ['-r', '-f', o.format, '-k', socketPath, '-x', o.drive, '-t', '-e', String(o.connections ?? 4), '--cache=none'];
+    if (o.bitmap) args.push('-B', o.bitmap);
+    args.push(o.file);
+    const child = spawn(o.qemuNbd ?? 'qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4000)));
+    const exp = new OfflineExport(socketPath, child, o.drive, () => err);
+    try {
+      await exp.waitReady(o.startTimeoutMs ?? 10_000);
+    } catch (e) {
+      await exp.close();
+      throw e;
+    }
+    o.logger?.debug('qemu-nbd started', { vmid: o.vmid, disk: o.drive, socketPath, bitmap: o.bitmap });
+    return exp;
+  }
+
+  private async waitReady(timeoutMs: number): Promise<void> {
+    const t0 = Date.now();
+    for (;;) {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) {
+        throw BackupToolError({ command: 'qemu-nbd', reason: this.stderr().trim() || `exited with ${this.child.exitCode}` });
+      }
+      if (fs.existsSync(this.socketPath) && (await canConnect(this.socketPath))) return;
+      if (Date.now() - t0 > timeoutMs) throw BackupToolError({ command: 'qemu-nbd', reason: `socket not ready after ${timeoutMs} ms` });
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) {
+      this.child.kill('SIGTERM');
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000);
+      await this.exited;
+      clearTimeout(timer);
+    }
+    fs.rmSync(this.socketPath, { force: true });
+  }
+}
+
+function canConnect(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.createConnection(socketPath);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+}
