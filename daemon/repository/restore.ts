@@ -9,6 +9,7 @@
  * lists the disk offsets of the bad chunks. qcow2 is made from the verified raw file with
  * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
  * sizes are whole 512-byte sectors, so a disk whose size is not is padded with zeros there).
+ * An existing block device is written in place, after a first pass has checked every chunk.
  * A stream gets the disk in order, zeroes included; on a bad chunk it stops short (so the output
  * is visibly incomplete) and the error names the offset. The stream is not ended here.
  */
@@ -119,6 +120,8 @@ export async function restoreDisk(
   if ('stream' in target) return restoreToStream(g, table, target.stream, readChunk, fail, opts);
 
   const finalPath = path.resolve(target.path);
+  const existing = await fsp.stat(finalPath).catch(() => null);
+  if (existing?.isBlockDevice()) return restoreToBlockDevice(g, table, finalPath, target.format, readChunk, fail, opts);
   const tag = `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const tmpRaw = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.restore-${tag}`);
   const tmpQcow = `${tmpRaw}.qcow2`;
@@ -166,6 +169,43 @@ export async function restoreDisk(
     await fsp.rm(tmpRaw, { force: true });
     await fsp.rm(tmpQcow, { force: true });
   }
+}
+
+/**
+ * A block device (LVM, ZFS volume) cannot be written under a temporary name: every chunk is read
+ * and checked first, and only then is the device written, zero chunks included (it is not empty).
+ */
+async function restoreToBlockDevice(
+  g: IndexGeometry,
+  table: Buffer,
+  device: string,
+  format: 'raw' | 'qcow2',
+  readChunk: (i: number) => Promise<Buffer | null>,
+  fail: (offsets: number[], reason: string) => never,
+  opts: RestoreOptions,
+): Promise<{ bytes: number }> {
+  if (format !== 'raw') fail([], `${device} is a block device: only raw restores can target it`);
+  const bad: number[] = [];
+  for (let i = 0; i < g.chunkCount; i++) {
+    if (!isZeroDigest(digestAt(table, i)) && !(await readChunk(i))) bad.push(i * g.chunkSize);
+  }
+  if (bad.length) fail(bad, 'chunks missing or corrupt (nothing was written to the device)');
+  const fh = await fsp.open(device, 'r+');
+  try {
+    const zero = Buffer.alloc(g.chunkSize);
+    let done = 0;
+    for (let i = 0; i < g.chunkCount; i++) {
+      const data = isZeroDigest(digestAt(table, i)) ? zero.subarray(0, chunkLength(g, i)) : await readChunk(i);
+      if (!data) fail([i * g.chunkSize], 'chunk became unreadable during the restore');
+      await fh.write(data, 0, data.length, i * g.chunkSize);
+      done += data.length;
+      opts.onProgress?.(done, g.size);
+    }
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+  return { bytes: g.size };
 }
 
 async function restoreToStream(
