@@ -9,7 +9,7 @@ import type { LifecycleEvent } from '../shared/ipc/messages';
 import { spoolPaths } from '../shared/ipc/spool-format';
 
 /** How often to chase a spool file that the daemon keeps renaming away; each round is microseconds. */
-const MAX_ATTEMPTS = 5;
+const MAX_ATTEMPTS = 20;
 
 export function appendToSpool(stateDir: string, ev: LifecycleEvent): string {
   const { dir, live } = spoolPaths(stateDir);
@@ -23,7 +23,13 @@ export function appendToSpool(stateDir: string, ev: LifecycleEvent): string {
       created = true;
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      fd = fs.openSync(live, fs.constants.O_RDWR | fs.constants.O_APPEND);
+      try {
+        fd = fs.openSync(live, fs.constants.O_RDWR | fs.constants.O_APPEND);
+      } catch (err2) {
+        // The daemon renamed the file between the two opens: start over with a new one.
+        if ((err2 as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw err2;
+      }
     }
     let same: boolean;
     try {
@@ -37,8 +43,9 @@ export function appendToSpool(stateDir: string, ev: LifecycleEvent): string {
     if (created) fsyncDir(dir);
     if (same) return live;
   }
-  // The line is in a file the daemon took over; it is read from there (and dedup'd by seq).
-  return live;
+  // Each failed attempt means the daemon took the file over after the write, so its last copy may
+  // have been missed: say so rather than claim the event is safe.
+  throw new Error(`spool ${live} was taken over ${MAX_ATTEMPTS} times while writing; event may be lost`);
 }
 
 /** A hook killed mid-write can leave a line without its newline; never glue the next line onto it. */
