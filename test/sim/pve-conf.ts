@@ -19,6 +19,8 @@ export interface ConfSpec {
   disks: ConfDisk[];
   agent: boolean;
   hookscript?: string;
+  /** `blockdev` pins a PVE 9 machine version (>= 10 selects qemu-server's -blockdev layout). */
+  layout?: 'drive' | 'blockdev';
 }
 
 export const SNAPSHOT_NAME = 'before-upgrade';
@@ -46,6 +48,7 @@ export function renderConf(spec: ConfSpec): string {
     vmgenid: `00000000-0000-4000-9000-${String(spec.vmid).padStart(12, '0')}`,
   };
   if (spec.agent) current.agent = '1';
+  if (spec.layout === 'blockdev') current.machine = 'pc-i440fx-10.0+pve0';
   if (spec.hookscript) current.hookscript = spec.hookscript;
 
   const snapshot: Record<string, string> = {

@@ -20,10 +20,12 @@ import type { QmpClient } from '../../daemon/qmp/qmp-client';
 import { SimSpecError, SimStateError } from './sim-errors';
 import { ProcessReaper } from './process-reaper';
 import { renderConf } from './pve-conf';
+import type { DiskLayout } from './qemu-command';
 import { SimVmImpl } from './sim-vm';
 import type { HookRun } from './hook-runner';
 
 export type { HookRun } from './hook-runner';
+export type { DiskLayout } from './qemu-command';
 
 const execFileP = promisify(execFile);
 
@@ -43,6 +45,8 @@ export interface SimVmSpec {
   agent?: boolean;
   /** 'local:snippets/NAME' volid, written to the config. */
   hookscript?: string;
+  /** qemu-server's disk layout: `drive` (PVE 7/8, default) or `blockdev` (PVE 9, machine >= 10). */
+  layout?: DiskLayout;
 }
 
 export interface SimDisk {
@@ -62,6 +66,7 @@ export interface SimVm {
   pidPath: string;
   qgaPath: string;
   disks: SimDisk[];
+  layout: DiskLayout;
   setHookscript(volid: string | undefined): void;
   start(opts?: { paused?: boolean; migratedFrom?: string }): Promise<void>;
   stop(): Promise<void>;
@@ -185,10 +190,11 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
           name,
           agent: spec.agent === true,
           hookscript: spec.hookscript,
+          layout: spec.layout ?? 'drive',
           disks: spec.disks.map((d, i) => ({ key: d.key, volid: disks[i].volid, sizeBytes: disks[i].sizeBytes, backup: d.backup !== false })),
         }),
       );
-      const vm = new SimVmImpl(ctx, { vmid: spec.vmid, name, agent: spec.agent === true, confPath, disks });
+      const vm = new SimVmImpl(ctx, { vmid: spec.vmid, name, agent: spec.agent === true, layout: spec.layout ?? 'drive', confPath, disks });
       vms.set(spec.vmid, vm);
       return vm;
     },
@@ -223,6 +229,9 @@ function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
     if (seen.has(d.key)) throw SimSpecError({ reason: `disk key ${d.key} used twice` });
     if (!(d.sizeMiB > 0) || !Number.isInteger(d.sizeMiB)) throw SimSpecError({ reason: `disk ${d.key}: sizeMiB must be a positive integer` });
     seen.add(d.key);
+  }
+  if (spec.layout === 'blockdev' && spec.disks.some((d) => d.key === 'efidisk0' || d.key === 'tpmstate0')) {
+    throw SimSpecError({ reason: 'efidisk0/tpmstate0 have no device in the simulator, which the blockdev layout needs' });
   }
   if (spec.hookscript !== undefined && !spec.hookscript.startsWith('local:snippets/')) {
     throw SimSpecError({ reason: `hookscript ${spec.hookscript} must be a local:snippets/ volid` });

@@ -1,16 +1,26 @@
 /**
- * Builds the qemu-system-x86_64 command line the way qemu-server does for PVE 7/8 (`-drive` layout):
- * daemonized, QMP on VMID.qmp, pid file, `-drive if=none,id=drive-KEY` + `-device ...,drive=drive-KEY,id=KEY`.
+ * Builds the qemu-system-x86_64 command line the way qemu-server does: daemonized, QMP on VMID.qmp,
+ * pid file, and the disks in one of its two layouts:
+ *
+ * - `drive` (PVE 7/8): `-drive if=none,id=drive-KEY,format=F` + `-device ...,drive=drive-KEY,id=KEY`;
+ * - `blockdev` (PVE 9, qemu-server Blockdev.pm): a throttle node `drive-KEY` in throttle group
+ *   `throttle-drive-KEY`, over the format node `f<hash>` over the file node `e<hash>`, where hash is
+ *   the first 30 hex digits of sha256("drive=KEY,volid=VOLID").
+ *
  * Differences from real Proxmox, all deliberate: TCG instead of KVM, no `-id` (a Proxmox-only patch),
- * no guest OS, and efidisk0/tpmstate0 are plain `-drive if=none` without a device (a pflash/TPM
- * setup adds nothing the tests need, and their query-block entries look the same).
+ * no guest OS, and in the `drive` layout efidisk0/tpmstate0 are plain `-drive if=none` without a
+ * device (a pflash/TPM setup adds nothing the tests need, and their query-block entries look alike).
  */
+import crypto from 'node:crypto';
 
 export interface QemuDiskArg {
   key: string;
   format: string;
   path: string;
+  volid: string;
 }
+
+export type DiskLayout = 'drive' | 'blockdev';
 
 export interface QemuLaunch {
   vmid: number;
@@ -20,6 +30,7 @@ export interface QemuLaunch {
   qgaPath?: string;
   disks: QemuDiskArg[];
   paused: boolean;
+  layout: DiskLayout;
   /** `cache=none,aio=io_uring` where O_DIRECT and io_uring work, else `cache=writeback,aio=threads`. */
   directIo: boolean;
 }
@@ -47,16 +58,44 @@ export function qemuArgs(l: QemuLaunch): string[] {
     );
   }
   if (l.disks.some((d) => d.key.startsWith('sata'))) args.push('-device', 'ahci,id=ahci0');
-  const cacheOpts = l.directIo ? 'cache=none,aio=io_uring' : 'cache=writeback,aio=threads';
   for (const d of l.disks) {
-    args.push('-drive', `file=${d.path},if=none,id=drive-${d.key},format=${d.format},${cacheOpts}`);
+    if (l.layout === 'blockdev') {
+      args.push('-object', JSON.stringify({ id: `throttle-drive-${d.key}`, limits: {}, 'qom-type': 'throttle-group' }));
+      args.push('-blockdev', JSON.stringify(blockdevTree(d, l.directIo)));
+    } else {
+      const cacheOpts = l.directIo ? 'cache=none,aio=io_uring' : 'cache=writeback,aio=threads';
+      args.push('-drive', `file=${d.path},if=none,id=drive-${d.key},format=${d.format},${cacheOpts}`);
+    }
     const device = deviceArg(d.key);
     if (device) args.push('-device', device);
   }
   if (!l.disks.some((d) => d.key === 'ide2')) {
-    args.push('-drive', 'if=none,id=drive-ide2,media=cdrom', '-device', 'ide-cd,bus=ide.1,unit=0,drive=drive-ide2,id=ide2');
+    if (l.layout === 'blockdev') args.push('-device', 'ide-cd,bus=ide.1,unit=0,id=ide2');
+    else args.push('-drive', 'if=none,id=drive-ide2,media=cdrom', '-device', 'ide-cd,bus=ide.1,unit=0,drive=drive-ide2,id=ide2');
   }
   return args;
+}
+
+/** qemu-server's node names: `f`/`e` + 30 hex digits of sha256("drive=KEY,volid=VOLID"). */
+export function blockdevNodeName(type: 'fmt' | 'file', key: string, volid: string): string {
+  const hash = crypto.createHash('sha256').update(`drive=${key},volid=${volid}`).digest('hex').slice(0, 30);
+  return `${type === 'fmt' ? 'f' : 'e'}${hash}`;
+}
+
+function blockdevTree(d: QemuDiskArg, directIo: boolean): Record<string, unknown> {
+  const cache = { direct: directIo, 'no-flush': false };
+  const file = {
+    driver: 'file',
+    filename: d.path,
+    'node-name': blockdevNodeName('file', d.key, d.volid),
+    cache,
+    aio: directIo ? 'io_uring' : 'threads',
+    discard: 'ignore',
+    'detect-zeroes': 'on',
+    'read-only': false,
+  };
+  const format = { driver: d.format, 'node-name': blockdevNodeName('fmt', d.key, d.volid), file, cache, 'read-only': false };
+  return { driver: 'throttle', 'node-name': `drive-${d.key}`, 'throttle-group': `throttle-drive-${d.key}`, file: format };
 }
 
 function deviceArg(key: string): string | undefined {

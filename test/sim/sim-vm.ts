@@ -27,7 +27,7 @@ import { runHook, type HookRun } from './hook-runner';
 import type { NodeContext, SimDisk, SimVm } from './pve-node';
 import { readConfHookscript, setConfHookscript } from './pve-conf';
 import { isAlive, waitForExit } from './process-reaper';
-import { qemuArgs } from './qemu-command';
+import { qemuArgs, type DiskLayout } from './qemu-command';
 import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError, SimVzdumpError } from './sim-errors';
 
 const execFileP = promisify(execFile);
@@ -41,6 +41,7 @@ export interface SimVmInit {
   vmid: number;
   name: string;
   agent: boolean;
+  layout: DiskLayout;
   confPath: string;
   disks: SimDisk[];
 }
@@ -56,6 +57,7 @@ export class SimVmImpl implements SimVm {
   readonly disks: SimDisk[];
   private readonly name: string;
   private readonly agent: boolean;
+  readonly layout: DiskLayout;
   private readonly ctx: NodeContext;
   private currentPid: number | undefined;
   private snapshotCounter = 0;
@@ -69,6 +71,7 @@ export class SimVmImpl implements SimVm {
     this.vmid = init.vmid;
     this.name = init.name;
     this.agent = init.agent;
+    this.layout = init.layout;
     this.confPath = init.confPath;
     this.disks = init.disks;
     this.qmpPath = path.join(ctx.runDir, `${init.vmid}.qmp`);
@@ -343,8 +346,9 @@ export class SimVmImpl implements SimVm {
           qmpPath: this.qmpPath,
           pidPath: this.pidPath,
           qgaPath: this.agent ? this.qgaPath : undefined,
-          disks: this.disks.map((d) => ({ key: d.key, format: d.format, path: d.path })),
+          disks: this.disks.map((d) => ({ key: d.key, format: d.format, path: d.path, volid: d.volid })),
           paused,
+          layout: this.layout,
           directIo,
         }),
       ).then(() => undefined);
