@@ -50,6 +50,10 @@ export interface BackupVmConfig {
   readonly jobPollMs?: number;
   readonly qemuImg?: string;
   readonly qemuNbd?: string;
+  /** NBD reader tuning (defaults: the reader's). */
+  readonly nbdConnections?: number;
+  readonly nbdInFlight?: number;
+  readonly nbdRequestSize?: number;
 }
 
 export type BackupRepository = Pick<Repository, 'listBackups' | 'readManifest' | 'startBackup'>;
@@ -411,7 +415,14 @@ async function backupDisk(
     },
   });
   try {
-    await readRanges(plan.requests as ByteRange[], (off, data) => assembler.push(off, data), { connect, ...(signal ? { signal } : {}) });
+    const c = opts.config;
+    await readRanges(plan.requests as ByteRange[], (off, data) => assembler.push(off, data), {
+      connect,
+      ...(c.nbdConnections !== undefined ? { connections: c.nbdConnections } : {}),
+      ...(c.nbdInFlight !== undefined ? { inFlight: c.nbdInFlight } : {}),
+      ...(c.nbdRequestSize !== undefined ? { requestSize: c.nbdRequestSize } : {}),
+      ...(signal ? { signal } : {}),
+    });
     await assembler.finish();
   } catch (err) {
     if (signal?.aborted) throw err;

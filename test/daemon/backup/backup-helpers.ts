@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
-import { backupVm, type BackupResult, type BackupVmOptions } from '../../../daemon/backup/backup-vm';
+import { backupVm, type BackupResult, type BackupVmConfig, type BackupVmOptions } from '../../../daemon/backup/backup-vm';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import { Repository } from '../../../daemon/repository/repository';
@@ -18,7 +18,7 @@ export interface EngineEnv {
   repo: Repository;
   db: Database.Database;
   ledger: Ledger;
-  backup(vmid: number, extra?: Partial<BackupVmOptions>): Promise<BackupResult>;
+  backup(vmid: number, extra?: Partial<BackupVmOptions>, tuning?: Partial<BackupVmConfig>): Promise<BackupResult>;
   /** Restores one disk and asserts it equals the reference file byte for byte. */
   expectRestoreEquals(backupId: string, disk: string, reference: string): Promise<void>;
   close(): void;
@@ -34,10 +34,11 @@ export async function createEngineEnv(node: PveNode): Promise<EngineEnv> {
     repo,
     db,
     ledger,
-    backup: (vmid, extra = {}) =>
+    backup: (vmid, extra = {}, tuning = {}) =>
       backupVm({
         vmid,
         config: {
+          ...tuning,
           qemuServerConfigDir: node.configDir,
           qemuServerRunDir: node.runDir,
           pvesmPath: node.pvesmPath,
