@@ -59,7 +59,8 @@ interface Pending {
 type AttemptResult =
   | { kind: 'ok'; client: QmpClient }
   | { kind: 'busy'; reason: string }
-  | { kind: 'unreachable'; reason: string; retry: boolean };
+  | { kind: 'unreachable'; reason: string; retry: boolean }
+  | { kind: 'fatal'; error: Error };
 
 export class QmpClient {
   readonly socketPath: string;
@@ -102,12 +103,14 @@ export class QmpClient {
         }
         return last.client;
       }
+      // Something that is not a QMP server answered: retrying will not change that.
+      if (last.kind === 'fatal') throw last.error;
       opts.logger?.debug('qmp connect attempt failed', { socketPath, attempt, reason: last.reason });
       if (last.kind === 'unreachable' && !last.retry) break;
       if (attempt < attempts) await sleep(Math.min(maxDelay, baseDelay * 2 ** (attempt - 1)));
     }
     if (last?.kind === 'busy') throw QmpBusyError({ socketPath, attempts });
-    throw QmpConnectError({ socketPath, attempts, reason: last && last.kind !== 'ok' ? last.reason : 'unknown' });
+    throw QmpConnectError({ socketPath, attempts, reason: last?.kind === 'unreachable' ? last.reason : 'unknown' });
   }
 
   private static attempt(socketPath: string, opts: QmpConnectOptions): Promise<AttemptResult> {
@@ -136,7 +139,7 @@ export class QmpClient {
         .waitGreeting()
         .then(() => finish({ kind: 'ok', client }))
         .catch((err: Error) => {
-          if (QmpProtocolError.is(err)) finish({ kind: 'unreachable', reason: err.message, retry: false });
+          if (QmpProtocolError.is(err)) finish({ kind: 'fatal', error: err });
           else finish({ kind: 'unreachable', reason: err.message, retry: true });
         });
     });

@@ -1,6 +1,8 @@
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
 import winston from 'winston';
 import { hmp } from '../../../daemon/qmp/hmp';
 import { QmpClient, type QmpEvent } from '../../../daemon/qmp/qmp-client';
@@ -9,6 +11,7 @@ import {
   QmpCommandError,
   QmpConnectError,
   QmpDisconnectedError,
+  QmpProtocolError,
   QmpTimeoutError,
 } from '../../../daemon/qmp/qmp-errors';
 import { withQmp } from '../../../daemon/qmp/qmp-session';
@@ -17,6 +20,7 @@ import { usePveNode } from '../../sim/jest-cleanup';
 import type { SimVm } from '../../sim/pve-node';
 
 // Real QEMU 7.2 (TCG) through the node simulator; nothing here is mocked.
+const execFileP = promisify(execFile);
 const sim = usePveNode();
 let vm: SimVm;
 const open: QmpClient[] = [];
@@ -171,6 +175,26 @@ describe('QmpClient against a real QEMU', () => {
     expect(QmpConnectError.is(err)).toBe(true);
     expect(err.details.reason).toMatch(/ECONNREFUSED/);
     await vm.crash().catch(() => undefined);
+  });
+
+  it('fails with CBT_QMP_PROTOCOL, without retrying, when the socket is a human monitor, not QMP', async () => {
+    const hmpPath = path.join(sim.node.root, 'hmp.sock');
+    const pidFile = path.join(sim.node.root, 'hmp.pid');
+    await execFileP('qemu-system-x86_64', [
+      '-machine', 'accel=tcg', '-m', '16', '-nographic', '-nodefaults', '-daemonize', '-S', '-pidfile', pidFile,
+      '-chardev', `socket,id=hmp,path=${hmpPath},server=on,wait=off`, '-mon', 'chardev=hmp,mode=readline',
+    ]);
+    const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+    try {
+      const started = Date.now();
+      const err = await errorOf(QmpClient.connect(hmpPath, { connectAttempts: 5, retryBaseDelayMs: 500 }));
+      expect(QmpProtocolError.is(err)).toBe(true);
+      expect(err.details).toMatchObject({ socketPath: hmpPath, reason: 'reply is not JSON' });
+      expect(err.details.line).toMatch(/^QEMU .* monitor/);
+      expect(Date.now() - started).toBeLessThan(450);
+    } finally {
+      process.kill(pid, 'SIGKILL');
+    }
   });
 
   it('rejects commands after close()', async () => {
