@@ -1,0 +1,85 @@
+/**
+ * Stopped VMs back up from their config file through qemu-nbd (real qemu-nbd/qemu-img): cdrom and
+ * backup=0 disks skipped, efidisk included; qcow2 continues with offline incrementals from its
+ * persistent bitmap, raw falls back to full-compare; a running QEMU's images are never opened.
+ * Also the PVE 9 `-blockdev` layout of a running VM (bitmaps on the format node below the throttle).
+ */
+import { assertVmStopped } from '../../../daemon/backup/offline-session';
+import { usePveNode } from '../../sim/jest-cleanup';
+import type { SimVm } from '../../sim/pve-node';
+import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
+
+const sim = usePveNode();
+let env: EngineEnv;
+let vm: SimVm;
+const VMID = 200;
+
+beforeAll(async () => {
+  env = await createEngineEnv(sim.node);
+  vm = await sim.node.addVm({
+    vmid: VMID,
+    disks: [
+      { key: 'scsi0', format: 'qcow2', sizeMiB: 8 },
+      { key: 'scsi1', format: 'raw', sizeMiB: 8 },
+      { key: 'scsi2', format: 'raw', sizeMiB: 4, backup: false },
+      { key: 'efidisk0', format: 'raw', sizeMiB: 1 },
+    ],
+  });
+});
+afterAll(() => env?.close());
+
+const byDisk = (r: { disks: { disk: string }[] }, d: string) =>
+  r.disks.find((x) => x.disk === d) as unknown as { mode: string; reason: string; bytesRead: number; bytesStored: number; consistency: string };
+
+test('stopped VM: full from the config file, then offline incremental (qcow2) and full-compare (raw)', async () => {
+  await vm.writeData('scsi0', 512 * KiB, Buffer.alloc(1 * MiB, 0x3a));
+  await vm.writeData('scsi1', 2 * MiB, Buffer.alloc(300 * KiB, 0x3b));
+  await vm.writeData('efidisk0', 0, Buffer.alloc(64 * KiB, 0x3c));
+  const refs = { scsi0: await vm.snapshotReference('scsi0'), scsi1: await vm.snapshotReference('scsi1'), efidisk0: await vm.snapshotReference('efidisk0') };
+  const full = await env.backup(VMID);
+  expect(full.disks.map((d) => d.disk)).toEqual(['scsi0', 'scsi1', 'efidisk0']);
+  for (const d of full.disks) expect(d).toMatchObject({ mode: 'full', consistency: 'offline' });
+  expect(byDisk(full, 'scsi0').bytesRead).toBe(1 * MiB);
+  for (const [k, ref] of Object.entries(refs)) await env.expectRestoreEquals(full.id, k, ref);
+
+  const w0 = [{ offset: 4 * MiB, length: 64 * KiB }];
+  await vm.writeData('scsi0', w0[0].offset, Buffer.alloc(w0[0].length, 0x4a));
+  await vm.writeData('scsi1', 7 * MiB, Buffer.alloc(4 * KiB, 0x4b));
+  const ref0 = await vm.snapshotReference('scsi0');
+  const ref1 = await vm.snapshotReference('scsi1');
+  const inc = await env.backup(VMID);
+  expect(byDisk(inc, 'scsi0')).toMatchObject({ mode: 'incremental', bytesRead: dirtyBytes(w0) });
+  expect(byDisk(inc, 'scsi1').mode).toBe('full-compare');
+  expect(byDisk(inc, 'scsi1').reason).toMatch(/^no-bitmap-recorded: /);
+  expect(byDisk(inc, 'scsi1').bytesStored).toBeLessThan(128 * KiB);
+  await env.expectRestoreEquals(inc.id, 'scsi0', ref0);
+  await env.expectRestoreEquals(inc.id, 'scsi1', ref1);
+});
+
+test('the persistent bitmap made offline carries into the running VM', async () => {
+  await vm.start();
+  expect(() => assertVmStopped(sim.node.runDir, VMID, 'scsi0', vm.disks[0].path)).toThrow(expect.objectContaining({ code: 'CBT_BACKUP_IMAGE_IN_USE' }));
+  const w0 = [{ offset: 1 * MiB, length: 128 * KiB }];
+  await vm.write('scsi0', { pattern: 0x5a, ...w0[0] });
+  const ref0 = await vm.snapshotReference('scsi0');
+  const r = await env.backup(VMID);
+  expect(byDisk(r, 'scsi0')).toMatchObject({ mode: 'incremental', bytesRead: dirtyBytes(w0), consistency: 'crash-consistent' });
+  expect(byDisk(r, 'scsi1').mode).toBe('full-compare');
+  await env.expectRestoreEquals(r.id, 'scsi0', ref0);
+  await vm.stop();
+});
+
+test('PVE 9 -blockdev layout: full then incremental through the throttle node', async () => {
+  const vm9 = await sim.node.addVm({ vmid: 201, layout: 'blockdev', disks: [{ key: 'virtio0', format: 'qcow2', sizeMiB: 8 }, { key: 'scsi0', format: 'raw', sizeMiB: 8 }] });
+  await vm9.start();
+  await vm9.write('virtio0', { pattern: 0x61, offset: 0, length: 1 * MiB });
+  const full = await env.backup(201);
+  expect(full.disks.map((d) => d.mode)).toEqual(['full', 'full']);
+  const w = [{ offset: 3 * MiB, length: 64 * KiB }];
+  await vm9.write('virtio0', { pattern: 0x62, ...w[0] });
+  await vm9.write('scsi0', { pattern: 0x63, ...w[0] });
+  const refs = { virtio0: await vm9.snapshotReference('virtio0'), scsi0: await vm9.snapshotReference('scsi0') };
+  const inc = await env.backup(201);
+  for (const d of inc.disks) expect(d).toMatchObject({ mode: 'incremental', bytesRead: dirtyBytes(w) });
+  for (const [k, ref] of Object.entries(refs)) await env.expectRestoreEquals(inc.id, k, ref);
+});
