@@ -21,6 +21,7 @@ import {
   NBD_CMD_DISC,
   NBD_CMD_READ,
   NBD_FLAG_CAN_MULTI_CONN,
+  NBD_ESHUTDOWN,
   NBD_FLAG_READ_ONLY,
   errnoName,
 } from './nbd-constants';
@@ -143,9 +144,9 @@ export class NbdClient {
     const id = this.contexts.get(context);
     if (id === undefined) throw NbdNoContextError({ context, available: this.contextNames });
     this.checkRange(offset, length);
-    const end = offset + length;
+    const [start, end] = this.alignOut(offset, length);
     const out: Extent[] = [];
-    let at = offset;
+    let at = start;
     while (at < end) {
       const reqLength = Math.min(end - at, MAX_STATUS_REQUEST);
       const result = await this.submit({ kind: 'block-status', type: NBD_CMD_BLOCK_STATUS, offset: at, length: reqLength, context: { name: context, id } });
@@ -157,7 +158,7 @@ export class NbdClient {
       for (const e of extents) out.push(e);
       at = (extents[extents.length - 1] as Extent).offset + (extents[extents.length - 1] as Extent).length;
     }
-    return mergeExtents(out);
+    return mergeExtents(clipExtents(out, offset, length));
   }
 
   /** Reads [offset, offset + length); holes read as zeroes. */
@@ -170,6 +171,14 @@ export class NbdClient {
   /** Reads `dest.length` bytes at `offset` into `dest`, split into pipelined requests of at most maxBlockSize. */
   async readInto(offset: number, dest: Buffer): Promise<void> {
     this.checkRange(offset, dest.length);
+    const [start, end] = this.alignOut(offset, dest.length);
+    if (start !== offset || end !== offset + dest.length) {
+      // The server's minimum block size forbids this range: read the aligned cover, copy out.
+      const cover = Buffer.allocUnsafe(end - start);
+      await this.readInto(start, cover);
+      cover.copy(dest, 0, offset - start, offset - start + dest.length);
+      return;
+    }
     const pieces = splitRange(offset, dest.length, this.maxBlockSize, this.preferredBlockSize);
     await Promise.all(
       pieces.map((p) =>
@@ -226,6 +235,12 @@ export class NbdClient {
         err,
       ),
     );
+  }
+
+  /** [offset, offset + length) widened to the server's minimum block size (the export end may be unaligned). */
+  private alignOut(offset: number, length: number): [number, number] {
+    const m = this.minBlockSize;
+    return [offset - (offset % m), Math.min(this.size, Math.ceil((offset + length) / m) * m)];
   }
 
   private checkRange(offset: number, length: number): void {
@@ -286,6 +301,7 @@ export class NbdClient {
 
   private check(spec: Omit<Request, 'cookie' | 'resolve' | 'reject'>, result: ReplyResult): ReplyResult {
     const first = result.errors[0];
+    if (first?.errno === NBD_ESHUTDOWN) this.close().catch(() => undefined);
     if (first) {
       throw NbdServerError({
         command: spec.kind === 'read' ? 'NBD_CMD_READ' : `NBD_CMD_BLOCK_STATUS(${spec.context?.name ?? ''})`,

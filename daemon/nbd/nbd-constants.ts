@@ -104,6 +104,9 @@ export const NBD_ERRNO_NAMES: Readonly<Record<number, string>> = Object.freeze({
   108: 'ESHUTDOWN',
 });
 
+/** The server is shutting down: the client must disconnect (soft) after receiving it. */
+export const NBD_ESHUTDOWN = 108;
+
 export function errnoName(errno: number): string {
   return NBD_ERRNO_NAMES[errno] ?? `errno ${errno}`;
 }

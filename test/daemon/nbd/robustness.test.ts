@@ -222,6 +222,35 @@ describe('protocol behaviour', () => {
   });
 });
 
+describe('block size constraints and shutdown', () => {
+  test('unaligned reads and block status are widened to the minimum block size and clipped back', async () => {
+    const s = await fake({
+      size: 1 << 20,
+      blockSize: [512, 4096, 65536],
+      onRequest: (req, sock) => {
+        if (req.type === 0) sock.write(dataChunk(req.cookie, req.offset, pattern(req.offset, req.length)));
+        else sock.write(statusChunk(req.cookie, 1, [[req.length, 0]]));
+      },
+    });
+    const c = await connect(s);
+    expect((await c.read(100, 1000)).equals(pattern(100, 1000))).toBe(true);
+    expect(await c.blockStatus('base:allocation', 700, 10)).toEqual([{ offset: 700, length: 10, flags: 0 }]);
+    expect(s.requests.map((r) => [r.type, r.offset, r.length])).toEqual([[0, 0, 1536], [7, 512, 512]]);
+    for (const r of s.requests) expect(r.offset % 512).toBe(0);
+  });
+
+  test('ESHUTDOWN from the server makes the client disconnect softly (NBD_CMD_DISC)', async () => {
+    const s = await fake({ onRequest: (req, sock) => sock.write(errorChunk(req.cookie, 108, 'shutting down')) });
+    const c = await connect(s);
+    const f = await failure(c.read(0, 512));
+    expect(f.code).toBe('CBT_NBD_SERVER_ERROR');
+    expect((f.err as unknown as { details: { errno: string } }).details.errno).toBe('ESHUTDOWN');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(s.requests.map((r) => r.type)).toEqual([0, 2]);
+    expect((await failure(c.read(0, 512))).code).toBe('CBT_NBD_DISCONNECTED');
+  });
+});
+
 describe('readRanges', () => {
   test('one connection when the server does not advertise multi-conn; pieces in order', async () => {
     const s = await fake({ size: 1 << 20, onRequest: answerReads() });

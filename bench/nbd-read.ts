@@ -1,0 +1,198 @@
+/**
+ * NBD read throughput of pve-cbt's client against `nbdcopy` (libnbd), same export, same run.
+ *
+ * A 2 GiB raw image of random data (so nothing is sparse and nothing compresses) is served by one
+ * read-only `qemu-nbd -e 8` (multi-conn allowed) with the default page-cache mode: the image was just
+ * written, so both readers are served from RAM and the figures measure the clients, not the disk
+ * (--cache=none would measure the disk). Runs alternate nbdcopy / ours, twice each; the best time
+ * of each counts, so a moment of load on this shared machine does not decide a ratio.
+ *
+ *   nbdcopy       `nbdcopy nbd+unix:///?socket=S null:` (its defaults: 4 connections, 64 requests each)
+ *   (a) null      mapExtents(base:allocation) + readRanges of the data extents, data dropped
+ *   (b) sha256    the same, SHA-256 of every 4 MiB piece (as the repository digests chunks) on a pool
+ *                 of worker threads, pieces handed over without copying (transferred ArrayBuffers)
+ *   sha256 rate   crypto.createHash('sha256') on one core here, for reading the (b) ratio
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { mapExtents } from '../daemon/nbd/map-extents';
+import { NbdClient } from '../daemon/nbd/nbd-client';
+import { readRanges } from '../daemon/nbd/nbd-reader';
+
+export interface BenchResult {
+  name: string;
+  value: number;
+  unit: string;
+  baseline?: string;
+  ratio?: number;
+  target?: string;
+  pass?: boolean;
+}
+
+const GiB = 1024 * 1024 * 1024;
+const SIZE = 2 * GiB;
+const PIECE = 4 * 1024 * 1024;
+const CONNECTIONS = 4;
+const IN_FLIGHT = 4;
+const ROUNDS = 2;
+
+function mbps(bytes: number, ms: number): number {
+  return Math.round(bytes / 1e6 / (ms / 1000));
+}
+
+async function writeRandomImage(file: string): Promise<void> {
+  const fd = fs.openSync(file, 'w');
+  try {
+    const buf = Buffer.allocUnsafe(64 * 1024 * 1024);
+    for (let at = 0; at < SIZE; at += buf.length) {
+      crypto.randomFillSync(buf);
+      fs.writeSync(fd, buf, 0, buf.length, at);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function startQemuNbd(image: string, socket: string): Promise<() => Promise<void>> {
+  const child = spawn('qemu-nbd', ['-k', socket, '-r', '-t', '-e', '8', '-f', 'raw', image], { stdio: 'ignore' });
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  const stop = async (): Promise<void> => {
+    if (child.exitCode === null) child.kill('SIGTERM');
+    await exited;
+  };
+  for (let i = 0; i < 500; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ path: socket });
+      s.once('connect', () => (s.destroy(), resolve(true)));
+      s.once('error', () => resolve(false));
+    });
+    if (up) return stop;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  await stop();
+  throw new Error('qemu-nbd did not start');
+}
+
+function timeNbdcopy(socket: string): number {
+  const t0 = performance.now();
+  execFileSync('nbdcopy', [`nbd+unix:///?socket=${socket}`, 'null:'], { stdio: 'ignore' });
+  return performance.now() - t0;
+}
+
+async function timeOurs(socket: string, onData: (offset: number, data: Buffer) => void | Promise<void>): Promise<number> {
+  const t0 = performance.now();
+  const connect = (): Promise<NbdClient> => NbdClient.connect({ socketPath: socket, metaContexts: ['base:allocation'] });
+  const probe = await connect();
+  const data = (await mapExtents(probe, 'base:allocation')).filter((e) => (e.flags & 1) === 0);
+  await probe.close();
+  const { bytesRead } = await readRanges(data, onData, { connect, connections: CONNECTIONS, inFlight: IN_FLIGHT, requestSize: PIECE });
+  if (bytesRead !== SIZE) throw new Error(`read ${bytesRead} of ${SIZE} bytes`);
+  return performance.now() - t0;
+}
+
+const HASH_WORKER = `
+const { parentPort } = require('node:worker_threads');
+const crypto = require('node:crypto');
+parentPort.on('message', ({ id, buf }) => {
+  parentPort.postMessage({ id, digest: crypto.createHash('sha256').update(new Uint8Array(buf)).digest('hex') });
+});`;
+
+/** SHA-256 per piece on worker threads; bounded queue so reading waits when hashing falls behind. */
+class HashPool {
+  private readonly workers: Worker[];
+  private next = 0;
+  private outstanding = 0;
+  private readonly slots: Array<() => void> = [];
+  digests = 0;
+
+  constructor(size: number, private readonly maxOutstanding: number) {
+    this.workers = Array.from({ length: size }, () => {
+      const w = new Worker(HASH_WORKER, { eval: true });
+      w.on('message', () => {
+        this.digests++;
+        this.outstanding--;
+        this.slots.shift()?.();
+      });
+      return w;
+    });
+  }
+
+  /** Resolves when the piece is queued (not hashed): back-pressure only. */
+  async submit(data: Buffer): Promise<void> {
+    while (this.outstanding >= this.maxOutstanding) await new Promise<void>((r) => this.slots.push(r));
+    const id = this.next++;
+    this.outstanding++;
+    // A piece owns its whole ArrayBuffer when it is large (not from Node's pool): transfer it.
+    const whole = data.byteOffset === 0 && data.byteLength === data.buffer.byteLength;
+    const buf = whole ? data.buffer : data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength);
+    (this.workers[id % this.workers.length] as Worker).postMessage({ id, buf }, [buf as ArrayBuffer]);
+  }
+
+  async drain(): Promise<void> {
+    while (this.outstanding > 0) await new Promise<void>((r) => this.slots.push(r));
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function sha256RatePerCore(): number {
+  const b = crypto.randomBytes(PIECE);
+  const t0 = performance.now();
+  let n = 0;
+  while (performance.now() - t0 < 500) {
+    crypto.createHash('sha256').update(b).digest();
+    n += b.length;
+  }
+  return mbps(n, performance.now() - t0);
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-bench-nbd-'));
+  const image = path.join(dir, 'random.raw');
+  const socket = path.join(dir, 'nbd.sock');
+  let stop: (() => Promise<void>) | undefined;
+  try {
+    await writeRandomImage(image);
+    stop = await startQemuNbd(image, socket);
+    const best = { nbdcopy: Infinity, nul: Infinity, sha: Infinity };
+    let digests = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      best.nbdcopy = Math.min(best.nbdcopy, timeNbdcopy(socket));
+      best.nul = Math.min(best.nul, await timeOurs(socket, () => undefined));
+      const pool = new HashPool(Math.max(1, os.cpus().length), CONNECTIONS * IN_FLIGHT);
+      try {
+        const t0 = performance.now();
+        await timeOurs(socket, (_offset, data) => pool.submit(data));
+        await pool.drain();
+        best.sha = Math.min(best.sha, performance.now() - t0);
+        digests = pool.digests;
+      } finally {
+        await pool.close();
+      }
+    }
+    if (digests !== SIZE / PIECE) throw new Error(`hashed ${digests} pieces, expected ${SIZE / PIECE}`);
+    const base = `nbdcopy ${mbps(SIZE, best.nbdcopy)} MB/s`;
+    const ratioA = best.nbdcopy / best.nul;
+    const ratioB = best.nbdcopy / best.sha;
+    return [
+      { name: 'nbd read 2 GiB: nbdcopy to null:', value: mbps(SIZE, best.nbdcopy), unit: 'MB/s' },
+      { name: 'nbd read 2 GiB: pve-cbt to null sink', value: mbps(SIZE, best.nul), unit: 'MB/s', baseline: base, ratio: round2(ratioA), target: '>= 0.8', pass: ratioA >= 0.8 },
+      { name: 'nbd read 2 GiB: pve-cbt + SHA-256 per 4 MiB (worker threads)', value: mbps(SIZE, best.sha), unit: 'MB/s', baseline: base, ratio: round2(ratioB), target: '>= 0.7', pass: ratioB >= 0.7 },
+      { name: 'sha256 one core (createHash, 4 MiB buffers)', value: sha256RatePerCore(), unit: 'MB/s' },
+    ];
+  } finally {
+    await stop?.();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function round2(x: number): number {
+  return Math.round(x * 100) / 100;
+}
