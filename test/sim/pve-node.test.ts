@@ -168,6 +168,32 @@ describe('guest writes and reference twins', () => {
     expect(fs.statSync(before).blocks * 512).toBeLessThan(4 * MiB);
   });
 
+  it('guest writes work on a paused VM and while a backup job holds the disk', async () => {
+    const vm = await sim.node.addVm({ vmid: 620, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 4 }] });
+    await vm.start({ paused: true });
+    await vm.write('scsi0', { pattern: 0x61, offset: 0, length: 128 * KiB });
+    const scratch = path.join(sim.node.root, 'scratch-620.qcow2');
+    await execFileP('qemu-img', ['create', '-q', '-f', 'qcow2', scratch, String(4 * MiB)]);
+    await vm.qmp(async (q) => {
+      await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': 'fleece', file: { driver: 'file', filename: scratch }, backing: 'drive-scsi0' });
+      await q.execute('blockdev-backup', { device: 'drive-scsi0', target: 'fleece', sync: 'none', 'job-id': 'sim-job' });
+    });
+    await vm.write('scsi0', { pattern: 0x62, offset: 64 * KiB, length: 128 * KiB });
+    const jobs = await vm.qmp((q) => q.execute<{ device: string; status: string }[]>('query-block-jobs'));
+    expect(jobs).toMatchObject([{ device: 'sim-job', status: 'running' }]);
+    await vm.qmp(async (q) => {
+      await q.execute('block-job-cancel', { device: 'sim-job', force: true });
+      const deadline = Date.now() + 5000;
+      while ((await q.execute<unknown[]>('query-block-jobs')).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await q.execute('blockdev-del', { 'node-name': 'fleece' });
+    });
+    await vm.stop();
+    expect(await sameContents(vm.disks[0].path, 'qcow2', vm.disks[0].reference)).toBe(true);
+    const ref = fs.readFileSync(vm.disks[0].reference);
+    expect(ref[64 * KiB - 1]).toBe(0x61);
+    expect(ref[64 * KiB]).toBe(0x62);
+  });
+
   it('refuses writes outside the disk or with a non-byte pattern', async () => {
     const vm = sim.node.vm(610);
     await expect(vm.write('scsi0', { pattern: 1, offset: 8 * MiB - 1, length: 2 })).rejects.toMatchObject({ code: SimIoError.code });
