@@ -13,13 +13,16 @@ export type Delivery =
   | { outcome: 'spooled'; reason: string; spool: string }
   | { outcome: 'lost'; reason: string };
 
-/** Never wait less than this for the daemon, even when a slow start-up ate most of the budget. */
-const MIN_WAIT_MS = 100;
+/**
+ * Never wait less than this for the daemon (unless hookTimeoutMs itself is smaller), even when a
+ * slow start-up on a loaded host ate most of the budget: the run then takes at most this much longer.
+ */
+const MIN_WAIT_MS = 500;
 
 export async function deliverEvent(ev: LifecycleEvent, config: HookConfig): Promise<Delivery> {
   let reason: string;
   // hookTimeoutMs bounds the whole hook, so the time Node took to start counts against it.
-  const timeoutMs = Math.max(MIN_WAIT_MS, config.hookTimeoutMs - Math.round(process.uptime() * 1000));
+  const timeoutMs = Math.max(Math.min(MIN_WAIT_MS, config.hookTimeoutMs), config.hookTimeoutMs - Math.round(process.uptime() * 1000));
   try {
     await ipcRequest(config.socketPath, MESSAGE_TYPES.lifecycleEvent, ev, { timeoutMs });
     return { outcome: 'acked' };

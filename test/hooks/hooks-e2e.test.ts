@@ -60,7 +60,7 @@ describe('hooks → daemon → ledger on the simulator', () => {
     stateDir = path.join(dir, 'state');
     socketPath = path.join(dir, 'run', 'pve-cbt.sock');
     const configPath = path.join(dir, 'config.json');
-    fs.writeFileSync(configPath, JSON.stringify({ socketPath, stateDir, qemuServerRunDir: sim.node.runDir, hookTimeoutMs: 1000 }));
+    fs.writeFileSync(configPath, JSON.stringify({ socketPath, stateDir, qemuServerRunDir: sim.node.runDir, hookTimeoutMs: 2000 }));
     db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration]);
     ledger = new Ledger(db);
     qcow = await sim.node.addVm({ vmid: 200, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 8 }] });
