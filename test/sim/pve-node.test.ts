@@ -96,6 +96,8 @@ describe('node layout', () => {
       expect(blocks.find((b) => b.device === 'drive-ide2')).toMatchObject({ removable: true });
       expect(blocks.find((b) => b.device === 'drive-ide2')!.inserted).toBeUndefined();
       expect(Number(fs.readFileSync(vm.pidPath, 'utf8'))).toBe(vm.pid());
+      // agent: 1 gives the guest-agent socket (nobody answers it: there is no guest).
+      expect(fs.statSync(vm.qgaPath).isSocket()).toBe(true);
       expect(fs.readFileSync(`/proc/${vm.pid()}/cmdline`, 'utf8').split('\0')).toEqual(expect.arrayContaining(['-daemonize', '-no-shutdown', '-pidfile', vm.pidPath]));
     } finally {
       await vm.stop();
