@@ -18,16 +18,20 @@ export interface HookConfig {
   strictHooks: boolean;
 }
 
+/** Even a configured timeout stays within this: a VM start must never wait long for pve-cbt. */
+export const HOOK_TIMEOUT_RANGE_MS = Object.freeze({ min: 50, max: 2000 });
+
 export const HOOK_DEFAULTS: Readonly<HookConfig> = Object.freeze({
   socketPath: DEFAULTS.socketPath,
   stateDir: DEFAULTS.stateDir,
   qemuServerRunDir: DEFAULTS.qemuServerRunDir,
-  hookTimeoutMs: 1500,
-  strictHooks: false,
+  hookTimeoutMs: clampTimeout(DEFAULTS.hookTimeoutMs),
+  strictHooks: DEFAULTS.strictHooks,
 });
 
-/** Even a configured timeout stays within this: a VM start must never wait long for pve-cbt. */
-export const HOOK_TIMEOUT_RANGE_MS = Object.freeze({ min: 50, max: 2000 });
+function clampTimeout(ms: number): number {
+  return Math.min(HOOK_TIMEOUT_RANGE_MS.max, Math.max(HOOK_TIMEOUT_RANGE_MS.min, ms));
+}
 
 export function readHookConfig(env: NodeJS.ProcessEnv, bakedConfigPath?: string): { config: HookConfig; configPath: string; warnings: string[] } {
   const configPath = env[CONFIG_ENV] || bakedConfigPath || DEFAULT_CONFIG_PATH;
@@ -53,7 +57,7 @@ export function readHookConfig(env: NodeJS.ProcessEnv, bakedConfigPath?: string)
   }
   if (obj.hookTimeoutMs !== undefined) {
     const t = obj.hookTimeoutMs;
-    if (typeof t === 'number' && Number.isFinite(t)) config.hookTimeoutMs = Math.min(HOOK_TIMEOUT_RANGE_MS.max, Math.max(HOOK_TIMEOUT_RANGE_MS.min, t));
+    if (typeof t === 'number' && Number.isFinite(t)) config.hookTimeoutMs = clampTimeout(t);
     else warnings.push(`config hookTimeoutMs must be a number, using ${config.hookTimeoutMs}`);
   }
   if (obj.strictHooks !== undefined) {
