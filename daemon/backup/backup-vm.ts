@@ -47,6 +47,7 @@ export interface BackupVmConfig {
   /** Dirty bitmap granularity (default 64 KiB). */
   readonly granularity?: number;
   readonly nbdBusyTimeoutMs?: number;
+  readonly freezeTimeoutMs?: number;
   readonly jobPollMs?: number;
   readonly qemuImg?: string;
   readonly qemuNbd?: string;
@@ -236,6 +237,7 @@ async function runningBackup(
       ...(agent ? { qgaSocket: qgaSocketPath(config.qemuServerRunDir, vmid) } : {}),
       ...(config.nbdBusyTimeoutMs !== undefined ? { nbdBusyTimeoutMs: config.nbdBusyTimeoutMs } : {}),
       ...(config.jobPollMs !== undefined ? { jobPollMs: config.jobPollMs } : {}),
+      ...(config.freezeTimeoutMs !== undefined ? { freezeTimeoutMs: config.freezeTimeoutMs } : {}),
       ...(config.qemuImg ? { qemuImg: config.qemuImg } : {}),
       ...(logger ? { logger } : {}),
     },

@@ -150,19 +150,22 @@ export class FleeceSession {
         await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
         this.nodesAdded.push(d);
       }
-      const actions: unknown[] = [];
-      for (const d of this.disks) {
-        if (d.readBitmap) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.nodeName, name: d.readBitmap } });
-        actions.push({
-          type: 'block-dirty-bitmap-add',
-          data: { node: d.nodeName, name: d.newBitmap, persistent: d.persistent, granularity: d.granularity },
-        });
-        const n = fleeceNames(vmid, d.drive);
-        actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
-      }
-      await this.frozen(() => q.execute('transaction', { actions }));
-      this.bitmapsSwitched = true;
-      this.jobsStarted.push(...this.disks);
+    });
+    const actions: unknown[] = [];
+    for (const d of this.disks) {
+      if (d.readBitmap) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.nodeName, name: d.readBitmap } });
+      actions.push({
+        type: 'block-dirty-bitmap-add',
+        data: { node: d.nodeName, name: d.newBitmap, persistent: d.persistent, granularity: d.granularity },
+      });
+      const n = fleeceNames(vmid, d.drive);
+      actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
+    }
+    // The guest agent is talked to outside any QMP session, so a silent agent never holds QMP.
+    await this.frozen(() => this.qmp((q) => q.execute('transaction', { actions })));
+    this.bitmapsSwitched = true;
+    this.jobsStarted.push(...this.disks);
+    await this.qmp(async (q) => {
       for (const d of this.disks) {
         const n = fleeceNames(vmid, d.drive);
         await q.execute('block-export-add', {
@@ -214,9 +217,11 @@ export class FleeceSession {
     try {
       return await fn();
     } finally {
-      // Thaw even after a failed freeze: the agent may have frozen after our timeout.
-      const thawed = await fsThaw(qga, { timeoutMs });
-      if (freeze.frozen && !thawed) this.opts.logger?.error('guest agent did not thaw', { vmid: this.opts.vmid });
+      // Also once after an unanswered freeze: the agent may have frozen after our timeout.
+      if (freeze.frozen || freeze.reachable) {
+        const thawed = await fsThaw(qga, { timeoutMs, attempts: freeze.frozen ? 3 : 1 });
+        if (freeze.frozen && !thawed) this.opts.logger?.error('guest agent did not thaw', { vmid: this.opts.vmid });
+      }
     }
   }
 

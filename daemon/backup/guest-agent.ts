@@ -68,20 +68,23 @@ export function qgaCommand(socketPath: string, command: string, opts: GuestAgent
   });
 }
 
-export type FreezeResult = { frozen: true } | { frozen: false; reason: string };
+/** `reachable`: the channel accepted the command, so the guest might have frozen late. */
+export type FreezeResult = { frozen: true } | { frozen: false; reachable: boolean; reason: string };
 
 export async function fsFreeze(socketPath: string, opts: GuestAgentOptions = {}): Promise<FreezeResult> {
   try {
     await qgaCommand(socketPath, 'guest-fsfreeze-freeze', opts);
     return { frozen: true };
   } catch (err) {
-    return { frozen: false, reason: (err as Error).message };
+    const code = (err as NodeJS.ErrnoException).code;
+    const reachable = code !== 'ENOENT' && code !== 'ECONNREFUSED';
+    return { frozen: false, reachable, reason: (err as Error).message };
   }
 }
 
-/** Thaws, retrying briefly: a guest left frozen is far worse than a slow thaw. */
-export async function fsThaw(socketPath: string, opts: GuestAgentOptions = {}): Promise<boolean> {
-  for (let attempt = 0; attempt < 3; attempt++) {
+/** Thaws, retrying briefly when the guest was frozen: a guest left frozen is far worse than a slow thaw. */
+export async function fsThaw(socketPath: string, opts: GuestAgentOptions & { attempts?: number } = {}): Promise<boolean> {
+  for (let attempt = 0; attempt < (opts.attempts ?? 3); attempt++) {
     try {
       await qgaCommand(socketPath, 'guest-fsfreeze-thaw', opts);
       return true;

@@ -83,3 +83,17 @@ test('PVE 9 -blockdev layout: full then incremental through the throttle node', 
   for (const d of inc.disks) expect(d).toMatchObject({ mode: 'incremental', bytesRead: dirtyBytes(w) });
   for (const [k, ref] of Object.entries(refs)) await env.expectRestoreEquals(inc.id, k, ref);
 });
+
+test('agent: 1 without an answering guest agent: bounded wait, continues crash-consistent and says so', async () => {
+  const vma = await sim.node.addVm({ vmid: 202, agent: true, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 8 }] });
+  await vma.start();
+  await vma.write('scsi0', { pattern: 0x71, offset: 0, length: 64 * KiB });
+  const ref = await vma.snapshotReference('scsi0');
+  const t0 = Date.now();
+  const r = await env.backup(202, {}, { freezeTimeoutMs: 500 });
+  expect(Date.now() - t0).toBeLessThan(10_000);
+  expect(r.disks[0]).toMatchObject({ mode: 'full', consistency: 'crash-consistent' });
+  expect(r.freezeNote).toMatch(/guest agent did not freeze/);
+  expect((await env.repo.readManifest(r.id)).extra).toMatchObject({ freezeNote: expect.stringMatching(/did not answer/) });
+  await env.expectRestoreEquals(r.id, 'scsi0', ref);
+});
