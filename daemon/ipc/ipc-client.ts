@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto';
 import nodeIpc from 'node-ipc';
 import { CbtError } from '../../shared/errors/cbt-error';
 import {
+  IpcAbortedError,
   IpcBadReplyError,
   IpcConnectionLostError,
   IpcTimeoutError,
@@ -66,7 +67,7 @@ export function ipcRequest<R = unknown>(
       () => finish(IpcTimeoutError({ socketPath, type, timeoutMs: opts.timeoutMs })),
       opts.timeoutMs,
     );
-    const onAbort = (): void => finish(IpcTimeoutError({ socketPath, type, timeoutMs: opts.timeoutMs }));
+    const onAbort = (): void => finish(IpcAbortedError({ socketPath, type }));
     if (opts.signal?.aborted) {
       onAbort();
       return;

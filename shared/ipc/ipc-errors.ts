@@ -68,6 +68,10 @@ export const IpcTimeoutError = defineError<{ socketPath: string; type: string; t
   'CBT_IPC_TIMEOUT',
   (d) => `no reply to "${d.type}" from ${d.socketPath} within ${d.timeoutMs} ms`,
 );
+export const IpcAbortedError = defineError<{ socketPath: string; type: string }>(
+  'CBT_IPC_ABORTED',
+  (d) => `request "${d.type}" to ${d.socketPath} was aborted by the caller`,
+);
 export const IpcBadReplyError = defineError<{ socketPath: string; reason: string }>(
   'CBT_IPC_BAD_REPLY',
   (d) => `unreadable reply from ${d.socketPath}: ${d.reason}`,

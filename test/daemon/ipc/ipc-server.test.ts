@@ -233,6 +233,10 @@ describe('ipc server', () => {
       const t0 = Date.now();
       await expect(ipcRequest(mutePath, 'echo', { n: 1 }, { timeoutMs: 300 })).rejects.toMatchObject({ code: 'CBT_IPC_TIMEOUT' });
       expect(Date.now() - t0).toBeLessThan(1000);
+      const ac = new AbortController();
+      const aborted = expect(ipcRequest(mutePath, 'echo', { n: 1 }, { timeoutMs: 5000, signal: ac.signal })).rejects.toMatchObject({ code: 'CBT_IPC_ABORTED' });
+      setTimeout(() => ac.abort(), 50);
+      await aborted;
     } finally {
       await new Promise((r) => mute.close(r));
     }
