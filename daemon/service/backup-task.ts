@@ -1,0 +1,66 @@
+/**
+ * One VM's backup as a queued task: the same path for `pve-cbt backup` and for scheduled jobs, so
+ * both obey the queue's one-job-per-VM and concurrency rules. The task is recorded in the catalog's
+ * jobs table (start, end, result or error) and its story is logged with vmid and taskId.
+ */
+import { isCbtError } from '../../shared/errors/cbt-error';
+import { backupVm, type BackupResult } from '../backup/backup-vm';
+import type { JobHandle } from '../jobs/job-queue';
+import { JobCancelledError } from '../jobs/job-errors';
+import { createProgressLog } from '../log/progress-log';
+import { workDir, type Services } from './services';
+
+export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
+  return s.queue.enqueue<BackupResult>({
+    vmid,
+    kind: 'backup',
+    join: opts.jobId !== undefined,
+    meta: opts.jobId ? { jobId: opts.jobId } : undefined,
+    run: async (signal, progress) => {
+      const taskId = currentTaskId(s, vmid);
+      const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
+      s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
+      const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();
+      try {
+        const result = await backupVm({
+          vmid,
+          config: {
+            qemuServerConfigDir: s.config.qemuServerConfigDir,
+            qemuServerRunDir: s.config.qemuServerRunDir,
+            pvesmPath: s.config.pvesmPath,
+            chunkSize: s.config.chunkSize,
+            workDir: workDir(s.config.stateDir),
+          },
+          repo: s.repo,
+          ledger: s.ledger,
+          logger: log,
+          signal,
+          onProgress: (p) => {
+            progress({ done: p.bytesDone, total: p.bytesTotal, disk: p.disk, phase: p.mode });
+            let logProgress = progressLogs.get(p.disk);
+            if (!logProgress) progressLogs.set(p.disk, (logProgress = createProgressLog({ logger: log.child({ disk: p.disk }), message: 'backup progress' })));
+            logProgress({ done: p.bytesDone, total: p.bytesTotal });
+          },
+        });
+        s.catalog.recordJobEnd(taskId, { status: 'ok', backupId: result.id, result });
+        for (const d of result.disks) {
+          log.info('disk backed up', { disk: d.disk, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored, durationMs: d.durationMs, consistency: d.consistency });
+        }
+        log.info('backup committed', { backupId: result.id });
+        return result;
+      } catch (err) {
+        const cancelled = signal.aborted || JobCancelledError.is(err);
+        const error = isCbtError(err) ? { code: err.code, message: err.message } : { code: 'CBT_INTERNAL', message: String(err) };
+        s.catalog.recordJobEnd(taskId, { status: cancelled ? 'cancelled' : 'failed', error });
+        log.error('backup failed', { error: err });
+        throw err;
+      }
+    },
+  });
+}
+
+/** The queue's handle id of the running backup task of `vmid` (there is at most one). */
+function currentTaskId(s: Services, vmid: number): string {
+  const h = s.queue.list().find((j) => j.vmid === vmid && j.kind === 'backup' && j.state === 'running');
+  return h?.id ?? `backup-${vmid}-${Date.now()}`;
+}

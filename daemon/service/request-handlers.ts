@@ -1,0 +1,88 @@
+/**
+ * The daemon's handlers for control-socket requests: hooks' lifecycle events and the CLI's
+ * backup, status and tasks requests. Payloads are validated by the IPC server against the schemas
+ * here (unknown keys refused) before a handler runs.
+ */
+import { isCbtError } from '../../shared/errors/cbt-error';
+import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
+import type { IpcHandler } from '../ipc/ipc-server';
+import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
+import { enqueueBackup } from './backup-task';
+import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
+import type { Services } from './services';
+import { nodeStatus } from './vm-status';
+
+/** Progress frames per task at most this often (plus the last one of each disk). */
+const PROGRESS_INTERVAL_MS = 250;
+
+const VMID = { type: 'integer', minimum: VMID_MIN, maximum: VMID_MAX } as const;
+
+function backupHandler(s: Services): IpcHandler {
+  return {
+    schema: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['vmids'],
+      properties: { vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true } },
+    },
+    // The backups keep running if the CLI goes away, like a PVE task does when its client closes.
+    handle: async (req: BackupRequest, ctx): Promise<BackupOutcome[]> => {
+      const handles = req.vmids.map((vmid) => enqueueBackup(s, vmid));
+      return Promise.all(
+        handles.map(async (h): Promise<BackupOutcome> => {
+          let lastSent = 0;
+          const stop = h.onProgress((p) => {
+            const now = Date.now();
+            if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
+            lastSent = now;
+            const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total };
+            ctx.progress(frame);
+          });
+          try {
+            const r = await h.promise;
+            return { vmid: h.vmid, result: { id: r.id, vmid: r.vmid, disks: r.disks.map((d) => ({ ...d })) } };
+          } catch (err) {
+            return {
+              vmid: h.vmid,
+              error: isCbtError(err) ? { code: err.code, message: err.message, details: err.details } : { code: 'CBT_INTERNAL', message: String(err) },
+            };
+          } finally {
+            stop();
+          }
+        }),
+      );
+    },
+  };
+}
+
+function statusHandler(s: Services): IpcHandler {
+  return {
+    schema: { type: 'object', additionalProperties: false, properties: { vmid: VMID } },
+    handle: async (req: { vmid?: number }) => nodeStatus(s, req.vmid),
+  };
+}
+
+function tasksHandler(s: Services): IpcHandler {
+  return {
+    schema: { type: 'object', additionalProperties: false, properties: {} },
+    handle: async (): Promise<TaskInfo[]> =>
+      s.queue.list().map((h) => ({
+        id: h.id,
+        vmid: h.vmid,
+        kind: h.kind,
+        state: h.state,
+        queuedAt: h.queuedAt.toISOString(),
+        startedAt: h.startedAt?.toISOString() ?? null,
+        progress: h.progress ?? null,
+      })),
+  };
+}
+
+export function requestHandlers(s: Services): Record<string, IpcHandler> {
+  return {
+    [MESSAGE_TYPES.lifecycleEvent]: lifecycleEventHandler({ ledger: s.ledger, stateDir: s.config.stateDir, logger: s.logger }),
+    [REQUESTS.backup]: backupHandler(s),
+    [REQUESTS.status]: statusHandler(s),
+    [REQUESTS.tasks]: tasksHandler(s),
+  };
+}

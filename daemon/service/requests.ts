@@ -1,0 +1,57 @@
+/**
+ * Control-socket requests the CLI sends to the daemon (the hooks' `lifecycle-event` is declared in
+ * shared/ipc/messages.ts). Payload schemas live with the daemon's handlers; these are the names and
+ * shapes both sides agree on.
+ */
+export const REQUESTS = Object.freeze({
+  backup: 'backup',
+  status: 'status',
+  tasks: 'tasks',
+});
+
+export interface BackupRequest {
+  vmids: number[];
+}
+
+export interface BackupDiskResult {
+  disk: string;
+  format: string;
+  mode: string;
+  reason: string;
+  size: number;
+  bytesRead: number;
+  bytesStored: number;
+  durationMs: number;
+  consistency?: string;
+}
+
+export interface BackupResult {
+  id: string;
+  vmid: number;
+  disks: BackupDiskResult[];
+}
+
+export interface BackupOutcome {
+  vmid: number;
+  result?: BackupResult;
+  error?: { code: string; message: string; details?: Record<string, unknown> };
+}
+
+export interface BackupProgress {
+  vmid: number;
+  taskId: string;
+  disk?: string;
+  phase?: string;
+  done: number;
+  total: number;
+}
+
+export interface TaskInfo {
+  id: string;
+  vmid: number;
+  kind: string;
+  state: string;
+  queuedAt: string;
+  startedAt: string | null;
+  progress: { done: number; total: number; disk?: string; phase?: string } | null;
+}

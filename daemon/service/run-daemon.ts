@@ -1,0 +1,49 @@
+/**
+ * `pve-cbt daemon`: recover, serve the control socket, run scheduled jobs, and on SIGTERM stop
+ * cleanly — stop the scheduler, cancel running backups (each leaves no manifest and keeps its
+ * bitmap's changes), close the socket and the catalog. systemd's `Restart=on-failure` covers the
+ * rest: an unexpected exit is recovered by the next start's `recoverAtStartup`.
+ */
+import type { Logger } from 'winston';
+import type { CbtConfig } from '../config/config-schema';
+import { startIpcServer } from '../ipc/ipc-server';
+import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
+import { requestHandlers } from './request-handlers';
+import { runScheduledJob } from './scheduled-job';
+import { openServices, type Services } from './services';
+import { recoverAtStartup } from './startup-recovery';
+
+export interface DaemonOptions {
+  config: CbtConfig;
+  logger: Logger;
+  signal: AbortSignal;
+  clock?: Clock;
+  /** Called once the socket accepts requests (tests, the demo). */
+  onReady?: (s: Services) => void;
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  const { config, logger } = opts;
+  const s = await openServices(config, logger);
+  try {
+    await recoverAtStartup(s);
+    const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s) });
+    const scheduler = createScheduler({
+      jobs: config.jobs,
+      clock: opts.clock ?? systemClock,
+      logger,
+      onFire: (job) => runScheduledJob(s, job).then(() => undefined),
+    });
+    scheduler.start();
+    logger.info('daemon ready', { socketPath: config.socketPath, repository: config.repository, jobs: scheduler.nextRuns() });
+    opts.onReady?.(s);
+    if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
+    logger.info('daemon stopping', { reason: String(opts.signal.reason ?? 'signal') });
+    scheduler.stop();
+    await s.queue.cancelAll('daemon stopping');
+    await server.close();
+  } finally {
+    s.db.close();
+  }
+  logger.info('daemon stopped');
+}
