@@ -3,7 +3,32 @@
  * `commands/<name>.ts` exporting a definition (see command.ts) and add it here.
  */
 import type { CommandDefinition } from './command';
+import { backupCommand } from './commands/backup';
 import { configCommand } from './commands/config';
+import { daemonCommand } from './commands/daemon';
+import { demoCommand } from './commands/demo';
+import { gcCommand } from './commands/gc';
+import { hooksCommand } from './commands/hooks';
+import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
+import { pruneCommand } from './commands/prune';
+import { restoreCommand } from './commands/restore';
+import { showCommand } from './commands/show';
+import { statusCommand } from './commands/status';
+import { verifyCommand } from './commands/verify';
 
-export const COMMANDS: readonly CommandDefinition[] = [logCommand, configCommand];
+export const COMMANDS: readonly CommandDefinition[] = [
+  daemonCommand,
+  statusCommand,
+  backupCommand,
+  listCommand,
+  showCommand,
+  restoreCommand,
+  verifyCommand,
+  pruneCommand,
+  gcCommand,
+  logCommand,
+  hooksCommand,
+  configCommand,
+  demoCommand,
+];

@@ -1,0 +1,31 @@
+/**
+ * `pve-cbt gc`: removes chunks and index pages no committed backup references, and partial
+ * backups left by interrupted writers. Exclusive: fails fast while another GC runs; backups being
+ * written are protected by the grace period (see daemon/repository/garbage-collect.ts).
+ */
+import { defineCommand } from '../command';
+import { withStores } from '../local-stores';
+import { formatBytes, formatDuration } from '../progress';
+
+export const gcCommand = defineCommand({
+  name: 'gc',
+  summary: 'garbage-collect unreferenced chunks and pages',
+  examples: ['pve-cbt gc', 'pve-cbt gc --json'],
+  async run(ctx) {
+    const report = await withStores(ctx, async (s) => {
+      let bar: ReturnType<typeof ctx.progress> | undefined;
+      try {
+        return await s.repo.gc({
+          onProgress: (done, total) => {
+            bar ??= ctx.progress('gc', total);
+            bar.update(done, total);
+          },
+        });
+      } finally {
+        bar?.finish();
+      }
+    });
+    const text = `removed ${report.chunksRemoved} chunks (${formatBytes(report.chunkBytesRemoved)}), ${report.pagesRemoved} pages (${formatBytes(report.pageBytesRemoved)}), ${report.partialsRemoved.length} partial backups in ${formatDuration(report.durationMs)}`;
+    return { data: report, text };
+  },
+});

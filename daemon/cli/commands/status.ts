@@ -1,0 +1,42 @@
+/**
+ * `pve-cbt status [VMID]`: per disk the format, the bitmap pve-cbt tracks, its state in the ledger
+ * and why, the bytes QEMU has marked dirty since the last backup, and that backup. Asks the daemon,
+ * which holds the ledger and talks to QEMU in short QMP sessions.
+ */
+import { REQUESTS } from '../../service/requests';
+import type { VmStatus } from '../../service/vm-status';
+import { defineCommand } from '../command';
+import { daemonRequest } from '../daemon-request';
+import { parseVmid } from '../option-parsers';
+import { formatBytes } from '../progress';
+import { textTable } from '../text-table';
+
+export function statusText(list: VmStatus[]): string {
+  if (list.length === 0) return 'no VMs on this node';
+  return list
+    .map((vm) => {
+      const head = `VM ${vm.vmid}: ${vm.running ? `running (pid ${vm.qemuPid})` : 'stopped'}${vm.vzdumpBusy ? ', vzdump running' : ''}${vm.qmpError ? `, QMP: ${vm.qmpError}` : ''}`;
+      const rows = vm.disks.map((d) => [
+        d.disk,
+        d.format,
+        d.bitmap ?? '-',
+        d.state,
+        d.dirtyBytes === null ? '-' : formatBytes(d.dirtyBytes),
+        d.lastBackup ? `${d.lastBackup.time} ${d.lastBackup.mode}` : '-',
+        d.reason ?? '',
+      ]);
+      return `${head}\n${textTable(['DISK', 'FORMAT', 'BITMAP', 'STATE', 'DIRTY', 'LAST BACKUP', 'REASON'], rows)}`;
+    })
+    .join('\n\n');
+}
+
+export const statusCommand = defineCommand<Record<string, never>, { vmid?: number }>({
+  name: 'status',
+  summary: 'show bitmap state, dirty bytes and last backup per disk',
+  params: [{ name: 'vmid', description: 'only this VM', parse: parseVmid }],
+  examples: ['pve-cbt status', 'pve-cbt status 101 --json'],
+  async run(ctx) {
+    const list = await daemonRequest<VmStatus[]>(ctx, REQUESTS.status, ctx.args.vmid === undefined ? {} : { vmid: ctx.args.vmid });
+    return { data: list, text: statusText(list) };
+  },
+});

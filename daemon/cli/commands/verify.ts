@@ -1,0 +1,39 @@
+/**
+ * `pve-cbt verify [BACKUP]`: re-reads every page and chunk the backup(s) reference and checks
+ * digests and checksums. Problems are listed with backup, disk and offset, affected backups are
+ * marked bad in the catalog (the next backup of such a disk re-sends those blocks), exit code 5.
+ */
+import { defineCommand } from '../command';
+import { ExitCode } from '../exit-codes';
+import { withStores } from '../local-stores';
+import { formatDuration } from '../progress';
+import { textTable } from '../text-table';
+
+export const verifyCommand = defineCommand<Record<string, never>, { backup?: string }>({
+  name: 'verify',
+  summary: 'verify backups: every page and chunk is present and intact',
+  params: [{ name: 'backup', description: 'only this backup (default: all)' }],
+  examples: ['pve-cbt verify', 'pve-cbt verify vm/101/2026-11-25T02:00:03Z --json'],
+  async run(ctx) {
+    const report = await withStores(ctx, async (s) => {
+      let bar: ReturnType<typeof ctx.progress> | undefined;
+      try {
+        return await s.repo.verify({
+          backupId: ctx.args.backup,
+          onProgress: (done, total) => {
+            bar ??= ctx.progress('verify', total);
+            bar.update(done, total);
+          },
+        });
+      } finally {
+        bar?.finish();
+      }
+    });
+    const problems = report.backups.flatMap((b) => b.problems);
+    const summary = `${report.backups.length} backup(s), ${report.pagesChecked} pages, ${report.chunksChecked} chunks checked in ${formatDuration(report.durationMs)}: ${report.ok ? 'all OK' : `${problems.length} problem(s)`}`;
+    const text = report.ok
+      ? summary
+      : `${summary}\n${textTable(['BACKUP', 'DISK', 'OFFSET', 'KIND', 'PROBLEM', 'DIGEST'], problems.map((p) => [p.backupId, p.disk ?? '-', p.offset ?? '-', p.kind, p.problem, p.digest ?? '-']))}`;
+    return { data: report, text, exitCode: report.ok ? undefined : ExitCode.Partial };
+  },
+});
