@@ -8,6 +8,7 @@
  * built-ins only, never ajv, winston or better-sqlite3.
  */
 import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
 import type { LifecycleEvent } from '../shared/ipc/messages';
 import { parseGuestArgs, parseVzdumpArgs, type ParsedArgs } from './hook-args';
 import { readHookChain, runChained, type ChainTarget } from './hook-chain';
@@ -62,12 +63,25 @@ export async function runHook(kind: HookKind, opts: RunHookOptions): Promise<num
   if (problems.length > 0) report(`pve-cbt ${kind} hook ${opts.argv.join(' ').slice(0, 80)}: ${problems.join('; ')}`);
 
   let status = 0;
+  if (target && isSelf(target.path)) {
+    report(`pve-cbt ${kind} hook: chain target ${target.path} is this hook itself; not run`);
+    target = undefined;
+  }
   if (target) {
     const r = runChained(target, opts.argv, opts.env);
     if (r.error) report(`pve-cbt ${kind} hook: ${r.error}`);
     status = r.status;
   }
   return status === 0 && strictFailure ? STRICT_FAILURE_STATUS : status;
+}
+
+/** A chain pointing back at pve-cbt's own hook would make every run start itself again. */
+function isSelf(targetPath: string): boolean {
+  try {
+    return process.argv[1] !== undefined && fs.realpathSync(targetPath) === fs.realpathSync(process.argv[1]);
+  } catch {
+    return false;
+  }
 }
 
 function buildEvent(kind: HookKind, args: ParsedArgs & { ok: true }, env: NodeJS.ProcessEnv, config: HookConfig): LifecycleEvent {

@@ -92,7 +92,8 @@ export function installHooks(opts: HookAdminOptions): { guestHook: string; vzdum
   const existing = readVzdumpScript(confText);
   const chain = readHookChain(opts.stateDir);
   if (existing !== p.vzdumpHook) {
-    if (existing !== undefined) {
+    // Another copy of pve-cbt's own hook is replaced, never chained: it would call itself.
+    if (existing !== undefined && path.basename(existing) !== VZDUMP_HOOK_NAME) {
       chain.vzdump = { path: existing };
       opts.logger?.info('existing vzdump hook kept as chain target', { script: existing });
     }
@@ -120,8 +121,8 @@ export function uninstallHooks(opts: HookAdminOptions): { detached: number[] } {
       writeAtomic(p.vzdumpConf, setVzdumpScript(confText, chain.vzdump?.path), 0o644);
     }
   }
-  delete chain.vzdump;
-  writeChain(opts.stateDir, chain);
+  // Every VM with pve-cbt's hook was detached above; entries left belong to VMs that are gone.
+  writeChain(opts.stateDir, { guests: {} });
   fs.rmSync(p.guestHook, { force: true });
   fs.rmSync(p.vzdumpHook, { force: true });
   opts.logger?.info('pve-cbt hooks uninstalled', { detached });
@@ -136,7 +137,7 @@ export function attachHook(opts: HookAdminOptions, vmid: number): boolean {
   const current = readVmHookscript(fs.readFileSync(confPath, 'utf8'));
   if (current === p.guestVolid) return false;
   const chain = readHookChain(opts.stateDir);
-  if (current !== undefined) {
+  if (current !== undefined && !current.endsWith(`/${GUEST_HOOK_NAME}`)) {
     chain.guests[String(vmid)] = { volid: current, path: resolveVolid(p, current) };
     opts.logger?.info('existing hookscript kept as chain target', { vmid, hookscript: current });
   } else {

@@ -246,6 +246,15 @@ describe('hooks as real processes', () => {
     expect(ledger.events(100, 4).map((e) => e.phase)).toEqual(['pre-start', 'post-start', 'post-stop', 'backup-start']);
   });
 
+  test('a chain entry pointing at the hook itself is refused at run time instead of recursing', async () => {
+    fs.mkdirSync(stateDir, { recursive: true });
+    fs.writeFileSync(chainFilePath(stateDir), JSON.stringify({ guests: { '100': { path: guestHook } } }));
+    const r = await runHook(guestHook, ['100', 'post-start'], env);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/is this hook itself; not run/);
+    fs.rmSync(spool(), { force: true });
+  });
+
   test('a chained script that is missing fails like a missing hookscript would', async () => {
     fs.mkdirSync(stateDir, { recursive: true });
     fs.writeFileSync(chainFilePath(stateDir), JSON.stringify({ guests: { '100': { path: path.join(dir, 'gone.sh') } } }));

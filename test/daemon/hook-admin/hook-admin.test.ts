@@ -126,6 +126,19 @@ describe('hook admin on a simulated PVE root', () => {
     expect(fs.existsSync(chainFilePath(opts.stateDir))).toBe(false);
   });
 
+  test('pve-cbt never chains to a copy of itself; uninstall drops entries of VMs that are gone', () => {
+    installHooks(opts);
+    fs.writeFileSync(conf(102), fs.readFileSync(conf(102), 'utf8').replace('boot:', `hookscript: nfs:snippets/${GUEST_HOOK_NAME}\nboot:`));
+    attachHook(opts, 102);
+    expect(readHookChain(opts.stateDir).guests).toEqual({});
+    attachHook(opts, 101);
+    fs.rmSync(conf(101));
+    uninstallHooks(opts);
+    expect(fs.existsSync(chainFilePath(opts.stateDir))).toBe(false);
+    fs.appendFileSync(path.join(root, 'etc/vzdump.conf'), '\nscript: /old/place/pve-cbt-vzdump-hook\n');
+    expect(installHooks(opts).vzdumpChainedTo).toBeNull();
+  });
+
   test('errors: unknown VM, hook not installed, relative paths', () => {
     expect(() => attachHook(opts, 100)).toThrow(expect.objectContaining({ code: 'CBT_HOOKS_NOT_INSTALLED' }));
     installHooks(opts);
