@@ -161,10 +161,10 @@ export const CONFIG_SCHEMA = {
     },
     hookTimeoutMs: {
       type: 'integer',
-      minimum: 100,
-      maximum: 600000,
+      minimum: 50,
+      maximum: 2000,
       default: DEFAULTS.hookTimeoutMs,
-      description: 'how long a hook waits for the daemon, in ms',
+      description: 'bound on a whole hook run in ms, Node start-up included (a VM start waits at most this long)',
       examples: [DEFAULTS.hookTimeoutMs],
     },
     strictHooks: { type: 'boolean', default: DEFAULTS.strictHooks, examples: [false] },

@@ -19,7 +19,8 @@ export const DEFAULTS = Object.freeze({
   logMaxFiles: '14d',
   compression: 'auto',
   concurrency: 1,
-  hookTimeoutMs: 5000,
+  // A hook may delay a VM start by at most this (Node start-up included); the hooks clamp to 50..2000.
+  hookTimeoutMs: 1500,
   strictHooks: false,
 });
 
