@@ -115,6 +115,7 @@ interface DiskJob {
 }
 
 const DEFAULT_GRANULARITY = 65536;
+const PUT_WINDOW = 8;
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const { vmid, config, repo, ledger, logger } = opts;
@@ -400,16 +401,27 @@ async function backupDisk(
   }
   const planOpts = { diskSize: j.size, chunkSize: dw.chunkSize, maxRequest: 4 * 1024 * 1024 };
   const plan = mode === 'incremental' ? planIncremental(ranges, dw.badBaseChunks(), planOpts) : planFull(ranges, planOpts);
-  let done = 0;
   const progress = async (): Promise<void> => {
-    const r = opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone: done, bytesTotal: plan.bytesToRead });
+    const r = opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone: assembler.received, bytesTotal: plan.bytesToRead });
     if (r) await r;
   };
+  // Chunk inserts (digest, compression, file writes) overlap with reading, up to PUT_WINDOW at once.
+  const pending = new Set<Promise<void>>();
+  let putError: unknown;
   const assembler = new ChunkAssembler(plan, {
     readBaseChunk: (i) => dw.readBaseChunk(i),
     onChunk: async (i, data) => {
-      await dw.putChunk(i, data);
-      done = assembler.received;
+      if (putError) throw putError;
+      const p: Promise<void> = dw.putChunk(i, data).then(
+        () => void pending.delete(p),
+        (e: unknown) => {
+          pending.delete(p);
+          putError ??= e;
+        },
+      );
+      pending.add(p);
+      if (pending.size >= PUT_WINDOW) await Promise.race(pending);
+      if (putError) throw putError;
       await progress();
     },
     onUntouched: async (i) => {
@@ -426,7 +438,11 @@ async function backupDisk(
       ...(signal ? { signal } : {}),
     });
     await assembler.finish();
+    await Promise.all(pending);
+    if (putError) throw putError;
   } catch (err) {
+    // No insert may still be running when the caller aborts the writer and removes its folder.
+    await Promise.allSettled([...pending]);
     if (signal?.aborted) throw err;
     if ((err as { code?: string }).code?.startsWith('CBT_NBD_')) {
       throw BackupReadError({ vmid, disk: j.disk.key, reason: (err as Error).message }, err);
