@@ -27,13 +27,14 @@ import { withQmp } from '../qmp/qmp-session';
 import { queryDisks, type QemuDisk } from '../qmp/query-disks';
 import { qgaSocketPath, qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
 import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
-import type { BackupWriter, DiskWriter, Manifest, Repository } from '../repository/repository';
+import type { BackupWriter, DiskWriter, Manifest } from '../repository/repository';
 import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, BackupReadError, BackupVzdumpBusyError } from './backup-errors';
 import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { ChunkAssembler } from './chunk-assembler';
 import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
 import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';
+import { lastBackupsByDisk, type BackupRepository, type LastDiskBackup } from './last-backups';
 import { planFull, planIncremental, type ByteRange } from './read-plan';
 
 export interface BackupVmConfig {
@@ -57,7 +58,7 @@ export interface BackupVmConfig {
   readonly nbdRequestSize?: number;
 }
 
-export type BackupRepository = Pick<Repository, 'listBackups' | 'readManifest' | 'startBackup'>;
+export type { BackupRepository } from './last-backups';
 export type BackupLedger = Pick<Ledger, 'get' | 'markValid' | 'isVzdumpBusy' | 'lastEventId'>;
 
 export interface BackupProgress {
@@ -106,7 +107,7 @@ interface DiskJob {
   readonly disk: VmDisk;
   readonly size: number;
   readonly decision: ModeDecision;
-  readonly last: (LastBackupView & { chunkSize: number }) | undefined;
+  readonly last: LastDiskBackup | undefined;
   readonly newBitmap: { name: string; generation: number } | undefined;
   readonly readBitmap: string | undefined;
   readonly qemuDisk?: QemuDisk;
@@ -141,20 +142,6 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   }
 }
 
-async function lastBackupsByDisk(repo: BackupRepository, vmid: number): Promise<Map<string, LastBackupView & { chunkSize: number }>> {
-  const out = new Map<string, LastBackupView & { chunkSize: number }>();
-  const list = await repo.listBackups(vmid);
-  for (const b of [...list].reverse()) {
-    if (b.disks.every((d) => out.has(d.name))) continue;
-    const m = await repo.readManifest(b.id);
-    for (const d of m.disks) {
-      if (out.has(d.name)) continue;
-      out.set(d.name, { backupId: m.id, size: d.size, chunkSize: d.chunkSize, ...(d.bitmap ? { bitmap: d.bitmap } : {}) });
-    }
-  }
-  return out;
-}
-
 function nextGeneration(drive: string, bitmaps: readonly BitmapView[], last: LastBackupView | undefined, ledgerGen: number | null | undefined): number {
   const gens = ownBitmapsOf(bitmaps, drive).map((b) => parseBitmapName(b.name)?.generation ?? 0);
   return Math.max(0, ...gens, last?.bitmap?.generation ?? 0, ledgerGen ?? 0) + 1;
@@ -166,7 +153,7 @@ function decide(
   size: number,
   bitmaps: BitmapView[],
   qemu: QemuProcess | undefined,
-  last: (LastBackupView & { chunkSize: number }) | undefined,
+  last: LastDiskBackup | undefined,
 ): ModeDecision {
   const ledger = opts.ledger.get(opts.vmid, disk.key);
   const decision = decideMode({
@@ -192,7 +179,7 @@ async function runningBackup(
   opts: BackupVmOptions,
   writer: BackupWriter,
   disks: VmDisk[],
-  lastByDisk: Map<string, LastBackupView & { chunkSize: number }>,
+  lastByDisk: Map<string, LastDiskBackup>,
   qemu: QemuProcess,
   agent: boolean,
 ): Promise<BackupResult> {
@@ -270,7 +257,7 @@ async function stoppedBackup(
   opts: BackupVmOptions,
   writer: BackupWriter,
   disks: VmDisk[],
-  lastByDisk: Map<string, LastBackupView & { chunkSize: number }>,
+  lastByDisk: Map<string, LastDiskBackup>,
 ): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
   const qemuImg = config.qemuImg ?? 'qemu-img';

@@ -139,3 +139,44 @@ function canConnect(socketPath: string): Promise<boolean> {
     s.once('error', () => resolve(false));
   });
 }
+
+/**
+ * qemu-nbd processes an engine that died left running for this VM: recognised by their private
+ * socket (`-k <workDir>/pve-cbt-<vmid>-...`), so nothing else is ever touched. A leftover would hold
+ * the image and keep the VM from starting. Returns the pids that were stopped.
+ */
+export async function stopLeftoverExports(workDir: string, vmid: number): Promise<number[]> {
+  const prefix = path.join(workDir, `pve-cbt-${vmid}-`);
+  const stopped: number[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (path.basename(argv[0] ?? '') !== 'qemu-nbd') continue;
+    const k = argv.indexOf('-k');
+    if (k < 0 || !(argv[k + 1] ?? '').startsWith(prefix)) continue;
+    const pid = Number(entry);
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      continue;
+    }
+    for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`) && !isZombie(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    stopped.push(pid);
+    fs.rmSync(argv[k + 1], { force: true });
+  }
+  return stopped;
+}
+
+function isZombie(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z');
+  } catch {
+    return true;
+  }
+}

@@ -4,7 +4,10 @@
  * persistent bitmap, raw falls back to full-compare; a running QEMU's images are never opened.
  * Also the PVE 9 `-blockdev` layout of a running VM (bitmaps on the format node below the throttle).
  */
-import { assertVmStopped } from '../../../daemon/backup/offline-session';
+import { FleeceSession } from '../../../daemon/backup/fleece-session';
+import { assertVmStopped, OfflineExport } from '../../../daemon/backup/offline-session';
+import { recoverVm } from '../../../daemon/backup/recover-vm';
+import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { usePveNode } from '../../sim/jest-cleanup';
 import type { SimVm } from '../../sim/pve-node';
 import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
@@ -96,4 +99,27 @@ test('agent: 1 without an answering guest agent: bounded wait, continues crash-c
   expect(r.freezeNote).toMatch(/guest agent did not freeze/);
   expect((await env.repo.readManifest(r.id)).extra).toMatchObject({ freezeNote: expect.stringMatching(/did not answer/) });
   await env.expectRestoreEquals(r.id, 'scsi0', ref);
+});
+
+test('recoverVm: stops a leftover qemu-nbd of a stopped VM, settles an abandoned fleecing of a running one', async () => {
+  const workDir = `${env.dir}/work`;
+  const config = { qemuServerRunDir: sim.node.runDir, workDir };
+  const abandonedNbd = await OfflineExport.open({ vmid: VMID, drive: 'scsi0', file: vm.disks[0].path, format: 'qcow2', workDir });
+  expect(abandonedNbd.socketPath).toBeTruthy();
+  const done = await recoverVm({ vmid: VMID, config, repo: env.repo });
+  expect(done).toEqual([expect.stringMatching(/^qemu-nbd pid \d+$/)]);
+  expect(await recoverVm({ vmid: VMID, config, repo: env.repo })).toEqual([]);
+
+  await vm.start();
+  const [disk] = await vm.qmp((q) => queryDisks(q));
+  const old = disk.bitmaps.find((b) => b.name.startsWith('pve-cbt-'))?.name as string;
+  await FleeceSession.start({ vmid: VMID, qmpSocket: vm.qmpPath, workDir, jobPollMs: 60_000 }, [
+    { drive: 'scsi0', device: disk.device, nodeName: disk.nodeName, size: disk.size, newBitmap: 'pve-cbt-scsi0-g99', persistent: true, granularity: 65536, readBitmap: old },
+  ]);
+  await vm.write('scsi0', { pattern: 0x7e, offset: 2 * MiB, length: 64 * KiB });
+  const cleaned = await recoverVm({ vmid: VMID, config, repo: env.repo });
+  expect(cleaned).toEqual(expect.arrayContaining([expect.stringMatching(/^export /), expect.stringMatching(/^job /), expect.stringMatching(/^node /), 'nbd server', `bitmap pve-cbt-scsi0-g99 merged back into ${old}`]));
+  const [after] = await vm.qmp((q) => queryDisks(q));
+  expect(after.bitmaps.filter((b) => b.name.startsWith('pve-cbt-'))).toEqual([expect.objectContaining({ name: old, recording: true, count: 64 * KiB })]);
+  await vm.stop();
 });
