@@ -50,17 +50,21 @@ export class ChunkStore {
     return { existed: false, storedBytes: stored.length };
   }
 
-  /** Reads and fully checks a blob: CRC of the stored bytes, then SHA-256 of the plain content. */
-  async read(digest: string): Promise<Buffer> {
+  /**
+   * Reads and checks a blob: CRC of the stored bytes, then SHA-256 of the plain content.
+   * `maxPlain` (a chunk's size) lets the read happen in one call; `fast` leaves out the CRC, which
+   * the SHA-256 check makes redundant (restore); verify keeps both to report the precise reason.
+   */
+  async read(digest: string, opts: { maxPlain?: number; fast?: boolean } = {}): Promise<Buffer> {
     const key = this.keyOf(digest);
-    const stored = await this.storage.read(key);
+    const stored = await this.storage.read(key, opts.maxPlain === undefined ? {} : { maxBytes: opts.maxPlain + BLOB_HEADER_SIZE });
     const where = this.storage.localPath(key);
     if (!stored) {
       throw this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
     }
     let plain: Buffer;
     try {
-      plain = await decodeBlob(this.kind, stored);
+      plain = await decodeBlob(this.kind, stored, { skipCrc: opts.fast });
     } catch (err) {
       if (!(err instanceof BlobFormatError)) throw err;
       throw this.corrupt(digest, where, err.message);

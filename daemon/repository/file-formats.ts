@@ -57,24 +57,42 @@ export async function encodeBlob(kind: BlobKind, plain: Buffer, compression: Com
   return Buffer.concat([header(kind, COMPRESSION_NONE, plain, plain.length), plain]);
 }
 
-/** Decodes a stored blob, checking magic, CRC and length; throws BlobFormatError with the reason. */
-export async function decodeBlob(kind: BlobKind, stored: Buffer): Promise<Buffer> {
-  if (stored.length < BLOB_HEADER_SIZE) throw new BlobFormatError(`truncated: ${stored.length} bytes`);
-  if (!stored.subarray(0, 8).equals(magicOf(kind))) throw new BlobFormatError(`bad magic for a ${kind}`);
+/**
+ * Decodes a stored blob, checking magic, CRC and length; throws BlobFormatError with the reason.
+ * `skipCrc` is for readers that check the SHA-256 of the plain content anyway (restore), which
+ * catches everything the CRC would, at a lower cost than doing both.
+ */
+export async function decodeBlob(kind: BlobKind, stored: Buffer, opts: { skipCrc?: boolean } = {}): Promise<Buffer> {
+  const plain = decodeBlobSync(stored, magicOf(kind), !opts.skipCrc);
+  if (typeof plain === 'string') throw new BlobFormatError(plain === 'bad magic' ? `bad magic for a ${kind}` : plain);
+  return plain;
+}
+
+/**
+ * The decoder itself: returns the plain content, or the reason as a string. It is self-contained
+ * (only its arguments, literals and `require`) because restore worker threads run its source text
+ * (restore-workers.ts); keep it so. 20 = BLOB_HEADER_SIZE, 0/1 = no compression/lz4.
+ */
+export function decodeBlobSync(stored: Buffer, magic: Buffer, checkCrc: boolean): Buffer | string {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const zlibMod = require('node:zlib') as typeof import('node:zlib');
+  const lz4Mod = require('lz4-napi') as typeof import('lz4-napi');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  if (stored.length < 20) return `truncated: ${stored.length} bytes`;
+  if (!stored.subarray(0, 8).equals(magic)) return 'bad magic';
   const compression = stored.readUInt8(8);
-  const crc = stored.readUInt32LE(12);
   const plainLength = stored.readUInt32LE(16);
-  const payload = stored.subarray(BLOB_HEADER_SIZE);
-  if (zlib.crc32(payload) !== crc) throw new BlobFormatError('checksum mismatch');
+  const payload = stored.subarray(20);
+  if (checkCrc && zlibMod.crc32(payload) !== stored.readUInt32LE(12)) return 'checksum mismatch';
   let plain: Buffer;
-  if (compression === COMPRESSION_NONE) plain = payload;
-  else if (compression === COMPRESSION_LZ4) {
+  if (compression === 0) plain = payload;
+  else if (compression === 1) {
     try {
-      plain = await lz4.uncompress(payload);
+      plain = lz4Mod.uncompressSync(payload);
     } catch (err) {
-      throw new BlobFormatError(`lz4: ${(err as Error).message}`);
+      return `lz4: ${(err as Error).message}`;
     }
-  } else throw new BlobFormatError(`unknown compression ${compression}`);
-  if (plain.length !== plainLength) throw new BlobFormatError(`length ${plain.length}, header says ${plainLength}`);
+  } else return `unknown compression ${compression}`;
+  if (plain.length !== plainLength) return `length ${plain.length}, header says ${plainLength}`;
   return plain;
 }

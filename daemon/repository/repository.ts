@@ -224,7 +224,13 @@ export class Repository {
 
   async restoreDisk(backupId: string, disk: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<{ bytes: number }> {
     const m = await this.readManifest(backupId);
-    return restoreDisk({ chunks: this.chunks, pages: this.pages, qemuImg: this.qemuImg, logger: this.logger }, m, disk, target, opts);
+    return restoreDisk(
+      { chunks: this.chunks, chunkDir: this.storage.localPath(this.chunks.dir), pages: this.pages, qemuImg: this.qemuImg, logger: this.logger },
+      m,
+      disk,
+      target,
+      opts,
+    );
   }
 
   /** Verifies one backup, or all backup folders that have a manifest file (corrupt ones included). */

@@ -3,8 +3,8 @@
  *
  * All index pages are read and checked before anything is written. File restores go to a temporary
  * name beside the target: the file is sized with ftruncate, zero chunks are skipped (they stay
- * holes), the other chunks are read with a small window of parallel reads, checked (CRC, then
- * SHA-256 against their name) and written at their offset. Only when every chunk was good is the
+ * holes), the other chunks are read, checked (SHA-256 against their name) and written at their
+ * offset by a few worker threads (restore-workers.ts). Only when every chunk was good is the
  * file fsynced and renamed to the target; otherwise it is deleted and CBT_REPO_RESTORE_FAILED
  * lists the disk offsets of the bad chunks. qcow2 is made from the verified raw file with
  * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
@@ -19,6 +19,7 @@ import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
+import { restoreChunksWithWorkers } from './restore-workers';
 import { DIGEST_BYTES } from './digest';
 import { chunkLength, geometry, isZeroDigest, pageLength, type IndexGeometry } from './disk-index';
 import { diskPages, type Manifest } from './manifest';
@@ -40,6 +41,8 @@ export interface RestoreOptions {
 
 export interface RestoreDeps {
   chunks: ChunkStore;
+  /** Local folder of the chunk store, read directly by the restore worker threads. */
+  chunkDir: string;
   pages: ChunkStore;
   qemuImg: string;
   logger?: Logger;
@@ -110,7 +113,7 @@ export async function restoreDisk(
   }
   const readChunk = async (i: number): Promise<Buffer | null> => {
     try {
-      const data = await deps.chunks.read(digestAt(table, i));
+      const data = await deps.chunks.read(digestAt(table, i), { maxPlain: chunkLength(g, i), fast: true });
       return data.length === chunkLength(g, i) ? data : null;
     } catch (err) {
       if (!isBlobProblem(err)) throw err;
@@ -137,18 +140,13 @@ export async function restoreDisk(
         else work.push(i);
       }
       opts.onProgress?.(done, g.size);
-      let next = 0;
-      const worker = async (): Promise<void> => {
-        while (next < work.length) {
-          const i = work[next++];
-          const data = await readChunk(i);
-          if (!data) badOffsets.push(i * g.chunkSize);
-          else await fh.write(data, 0, data.length, i * g.chunkSize);
-          done += chunkLength(g, i);
-          opts.onProgress?.(done, g.size);
-        }
+      const jobs = work.map((i) => ({ digest: digestAt(table, i), offset: i * g.chunkSize, length: chunkLength(g, i) }));
+      const onBytes = (n: number): void => {
+        done += n;
+        opts.onProgress?.(done, g.size);
       };
-      await Promise.all(Array.from({ length: READ_WINDOW }, worker));
+      const bad = await restoreChunksWithWorkers(fh.fd, deps.chunkDir, jobs, onBytes, tmpRaw);
+      badOffsets.push(...bad);
       if (!badOffsets.length) await fh.sync();
     } finally {
       await fh.close();

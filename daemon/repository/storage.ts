@@ -33,7 +33,8 @@ export class SyncBatch {
 
 export interface RepositoryStorage {
   readonly root: string;
-  read(key: string): Promise<Buffer | null>;
+  /** `maxBytes`: the object cannot be larger (a chunk): read it in one call; more is returned as found, for the caller to reject. */
+  read(key: string, opts?: { maxBytes?: number }): Promise<Buffer | null>;
   writeAtomic(key: string, data: Buffer, opts?: { batch?: SyncBatch }): Promise<void>;
   createExclusive(key: string, data: Buffer): Promise<boolean>;
   syncBatch(batch: SyncBatch): Promise<void>;
@@ -69,9 +70,17 @@ export class LocalDirStorage implements RepositoryStorage {
     return path.join(this.root, ...key.split('/'));
   }
 
-  async read(key: string): Promise<Buffer | null> {
+  async read(key: string, opts: { maxBytes?: number } = {}): Promise<Buffer | null> {
     try {
-      return await fsp.readFile(this.localPath(key));
+      if (opts.maxBytes === undefined) return await fsp.readFile(this.localPath(key));
+      const fh = await fsp.open(this.localPath(key), 'r');
+      try {
+        const buf = Buffer.allocUnsafe(opts.maxBytes + 1);
+        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+        return buf.subarray(0, bytesRead);
+      } finally {
+        await fh.close();
+      }
     } catch (err) {
       if (isCode(err, 'ENOENT')) return null;
       throw err;
