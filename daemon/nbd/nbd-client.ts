@@ -23,6 +23,7 @@ import {
   NBD_FLAG_CAN_MULTI_CONN,
   NBD_ESHUTDOWN,
   NBD_FLAG_READ_ONLY,
+  STRUCTURED_REPLY_SIZE,
   errnoName,
 } from './nbd-constants';
 import {
@@ -47,16 +48,23 @@ export interface NbdConnectOptions {
   metaContexts?: string[];
   /** Bound for every wait on the server, default 30000. */
   timeoutMs?: number;
-  /** Requests outstanding at once on this connection, default 16. */
+  /** Requests outstanding at once on this connection, default 64. */
   maxInFlight?: number;
+  /**
+   * Largest NBD_CMD_READ sent (default 512 KiB, never above the server's maximum block size). Larger
+   * reads are split: QEMU serves moderate requests more cheaply (it allocates a bounce buffer per
+   * request), and the pieces are pipelined anyway.
+   */
+  maxRequestSize?: number;
   logger?: Logger;
 }
 
 export const DEFAULT_TIMEOUT_MS = 30_000;
-export const DEFAULT_MAX_IN_FLIGHT = 16;
+export const DEFAULT_MAX_IN_FLIGHT = 64;
+export const DEFAULT_MAX_REQUEST_SIZE = 512 * 1024;
 const SCRATCH_SIZE = 256 * 1024;
-/** Receive straight into a destination only when enough bytes are expected to make it worth a read. */
-const DIRECT_READ_MIN = 16 * 1024;
+/** Below this, the rest of a data payload is received into scratch together with the next header. */
+const DIRECT_READ_MIN = 4 * 1024;
 /** BLOCK_STATUS length is 32 bits; ask for at most this much (a multiple of any block size) at once. */
 const MAX_STATUS_REQUEST = 0x8000_0000;
 
@@ -97,6 +105,7 @@ export class NbdClient {
     info: ExportInfo,
     private readonly timeoutMs: number,
     private readonly maxInFlight: number,
+    private readonly maxRequestSize: number,
     private readonly logger?: Logger,
   ) {
     this.size = info.size;
@@ -121,7 +130,8 @@ export class NbdClient {
     const socket = await io.open(opts, target);
     try {
       const info = await negotiate(io, opts.exportName ?? '', opts.metaContexts ?? []);
-      const client = new NbdClient(socket, io, info, timeoutMs, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, opts.logger);
+      const maxRequest = Math.max(info.minBlockSize, Math.min(info.maxBlockSize, opts.maxRequestSize ?? DEFAULT_MAX_REQUEST_SIZE));
+      const client = new NbdClient(socket, io, info, timeoutMs, opts.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT, maxRequest, opts.logger);
       opts.logger?.debug('nbd connected', { target, size: info.size, contexts: [...info.contexts.keys()] });
       return client;
     } catch (err) {
@@ -179,7 +189,7 @@ export class NbdClient {
       cover.copy(dest, 0, offset - start, offset - start + dest.length);
       return;
     }
-    const pieces = splitRange(offset, dest.length, this.maxBlockSize, this.preferredBlockSize);
+    const pieces = splitRange(offset, dest.length, this.maxRequestSize, this.preferredBlockSize);
     await Promise.all(
       pieces.map((p) =>
         this.submit({ kind: 'read', type: NBD_CMD_READ, offset: p.offset, length: p.length, dest: dest.subarray(p.offset - offset, p.offset - offset + p.length) }),
@@ -220,10 +230,16 @@ export class NbdClient {
     }
   }
 
-  /** Where the transport should receive next (a read destination while data is expected). */
-  nextReadBuffer(): Buffer | undefined {
+  /**
+   * Where the transport should receive next: the read destination while data is expected (the
+   * kernel copies straight into it), otherwise as much of the scratch buffer as the reply parser can
+   * use before the next data payload starts.
+   */
+  nextReadBuffer(scratch: Buffer): Buffer {
     const t = this.parser.dataTarget();
-    return t && t.length >= DIRECT_READ_MIN ? t : undefined;
+    if (t && t.length >= DIRECT_READ_MIN) return t;
+    const want = this.parser.bytesWanted() + (t ? STRUCTURED_REPLY_SIZE + 8 : 0);
+    return want < scratch.length ? scratch.subarray(0, want) : scratch;
   }
 
   /** Called by the transport when the socket is gone. */
@@ -284,8 +300,10 @@ export class NbdClient {
     const req = this.inFlight.get(cookie);
     if (!req) return;
     this.inFlight.delete(cookie);
-    const next = this.queued.shift();
-    if (next) this.send(next);
+    // Refill in batches (one write for many requests) once half the window has drained.
+    if (this.inFlight.size <= this.maxInFlight / 2) {
+      while (this.queued.length > 0 && this.inFlight.size < this.maxInFlight) this.send(this.queued.shift() as Request);
+    }
     req.resolve(result);
     if (this.inFlight.size === 0) {
       this.disarmWatchdog();
@@ -382,7 +400,7 @@ class Transport {
 
   open(opts: NbdConnectOptions, target: string): Promise<net.Socket> {
     const onread = {
-      buffer: (): Buffer => this.client?.nextReadBuffer() ?? this.scratch,
+      buffer: (): Buffer => this.client?.nextReadBuffer(this.scratch) ?? this.scratch,
       callback: (n: number, buf: Uint8Array): boolean => {
         const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
         if (this.client) this.client.onData(chunk);

@@ -8,6 +8,12 @@
  * (issued and not yet delivered): that window is the memory bound and the back-pressure: when
  * `onData` returns a promise, nothing new is issued until it resolves.
  *
+ * Buffers: by default every piece is a fresh Buffer the consumer owns. With `reuseBuffers`, pieces
+ * are lent from a pool and come back when the consumer calls `release()` (third argument of
+ * `onData`): reading into memory that is already mapped saves the kernel a page fault per 4 KiB
+ * (about half of the client's CPU time at memory speed), and nothing is left for the GC. Pooled
+ * buffers live in SharedArrayBuffers, so they can be handed to worker threads without copying.
+ *
  * On error or abort every connection is destroyed (outstanding requests are rejected, not awaited),
  * the returned promise rejects with the first error, and no promise is left pending. On success the
  * connections are closed with NBD_CMD_DISC.
@@ -28,10 +34,15 @@ export interface NbdReaderOptions {
   connections?: number;
   /** Pieces outstanding per connection (default 8). */
   inFlight?: number;
-  /** Bytes per request (default 4 MiB, at most the server's maximum block size). */
+  /** Bytes per delivered piece (default 4 MiB); the client splits them into NBD requests it likes. */
   requestSize?: number;
+  /** Lend pooled buffers that the consumer gives back with `release()` instead of fresh ones. */
+  reuseBuffers?: boolean;
   signal?: AbortSignal;
 }
+
+/** Receives one piece; with `reuseBuffers` the buffer must not be used after calling `release`. */
+export type OnData = (offset: number, data: Buffer, release: () => void) => void | Promise<void>;
 
 export const DEFAULT_READER_CONNECTIONS = 4;
 export const DEFAULT_READER_IN_FLIGHT = 8;
@@ -41,7 +52,20 @@ interface Slot {
   offset: number;
   length: number;
   conn: Conn;
-  data: Promise<Buffer>;
+  buffer: Buffer;
+  done: Promise<void>;
+}
+
+/** Fixed-size buffers handed out and given back; grows when everything is lent out. */
+class BufferPool {
+  private readonly free: Buffer[] = [];
+  constructor(private readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.from(new SharedArrayBuffer(this.size));
+  }
+  give(b: Buffer): void {
+    this.free.push(b);
+  }
 }
 
 interface Conn {
@@ -62,7 +86,7 @@ function abortError(signal: AbortSignal): Error {
 
 export async function readRanges(
   ranges: ReadRange[],
-  onData: (offset: number, data: Buffer) => void | Promise<void>,
+  onData: OnData,
   opts: NbdReaderOptions,
 ): Promise<{ bytesRead: number }> {
   const { signal } = opts;
@@ -92,8 +116,9 @@ export async function readRanges(
     await connectOne();
     const first = (conns[0] as Conn).client;
     const wanted = first.canMultiConn ? Math.max(1, opts.connections ?? DEFAULT_READER_CONNECTIONS) : 1;
-    while (conns.length < wanted) await connectOne();
-    const requestSize = Math.max(first.minBlockSize, Math.min(opts.requestSize ?? DEFAULT_REQUEST_SIZE, first.maxBlockSize));
+    if (wanted > 1) await Promise.all(Array.from({ length: wanted - 1 }, () => connectOne()));
+    const requestSize = Math.max(first.minBlockSize, opts.requestSize ?? DEFAULT_REQUEST_SIZE);
+    const pool = opts.reuseBuffers ? new BufferPool(requestSize) : undefined;
     const window = conns.length * Math.max(1, opts.inFlight ?? DEFAULT_READER_IN_FLIGHT);
     const iter = pieces(ranges, requestSize, first.preferredBlockSize);
     const slots: Slot[] = [];
@@ -106,9 +131,11 @@ export async function readRanges(
         let conn = conns[0] as Conn;
         for (const c of conns) if (c.outstanding < conn.outstanding) conn = c;
         conn.outstanding++;
-        const data = conn.client.read(next.value.offset, next.value.length);
-        data.catch(() => undefined);
-        slots.push({ ...next.value, conn, data });
+        const { offset, length } = next.value;
+        const buffer = pool ? pool.take().subarray(0, length) : Buffer.allocUnsafe(length);
+        const done = conn.client.readInto(offset, buffer);
+        done.catch(() => undefined);
+        slots.push({ offset, length, conn, buffer, done });
       }
     };
 
@@ -118,10 +145,17 @@ export async function readRanges(
       const slot = slots[head] as Slot;
       slots[head] = undefined as unknown as Slot;
       head++;
-      const data = await guard(slot.data);
+      await guard(slot.done);
       slot.conn.outstanding--;
-      bytesRead += data.length;
-      const r = onData(slot.offset, data);
+      bytesRead += slot.length;
+      const whole = slot.buffer;
+      let released = false;
+      const release = (): void => {
+        if (released || !pool) return;
+        released = true;
+        pool.give(Buffer.from(whole.buffer, whole.byteOffset, requestSize));
+      };
+      const r = onData(slot.offset, slot.buffer, release);
       if (r) await guard(r);
       if (head > 1024 && head * 2 > slots.length) {
         slots.splice(0, head);

@@ -103,6 +103,25 @@ export class ReplyParser {
     return this.dataDest.subarray(this.dataPos, this.dataPos + this.dataLeft);
   }
 
+  /**
+   * How many bytes finish the current unit: the rest of a header (plus the 8-byte offset an
+   * OFFSET_DATA chunk starts with, the common case), of a small payload, or of read data. Reading
+   * no more than this keeps the next OFFSET_DATA payload out of the scratch buffer, so that it can be
+   * received straight into its destination.
+   */
+  bytesWanted(): number {
+    switch (this.state) {
+      case State.Header:
+        return STRUCTURED_REPLY_SIZE + 8 - this.hdrGot;
+      case State.DataOffset:
+        return 8 - this.payloadGot;
+      case State.Payload:
+        return this.payload.length - this.payloadGot;
+      case State.Data:
+        return this.dataLeft;
+    }
+  }
+
   push(chunk: Buffer): void {
     if (this.broken !== undefined) throw this.broken;
     try {
