@@ -122,10 +122,16 @@ export class RepositoryBackupWriter implements BackupWriter {
       await this.deps.storage.syncBatch(this.ctx.batch);
       await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, serializeManifest(manifest));
       this.state = 'committed';
-      for (const r of this.ctx.repaired) await this.deps.badRegistry.clear(r.kind, r.digest);
-      await this.deps.locks.release(this.lock);
-      this.deps.onCommit(manifest);
       this.deps.logger?.info('backup committed', { backupId: this.id, vmid: this.vmid, disks: entries.map((d) => d.name) });
+      // The backup exists now; what follows is bookkeeping that must not make a caller believe
+      // it failed (a stale marker, lock or catalog row is repaired later: takeover, rebuild).
+      try {
+        for (const r of this.ctx.repaired) await this.deps.badRegistry.clear(r.kind, r.digest);
+        await this.deps.locks.release(this.lock);
+        this.deps.onCommit(manifest);
+      } catch (err) {
+        this.deps.logger?.warn('bookkeeping after commit failed', { backupId: this.id, error: (err as Error).message });
+      }
       return manifest;
     } catch (err) {
       if (this.state === 'committing') this.state = 'open';

@@ -23,6 +23,7 @@ export const PAGE_MAGIC_V1 = Buffer.from([199, 192, 100, 75, 45, 32, 38, 157]);
 export const BLOB_HEADER_SIZE = 20;
 
 export type BlobKind = 'chunk' | 'page';
+export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
 export type Compression = 'auto' | 'none';
 
 const COMPRESSION_NONE = 0;
@@ -63,21 +64,21 @@ export async function encodeBlob(kind: BlobKind, plain: Buffer, compression: Com
  * catches everything the CRC would, at a lower cost than doing both.
  */
 export async function decodeBlob(kind: BlobKind, stored: Buffer, opts: { skipCrc?: boolean } = {}): Promise<Buffer> {
-  const plain = decodeBlobSync(stored, magicOf(kind), !opts.skipCrc);
+  const plain = decodeBlobSync(stored, magicOf(kind), !opts.skipCrc, lz4);
   if (typeof plain === 'string') throw new BlobFormatError(plain === 'bad magic' ? `bad magic for a ${kind}` : plain);
   return plain;
 }
 
 /**
  * The decoder itself: returns the plain content, or the reason as a string. It is self-contained
- * (only its arguments, literals and `require`) because restore worker threads run its source text
- * (restore-workers.ts); keep it so. 20 = BLOB_HEADER_SIZE, 0/1 = no compression/lz4.
+ * (only its arguments, literals and built-in modules) because restore worker threads run its
+ * source text (restore-workers.ts); keep it so. The lz4 module is passed in: a worker resolves
+ * modules from the process's working directory, not from here. 20 = BLOB_HEADER_SIZE,
+ * 0/1 = no compression/lz4.
  */
-export function decodeBlobSync(stored: Buffer, magic: Buffer, checkCrc: boolean): Buffer | string {
-  /* eslint-disable @typescript-eslint/no-require-imports */
+export function decodeBlobSync(stored: Buffer, magic: Buffer, checkCrc: boolean, lz4Mod: Lz4Sync): Buffer | string {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const zlibMod = require('node:zlib') as typeof import('node:zlib');
-  const lz4Mod = require('lz4-napi') as typeof import('lz4-napi');
-  /* eslint-enable @typescript-eslint/no-require-imports */
   if (stored.length < 20) return `truncated: ${stored.length} bytes`;
   if (!stored.subarray(0, 8).equals(magic)) return 'bad magic';
   const compression = stored.readUInt8(8);

@@ -30,7 +30,9 @@ function workerMain(decode: typeof decodeBlobSync): void {
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const { fd, chunkDir, magic } = workerData as { fd: number; chunkDir: string; magic: Uint8Array };
+  const { fd, chunkDir, magic, lz4Path } = workerData as { fd: number; chunkDir: string; magic: Uint8Array; lz4Path: string };
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const lz4 = require(lz4Path) as { uncompressSync(data: Buffer): Buffer };
   const magicBuf = Buffer.from(magic);
   // One read buffer reused for every chunk: fresh 128 KiB buffers cost page faults and GC.
   let readBuf = Buffer.allocUnsafe(0);
@@ -51,7 +53,7 @@ function workerMain(decode: typeof decodeBlobSync): void {
         } catch (err) {
           if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
         }
-        const plain = stored ? decode(stored, magicBuf, false) : null;
+        const plain = stored ? decode(stored, magicBuf, false, lz4) : null;
         if (
           !plain ||
           typeof plain === 'string' ||
@@ -73,6 +75,8 @@ function workerMain(decode: typeof decodeBlobSync): void {
 }
 
 const WORKER_SOURCE = `(${workerMain.toString()})(${decodeBlobSync.toString()});`;
+/** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
+const LZ4_PATH = require.resolve('lz4-napi');
 const BATCH = 16;
 /** One per core (up to 4): the work is hashing and copying, so more threads only contend. */
 const WORKERS = Math.max(1, Math.min(4, os.availableParallelism()));
@@ -92,7 +96,7 @@ export async function restoreChunksWithWorkers(
   const count = Math.max(1, Math.min(WORKERS, Math.ceil(jobs.length / BATCH)));
   const workers = Array.from(
     { length: count },
-    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, magic: new Uint8Array(CHUNK_MAGIC_V1) } }),
+    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
   );
   const bad: number[] = [];
   let next = 0;
