@@ -189,9 +189,14 @@ async function runningBackup(
   await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir, committedBitmap: (d) => lastByDisk.get(d)?.bitmap?.name, logger });
   const qdisks = await withQmp(qmpSocket, (q) => queryDisks(q));
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs: DiskJob[] = disks.map((disk) => {
-    const qd = qdisks.find((x) => x.drive === disk.key);
-    if (!qd) throw BackupDiskMismatchError({ vmid, disk: disk.key, reason: 'in the VM config but not attached in QEMU' });
+  const sideJobs: DiskJob[] = [];
+  for (const disk of disks.filter((d) => !qdisks.some((x) => x.drive === d.key))) {
+    // qemu-server hands tpmstate0 to swtpm, not to QEMU: read it from its volume, without a bitmap.
+    if (disk.key !== 'tpmstate0') throw BackupDiskMismatchError({ vmid, disk: disk.key, reason: 'in the VM config but not attached in QEMU' });
+    sideJobs.push(await sideJob(disk, lastByDisk.get(disk.key), config));
+  }
+  const jobs: DiskJob[] = disks.filter((d) => !sideJobs.some((x) => x.disk === d)).map((disk) => {
+    const qd = qdisks.find((x) => x.drive === disk.key) as QemuDisk;
     const last = lastByDisk.get(disk.key);
     const decision = decide(opts, disk, qd.size, qd.bitmaps, qemu, last);
     const generation = nextGeneration(disk.key, qd.bitmaps, last, opts.ledger.get(vmid, disk.key)?.generation);
@@ -239,6 +244,7 @@ async function runningBackup(
     for (const j of jobs) {
       results.push(await backupDisk(opts, writer, j, { socketPath: session.socketPath, exportName: session.exportName(j.disk.key) }, consistency, signal));
     }
+    for (const j of sideJobs) results.push(await readViaQemuNbd(opts, writer, j, 'crash-consistent', true));
     await session.checkJobs();
     await session.teardown();
     manifest = await writer.commit(session.freezeNote ? { freezeNote: session.freezeNote } : {});
@@ -291,21 +297,7 @@ async function stoppedBackup(
     }
     for (const j of jobs) {
       assertVmStopped(config.qemuServerRunDir, vmid, j.disk.key, j.disk.path);
-      const exp = await OfflineExport.open({
-        vmid,
-        drive: j.disk.key,
-        file: j.disk.path,
-        format: j.disk.format,
-        workDir: workDirOf(config),
-        ...(j.readBitmap ? { bitmap: j.readBitmap } : {}),
-        ...(config.qemuNbd ? { qemuNbd: config.qemuNbd } : {}),
-        ...(logger ? { logger } : {}),
-      });
-      try {
-        results.push(await backupDisk(opts, writer, j, { socketPath: exp.socketPath, exportName: exp.exportName }, 'offline', opts.signal));
-      } finally {
-        await exp.close();
-      }
+      results.push(await readViaQemuNbd(opts, writer, j, 'offline', false));
     }
     manifest = await writer.commit({});
   } catch (err) {
@@ -326,6 +318,34 @@ async function stoppedBackup(
   }
   logger?.info('backup finished', { vmid, backupId: manifest.id, disks: results });
   return { id: manifest.id, vmid, disks: results };
+}
+
+/** A disk QEMU does not hold (tpmstate0 of a running VM): full, or full-compare against the last backup. */
+async function sideJob(disk: VmDisk, last: LastDiskBackup | undefined, config: BackupVmConfig): Promise<DiskJob> {
+  const info = await imageInfo(disk.path, disk.format, config.qemuImg ?? 'qemu-img');
+  const decision: ModeDecision = last
+    ? { mode: 'full-compare', code: 'not-in-qemu', reason: `${disk.key} is not a QEMU block device (swtpm holds it); no bitmap is possible` }
+    : { mode: 'full', code: 'first-backup', reason: `no committed backup of ${disk.key} yet` };
+  return { disk, size: info.virtualSize, decision, last, newBitmap: undefined, readBitmap: undefined, imageBitmaps: [] };
+}
+
+async function readViaQemuNbd(opts: BackupVmOptions, writer: BackupWriter, j: DiskJob, consistency: DiskConsistency, forceShare: boolean): Promise<DiskResult> {
+  const exp = await OfflineExport.open({
+    vmid: opts.vmid,
+    drive: j.disk.key,
+    file: j.disk.path,
+    format: j.disk.format,
+    workDir: workDirOf(opts.config),
+    forceShare,
+    ...(j.readBitmap ? { bitmap: j.readBitmap } : {}),
+    ...(opts.config.qemuNbd ? { qemuNbd: opts.config.qemuNbd } : {}),
+    ...(opts.logger ? { logger: opts.logger } : {}),
+  });
+  try {
+    return await backupDisk(opts, writer, j, { socketPath: exp.socketPath, exportName: exp.exportName }, consistency, opts.signal);
+  } finally {
+    await exp.close();
+  }
 }
 
 function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefined, sinceEventId: number | undefined): void {

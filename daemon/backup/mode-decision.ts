@@ -31,7 +31,8 @@ export type ReasonCode =
   | 'bitmap-not-recording'
   | 'bitmap-busy'
   | 'bitmap-granularity'
-  | 'qemu-restarted';
+  | 'qemu-restarted'
+  | 'not-in-qemu';
 
 export interface LastBackupView {
   readonly backupId: string;

@@ -63,6 +63,8 @@ export interface OfflineExportOptions {
   readonly file: string;
   readonly format: DiskFormat;
   readonly workDir: string;
+  /** Open without image locking: for volumes another program (swtpm) holds. */
+  readonly forceShare?: boolean;
   /** Persistent qcow2 bitmap to export as `qemu:dirty-bitmap:NAME`. */
   readonly bitmap?: string;
   readonly connections?: number;
@@ -89,9 +91,14 @@ export class OfflineExport {
     fs.mkdirSync(o.workDir, { recursive: true, mode: 0o700 });
     const socketPath = path.join(o.workDir, `pve-cbt-${o.vmid}-${o.drive}.qemu-nbd`);
     fs.rmSync(socketPath, { force: true });
-    const args = ['-r', '-f', o.format, '-k', socketPath, '-x', o.drive, '-t', '-e', String(o.connections ?? 4), '--cache=none'];
+    const args = ['-r', '-k', socketPath, '-x', o.drive, '-t', '-e', String(o.connections ?? 4), '--cache=none'];
     if (o.bitmap) args.push('-B', o.bitmap);
-    args.push(o.file);
+    if (o.forceShare) {
+      // qemu-nbd has no --force-share: open through image options with file locking off.
+      args.push('--image-opts', `driver=${o.format},file.driver=file,file.locking=off,file.filename=${o.file.replace(/,/g, ',,')}`);
+    } else {
+      args.push('-f', o.format, o.file);
+    }
     const child = spawn(o.qemuNbd ?? 'qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4000)));

@@ -8,6 +8,8 @@ import { FleeceSession } from '../../../daemon/backup/fleece-session';
 import { assertVmStopped, OfflineExport } from '../../../daemon/backup/offline-session';
 import { recoverVm } from '../../../daemon/backup/recover-vm';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
+import fs from 'node:fs';
+import path from 'node:path';
 import { usePveNode } from '../../sim/jest-cleanup';
 import type { SimVm } from '../../sim/pve-node';
 import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
@@ -122,4 +124,23 @@ test('recoverVm: stops a leftover qemu-nbd of a stopped VM, settles an abandoned
   const [after] = await vm.qmp((q) => queryDisks(q));
   expect(after.bitmaps.filter((b) => b.name.startsWith('pve-cbt-'))).toEqual([expect.objectContaining({ name: old, recording: true, count: 64 * KiB })]);
   await vm.stop();
+});
+
+test('running VM with tpmstate0 (held by swtpm, not QEMU): read from its volume without a bitmap', async () => {
+  const vmt = await sim.node.addVm({ vmid: 203, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 8 }] });
+  await vmt.start();
+  const tpm = path.join(sim.node.storageDir, 'images/203/vm-203-disk-9.raw');
+  fs.writeFileSync(tpm, Buffer.alloc(4 * MiB));
+  const fd = fs.openSync(tpm, 'r+');
+  fs.writeSync(fd, Buffer.alloc(64 * KiB, 0x7b), 0, 64 * KiB, 1 * MiB);
+  fs.closeSync(fd);
+  // Into the current section, above the config's [snapshot] section.
+  fs.writeFileSync(vmt.confPath, `tpmstate0: local:203/vm-203-disk-9.raw,size=4M,version=v2.0\n${fs.readFileSync(vmt.confPath, 'utf8')}`);
+  const full = await env.backup(203);
+  expect(byDisk(full, 'tpmstate0')).toMatchObject({ mode: 'full', consistency: 'crash-consistent' });
+  await env.expectRestoreEquals(full.id, 'tpmstate0', tpm);
+  const again = await env.backup(203);
+  expect(byDisk(again, 'tpmstate0')).toMatchObject({ mode: 'full-compare', bytesStored: 0 });
+  expect(byDisk(again, 'tpmstate0').reason).toMatch(/^not-in-qemu: /);
+  expect(byDisk(again, 'scsi0').mode).toBe('incremental');
 });
