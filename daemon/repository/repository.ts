@@ -111,6 +111,7 @@ export class Repository {
     }
     const storage = opts.storage ?? new LocalDirStorage(abs);
     const marker = await storage.read(REPOSITORY_MARKER);
+    if (marker && !isRepositoryMarker(marker)) throw RepoNotARepositoryError({ dir: abs });
     if (!marker) {
       if (!opts.create) throw RepoNotARepositoryError({ dir: abs });
       for (const d of ['.chunks', '.pages', '.locks', '.bad', 'vm']) await storage.mkdir(d);
@@ -349,6 +350,14 @@ export class Repository {
       }
     }
     return out;
+  }
+}
+
+function isRepositoryMarker(data: Buffer): boolean {
+  try {
+    return (JSON.parse(data.toString('utf8')) as { format?: unknown }).format === REPOSITORY_FORMAT;
+  } catch {
+    return false;
   }
 }
 

@@ -141,6 +141,25 @@ describe('locking', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  it('opens only real repositories and checks its options', async () => {
+    await expect(Repository.open(path.join(dir, 'nothing'))).rejects.toMatchObject({ code: 'CBT_REPO_NOT_A_REPOSITORY' });
+    fs.mkdirSync(path.join(dir, 'other'));
+    fs.writeFileSync(path.join(dir, 'other', '.pve-cbt-repository'), '{"format":"something-else"}');
+    await expect(Repository.open(path.join(dir, 'other'), { create: true })).rejects.toMatchObject({ code: 'CBT_REPO_NOT_A_REPOSITORY' });
+    await expect(Repository.open(repo.dir, { chunkSize: 96 * 1024 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    await expect(repo.startBackup({ vmid: 0 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    await expect(repo.readManifest('vm/100/../../etc')).rejects.toMatchObject({ code: 'CBT_REPO_BAD_BACKUP_ID' });
+    await expect(repo.readManifest('vm/100/2026-01-01T00_00_00Z')).rejects.toMatchObject({ code: 'CBT_REPO_BACKUP_NOT_FOUND' });
+    const w = await repo.startBackup({ vmid: 100 });
+    await expect(w.openDisk({ name: 'scsi0', format: 'raw', size: 4096, chunkSize: 1000 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: 4096 });
+    await expect(w.openDisk({ name: 'scsi0', format: 'raw', size: 4096 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    await expect(d.putChunk(0, Buffer.alloc(100, 1))).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    await expect(d.putChunk(1, Buffer.alloc(4096, 1))).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
+    await expect(w.commit()).rejects.toMatchObject({ code: 'CBT_REPO_WRITER_STATE' });
+    await w.abort();
+  });
+
   it('one writer per VM fails fast; other VMs write at the same time', async () => {
     const w1 = await repo.startBackup({ vmid: 100 });
     await expect(repo.startBackup({ vmid: 100 })).rejects.toMatchObject({ code: 'CBT_REPO_LOCKED', details: { holderPid: process.pid } });
