@@ -21,10 +21,6 @@ export class ByteQueue {
 
   constructor(private readonly timeoutMs: number, private readonly onTimeout: (err: unknown) => void = () => undefined) {}
 
-  get length(): number {
-    return this.total;
-  }
-
   push(chunk: Buffer): void {
     if (chunk.length === 0) return;
     this.chunks.push(chunk);

@@ -1,10 +1,16 @@
 /**
  * NBD client for one connection (unix socket or TCP), read-only: block status and reads.
+ * Structured replies are required (negotiated in handshake.ts): they carry holes, errors with
+ * offsets, and block status; a server without them is refused with CBT_NBD_OPTION_REFUSED.
  *
- * The socket reads into buffers we choose (`onread`): while a reply's OFFSET_DATA payload is being
- * received, the kernel writes straight into the read's destination buffer; otherwise into a scratch
- * buffer that the reply parser decodes. Requests are queued and written in batches (one write per
- * tick), with up to `maxInFlight` outstanding, so reads are limited by the server, not round trips.
+ * Receiving: the socket reads into buffers we choose (`onread`). Headers are received on their own
+ * (a few bytes), and while an OFFSET_DATA payload is arriving the kernel writes straight into the
+ * read's destination buffer, so read data is never copied in user space. Small payloads (block
+ * status, errors) go through a scratch buffer into the reply parser.
+ *
+ * Sending: reads are split into requests of at most `maxRequestSize`; up to `maxInFlight` are
+ * outstanding, the rest queue locally and are refilled in batches (one socket write for many
+ * request headers) whenever half the window has drained.
  *
  * Timeouts: every wait (each handshake step, the socket connect, outstanding requests) fails with
  * CBT_NBD_TIMEOUT when nothing arrives from the server for `timeoutMs`; the connection is then

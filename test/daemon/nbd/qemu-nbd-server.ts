@@ -10,7 +10,10 @@ import path from 'node:path';
 import { type Extent, mergeExtents } from '../../../daemon/nbd/extent';
 
 export interface QemuNbd {
+  /** Unix socket path, or '' when serving TCP. */
   socket: string;
+  /** TCP port when `tcp` was asked for. */
+  port?: number;
   uri: string;
   stop(): Promise<void>;
 }
@@ -20,6 +23,8 @@ export interface QemuNbdOptions {
   bitmap?: string;
   shared?: number;
   exportName?: string;
+  /** Serve on 127.0.0.1 on a free TCP port instead of a unix socket. */
+  tcp?: boolean;
 }
 
 const running = new Set<ChildProcess>();
@@ -27,9 +32,20 @@ process.on('exit', () => {
   for (const p of running) p.kill('SIGKILL');
 });
 
-async function canConnect(socket: string): Promise<boolean> {
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as net.AddressInfo).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+async function canConnect(target: { path: string } | { host: string; port: number }): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = net.connect({ path: socket });
+    const s = net.connect(target);
     s.once('connect', () => {
       s.destroy();
       resolve(true);
@@ -40,8 +56,10 @@ async function canConnect(socket: string): Promise<boolean> {
 
 /** Starts qemu-nbd read-only on a fresh socket in `dir`; rejects if it exits or does not listen within 10 s. */
 export async function startQemuNbd(dir: string, image: string, opts: QemuNbdOptions): Promise<QemuNbd> {
-  const socket = path.join(dir, `nbd-${running.size}-${Date.now()}.sock`);
-  const args = ['-k', socket, '-r', '-t', '--cache=writeback', '-e', String(opts.shared ?? 4)];
+  const socket = opts.tcp ? '' : path.join(dir, `nbd-${running.size}-${Date.now()}.sock`);
+  const port = opts.tcp ? await freePort() : undefined;
+  const listen = port !== undefined ? ['-b', '127.0.0.1', '-p', String(port)] : ['-k', socket];
+  const args = [...listen, '-r', '-t', '--cache=writeback', '-e', String(opts.shared ?? 4)];
   args.push('-f', opts.format);
   if (opts.bitmap) args.push('-B', opts.bitmap);
   if (opts.exportName !== undefined) args.push('-x', opts.exportName);
@@ -59,7 +77,10 @@ export async function startQemuNbd(dir: string, image: string, opts: QemuNbdOpti
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
-    if (fs.existsSync(socket) && (await canConnect(socket))) {
+    if (port !== undefined && (await canConnect({ host: '127.0.0.1', port }))) {
+      return { socket, port, uri: `nbd://127.0.0.1:${port}/${opts.exportName ?? ''}`, stop };
+    }
+    if (port === undefined && fs.existsSync(socket) && (await canConnect({ path: socket }))) {
       return { socket, uri: `nbd+unix:///${opts.exportName ?? ''}?socket=${socket}`, stop };
     }
     await new Promise((r) => setTimeout(r, 20));

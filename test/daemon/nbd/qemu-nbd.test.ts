@@ -91,6 +91,18 @@ describe('raw sparse image', () => {
   });
 });
 
+test('TCP: the same export over 127.0.0.1 reads and maps the same', async () => {
+  const image = path.join(dir, 'tcp.raw');
+  execFileSync('qemu-img', ['create', '-f', 'raw', image, String(6 * MiB)], { stdio: 'ignore' });
+  qemuIo(image, 'raw', ['write -P 0x5c 1M 512k', 'write -P 0x5d 5M 4k']);
+  const server = await serve(image, { format: 'raw', tcp: true });
+  const c = await NbdClient.connect({ host: '127.0.0.1', port: server.port, metaContexts: [ALLOC], timeoutMs: 10_000 });
+  clients.push(c);
+  expect(await mapExtents(c, ALLOC)).toEqual(nbdinfoMap(server.uri));
+  expect(sha256(await c.read(0, c.size))).toBe(sha256(fs.readFileSync(image)));
+  await c.close();
+});
+
 describe('qcow2 with holes, zero clusters and a persistent dirty bitmap', () => {
   let image: string;
   let server: QemuNbd;
@@ -176,7 +188,7 @@ describe('errors from a real server', () => {
     expect((await codeOf(NbdClient.connect({ socketPath: path.join(dir, 'absent.sock') }))).code).toBe('CBT_NBD_CONNECT');
   });
 
-  test('I/O errors injected with blkdebug: block status → CBT_NBD_SERVER_ERROR EIO, read → typed disconnect', async () => {
+  test('I/O errors injected with blkdebug: typed CBT_NBD_SERVER_ERROR (EIO) for block status and reads, never a hang', async () => {
     const blkdebug = (iotype: string): string =>
       `json:${JSON.stringify({
         driver: 'raw',
