@@ -3,7 +3,8 @@
  *
  * A chunk's buffer starts as its base copy (incremental) or zeroes (full), read ranges are copied
  * over it, and it is handed to `onChunk` as soon as its last planned byte arrived, so memory stays
- * at about one chunk plus the reader's in-flight window. Chunks without planned reads are reported
+ * at about one chunk plus the reader's in-flight window. A chunk that lies whole inside one read
+ * buffer is passed on as a view of it, without copying. Chunks without planned reads are reported
  * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
  * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.
  */
@@ -43,6 +44,14 @@ export class ChunkAssembler {
       if (offset + pos !== expectAt) throw new Error(`read data at ${offset + pos}, expected ${expectAt}`);
       if (!this.buf) {
         await this.emitUntouchedBefore(work.index);
+        // A whole chunk inside one read buffer is handed on as a view: no copy on the full path.
+        if (work.fill === 'none' && work.ranges.length === 1 && this.rangeDone === 0 && data.length - pos >= range.length) {
+          pos += range.length;
+          this.bytesReceived += range.length;
+          this.buf = data.subarray(pos - range.length, pos);
+          await this.finishChunk(work);
+          continue;
+        }
         this.buf = await this.startBuffer(work);
       }
       const take = Math.min(range.length - this.rangeDone, data.length - pos);

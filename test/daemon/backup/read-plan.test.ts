@@ -105,6 +105,24 @@ describe('ChunkAssembler', () => {
     for (const i of [0, 1, 3]) expect((out.get(i) as Buffer).equals(disk.subarray(i * cs, Math.min(size, (i + 1) * cs)))).toBe(true);
   });
 
+  test('whole chunks inside one read buffer are passed as views, mixed with copied partial chunks', async () => {
+    const disk = crypto.randomBytes(size);
+    const plan = planFull([r(0, 2 * cs + 100)], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
+    const got = new Map<number, Buffer>();
+    const a = new ChunkAssembler(plan, {
+      readBaseChunk: async () => Buffer.alloc(0),
+      onChunk: async (i, d) => void got.set(i, d),
+      onUntouched: async () => undefined,
+    });
+    const one = disk.subarray(0, 2 * cs + 100);
+    await a.push(0, one);
+    await a.finish();
+    expect(got.get(0)?.buffer).toBe(one.buffer);
+    expect(got.get(1)?.equals(disk.subarray(cs, 2 * cs))).toBe(true);
+    expect(got.get(2)?.subarray(0, 100).equals(disk.subarray(2 * cs, 2 * cs + 100))).toBe(true);
+    expect(got.get(2)?.subarray(100).every((b) => b === 0)).toBe(true);
+  });
+
   test('out-of-plan data and early end throw', async () => {
     const plan = planFull([r(0, 100)], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
     const hooks = { readBaseChunk: async () => Buffer.alloc(0), onChunk: async () => undefined, onUntouched: async () => undefined };
