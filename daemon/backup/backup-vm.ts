@@ -30,6 +30,7 @@ import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import type { BackupWriter, DiskWriter, Manifest } from '../repository/repository';
 import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, BackupReadError, BackupVzdumpBusyError } from './backup-errors';
 import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
+import { BasePrefetch } from './base-prefetch';
 import { ChunkAssembler } from './chunk-assembler';
 import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
@@ -415,8 +416,12 @@ async function backupDisk(
   // Chunk inserts (digest, compression, file writes) overlap with reading, up to PUT_WINDOW at once.
   const pending = new Set<Promise<void>>();
   let putError: unknown;
+  const prefetch = new BasePrefetch(
+    plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
+    (i) => dw.readBaseChunk(i),
+  );
   const assembler = new ChunkAssembler(plan, {
-    readBaseChunk: (i) => dw.readBaseChunk(i),
+    readBaseChunk: (i) => prefetch.get(i),
     onChunk: async (i, data) => {
       if (putError) throw putError;
       const p: Promise<void> = dw.putChunk(i, data).then(
