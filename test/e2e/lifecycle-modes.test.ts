@@ -29,7 +29,8 @@ interface Row {
   modes: Record<Format, BackupMode>;
   /** Reason codes of the next backup (the decision's `code: sentence`). */
   reasons?: Partial<Record<Format, RegExp>>;
-  running?: boolean;
+  /** vzdump guest phases pve-cbt's registered vzdump hook must have delivered to the daemon, per VM. */
+  vzdump?: string[];
 }
 
 const BOTH_VALID: Record<Format, LedgerState> = { qcow2: 'valid', raw: 'valid' };
@@ -105,6 +106,7 @@ const ROWS: Row[] = [
     name: 'vzdump stop mode (QEMU restarted by vzdump)',
     steps: [{ what: 'vzdump --mode stop', run: (vm) => vm.vzdump('stop'), ledger: RAW_INVALID }],
     modes: { qcow2: 'incremental', raw: 'full-compare' },
+    vzdump: ['backup-start', 'pre-stop', 'backup-end', 'pre-restart', 'post-restart', 'log-end'],
   },
 ];
 
@@ -160,11 +162,26 @@ describe('lifecycle table: ledger state and next backup mode, qcow2 and raw', ()
     for (const f of ['qcow2', 'raw'] as Format[]) expect(second[f].bytesRead).toBeLessThanOrEqual(2 * 131072);
   });
 
+  /** The vzdump hook installed by installHooks ran from vzdump.conf, exited 0, and the daemon recorded its events. */
+  const expectVzdumpEvents = (vm: SimVm, sinceEventId: number, phases: string[]): void => {
+    const recorded = stack.services.ledger.events(vm.vmid, 200).filter((e) => e.id > sinceEventId && e.source === 'vzdump').map((e) => `${e.phase} ${e.mode}`);
+    const mode = recorded[0]?.split(' ')[1];
+    expect(recorded).toEqual(phases.map((p) => `${p} ${mode}`));
+  };
+
   test.each(ROWS.map((r) => [r.name, r] as const))('%s', async (_name, row) => {
+    const sinceEventId = stack.services.ledger.lastEventId();
+    const hookRuns = stack.node.hookLog.length;
     for (const step of row.steps) {
       // Both VMs at once, like two VMs on one node: their hooks reach the daemon concurrently.
       await Promise.all(Object.values(vms).map((vm) => step.run(vm)));
       expect({ step: step.what, ...(await ledgerStates()) }).toEqual({ step: step.what, ...step.ledger });
+    }
+    if (row.vzdump) {
+      const runs = stack.node.hookLog.slice(hookRuns).filter((r) => r.kind === 'vzdump');
+      expect(runs.length).toBeGreaterThan(0);
+      expect(runs.filter((r) => r.exitCode !== 0)).toEqual([]);
+      for (const vm of Object.values(vms)) expectVzdumpEvents(vm, sinceEventId, row.vzdump);
     }
     await guestWrites();
     const modes = await backupModes();
@@ -175,6 +192,7 @@ describe('lifecycle table: ledger state and next backup mode, qcow2 and raw', ()
   });
 
   test('vzdump snapshot mode: busy while vzdump runs, no pve-cbt backup meanwhile, bitmaps untouched', async () => {
+    const sinceEventId = stack.services.ledger.lastEventId();
     for (const vm of Object.values(vms)) {
       await vm.vzdump('snapshot', async () => {
         const st = await stack.status(vm.vmid);
@@ -183,6 +201,7 @@ describe('lifecycle table: ledger state and next backup mode, qcow2 and raw', ()
         expect(outcomes[0].error?.code).toBe('CBT_BACKUP_VZDUMP_BUSY');
       });
       expect((await stack.status(vm.vmid)).vzdumpBusy).toBe(false);
+      expectVzdumpEvents(vm, sinceEventId, ['backup-start', 'pre-stop', 'pre-restart', 'post-restart', 'backup-end', 'log-end']);
     }
     expect(await ledgerStates()).toEqual(BOTH_VALID);
     await guestWrites();
