@@ -144,3 +144,20 @@ test('running VM with tpmstate0 (held by swtpm, not QEMU): read from its volume 
   expect(byDisk(again, 'tpmstate0').reason).toMatch(/^not-in-qemu: /);
   expect(byDisk(again, 'scsi0').mode).toBe('incremental');
 });
+
+test('vmdk: offline full, then running full-compare (transient bitmap started), then incremental', async () => {
+  const vmv = await sim.node.addVm({ vmid: 204, disks: [{ key: 'sata0', format: 'vmdk', sizeMiB: 8 }] });
+  await vmv.writeData('sata0', 1 * MiB, Buffer.alloc(256 * KiB, 0x2d));
+  const off = await env.backup(204);
+  expect(off.disks[0]).toMatchObject({ mode: 'full', consistency: 'offline', bytesRead: 256 * KiB });
+  await env.expectRestoreEquals(off.id, 'sata0', await vmv.snapshotReference('sata0'));
+  await vmv.start();
+  const fc = await env.backup(204);
+  expect(fc.disks[0]).toMatchObject({ mode: 'full-compare', bytesStored: 0 });
+  const w = [{ offset: 5 * MiB, length: 64 * KiB }];
+  await vmv.write('sata0', { pattern: 0x2e, ...w[0] });
+  const ref = await vmv.snapshotReference('sata0');
+  const inc = await env.backup(204);
+  expect(inc.disks[0]).toMatchObject({ mode: 'incremental', bytesRead: dirtyBytes(w) });
+  await env.expectRestoreEquals(inc.id, 'sata0', ref);
+});
