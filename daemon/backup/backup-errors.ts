@@ -4,9 +4,9 @@
  */
 import { defineError } from '../../shared/errors/cbt-error';
 
-export const BackupVzdumpBusyError = defineError<{ vmid: number }>(
+export const BackupVzdumpBusyError = defineError<{ vmid: number; waitedMs: number }>(
   'CBT_BACKUP_VZDUMP_BUSY',
-  (d) => `VM ${d.vmid} is being backed up by vzdump; pve-cbt does not start a backup meanwhile`,
+  (d) => `VM ${d.vmid} is being backed up by vzdump (waited ${d.waitedMs} ms); pve-cbt does not start a backup meanwhile`,
 );
 
 export const BackupNbdBusyError = defineError<{ vmid: number; waitedMs: number; desc: string }>(

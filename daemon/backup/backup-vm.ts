@@ -49,6 +49,8 @@ export interface BackupVmConfig {
   /** Dirty bitmap granularity (default 64 KiB). */
   readonly granularity?: number;
   readonly nbdBusyTimeoutMs?: number;
+  /** How long to wait for a running vzdump of the VM to end before failing (default 30 s). */
+  readonly vzdumpWaitMs?: number;
   readonly freezeTimeoutMs?: number;
   readonly jobPollMs?: number;
   readonly qemuImg?: string;
@@ -120,8 +122,8 @@ const DEFAULT_GRANULARITY = 65536;
 const PUT_WINDOW = 8;
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
-  const { vmid, config, repo, ledger, logger } = opts;
-  if (ledger.isVzdumpBusy(vmid)) throw BackupVzdumpBusyError({ vmid });
+  const { vmid, config, repo, logger } = opts;
+  await waitVzdumpDone(opts);
   opts.signal?.throwIfAborted();
   const vmConfig = readVmConfig(config.qemuServerConfigDir, vmid);
   const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
@@ -140,6 +142,18 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
     await writer.abort().catch((e: Error) => logger?.error('abort of backup writer failed', { vmid, error: e.message }));
     logger?.error('backup failed', { vmid, backupId: writer.id, error: (err as Error).message, code: (err as { code?: string }).code });
     throw err;
+  }
+}
+
+/** vzdump owns the VM while it runs (ledger, fed by the vzdump hook): wait a bounded time, then fail. */
+async function waitVzdumpDone(opts: BackupVmOptions): Promise<void> {
+  const limit = opts.config.vzdumpWaitMs ?? 30_000;
+  const t0 = Date.now();
+  while (opts.ledger.isVzdumpBusy(opts.vmid)) {
+    if (Date.now() - t0 >= limit) throw BackupVzdumpBusyError({ vmid: opts.vmid, waitedMs: Date.now() - t0 });
+    opts.logger?.info('vzdump is backing up the VM, waiting', { vmid: opts.vmid });
+    await new Promise((r) => setTimeout(r, Math.min(1000, limit)));
+    opts.signal?.throwIfAborted();
   }
 }
 

@@ -45,6 +45,7 @@ export async function createEngineEnv(node: PveNode): Promise<EngineEnv> {
           workDir: path.join(dir, 'work'),
           jobPollMs: 300,
           nbdBusyTimeoutMs: 1500,
+          vzdumpWaitMs: 500,
         },
         repo,
         ledger,

@@ -135,3 +135,10 @@ test('vzdump running → CBT_BACKUP_VZDUMP_BUSY, nothing written', async () => {
   env.ledger.recordEvent({ vmid: 100, phase: 'backup-end', source: 'vzdump', mode: 'snapshot', time: new Date().toISOString() });
   expect((await env.repo.listBackups(100)).length).toBe(before);
 });
+
+test('a vzdump that ends within the bounded wait only delays the backup', async () => {
+  env.ledger.recordEvent({ vmid: 100, phase: 'backup-start', source: 'vzdump', mode: 'snapshot', time: new Date().toISOString() });
+  setTimeout(() => env.ledger.recordEvent({ vmid: 100, phase: 'backup-end', source: 'vzdump', mode: 'snapshot', time: new Date().toISOString() }), 200);
+  const r = await env.backup(100, {}, { vzdumpWaitMs: 5000 });
+  expect(r.disks.map((d) => d.mode)).toEqual(['incremental', 'incremental']);
+});
