@@ -1,0 +1,139 @@
+/**
+ * A real `pve-cbt daemon` process (the compiled CLI, as systemd runs it) interrupted in the middle of
+ * a backup: by SIGTERM (graceful: the backup is cancelled, no manifest, the bitmap keeps every change,
+ * the process exits 0) and by SIGKILL (nothing graceful: the next daemon's startup recovery removes the
+ * partial backup and pve-cbt's leftovers in QEMU and settles the bitmaps). Either way the next backup
+ * is an incremental that restores byte-exact.
+ *
+ * The signal is sent on the first progress frame the daemon streams for the backup, so it always
+ * lands while the backup runs.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ipcRequest } from '../../daemon/ipc/ipc-client';
+import { queryDisks } from '../../daemon/qmp/query-disks';
+import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
+import type { SimVm } from '../sim/pve-node';
+import { addVm, CLI, createStack, diskOf, MiB, type Stack } from './e2e-harness';
+
+interface ChildDaemon {
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const end = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`child daemon exited ${proc.exitCode}: ${out}`);
+    const ok = await stack.request(REQUESTS.tasks, {}, 2000).then(
+      () => true,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > end) throw new Error(`child daemon did not answer: ${out}`);
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return { proc, output: () => out, exited };
+}
+
+async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {
+  return vm.qmp(async (q) => (await queryDisks(q))[0].bitmaps.filter((b) => b.name.startsWith('pve-cbt-')));
+}
+
+/** What pve-cbt may have left in QEMU: block jobs, extra block nodes (fleecing images), NBD exports. */
+async function qemuLeftovers(vm: SimVm): Promise<{ jobs: unknown[]; nodes: string[]; exports: unknown[] }> {
+  return vm.qmp(async (q) => {
+    const jobs = (await q.execute('query-block-jobs')) as unknown[];
+    const nodes = ((await q.execute('query-named-block-nodes')) as { 'node-name': string; file: string }[]).filter((n) => /scratch|fleece|pve-cbt/i.test(`${n['node-name']} ${n.file}`)).map((n) => n['node-name']);
+    const exports = (await q.execute('query-block-exports')) as unknown[];
+    return { jobs, nodes, exports };
+  });
+}
+
+/** The newest `startup recovery done` entry of the daemon logs. */
+function lastRecovery(logDir: string): { qemuCleanups: { vmid: number; actions: string[] }[] } {
+  const entries = fs
+    .readdirSync(logDir)
+    .filter((f) => f.endsWith('.log'))
+    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').split('\n'))
+    .filter((l) => l.includes('"startup recovery done"'))
+    .map((l) => JSON.parse(l) as { timestamp: string; qemuCleanups: { vmid: number; actions: string[] }[] })
+    .sort((a, b) => a.timestamp.localeCompare(b.timestamp));
+  if (entries.length === 0) throw new Error('no startup recovery logged');
+  return entries[entries.length - 1];
+}
+
+describe('a real daemon process interrupted during a backup', () => {
+  let stack: Stack;
+  let child: ChildDaemon | undefined;
+  beforeAll(async () => {
+    stack = await createStack();
+  }, 60_000);
+  afterAll(async () => {
+    if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+    await stack?.cleanup();
+  });
+
+  const interruptedBackup = async (vm: SimVm, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
+    child = await startChildDaemon(stack);
+    let sent = false;
+    await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [vm.vmid] }, {
+      timeoutMs: 120_000,
+      onProgress: () => {
+        if (!sent) child!.proc.kill(signal);
+        sent = true;
+      },
+    }).catch(() => undefined);
+    expect(sent).toBe(true);
+    const exit = await child.exited;
+    child = undefined;
+    return exit;
+  };
+
+  test.each<[NodeJS.Signals, number]>([
+    ['SIGTERM', 801],
+    ['SIGKILL', 802],
+  ])('%s: no manifest, bitmap keeps every change, next backup incremental and byte-exact', async (signal, vmid) => {
+    const vm = await addVm(stack, vmid, 'raw', { sizeMiB: 16 });
+    await vm.start();
+    await stack.startDaemon();
+    expect(diskOf((await stack.backupAndCheck([vm])).get(vmid)).mode).toBe('full');
+    const before = await ownBitmaps(vm);
+    expect(before).toHaveLength(1);
+    await stack.stopDaemon();
+
+    // 12 MiB of changes, so the incremental is still reading when the signal arrives.
+    for (let i = 0; i < 12; i++) await vm.write('scsi0', { pattern: 0x80 + i, offset: (2 + i) * MiB, length: MiB });
+    const exit = await interruptedBackup(vm, signal);
+    if (signal === 'SIGTERM') expect(exit).toEqual({ code: 0, signal: null });
+    else expect(exit.signal).toBe('SIGKILL');
+
+    const s = await stack.startDaemon();
+    // Only the first backup is committed; the interrupted one left no manifest (or was removed at start).
+    expect((await s.repo.listBackups(vmid)).length).toBe(1);
+    // A graceful stop cleaned up itself; after a SIGKILL the next daemon's recovery had work to do.
+    const recovery = lastRecovery(stack.config.logDir);
+    const cleaned = recovery.qemuCleanups.find((c) => c.vmid === vmid)?.actions ?? [];
+    if (signal === 'SIGTERM') expect(cleaned).toEqual([]);
+    else expect(cleaned.length).toBeGreaterThan(0);
+    // After startup recovery QEMU holds nothing of the interrupted backup ...
+    expect(await qemuLeftovers(vm)).toEqual({ jobs: [], nodes: [], exports: [] });
+    // ... and one pve-cbt bitmap that recorded at least every change since the committed backup.
+    const after = await ownBitmaps(vm);
+    expect(after).toHaveLength(1);
+    expect(after[0].recording).toBe(true);
+    expect(after[0].count).toBeGreaterThanOrEqual(12 * MiB);
+
+    const next = diskOf((await stack.backupAndCheck([vm])).get(vmid));
+    expect(next.mode).toBe('incremental');
+    expect(next.bytesRead).toBeGreaterThanOrEqual(12 * MiB);
+    await stack.stopDaemon();
+  });
+});
