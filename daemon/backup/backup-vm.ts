@@ -49,7 +49,7 @@ export interface BackupVmConfig {
   /** Dirty bitmap granularity (default 64 KiB). */
   readonly granularity?: number;
   readonly nbdBusyTimeoutMs?: number;
-  /** How long to wait for a running vzdump of the VM to end before failing (default 30 s). */
+  /** How long to wait for a running vzdump of the VM to end before failing (default 0: fail at once). */
   readonly vzdumpWaitMs?: number;
   readonly freezeTimeoutMs?: number;
   readonly jobPollMs?: number;
@@ -147,7 +147,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
 
 /** vzdump owns the VM while it runs (ledger, fed by the vzdump hook): wait a bounded time, then fail. */
 async function waitVzdumpDone(opts: BackupVmOptions): Promise<void> {
-  const limit = opts.config.vzdumpWaitMs ?? 30_000;
+  const limit = opts.config.vzdumpWaitMs ?? 0;
   const t0 = Date.now();
   while (opts.ledger.isVzdumpBusy(opts.vmid)) {
     if (Date.now() - t0 >= limit) throw BackupVzdumpBusyError({ vmid: opts.vmid, waitedMs: Date.now() - t0 });
