@@ -109,8 +109,8 @@ describe('scheduled job under an injected clock, concurrency 1', () => {
     await stack?.cleanup();
   });
 
-  test('fires at its time, backs up both VMs one at a time, byte-exact', async () => {
-    stack = await createStack({ config: { concurrency: 1, jobs: [{ id: 'nightly', vms: [601, 602], schedule: 'daily 02:00' }] } });
+  test('fires at its time, backs up both VMs one at a time, byte-exact; next day incremental, retention keepLast 1 applied', async () => {
+    stack = await createStack({ config: { concurrency: 1, jobs: [{ id: 'nightly', vms: [601, 602], schedule: 'daily 02:00', retention: { keepLast: 1 } }] } });
     const vms = [await addVm(stack, 601, 'qcow2', { sizeMiB: 16 }), await addVm(stack, 602, 'raw', { sizeMiB: 16 })];
     for (const vm of vms) await vm.start();
     const refs = new Map<number, string>();
@@ -150,7 +150,20 @@ describe('scheduled job under an injected clock, concurrency 1', () => {
       const [b] = await s.repo.listBackups(vm.vmid);
       expect(await stack.compareRestore(b.id, 'scsi0', refs.get(vm.vmid)!)).toBe(-1);
     }
-    // It is armed again for the next day.
+    // It is armed again for the next day; that run is incremental and the retention keeps only it.
+    for (const vm of vms) await vm.write('scsi0', { pattern: 0x66, offset: 5 * MiB, length: 65536 });
+    for (const vm of vms) refs.set(vm.vmid, await vm.snapshotReference('scsi0'));
+    const firstIds = new Set(jobs.map((j) => j.backupId));
+    clock.advanceTo(at(26, 0, 0));
+    const second = await until('the next day\'s run and its pruning', async () => {
+      const ok = s.catalog.listJobs({}).filter((j) => j.kind === 'backup' && j.status === 'ok' && !firstIds.has(j.backupId));
+      const left = [...(await s.repo.listBackups(601)), ...(await s.repo.listBackups(602))];
+      return ok.length === 2 && left.length === 2 && left.every((b) => !firstIds.has(b.id)) ? left : undefined;
+    }, 60_000, 50);
+    for (const b of second) {
+      expect(b.disks.map((d) => d.mode)).toEqual(['incremental']);
+      expect(await stack.compareRestore(b.id, 'scsi0', refs.get(b.vmid)!)).toBe(-1);
+    }
     const log = fs.readdirSync(stack.config.logDir).filter((f) => f.endsWith('.log')).map((f) => fs.readFileSync(path.join(stack.config.logDir, f), 'utf8')).join('');
     expect(log).toMatch(/"scheduled job finished"/);
     expect(log).toMatch(/"jobId":"nightly"/);
