@@ -63,7 +63,7 @@ export interface FleeceOptions {
   readonly logger?: Logger;
 }
 
-export type Consistency = 'frozen' | 'crash-consistent' | 'stopped';
+export type Consistency = 'frozen' | 'crash-consistent';
 
 export function nbdSocketPath(workDir: string, vmid: number): string {
   return path.join(workDir, `pve-cbt-${vmid}.nbd`);
