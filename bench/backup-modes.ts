@@ -24,16 +24,7 @@ import { openCatalog } from '../daemon/catalog/open-catalog';
 import { Ledger } from '../daemon/ledger/ledger';
 import { withQmp } from '../daemon/qmp/qmp-session';
 import { Repository } from '../daemon/repository/repository';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 const MiB = 1024 * 1024;
 const SIZE = 2048 * MiB;

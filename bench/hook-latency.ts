@@ -16,16 +16,7 @@ import { installHooks } from '../daemon/hook-admin/hook-admin';
 import { startIpcServer } from '../daemon/ipc/ipc-server';
 import { lifecycleEventHandler } from '../daemon/ipc/lifecycle-event-handler';
 import { Ledger } from '../daemon/ledger/ledger';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 const RUNS = 30;
 const TARGET_MS = 150;

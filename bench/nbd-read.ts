@@ -24,16 +24,7 @@ import { Worker } from 'node:worker_threads';
 import { mapExtents } from '../daemon/nbd/map-extents';
 import { NbdClient } from '../daemon/nbd/nbd-client';
 import { type OnData, readRanges } from '../daemon/nbd/nbd-reader';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 const GiB = 1024 * 1024 * 1024;
 const SIZE = 2 * GiB;

@@ -9,16 +9,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import zlib from 'node:zlib';
 import lz4 from 'lz4-napi';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 const CHUNK = 128 * 1024;
 const TOTAL = 32 * 1024 * 1024;

@@ -19,16 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { Repository } from '../daemon/repository/repository';
 import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;

@@ -13,16 +13,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-
-export interface BenchResult {
-  name: string;
-  value: number;
-  unit: string;
-  baseline?: string;
-  ratio?: number;
-  target?: string;
-  pass?: boolean;
-}
+import type { BenchResult } from './support/bench-result';
 
 interface Row extends BenchResult {
   bench: string;
