@@ -88,29 +88,23 @@ const uninstallSub = defineCommand<HooksOptions>({
   },
 });
 
-const attachSub = defineCommand<HooksOptions, { vmid?: number }>({
-  name: 'attach',
-  summary: "attach the guest hookscript to a VM (an existing hookscript is chained)",
-  params: [{ name: 'vmid', description: 'VM id', parse: parseVmid }],
-  options: [{ flags: '--all', description: 'every VM on this node' }, ROOT_OPTION, STORAGE_OPTION],
-  async run(ctx) {
-    const opts = adminOptions(ctx);
-    const changed = vmTargets(ctx, opts, 'attach').filter((vmid) => attachHook(opts, vmid));
-    return { data: { attached: changed }, text: changed.length ? `attached to VM ${changed.join(', ')}` : 'nothing to do' };
-  },
-});
+/** `attach` and `detach` differ only in the verb and the hook-admin call. */
+function vmSubcommand(verb: 'attach' | 'detach', summary: string, apply: (opts: HookAdminOptions, vmid: number) => boolean) {
+  return defineCommand<HooksOptions, { vmid?: number }>({
+    name: verb,
+    summary,
+    params: [{ name: 'vmid', description: 'VM id', parse: parseVmid }],
+    options: [{ flags: '--all', description: 'every VM on this node' }, ROOT_OPTION, STORAGE_OPTION],
+    async run(ctx) {
+      const opts = adminOptions(ctx);
+      const changed = vmTargets(ctx, opts, verb).filter((vmid) => apply(opts, vmid));
+      return { data: { [`${verb}ed`]: changed }, text: changed.length ? `${verb}ed ${verb === 'attach' ? 'to' : 'from'} VM ${changed.join(', ')}` : 'nothing to do' };
+    },
+  });
+}
 
-const detachSub = defineCommand<HooksOptions, { vmid?: number }>({
-  name: 'detach',
-  summary: "detach the guest hookscript from a VM (its previous hookscript comes back)",
-  params: [{ name: 'vmid', description: 'VM id', parse: parseVmid }],
-  options: [{ flags: '--all', description: 'every VM on this node' }, ROOT_OPTION, STORAGE_OPTION],
-  async run(ctx) {
-    const opts = adminOptions(ctx);
-    const changed = vmTargets(ctx, opts, 'detach').filter((vmid) => detachHook(opts, vmid));
-    return { data: { detached: changed }, text: changed.length ? `detached from VM ${changed.join(', ')}` : 'nothing to do' };
-  },
-});
+const attachSub = vmSubcommand('attach', 'attach the guest hookscript to a VM (an existing hookscript is chained)', attachHook);
+const detachSub = vmSubcommand('detach', "detach the guest hookscript from a VM (its previous hookscript comes back)", detachHook);
 
 export const hooksCommand = defineCommand({
   name: 'hooks',
