@@ -1,8 +1,10 @@
 /**
  * Content-addressed blob store for chunks (`.chunks/`) and index pages (`.pages/`).
  *
- * A blob is named by the SHA-256 of its plain content and lives at `<dir>/<first 4 hex>/<digest>`
- * (65536 shard folders at most, created on demand). Its bytes follow file-formats.ts: magic,
+ * A blob is named by the SHA-256 of its plain content and lives at `<dir>/<first 2 hex>/<digest>`
+ * (256 shard folders, created on demand). Few folders on purpose: creating a folder costs more
+ * than writing a chunk, and with 4 hex digits (PBS's layout, which pre-creates all 65536) a fresh
+ * repository made one per chunk; ext4's hashed directories keep lookups fast at 10^5 files each. Its bytes follow file-formats.ts: magic,
  * compression, CRC-32 of the stored bytes, so corruption is found on every read.
  *
  * Insert: if the blob exists (and is not an empty file left by a crash before the sync) its mtime is
@@ -13,6 +15,13 @@
  * `force` rewrites a blob that exists but is known bad (verify recorded it), repairing it in place.
  */
 import type { RepositoryStorage, SyncBatch } from './storage';
+
+/** Hex digits of the digest that name its shard folder. */
+export const SHARD_HEX_DIGITS = 2;
+
+export function shardOf(digest: string): string {
+  return digest.slice(0, SHARD_HEX_DIGITS);
+}
 import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, encodeBlob, type BlobKind, type Compression } from './file-formats';
 import { sha256Hex } from './digest';
 import {
@@ -36,7 +45,7 @@ export class ChunkStore {
   }
 
   keyOf(digest: string): string {
-    return `${this.dir}/${digest.slice(0, 4)}/${digest}`;
+    return `${this.dir}/${shardOf(digest)}/${digest}`;
   }
 
   async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch?: SyncBatch } = {}): Promise<{ existed: boolean; storedBytes: number }> {

@@ -12,10 +12,10 @@
  * Both sizes are recorded per index, so a later default (smaller chunks, other pages) needs no
  * format change. An incremental copies the previous page list and writes only the pages it changed.
  */
+import { DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
 import { DIGEST_BYTES, ZERO_DIGEST, isDigest } from './digest';
 
-/** 128 KiB: two QEMU bitmap granules (64 KiB), see COMPRESSION.md / bench/repository-incremental.ts. */
-export const DEFAULT_CHUNK_SIZE = 128 * 1024;
+export { DEFAULT_CHUNK_SIZE };
 export const BITMAP_GRANULE = 64 * 1024;
 export const MAX_CHUNK_SIZE = 16 * 1024 * 1024;
 

@@ -8,6 +8,7 @@
  */
 import os from 'node:os';
 import { Worker } from 'node:worker_threads';
+import { SHARD_HEX_DIGITS } from './chunk-store';
 import { CHUNK_MAGIC_V1, decodeBlobSync } from './file-formats';
 import { RepoNoSpaceError } from './repository-errors';
 
@@ -30,7 +31,7 @@ function workerMain(decode: typeof decodeBlobSync): void {
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const { fd, chunkDir, magic, lz4Path } = workerData as { fd: number; chunkDir: string; magic: Uint8Array; lz4Path: string };
+  const { fd, chunkDir, shardDigits, magic, lz4Path } = workerData as { fd: number; chunkDir: string; shardDigits: number; magic: Uint8Array; lz4Path: string };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const lz4 = require(lz4Path) as { uncompressSync(data: Buffer): Buffer };
   const magicBuf = Buffer.from(magic);
@@ -43,7 +44,7 @@ function workerMain(decode: typeof decodeBlobSync): void {
       for (const job of jobs) {
         let stored: Buffer | null = null;
         try {
-          const cfd = fs.openSync(`${chunkDir}/${job.digest.slice(0, 4)}/${job.digest}`, 'r');
+          const cfd = fs.openSync(`${chunkDir}/${job.digest.slice(0, shardDigits)}/${job.digest}`, 'r');
           try {
             if (readBuf.length < job.length + 21) readBuf = Buffer.allocUnsafe(job.length + 21);
             stored = readBuf.subarray(0, fs.readSync(cfd, readBuf, 0, job.length + 21, 0));
@@ -96,7 +97,7 @@ export async function restoreChunksWithWorkers(
   const count = Math.max(1, Math.min(WORKERS, Math.ceil(jobs.length / BATCH)));
   const workers = Array.from(
     { length: count },
-    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
+    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, shardDigits: SHARD_HEX_DIGITS, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
   );
   const bad: number[] = [];
   let next = 0;

@@ -1,3 +1,4 @@
+import { shardOf } from '../../../daemon/repository/chunk-store';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -27,7 +28,7 @@ describe('backup catalog', () => {
     dir = tempDir();
     db = openCatalog(path.join(dir, 'catalog.db'));
     catalog = new BackupCatalog(db);
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true, catalog });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK, catalog });
   });
   afterAll(() => {
     db.close();
@@ -54,7 +55,7 @@ describe('backup catalog', () => {
 
     // Corrupt the chunk only b2 has, verify, and check the catalog marks b2 bad with the offset.
     const digest = crypto.createHash('sha256').update(data.subarray(3 * CHUNK, 4 * CHUNK)).digest('hex');
-    fs.appendFileSync(path.join(repo.dir, '.chunks', digest.slice(0, 4), digest), 'x');
+    fs.appendFileSync(path.join(repo.dir, '.chunks', shardOf(digest), digest), 'x');
     const report = await repo.verify();
     expect(report.ok).toBe(false);
     expect(catalog.getBackup(b2.id)?.verifyState).toBe('failed');

@@ -1,3 +1,4 @@
+import { DEFAULT_CHUNK_SIZE } from '../../../shared/config/defaults';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -184,7 +185,7 @@ describe('config check', () => {
     const out = JSON.parse(r.stdout) as { ok: boolean; config: { repository: string; chunkSize: number } };
     expect(out.ok).toBe(true);
     expect(out.config.repository).toBe(path.join(tmp, 'repo'));
-    expect(out.config.chunkSize).toBe(131072);
+    expect(out.config.chunkSize).toBe(DEFAULT_CHUNK_SIZE);
     expect((await run(['config', 'check'])).stdout).toMatch(/is valid\n.*\njobs: 1\n  n: daily, next run .+\n$/);
   });
 

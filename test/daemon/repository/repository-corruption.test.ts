@@ -1,3 +1,4 @@
+import { shardOf } from '../../../daemon/repository/chunk-store';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -21,7 +22,7 @@ describe('corruption is detected by verify and restore, never restored silently'
 
   beforeEach(async () => {
     dir = tempDir();
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
     img = path.join(dir, 'disk.img');
     data = seededBytes('corrupt', SIZE);
     data.fill(0, 10 * CHUNK, 12 * CHUNK);
@@ -29,8 +30,8 @@ describe('corruption is detected by verify and restore, never restored silently'
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const chunkFile = (digest: string): string => path.join(repo.dir, '.chunks', digest.slice(0, 4), digest);
-  const pageFile = (digest: string): string => path.join(repo.dir, '.pages', digest.slice(0, 4), digest);
+  const chunkFile = (digest: string): string => path.join(repo.dir, '.chunks', shardOf(digest), digest);
+  const pageFile = (digest: string): string => path.join(repo.dir, '.pages', shardOf(digest), digest);
 
   async function expectRestoreFails(m: Manifest, offsets: number[]): Promise<void> {
     const out = path.join(dir, 'out.raw');

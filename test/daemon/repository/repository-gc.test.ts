@@ -36,7 +36,7 @@ describe('garbage collection', () => {
 
   beforeEach(async () => {
     dir = tempDir();
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
     img = path.join(dir, 'disk.img');
     data = seededBytes('gc', SIZE);
     fs.writeFileSync(img, data);
@@ -137,7 +137,7 @@ describe('locking', () => {
 
   beforeEach(async () => {
     dir = tempDir();
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -145,7 +145,7 @@ describe('locking', () => {
     await expect(Repository.open(path.join(dir, 'nothing'))).rejects.toMatchObject({ code: 'CBT_REPO_NOT_A_REPOSITORY' });
     fs.mkdirSync(path.join(dir, 'other'));
     fs.writeFileSync(path.join(dir, 'other', '.pve-cbt-repository'), '{"format":"something-else"}');
-    await expect(Repository.open(path.join(dir, 'other'), { create: true })).rejects.toMatchObject({ code: 'CBT_REPO_NOT_A_REPOSITORY' });
+    await expect(Repository.open(path.join(dir, 'other'), { create: true, chunkSize: CHUNK })).rejects.toMatchObject({ code: 'CBT_REPO_NOT_A_REPOSITORY' });
     await expect(Repository.open(repo.dir, { chunkSize: 96 * 1024 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
     await expect(repo.startBackup({ vmid: 0 })).rejects.toMatchObject({ code: 'CBT_REPO_INVALID_ARGUMENT' });
     await expect(repo.readManifest('vm/100/../../etc')).rejects.toMatchObject({ code: 'CBT_REPO_BAD_BACKUP_ID' });

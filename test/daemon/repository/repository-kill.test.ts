@@ -109,7 +109,7 @@ describe('kill -9 of a backup writer', () => {
     const repoDir = path.join(dir, name);
     const catalogFile = path.join(dir, `${name}.db`);
     const db = openCatalog(catalogFile);
-    const repo = await Repository.open(repoDir, { create: true, catalog: new BackupCatalog(db) });
+    const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, catalog: new BackupCatalog(db) });
     const img = path.join(dir, `${name}.img`);
     fs.writeFileSync(img, seededBytes(name, 48 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 100 });

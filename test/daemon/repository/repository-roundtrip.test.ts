@@ -11,7 +11,7 @@ describe('repository round trips', () => {
 
   beforeAll(async () => {
     dir = tempDir();
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -1,3 +1,4 @@
+import { shardOf } from '../../../daemon/repository/chunk-store';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -26,7 +27,7 @@ describe('restore to a block device', () => {
   });
 
   it('writes the disk in place, zero chunks as zeros, and writes nothing when a chunk is bad', async () => {
-    const repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+    const repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
     const img = path.join(dir, 'src.img');
     const data = seededBytes('blk', SIZE);
     data.fill(0, 4 * CHUNK, 9 * CHUNK);
@@ -38,7 +39,7 @@ describe('restore to a block device', () => {
     fs.writeFileSync(backing, Buffer.alloc(SIZE, 0xee));
     const before = sha256File(backing);
     const d = crypto.createHash('sha256').update(data.subarray(20 * CHUNK, 21 * CHUNK)).digest('hex');
-    fs.unlinkSync(path.join(repo.dir, '.chunks', d.slice(0, 4), d));
+    fs.unlinkSync(path.join(repo.dir, '.chunks', shardOf(d), d));
     await expect(repo.restoreDisk(m.id, 'scsi0', { path: device as string, format: 'raw' })).rejects.toMatchObject({
       code: 'CBT_REPO_RESTORE_FAILED',
       details: { offsets: [20 * CHUNK] },
