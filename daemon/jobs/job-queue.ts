@@ -33,7 +33,8 @@ export interface JobSpec<R> {
   vmid: number;
   /** 'backup', 'restore', 'verify', …; joins match on vmid + kind. */
   kind: string;
-  run(signal: AbortSignal, progress: ProgressFn): Promise<R>;
+  /** `taskId` is the handle's id, for logs and records made inside the task. */
+  run(signal: AbortSignal, progress: ProgressFn, taskId: string): Promise<R>;
   join?: boolean;
   /** Extra log context, e.g. `{ jobId: 'nightly' }` for scheduled runs. */
   meta?: Record<string, unknown>;
@@ -123,7 +124,7 @@ export function createJobQueue(opts: JobQueueOptions): JobQueue {
     };
     e.settled = (async () => {
       try {
-        const result = await e.spec.run(e.abort.signal, progress);
+        const result = await e.spec.run(e.abort.signal, progress, e.handle.id);
         e.state = 'done';
         log?.info(`${e.handle.kind} finished`, { durationMs: Date.now() - (e.startedAt?.getTime() ?? 0) });
         e.resolve(result);

@@ -16,8 +16,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
     kind: 'backup',
     join: opts.jobId !== undefined,
     meta: opts.jobId ? { jobId: opts.jobId } : undefined,
-    run: async (signal, progress) => {
-      const taskId = currentTaskId(s, vmid);
+    run: async (signal, progress, taskId) => {
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();
@@ -57,10 +56,4 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
       }
     },
   });
-}
-
-/** The queue's handle id of the running backup task of `vmid` (there is at most one). */
-function currentTaskId(s: Services, vmid: number): string {
-  const h = s.queue.list().find((j) => j.vmid === vmid && j.kind === 'backup' && j.state === 'running');
-  return h?.id ?? `backup-${vmid}-${Date.now()}`;
 }
