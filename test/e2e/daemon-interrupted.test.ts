@@ -8,40 +8,13 @@
  * The signal is sent on the first progress frame the daemon streams for the backup, so it always
  * lands while the backup runs.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ipcRequest } from '../../daemon/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import type { SimVm } from '../sim/pve-node';
-import { addVm, CLI, createStack, diskOf, MiB, type Stack } from './e2e-harness';
-
-interface ChildDaemon {
-  proc: ChildProcess;
-  output(): string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-}
-
-async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const end = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`child daemon exited ${proc.exitCode}: ${out}`);
-    const ok = await stack.request(REQUESTS.tasks, {}, 2000).then(
-      () => true,
-      () => false,
-    );
-    if (ok) break;
-    if (Date.now() > end) throw new Error(`child daemon did not answer: ${out}`);
-    await new Promise((r) => setTimeout(r, 150));
-  }
-  return { proc, output: () => out, exited };
-}
+import { addVm, createStack, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {
   return vm.qmp(async (q) => (await queryDisks(q))[0].bitmaps.filter((b) => b.name.startsWith('pve-cbt-')));

@@ -8,6 +8,7 @@
  * backup and compares it byte for byte with the simulator's reference taken when the backup was asked
  * for. Hooks run from dist/ (the build), never from the TypeScript sources.
  */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,7 +21,7 @@ import { closeLogger, createLogger } from '../../daemon/log/create-logger';
 import type { Clock } from '../../daemon/schedule/scheduler';
 import { runDaemon } from '../../daemon/service/run-daemon';
 import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult, type TaskInfo } from '../../daemon/service/requests';
-import type { Services } from '../../daemon/service/services';
+import { openStores, type Services } from '../../daemon/service/services';
 import type { VmStatus } from '../../daemon/service/vm-status';
 import { createPveNode, type PveNode, type SimVm } from '../sim/pve-node';
 
@@ -45,6 +46,8 @@ export interface Stack {
   tasks(): Promise<TaskInfo[]>;
   /** Backs the VMs up through the daemon; every disk restored and compared byte-exact. */
   backupAndCheck(vms: SimVm[]): Promise<Map<number, BackupResult>>;
+  /** Catalog, ledger and repository: the in-process daemon's, or opened for `fn` when the daemon is elsewhere. */
+  withStores<T>(fn: (s: Omit<Services, 'queue'>) => Promise<T>): Promise<T>;
   /** Restores one disk of a backup and returns the index of the first byte that differs from `reference`, -1 if none. */
   compareRestore(backupId: string, disk: string, reference: string): Promise<number>;
   cleanup(): Promise<void>;
@@ -134,10 +137,22 @@ export async function createStack(opts: StackOptions = {}): Promise<Stack> {
       return all[0];
     },
     tasks: () => stack.request<TaskInfo[]>(REQUESTS.tasks, {}),
+    async withStores(fn) {
+      if (services) return fn(services);
+      // The daemon may run as a child process: open catalog and repository beside it, as the CLI does.
+      const storeLogger = createLogger({ console: false });
+      const stores = await openStores(config, storeLogger);
+      try {
+        return await fn(stores);
+      } finally {
+        stores.db.close();
+        await closeLogger(storeLogger);
+      }
+    },
     async compareRestore(backupId, disk, reference) {
       const target = path.join(work, `restore-${process.hrtime.bigint()}.raw`);
       try {
-        await stack.services.repo.restoreDisk(backupId, disk, { path: target, format: 'raw' });
+        await stack.withStores((st) => st.repo.restoreDisk(backupId, disk, { path: target, format: 'raw' }));
         return firstDifference(fs.readFileSync(target), fs.readFileSync(reference));
       } finally {
         fs.rmSync(target, { force: true });
@@ -183,4 +198,34 @@ export function diskOf(r: BackupResult | undefined, disk = 'scsi0'): BackupDiskR
   const d = r?.disks.find((x) => x.disk === disk);
   if (!d) throw new Error(`no result for ${disk} in ${JSON.stringify(r)}`);
   return d;
+}
+
+export interface ChildDaemon {
+  proc: ChildProcess;
+  output(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** `pve-cbt daemon --config` from dist/ as its own process (as systemd runs it); resolves once it answers. */
+export async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const end = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`child daemon exited ${proc.exitCode}: ${out}`);
+    const ok = await stack.request(REQUESTS.tasks, {}, 2000).then(
+      () => true,
+      () => false,
+    );
+    if (ok) break;
+    if (Date.now() > end) {
+      proc.kill('SIGKILL');
+      throw new Error(`child daemon did not answer: ${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 150));
+  }
+  return { proc, output: () => out, exited };
 }

@@ -3,6 +3,8 @@
  * real daemon, real compiled hooks, real QEMU and real SQLite:
  * - daemon down while a raw VM stops and starts: every hook exits 0 at once and spools its event;
  *   the next daemon start replays the spool into the ledger, and the next backup is full-compare;
+ * - daemon hung (a real daemon process under SIGSTOP): hooks give up within their bound and spool;
+ *   once it runs again, the stale requests and the spool are applied exactly once, in order;
  * - hookscript not attached at all (events lost): QEMU's own view (no bitmap in the new process)
  *   still forces full-compare after a restart;
  * - garbage, oversized and half-written messages on the daemon's real socket are answered or dropped
@@ -16,7 +18,7 @@ import { promisify } from 'node:util';
 import { GUEST_HOOK_NAME } from '../../daemon/hook-admin/hook-admin';
 import { spoolPaths } from '../../shared/ipc/spool-format';
 import type { SimVm } from '../sim/pve-node';
-import { addVm, createStack, diskOf, MiB, type Stack } from './e2e-harness';
+import { addVm, createStack, diskOf, MiB, startChildDaemon, type Stack } from './e2e-harness';
 
 const execFileP = promisify(execFile);
 
@@ -116,6 +118,56 @@ describe('hooks with the daemon down or missing, and a hostile socket', () => {
     expect(diskOf((await stack.backupAndCheck([vm])).get(401)).mode).toBe('incremental');
   });
 
+  test('daemon hung (SIGSTOP): hooks exit 0 within their bound, events applied exactly once after SIGCONT, next backup full-compare', async () => {
+    if (stack.daemonRunning()) await stack.stopDaemon();
+    const vm = await addVm(stack, 403, 'raw');
+    const child = await startChildDaemon(stack);
+    try {
+      await vm.start();
+      expect(diskOf((await stack.backupAndCheck([vm])).get(403)).mode).toBe('full');
+      const eventsBefore = await stack.withStores(async (st) => st.ledger.lastEventId());
+      const spool = spoolPaths(stack.config.stateDir);
+      fs.rmSync(spool.live, { force: true });
+
+      process.kill(child.proc.pid!, 'SIGSTOP');
+      let resumed = false;
+      try {
+        // The kernel accepts the connection but nobody answers: the hook gives up within its bound.
+        const hook = path.join(stack.node.snippetsDir, GUEST_HOOK_NAME);
+        const t0 = Date.now();
+        await execFileP(hook, ['403', 'post-start'], { timeout: 10_000 });
+        expect(Date.now() - t0).toBeLessThan(2600);
+        const logStart = stack.node.hookLog.length;
+        await vm.stop();
+        await vm.start();
+        expect(stack.node.hookLog.slice(logStart).map((r) => [r.phase, r.exitCode])).toEqual([
+          ['pre-stop', 0],
+          ['post-stop', 0],
+          ['pre-start', 0],
+          ['post-start', 0],
+        ]);
+        const spooled = fs.readFileSync(spool.live, 'utf8').split('\n').filter((l) => l !== '').map((l) => (JSON.parse(l) as { phase: string }).phase);
+        expect(spooled).toEqual(['post-start', 'pre-stop', 'post-stop', 'pre-start', 'post-start']);
+      } finally {
+        process.kill(child.proc.pid!, 'SIGCONT');
+        resumed = true;
+      }
+      expect(resumed).toBe(true);
+
+      await vm.write('scsi0', { pattern: 0x44, offset: 4 * MiB, length: 65536 });
+      const d = diskOf((await stack.backupAndCheck([vm])).get(403));
+      expect(d.mode).toBe('full-compare');
+      // Each event is in the ledger exactly once, in order: a stale request read after SIGCONT
+      // carries the same seq as its spooled copy.
+      const applied = await stack.withStores(async (st) => st.ledger.events(403, 100).filter((e) => e.id > eventsBefore).map((e) => e.phase));
+      expect(applied).toEqual(['post-start', 'pre-stop', 'post-stop', 'pre-start', 'post-start']);
+      expect(d.reason).toMatch(/^ledger-invalid/);
+    } finally {
+      child.proc.kill('SIGTERM');
+      await child.exited;
+    }
+  });
+
   test('hookscript not attached (every event lost): the QEMU check alone forces full-compare after a restart', async () => {
     if (!stack.daemonRunning()) await stack.startDaemon();
     const vm: SimVm = await addVm(stack, 402, 'raw', { attach: false });
@@ -184,6 +236,10 @@ describe('hooks with the daemon down or missing, and a hostile socket', () => {
       expect(tasks.filter((t) => t.state === 'running' || t.state === 'queued')).toEqual([]);
     } finally {
       silent.destroy();
+      // Let the daemon see that close before it is stopped: ipc-server's close() returns before the
+      // close handlers of the sockets it destroys have run, and their log line then hits a closed
+      // logger ('write after end' kills `pve-cbt daemon` with exit 1; reported, not ours to fix).
+      await new Promise((r) => setTimeout(r, 300));
     }
   });
 });
