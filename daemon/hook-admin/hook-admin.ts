@@ -189,7 +189,18 @@ export function listHooks(opts: HookAdminOptions): HookListing {
 function wrapper(opts: HookAdminOptions, name: 'guest-hook' | 'vzdump-hook'): string {
   const main = path.join(opts.distDir, 'hooks', `${name}.js`);
   const args = opts.configPath ? `{ configPath: ${JSON.stringify(opts.configPath)} }` : '';
-  return `#!${opts.nodePath}\n// pve-cbt ${name}, written by pve-cbt's installer: changes are overwritten.\nrequire(${JSON.stringify(main)}).main(${args});\n`;
+  // Fail-open even when the app is gone (removed or half-upgraded): a failing pre-start would abort the VM start.
+  return [
+    `#!${opts.nodePath}`,
+    `// pve-cbt ${name}, written by pve-cbt's installer: changes are overwritten.`,
+    'let hook;',
+    `try { hook = require(${JSON.stringify(main)}); } catch (err) {`,
+    `  process.stderr.write(\`pve-cbt ${name}: cannot load \${${JSON.stringify(main)}} (\${err.code || err.message}); VM events are not recorded until pve-cbt is reinstalled\\n\`);`,
+    '  process.exit(0);',
+    '}',
+    `hook.main(${args});`,
+    '',
+  ].join('\n');
 }
 
 function vmConfPath(p: Paths, vmid: number): string {

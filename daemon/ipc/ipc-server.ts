@@ -297,8 +297,15 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       for (const conn of connections) for (const ac of conn.inflight.values()) ac.abort();
       // Let cancelled handlers answer before the sockets go.
       await new Promise((r) => setImmediate(r));
-      for (const conn of connections) conn.socket.destroy();
-      await done;
+      // Wait for every socket's close handler too: after close() returns the caller may close the
+      // logger those handlers write to.
+      const socketsClosed = [...connections].map((conn) => {
+        conn.closing = true;
+        const closedOnce = new Promise<void>((r) => conn.socket.once('close', () => r()));
+        conn.socket.destroy();
+        return conn.socket.closed ? Promise.resolve() : closedOnce;
+      });
+      await Promise.all([done, ...socketsClosed]);
       fs.rmSync(socketPath, { force: true });
       logger?.info('ipc server closed', { socketPath });
     },

@@ -6,6 +6,7 @@
 import { isCbtError } from '../../shared/errors/cbt-error';
 import { backupVm, type BackupResult } from '../backup/backup-vm';
 import type { JobHandle } from '../jobs/job-queue';
+import { replaySpool } from '../ipc/spool-replay';
 import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
 import { workDir, type Services } from './services';
@@ -17,6 +18,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
     join: opts.jobId !== undefined,
     meta: opts.jobId ? { jobId: opts.jobId } : undefined,
     run: async (signal, progress, taskId) => {
+      // Events a hook spooled while the daemon was unreachable must count before the mode decision.
+      replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();

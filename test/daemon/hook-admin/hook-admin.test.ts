@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,6 +50,14 @@ describe('hook admin on a simulated PVE root', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
+  test('a wrapper whose app is gone exits 0 with one stderr line (a pre-start must not abort the VM)', () => {
+    const r = installHooks(opts);
+    const run = spawnSync(process.execPath, [r.guestHook, '100', 'pre-start'], { encoding: 'utf8', timeout: 10_000 });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toMatch(/^pve-cbt guest-hook: cannot load \/opt\/pve-cbt\/dist\/hooks\/guest-hook\.js \(MODULE_NOT_FOUND\)/);
+    expect(run.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
   test('install writes executable wrappers with an absolute #! and registers the vzdump hook; twice changes nothing', () => {
     const before = snapshotTree(root);
     const r = installHooks(opts);
@@ -57,10 +66,10 @@ describe('hook admin on a simulated PVE root', () => {
       vzdumpHook: path.join(root, 'var/lib/vz/snippets/pve-cbt-vzdump-hook'),
       vzdumpChainedTo: null,
     });
-    expect(fs.readFileSync(r.guestHook, 'utf8')).toBe(
-      '#!/usr/bin/node\n// pve-cbt guest-hook, written by pve-cbt\'s installer: changes are overwritten.\n' +
-        'require("/opt/pve-cbt/dist/hooks/guest-hook.js").main({ configPath: "/etc/pve-cbt/config.json" });\n',
-    );
+    const text = fs.readFileSync(r.guestHook, 'utf8');
+    expect(text.split('\n').slice(0, 2)).toEqual(['#!/usr/bin/node', "// pve-cbt guest-hook, written by pve-cbt's installer: changes are overwritten."]);
+    expect(text).toContain('hook = require("/opt/pve-cbt/dist/hooks/guest-hook.js")');
+    expect(text).toContain('hook.main({ configPath: "/etc/pve-cbt/config.json" });');
     expect(fs.statSync(r.vzdumpHook).mode & 0o777).toBe(0o755);
     expect(fs.readFileSync(path.join(root, 'etc/vzdump.conf'), 'utf8')).toBe(
       `# vzdump default settings\n\n#script: FILENAME\nmode: snapshot\nscript: ${r.vzdumpHook}\n`,
