@@ -19,6 +19,7 @@ import { execFileSync } from 'node:child_process';
 import { Repository } from '../daemon/repository/repository';
 import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
+import { DEFAULT_CHUNK_SIZE } from '../shared/config/defaults';
 import type { BenchResult } from './support/bench-result';
 
 const KiB = 1024;
@@ -143,7 +144,7 @@ export async function run(): Promise<BenchResult[]> {
       const disk = inc.m.disks[0];
       const metadata = disk.pageBytesStored + inc.manifestBytes;
       const tag = `${chunkSize / KiB} KiB chunks`;
-      const isDefault = chunkSize === 128 * KiB;
+      const isDefault = chunkSize === DEFAULT_CHUNK_SIZE;
       const storedRatio = disk.bytesStored / changedBytes;
       const metaPct = (100 * metadata) / disk.bytesStored;
       results.push(
