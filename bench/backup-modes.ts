@@ -25,23 +25,12 @@ import { Ledger } from '../daemon/ledger/ledger';
 import { withQmp } from '../daemon/qmp/qmp-session';
 import { Repository } from '../daemon/repository/repository';
 import type { BenchResult } from './support/bench-result';
+import { mulberry32 } from './support/prng';
 
 const MiB = 1024 * 1024;
 const SIZE = 2048 * MiB;
 const BLOCKS = 328;
 const BLOCK = 64 * 1024;
-
-/** Deterministic PRNG (mulberry32) so the rewritten blocks are the same in every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function writeAlternatingRandom(file: string): void {
   const fd = fs.openSync(file, 'w');
@@ -172,7 +161,7 @@ export async function run(): Promise<BenchResult[]> {
       pass: full.ms <= 1.2 * nbdcopyMs,
     });
 
-    const rnd = prng(328);
+    const rnd = mulberry32(328);
     const granules = new Set<number>();
     await withQmp(path.join(config.qemuServerRunDir, '900.qmp'), async (q) => {
       for (let i = 0; i < BLOCKS; i++) {
