@@ -18,9 +18,10 @@ import { formatBytes } from '../cli/progress';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { hmp } from '../qmp/hmp';
 import { runDaemon } from '../service/run-daemon';
-import { REQUESTS, type BackupOutcome, type BackupResult } from '../service/requests';
+import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult } from '../service/requests';
 import type { Services } from '../service/services';
 import { defineError } from '../../shared/errors/cbt-error';
+import { simNodeConfig } from './sim-node-config';
 
 export const DemoMismatchError = defineError<{ backupId: string; disk: string; firstDifference: number }>(
   'CBT_DEMO_MISMATCH',
@@ -31,17 +32,10 @@ export const DemoBackupFailedError = defineError<{ vmid: number; code: string; m
   (d) => `backup of VM ${d.vmid} failed: ${d.code}: ${d.message}`,
 );
 
-export interface DemoRow {
+export interface DemoRow extends BackupDiskResult {
   step: string;
   backupId: string;
   vmid: number;
-  disk: string;
-  format: string;
-  mode: string;
-  reason: string;
-  size: number;
-  bytesRead: number;
-  bytesStored: number;
   restoredByteExact: boolean;
 }
 
@@ -83,15 +77,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
     node = await createPveNode({ baseDir: work });
     say(`Simulated Proxmox node in ${node.root} (real QEMU under TCG, no guest OS).`);
     const configFile = path.join(work, 'config.json');
-    const raw = {
-      qemuServerConfigDir: node.configDir,
-      qemuServerRunDir: node.runDir,
-      pvesmPath: node.pvesmPath,
-      repository: path.join(work, 'repository'),
-      stateDir: path.join(work, 'state'),
-      socketPath: path.join(work, 'run', 'pve-cbt.sock'),
-      logDir: path.join(work, 'log'),
-    };
+    const raw = simNodeConfig(node, work);
     fs.writeFileSync(configFile, `${JSON.stringify(raw, null, 2)}\n`);
     const config = validateConfig(raw, configFile);
 
@@ -131,7 +117,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
           const diff = firstDifference(fs.readFileSync(target), fs.readFileSync(refs.get(r.vmid)!));
           fs.rmSync(target);
           if (diff !== -1) throw DemoMismatchError({ backupId: r.id, disk: d.disk, firstDifference: diff });
-          rows.push({ step, backupId: r.id, vmid: r.vmid, disk: d.disk, format: d.format, mode: d.mode, reason: d.reason, size: d.size, bytesRead: d.bytesRead, bytesStored: d.bytesStored, restoredByteExact: true });
+          rows.push({ ...d, step, backupId: r.id, vmid: r.vmid, restoredByteExact: true });
           say(`  VM ${r.vmid} ${d.disk} (${d.format.padEnd(5)}): ${d.mode.padEnd(12)} read ${formatBytes(d.bytesRead)} of ${formatBytes(d.size)}, stored ${formatBytes(d.bytesStored)}; restore byte-exact\n      why: ${d.reason}`);
         }
       }

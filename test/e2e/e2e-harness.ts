@@ -24,6 +24,7 @@ import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult,
 import { openStores, type Services } from '../../daemon/service/services';
 import type { VmStatus } from '../../daemon/service/vm-status';
 import { createPveNode, type PveNode, type SimVm } from '../sim/pve-node';
+import { simNodeConfig } from '../../daemon/demo/sim-node-config';
 
 export const ROOT = path.resolve(__dirname, '..', '..');
 export const DIST = path.join(ROOT, 'dist');
@@ -78,16 +79,7 @@ export async function createStack(opts: StackOptions = {}): Promise<Stack> {
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
   const node = await createPveNode({ baseDir: work });
   const configFile = path.join(work, 'config.json');
-  const raw = {
-    qemuServerConfigDir: node.configDir,
-    qemuServerRunDir: node.runDir,
-    pvesmPath: node.pvesmPath,
-    repository: path.join(work, 'repository'),
-    stateDir: path.join(work, 'state'),
-    socketPath: path.join(work, 'run', 'pve-cbt.sock'),
-    logDir: path.join(work, 'log'),
-    ...opts.config,
-  };
+  const raw = { ...simNodeConfig(node, work), ...opts.config };
   fs.writeFileSync(configFile, `${JSON.stringify(raw, null, 2)}\n`);
   const config = validateConfig(raw, configFile);
   const hookOpts: HookAdminOptions = { root: node.root, nodePath: process.execPath, distDir: DIST, stateDir: config.stateDir, configPath: configFile };
