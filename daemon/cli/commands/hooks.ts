@@ -13,7 +13,7 @@ import { attachHook, detachHook, installHooks, listHooks, uninstallHooks, type H
 import { loadConfig } from '../../config/load-config';
 import { DEFAULT_CONFIG_PATH } from '../../../shared/config/defaults';
 import { CliUsageError } from '../cli-errors';
-import { defineCommand, type CommandContext } from '../command';
+import { defineCommand, type CommandContext, type CommandDefinition } from '../command';
 import { parseVmid } from '../option-parsers';
 import { textTable } from '../text-table';
 
@@ -106,9 +106,10 @@ function vmSubcommand(verb: 'attach' | 'detach', summary: string, apply: (opts: 
 const attachSub = vmSubcommand('attach', 'attach the guest hookscript to a VM (an existing hookscript is chained)', attachHook);
 const detachSub = vmSubcommand('detach', "detach the guest hookscript from a VM (its previous hookscript comes back)", detachHook);
 
-export const hooksCommand = defineCommand({
+export const hooksCommand = defineCommand<HooksOptions>({
   name: 'hooks',
-  summary: 'manage the guest hookscript and the vzdump hook',
-  examples: ['pve-cbt hooks list', 'pve-cbt hooks attach --all', 'pve-cbt hooks detach 101'],
+  summary: 'list or manage the guest hookscript and the vzdump hook (no subcommand: list)',
+  examples: ['pve-cbt hooks', 'pve-cbt hooks attach --all', 'pve-cbt hooks detach 101'],
   subcommands: [listSub, installSub, uninstallSub, attachSub, detachSub],
+  run: listSub.run as CommandDefinition<HooksOptions>['run'],
 });
