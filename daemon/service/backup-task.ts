@@ -54,8 +54,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
         const cancelled = signal.aborted || JobCancelledError.is(err);
         const error = isCbtError(err) ? { code: err.code, message: err.message } : { code: 'CBT_INTERNAL', message: String(err) };
         s.catalog.recordJobEnd(taskId, { status: cancelled ? 'cancelled' : 'failed', error });
-        log.error('backup failed', { error: err });
-        throw err;
+        throw err; // the queue logs the failure with the task's context
       }
     },
   });
