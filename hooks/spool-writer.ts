@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { LifecycleEvent } from '../shared/ipc/messages';
 import { spoolPaths } from '../shared/ipc/spool-format';
+import { fsyncDir } from '../shared/fs/fsync-dir';
 
 /** How often to chase a spool file that the daemon keeps renaming away; each round is microseconds. */
 const MAX_ATTEMPTS = 20;
@@ -77,13 +78,4 @@ function ensureDir(dir: string): void {
     return;
   }
   fsyncDir(parent);
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

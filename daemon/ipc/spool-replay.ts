@@ -14,6 +14,7 @@ import type { Logger } from 'winston';
 import type { LifecycleEvent } from '../../shared/ipc/messages';
 import { spoolPaths } from '../../shared/ipc/spool-format';
 import { LedgerBadEventError } from '../ledger/ledger-errors';
+import { fsyncDir } from '../../shared/fs/fsync-dir';
 
 export interface SpoolReplayResult {
   applied: number;
@@ -83,15 +84,6 @@ function reject(rejectedFile: string, line: string, reason: string, logger?: Log
   const fd = fs.openSync(rejectedFile, 'a', 0o600);
   try {
     fs.writeSync(fd, `${line}\n`);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
     fs.fsyncSync(fd);
   } finally {
     fs.closeSync(fd);
