@@ -195,7 +195,7 @@ async function restoreToBlockDevice(
     for (let i = 0; i < g.chunkCount; i++) {
       const data = isZeroDigest(digestAt(table, i)) ? zero.subarray(0, chunkLength(g, i)) : await readChunk(i);
       if (!data) fail([i * g.chunkSize], 'chunk became unreadable during the restore');
-      await fh.write(data, 0, data.length, i * g.chunkSize);
+      for (let o = 0; o < data.length; ) o += (await fh.write(data, o, data.length - o, i * g.chunkSize + o)).bytesWritten;
       done += data.length;
       opts.onProgress?.(done, g.size);
     }

@@ -99,7 +99,9 @@ export class LocalDirStorage implements RepositoryStorage {
       }
       const fh = await fsp.open(tmp, 'wx');
       try {
-        await fh.write(data, 0, data.length, 0);
+        // writeFile loops over short writes: a full file system first returns a short count,
+        // and a truncated chunk renamed into place would later be taken as existing.
+        await fh.writeFile(data);
         if (!opts.batch) await fh.sync();
       } finally {
         await fh.close();

@@ -24,9 +24,10 @@ export interface EngineEnv {
   close(): void;
 }
 
-export async function createEngineEnv(node: PveNode): Promise<EngineEnv> {
+/** `repoDir`: where the repository lives (default: inside the env's temporary directory). */
+export async function createEngineEnv(node: PveNode, opts: { repoDir?: string } = {}): Promise<EngineEnv> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
-  const repo = await Repository.open(path.join(dir, 'repo'), { create: true });
+  const repo = await Repository.open(opts.repoDir ?? path.join(dir, 'repo'), { create: true });
   const db = openCatalog(path.join(dir, 'catalog.db'));
   const ledger = new Ledger(db);
   const env: EngineEnv = {
