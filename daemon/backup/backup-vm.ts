@@ -55,6 +55,8 @@ export interface BackupVmConfig {
   readonly jobPollMs?: number;
   readonly qemuImg?: string;
   readonly qemuNbd?: string;
+  /** Bound on every wait for the NBD server (default: the client's 30 s): a hung QEMU fails the backup, not the daemon. */
+  readonly nbdTimeoutMs?: number;
   /** NBD reader tuning (defaults: the reader's). */
   readonly nbdConnections?: number;
   readonly nbdInFlight?: number;
@@ -409,7 +411,13 @@ async function backupDisk(
   }
   const context = mode === 'incremental' ? `${QEMU_DIRTY_BITMAP_PREFIX}${j.readBitmap}` : 'base:allocation';
   const connect = (): Promise<NbdClient> =>
-    NbdClient.connect({ socketPath: nbd.socketPath, exportName: nbd.exportName, metaContexts: [context], ...(opts.logger ? { logger: opts.logger } : {}) });
+    NbdClient.connect({
+      socketPath: nbd.socketPath,
+      exportName: nbd.exportName,
+      metaContexts: [context],
+      ...(opts.config.nbdTimeoutMs !== undefined ? { timeoutMs: opts.config.nbdTimeoutMs } : {}),
+      ...(opts.logger ? { logger: opts.logger } : {}),
+    });
   let ranges: ByteRange[];
   const probe = await connect();
   try {

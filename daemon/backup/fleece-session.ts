@@ -283,13 +283,17 @@ export class FleeceSession {
           await step(`blockdev-del ${d.drive}`, () => q.execute('blockdev-del', { 'node-name': fleeceNames(vmid, d.drive).node }));
         }
         if (this.serverStarted) {
-          await step('nbd-server-stop', () => q.execute('nbd-server-stop'));
-          this.serverStarted = false;
+          await step('nbd-server-stop', async () => {
+            await q.execute('nbd-server-stop');
+            this.serverStarted = false;
+          });
         }
       }),
     );
     for (const f of this.scratchFiles.splice(0)) fs.rmSync(f, { force: true });
-    fs.rmSync(this.socketPath, { force: true });
+    // The socket file is how cleanupFleeceLeftovers recognises our NBD server: it stays while the
+    // server may still run (QEMU hung during the teardown), so the next backup can stop it.
+    if (!this.serverStarted) fs.rmSync(this.socketPath, { force: true });
   }
 
   /** After the manifest is committed: the new bitmap is the only pve-cbt bitmap left per drive. */
