@@ -44,11 +44,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
             logProgress({ done: p.bytesDone, total: p.bytesTotal });
           },
         });
+        // The engine (given `log`) and the repository log the story: mode and reason per disk, bytes, commit.
         s.catalog.recordJobEnd(taskId, { status: 'ok', backupId: result.id, result });
-        for (const d of result.disks) {
-          log.info('disk backed up', { disk: d.disk, mode: d.mode, reason: d.reason, bytesRead: d.bytesRead, bytesStored: d.bytesStored, durationMs: d.durationMs, consistency: d.consistency });
-        }
-        log.info('backup committed', { backupId: result.id });
         return result;
       } catch (err) {
         const cancelled = signal.aborted || JobCancelledError.is(err);
