@@ -12,3 +12,8 @@ export interface BenchResult {
   target?: string;
   pass?: boolean;
 }
+
+/** A figure with an upper target as a ratio to a baseline of the same run (`measured <= max × base`). */
+export function withMaxRatio(r: Omit<BenchResult, 'ratio' | 'target' | 'pass'>, measured: number, base: number, max: number): BenchResult {
+  return { ...r, ratio: measured / base, target: `<= ${max}`, pass: measured <= max * base };
+}
