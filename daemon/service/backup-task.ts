@@ -3,7 +3,7 @@
  * both obey the queue's one-job-per-VM and concurrency rules. The task is recorded in the catalog's
  * jobs table (start, end, result or error) and its story is logged with vmid and taskId.
  */
-import { isCbtError } from '../../shared/errors/cbt-error';
+import { errorJson } from '../../shared/errors/cbt-error';
 import { backupVm, type BackupResult } from '../backup/backup-vm';
 import type { JobHandle } from '../jobs/job-queue';
 import { replaySpool } from '../ipc/spool-replay';
@@ -49,8 +49,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
         return result;
       } catch (err) {
         const cancelled = signal.aborted || JobCancelledError.is(err);
-        const error = isCbtError(err) ? { code: err.code, message: err.message } : { code: 'CBT_INTERNAL', message: String(err) };
-        s.catalog.recordJobEnd(taskId, { status: cancelled ? 'cancelled' : 'failed', error });
+        const { code, message } = errorJson(err);
+        s.catalog.recordJobEnd(taskId, { status: cancelled ? 'cancelled' : 'failed', error: { code, message } });
         throw err; // the queue logs the failure with the task's context
       }
     },

@@ -3,7 +3,7 @@
  * backup, status and tasks requests. Payloads are validated by the IPC server against the schemas
  * here (unknown keys refused) before a handler runs.
  */
-import { isCbtError } from '../../shared/errors/cbt-error';
+import { errorJson } from '../../shared/errors/cbt-error';
 import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { IpcHandler } from '../ipc/ipc-server';
 import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
@@ -40,12 +40,9 @@ function backupHandler(s: Services): IpcHandler {
           });
           try {
             const r = await h.promise;
-            return { vmid: h.vmid, result: { id: r.id, vmid: r.vmid, disks: r.disks.map((d) => ({ ...d })) } };
+            return { vmid: h.vmid, result: { id: r.id, vmid: r.vmid, disks: r.disks } };
           } catch (err) {
-            return {
-              vmid: h.vmid,
-              error: isCbtError(err) ? { code: err.code, message: err.message, details: err.details } : { code: 'CBT_INTERNAL', message: String(err) },
-            };
+            return { vmid: h.vmid, error: errorJson(err) };
           } finally {
             stop();
           }

@@ -39,3 +39,9 @@ export function defineError<D extends ErrorDetails>(code: string, message: (deta
 export function isCbtError(err: unknown): err is CbtError {
   return err instanceof CbtError;
 }
+
+/** Any thrown value as plain JSON: a CbtError as it is, anything else as CBT_INTERNAL with its message. */
+export function errorJson(err: unknown): { code: string; message: string; details: ErrorDetails } {
+  if (isCbtError(err)) return err.toJSON();
+  return { code: 'CBT_INTERNAL', message: err instanceof Error ? err.message : String(err), details: {} };
+}
