@@ -54,9 +54,9 @@ export class ChunkStore {
       const st = await this.storage.stat(key);
       if (st && st.size >= BLOB_HEADER_SIZE && (await this.storage.touch(key))) return { existed: true, storedBytes: 0 };
     }
-    const stored = await encodeBlob(this.kind, plain, this.compression);
-    await this.storage.writeAtomic(key, stored, { batch: opts.batch });
-    return { existed: false, storedBytes: stored.length };
+    const parts = await encodeBlob(this.kind, plain, this.compression);
+    await this.storage.writeAtomic(key, parts, { batch: opts.batch });
+    return { existed: false, storedBytes: parts.reduce((n, b) => n + b.length, 0) };
   }
 
   /**

@@ -36,7 +36,8 @@ export interface RepositoryStorage {
   readonly root: string;
   /** `maxBytes`: the object cannot be larger (a chunk): read it in one call; more is returned as found, for the caller to reject. */
   read(key: string, opts?: { maxBytes?: number }): Promise<Buffer | null>;
-  writeAtomic(key: string, data: Buffer, opts?: { batch?: SyncBatch }): Promise<void>;
+  /** `data` given as parts is written as their concatenation. */
+  writeAtomic(key: string, data: Buffer | readonly Buffer[], opts?: { batch?: SyncBatch }): Promise<void>;
   createExclusive(key: string, data: Buffer): Promise<boolean>;
   syncBatch(batch: SyncBatch): Promise<void>;
   stat(key: string): Promise<StorageStat | null>;
@@ -88,7 +89,7 @@ export class LocalDirStorage implements RepositoryStorage {
     }
   }
 
-  async writeAtomic(key: string, data: Buffer, opts: { batch?: SyncBatch } = {}): Promise<void> {
+  async writeAtomic(key: string, data: Buffer | readonly Buffer[], opts: { batch?: SyncBatch } = {}): Promise<void> {
     const file = this.localPath(key);
     const dir = path.dirname(file);
     const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
@@ -99,9 +100,7 @@ export class LocalDirStorage implements RepositoryStorage {
       }
       const fh = await fsp.open(tmp, 'wx');
       try {
-        // writeFile loops over short writes: a full file system first returns a short count,
-        // and a truncated chunk renamed into place would later be taken as existing.
-        await fh.writeFile(data);
+        await writeAll(fh, Buffer.isBuffer(data) ? [data] : data);
         if (!opts.batch) await fh.sync();
       } finally {
         await fh.close();
@@ -226,6 +225,24 @@ export class LocalDirStorage implements RepositoryStorage {
       if (isCode(err, 'EEXIST')) return false;
       rethrow(err, dir);
     }
+  }
+}
+
+/**
+ * Writes all parts, looping over short writes: a full file system first returns a short count,
+ * and a truncated chunk renamed into place would later be taken as existing.
+ */
+async function writeAll(fh: fsp.FileHandle, parts: readonly Buffer[]): Promise<void> {
+  let rest = parts.filter((b) => b.length > 0);
+  while (rest.length) {
+    const { bytesWritten } = await fh.writev(rest);
+    let skip = bytesWritten;
+    while (rest.length && skip >= rest[0].length) {
+      skip -= rest[0].length;
+      rest = rest.slice(1);
+    }
+    if (rest.length && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+    if (bytesWritten === 0 && rest.length) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
   }
 }
 

@@ -1,5 +1,17 @@
 import crypto from 'node:crypto';
-import { BLOB_HEADER_SIZE, BlobFormatError, CHUNK_MAGIC_V1, PAGE_MAGIC_V1, decodeBlob, encodeBlob } from '../../../daemon/repository/file-formats';
+import {
+  BLOB_HEADER_SIZE,
+  BlobFormatError,
+  CHUNK_MAGIC_V1,
+  PAGE_MAGIC_V1,
+  decodeBlob,
+  encodeBlob as encodeParts,
+  worthCompressing,
+  type BlobKind,
+  type Compression,
+} from '../../../daemon/repository/file-formats';
+
+const encodeBlob = async (kind: BlobKind, plain: Buffer, compression: Compression): Promise<Buffer> => Buffer.concat(await encodeParts(kind, plain, compression));
 
 describe('blob file format', () => {
   it('magic numbers are the frozen SHA-256 prefixes', () => {
@@ -23,6 +35,26 @@ describe('blob file format', () => {
     const none = await encodeBlob('page', text, 'none');
     expect(none[8]).toBe(0);
     expect(await decodeBlob('page', none)).toEqual(text);
+  });
+
+  const probeCases: [string, () => Buffer, boolean][] = [
+    ['random 256 KiB', () => crypto.randomBytes(262144), false],
+    ['text 256 KiB', () => Buffer.from('pve-cbt backs up changed blocks. '.repeat(8000)).subarray(0, 262144), true],
+    ['random then zeros', () => Buffer.concat([crypto.randomBytes(131072), Buffer.alloc(131072)]), true],
+    ['zeros then random', () => Buffer.concat([Buffer.alloc(131072), crypto.randomBytes(131072)]), true],
+    ['small random blob (always tried)', () => crypto.randomBytes(16384), true],
+  ];
+
+  it.each(probeCases)('the compression probe says %s -> %s', (_name, make, expected) => {
+    expect(worthCompressing(make())).toBe(expected);
+  });
+
+  it('stores a half-random chunk compressed and restores it exactly', async () => {
+    const plain = Buffer.concat([crypto.randomBytes(131072), Buffer.alloc(131072)]);
+    const blob = await encodeBlob('chunk', plain, 'auto');
+    expect(blob[8]).toBe(1);
+    expect(blob.length).toBeLessThan(plain.length * 0.6);
+    expect(await decodeBlob('chunk', blob)).toEqual(plain);
   });
 
   const mutations: [string, (b: Buffer) => Buffer][] = [
