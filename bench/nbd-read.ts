@@ -10,8 +10,9 @@
  *   nbdcopy       `nbdcopy nbd+unix:///?socket=S null:` (its defaults: 4 connections, 64 requests each)
  *   (a) null      mapExtents(base:allocation) + readRanges of the data extents (4 connections,
  *                 4 MiB pieces, pooled buffers), data dropped
- *   (b) sha256    the same, SHA-256 of every 4 MiB piece (as the repository digests chunks) on a pool
- *                 of worker threads; pooled buffers are SharedArrayBuffers, so no copy is made
+ *   (b) sha256    the same, SHA-256 of every 4 MiB piece on the repository's HashPool (the worker
+ *                 threads the backup engine digests chunks on); pooled buffers are
+ *                 SharedArrayBuffers, so no copy is made
  *   sha256 rate   crypto.createHash('sha256') on one core here, for reading the (b) ratio
  */
 import { execFileSync, spawn } from 'node:child_process';
@@ -20,10 +21,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Worker } from 'node:worker_threads';
 import { mapExtents } from '../daemon/nbd/map-extents';
 import { NbdClient } from '../daemon/nbd/nbd-client';
 import { type OnData, readRanges } from '../daemon/nbd/nbd-reader';
+import { HashPool } from '../daemon/repository/hash-pool';
 import type { BenchResult } from './support/bench-result';
 
 const GiB = 1024 * 1024 * 1024;
@@ -87,55 +88,26 @@ async function timeOurs(socket: string, onData: OnData): Promise<number> {
   return performance.now() - t0;
 }
 
-const HASH_WORKER = `
-const { parentPort } = require('node:worker_threads');
-const crypto = require('node:crypto');
-parentPort.on('message', ({ id, sab, offset, length }) => {
-  const digest = crypto.createHash('sha256').update(new Uint8Array(sab, offset, length)).digest('hex');
-  parentPort.postMessage({ id, digest });
-});`;
-
 /**
- * SHA-256 per piece on worker threads. Pieces live in SharedArrayBuffers (readRanges' pool), so only
- * a reference crosses to the worker; the piece goes back to the pool when its digest arrives.
- * Bounded: reading waits when hashing falls behind.
+ * SHA-256 of every piece on the repository's hash pool (the engine's own), bounded: reading waits
+ * when hashing falls behind. Pieces are pooled SharedArrayBuffers, so they reach the workers
+ * without a copy and go back to the reader's pool when their digest arrives.
  */
-class HashPool {
-  private readonly workers: Worker[];
-  private readonly releases = new Map<number, () => void>();
-  private next = 0;
-  private readonly slots: Array<() => void> = [];
-  digests = 0;
-
-  constructor(size: number, private readonly maxOutstanding: number) {
-    this.workers = Array.from({ length: size }, () => {
-      const w = new Worker(HASH_WORKER, { eval: true });
-      w.on('message', ({ id }: { id: number }) => {
-        this.digests++;
-        this.releases.get(id)?.();
-        this.releases.delete(id);
-        this.slots.shift()?.();
-      });
-      return w;
+async function timeOursHashed(socket: string, pool: HashPool): Promise<{ ms: number; digests: number }> {
+  const outstanding = new Set<Promise<void>>();
+  let digests = 0;
+  const t0 = performance.now();
+  await timeOurs(socket, async (_offset, data, release) => {
+    const p: Promise<void> = pool.sha256Hex(data).then(() => {
+      digests++;
+      outstanding.delete(p);
+      release();
     });
-  }
-
-  /** Resolves when the piece is queued (not hashed): back-pressure only. */
-  async submit(data: Buffer, release: () => void): Promise<void> {
-    while (this.releases.size >= this.maxOutstanding) await new Promise<void>((r) => this.slots.push(r));
-    if (!(data.buffer instanceof SharedArrayBuffer)) throw new Error('expected a pooled (shared) buffer');
-    const id = this.next++;
-    this.releases.set(id, release);
-    (this.workers[id % this.workers.length] as Worker).postMessage({ id, sab: data.buffer, offset: data.byteOffset, length: data.length });
-  }
-
-  async drain(): Promise<void> {
-    while (this.releases.size > 0) await new Promise<void>((r) => this.slots.push(r));
-  }
-
-  async close(): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.terminate()));
-  }
+    outstanding.add(p);
+    if (outstanding.size >= CONNECTIONS * IN_FLIGHT) await Promise.race(outstanding);
+  });
+  await Promise.all(outstanding);
+  return { ms: performance.now() - t0, digests };
 }
 
 function sha256RatePerCore(): number {
@@ -162,13 +134,11 @@ export async function run(): Promise<BenchResult[]> {
     for (let round = 0; round < ROUNDS; round++) {
       best.nbdcopy = Math.min(best.nbdcopy, timeNbdcopy(socket));
       best.nul = Math.min(best.nul, await timeOurs(socket, (_offset, _data, release) => release()));
-      const pool = new HashPool(Math.max(1, os.cpus().length), CONNECTIONS * IN_FLIGHT);
+      const pool = new HashPool();
       try {
-        const t0 = performance.now();
-        await timeOurs(socket, (_offset, data, release) => pool.submit(data, release));
-        await pool.drain();
-        best.sha = Math.min(best.sha, performance.now() - t0);
-        digests = pool.digests;
+        const hashed = await timeOursHashed(socket, pool);
+        best.sha = Math.min(best.sha, hashed.ms);
+        digests = hashed.digests;
       } finally {
         await pool.close();
       }

@@ -23,6 +23,7 @@ import { mapExtents } from '../nbd/map-extents';
 import { NbdClient } from '../nbd/nbd-client';
 import { NBD_STATE_DIRTY, NBD_STATE_ZERO, QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/nbd-constants';
 import { readRanges } from '../nbd/nbd-reader';
+import { PieceLease } from './piece-lease';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks, type QemuDisk } from '../qmp/query-disks';
 import { qgaSocketPath, qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
@@ -436,7 +437,10 @@ async function backupDisk(
     if (r) await r;
   };
   // Chunk inserts (digest, compression, file writes) overlap with reading, up to PUT_WINDOW at once.
+  // Read buffers are pooled shared memory (no page faults, no GC, digests on worker threads without
+  // a copy); each goes back to the pool when its lease is dropped (piece-lease.ts).
   const pending = new Set<Promise<void>>();
+  let lease: PieceLease | undefined;
   let putError: unknown;
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
@@ -446,11 +450,16 @@ async function backupDisk(
     readBaseChunk: (i) => prefetch.get(i),
     onChunk: async (i, data) => {
       if (putError) throw putError;
+      const drop = lease?.hold();
       const p: Promise<void> = dw.putChunk(i, data).then(
-        () => void pending.delete(p),
+        () => {
+          pending.delete(p);
+          drop?.();
+        },
         (e: unknown) => {
           pending.delete(p);
           putError ??= e;
+          drop?.();
         },
       );
       pending.add(p);
@@ -464,8 +473,19 @@ async function backupDisk(
   });
   try {
     const c = opts.config;
-    await readRanges(plan.requests as ByteRange[], (off, data) => assembler.push(off, data), {
+    const onData = async (off: number, data: Buffer, release: () => void): Promise<void> => {
+      const piece = new PieceLease(release);
+      lease = piece;
+      try {
+        await assembler.push(off, data);
+      } finally {
+        lease = undefined;
+        piece.drop();
+      }
+    };
+    await readRanges(plan.requests as ByteRange[], onData, {
       connect,
+      reuseBuffers: true,
       ...(c.nbdConnections !== undefined ? { connections: c.nbdConnections } : {}),
       ...(c.nbdInFlight !== undefined ? { inFlight: c.nbdInFlight } : {}),
       ...(c.nbdRequestSize !== undefined ? { requestSize: c.nbdRequestSize } : {}),

@@ -13,6 +13,8 @@
  */
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
+import type { HashPool } from './hash-pool';
+import { inParallel } from './in-parallel';
 import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
 import {
   chunkLength,
@@ -67,6 +69,7 @@ export interface DiskWriterContext {
   backupId: string;
   chunks: ChunkStore;
   pages: ChunkStore;
+  hashes: HashPool;
   bad: { chunks: Set<string>; pages: Set<string> };
   /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
   repaired: { kind: BlobKind; digest: string }[];
@@ -75,7 +78,8 @@ export interface DiskWriterContext {
   logger?: Logger;
 }
 
-const PAGE_LOAD_CONCURRENCY = 16;
+/** Page files read (clone of a base) or written (finish) at once. */
+const PAGE_IO_CONCURRENCY = 16;
 
 export class IndexDiskWriter implements DiskWriter {
   readonly chunkSize: number;
@@ -148,27 +152,23 @@ export class IndexDiskWriter implements DiskWriter {
     if (clone) {
       basePages = diskPages(base.entry);
       const wanted = basePages.map((d, p) => ({ d, p })).filter(({ d }) => !isZeroDigest(d));
-      for (let i = 0; i < wanted.length; i += PAGE_LOAD_CONCURRENCY) {
-        await Promise.all(
-          wanted.slice(i, i + PAGE_LOAD_CONCURRENCY).map(async ({ d, p }) => {
-            try {
-              const content = await ctx.pages.read(d);
-              if (content.length !== pageLength(g, p) * DIGEST_BYTES) throw RepoPageCorruptError({ digest: d, path: '', reason: 'wrong length' });
-              if (ctx.bad.pages.has(d)) throw RepoPageCorruptError({ digest: d, path: '', reason: 'marked bad by verify' });
-              content.copy(table, p * g.pageEntries * DIGEST_BYTES);
-            } catch (err) {
-              if (!RepoPageCorruptError.is(err) && !RepoPageMissingError.is(err)) throw err;
-              ctx.logger?.warn('base index page unreadable, its chunks must be re-read', {
-                backupId: base.backupId,
-                disk: base.disk,
-                page: p,
-                error: (err as Error).message,
-              });
-              unreadable.add(p);
-            }
-          }),
-        );
-      }
+      await inParallel(wanted, PAGE_IO_CONCURRENCY, async ({ d, p }) => {
+        try {
+          const content = await ctx.pages.read(d);
+          if (content.length !== pageLength(g, p) * DIGEST_BYTES) throw RepoPageCorruptError({ digest: d, path: '', reason: 'wrong length' });
+          if (ctx.bad.pages.has(d)) throw RepoPageCorruptError({ digest: d, path: '', reason: 'marked bad by verify' });
+          content.copy(table, p * g.pageEntries * DIGEST_BYTES);
+        } catch (err) {
+          if (!RepoPageCorruptError.is(err) && !RepoPageMissingError.is(err)) throw err;
+          ctx.logger?.warn('base index page unreadable, its chunks must be re-read', {
+            backupId: base.backupId,
+            disk: base.disk,
+            page: p,
+            error: (err as Error).message,
+          });
+          unreadable.add(p);
+        }
+      });
     } else if (base) {
       ctx.logger?.info('base index not cloned: geometry differs', {
         disk: opts.name,
@@ -211,7 +211,7 @@ export class IndexDiskWriter implements DiskWriter {
       this.putZero(index);
       return { zero: true, unchanged, stored: false, digest: null };
     }
-    const digest = sha256Hex(data);
+    const digest = await this.ctx.hashes.sha256Hex(data);
     const wasBad = this.pendingBad.has(index);
     if (!wasBad && this.baseDigest(index) === digest) {
       this.setEntry(index, digest);
@@ -247,7 +247,7 @@ export class IndexDiskWriter implements DiskWriter {
     }
     this.finished = true;
     const pageDigests: string[] = [];
-    let pageBytesStored = 0;
+    const toStore = new Map<string, Buffer>();
     for (let p = 0; p < this.g.pageCount; p++) {
       if (this.basePages && !this.pageDirty[p]) {
         pageDigests.push(this.basePages[p]);
@@ -259,12 +259,17 @@ export class IndexDiskWriter implements DiskWriter {
         continue;
       }
       const digest = sha256Hex(content);
+      toStore.set(digest, content);
+      pageDigests.push(digest);
+    }
+    // A full writes hundreds of pages; one at a time they would wait for each file creation in turn.
+    let pageBytesStored = 0;
+    await inParallel([...toStore], PAGE_IO_CONCURRENCY, async ([digest, content]) => {
       const force = this.ctx.bad.pages.has(digest);
       const { storedBytes } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
       if (force) this.ctx.repaired.push({ kind: 'page', digest });
       pageBytesStored += storedBytes;
-      pageDigests.push(digest);
-    }
+    });
     this.entry = {
       name: this.name,
       format: this.format,

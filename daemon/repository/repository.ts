@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { LocalDirStorage, type RepositoryStorage } from './storage';
+import { HashPool } from './hash-pool';
 import { ChunkStore } from './chunk-store';
 import { BadBlobRegistry } from './bad-blobs';
 import { RepositoryLocks } from './repository-lock';
@@ -87,6 +88,8 @@ export class Repository {
   private readonly catalog?: CatalogSink;
   private readonly chunkSize: number;
   private readonly qemuImg: string;
+  /** Digests of chunks being backed up, off the thread that reads them. */
+  private readonly hashes = new HashPool();
 
   private constructor(
     readonly dir: string,
@@ -202,6 +205,7 @@ export class Repository {
           storage: this.storage,
           chunks: this.chunks,
           pages: this.pages,
+          hashes: this.hashes,
           badRegistry: this.badRegistry,
           locks: this.locks,
           toolVersion: toolVersion(),

@@ -19,6 +19,7 @@ import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { inParallel } from './in-parallel';
 import { RepoNoSpaceError } from './repository-errors';
 
 export interface StorageStat {
@@ -258,14 +259,6 @@ function syncFileSystem(dir: string): Promise<void> {
       else reject(Object.assign(new Error(`sync --file-system ${dir} failed: ${stderr.trim() || err.message}`), { code: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO' }));
     });
   });
-}
-
-async function inParallel<T>(items: T[], width: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++]);
-  };
-  await Promise.all(Array.from({ length: Math.min(width, items.length) }, worker));
 }
 
 async function syncFile(file: string): Promise<void> {

@@ -12,6 +12,7 @@ import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
 import type { ChunkStore, BlobState } from './chunk-store';
 import type { BadBlobRegistry } from './bad-blobs';
+import { inParallel } from './in-parallel';
 import { chunkLength, geometry, isZeroDigest } from './disk-index';
 import { DIGEST_BYTES } from './digest';
 import { diskPages, type Manifest } from './manifest';
@@ -95,24 +96,19 @@ export async function verifyBackups(deps: VerifyDeps, ids: string[], onProgress?
           if (isZeroDigest(table.toString('hex', i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES))) done += chunkLength(g, i);
           else work.push(i);
         }
-        let next = 0;
-        const worker = async (): Promise<void> => {
-          while (next < work.length) {
-            const i = work[next++];
-            const digest = table.toString('hex', i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
-            let state = chunkCache.get(digest);
-            if (!state) {
-              state = await deps.chunks.check(digest);
-              chunkCache.set(digest, state);
-              report.chunksChecked++;
-              if (state !== 'ok') await deps.badRegistry.add('chunk', digest);
-            }
-            if (state !== 'ok') problems.push({ backupId: id, disk: d.name, offset: i * g.chunkSize, kind: 'chunk', digest, problem: state });
-            done += chunkLength(g, i);
-            onProgress?.(done, total, 'chunks');
+        await inParallel(work, CHECK_WINDOW, async (i) => {
+          const digest = table.toString('hex', i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
+          let state = chunkCache.get(digest);
+          if (!state) {
+            state = await deps.chunks.check(digest);
+            chunkCache.set(digest, state);
+            report.chunksChecked++;
+            if (state !== 'ok') await deps.badRegistry.add('chunk', digest);
           }
-        };
-        await Promise.all(Array.from({ length: CHECK_WINDOW }, worker));
+          if (state !== 'ok') problems.push({ backupId: id, disk: d.name, offset: i * g.chunkSize, kind: 'chunk', digest, problem: state });
+          done += chunkLength(g, i);
+          onProgress?.(done, total, 'chunks');
+        });
       }
     }
     problems.sort((a, b) => (a.disk ?? '').localeCompare(b.disk ?? '') || (a.offset ?? 0) - (b.offset ?? 0));
