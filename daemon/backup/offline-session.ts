@@ -172,11 +172,26 @@ export async function stopLeftoverExports(workDir: string, vmid: number): Promis
     } catch {
       continue;
     }
-    for (let i = 0; i < 100 && fs.existsSync(`/proc/${pid}`) && !isZombie(pid); i++) await new Promise((r) => setTimeout(r, 50));
+    // Read-only export: when it does not go within the grace time (seen on a loaded host), SIGKILL loses nothing.
+    if (!(await vanished(pid, 5000))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
+      }
+      await vanished(pid, 5000);
+    }
     stopped.push(pid);
     fs.rmSync(argv[k + 1], { force: true });
   }
   return stopped;
+}
+
+async function vanished(pid: number, withinMs: number): Promise<boolean> {
+  for (const t0 = Date.now(); Date.now() - t0 < withinMs; await new Promise((r) => setTimeout(r, 50))) {
+    if (!fs.existsSync(`/proc/${pid}`) || isZombie(pid)) return true;
+  }
+  return false;
 }
 
 function isZombie(pid: number): boolean {
