@@ -9,6 +9,10 @@
  *   incremental   after 328 random 64 KiB blocks were rewritten through the guest device (fixed seed)
  *   full-compare  a second VM on the raw twin: full, QEMU restarted (transient bitmap gone), then the
  *                 full-compare backup that reads the whole allocated disk and stores only what differs
+ *   write floor   1 GiB written into one file on the repository's file system and fsynced: what
+ *                 storing the full's data durably costs at the least, whatever the repository format
+ * Every timed step starts after a sync(1), so write-back of the images just created (3 GiB) or of the
+ * previous step is not charged to the next one.
  * Targets (issue 5): full ≤ 1.2× nbdcopy; incremental reads ≤ 1.05× the dirty bytes and takes
  * ≤ 0.2× nbdcopy's full time; full-compare ≤ 1.3× nbdcopy's time.
  * The VMs are laid out like a PVE node (config file, run dir) in a temp dir; disks are given as
@@ -44,6 +48,29 @@ function writeAlternatingRandom(file: string): void {
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** Flushes dirty pages first, so a timed step does not pay for the write-back of earlier ones. */
+function settle(): void {
+  execFileSync('sync');
+}
+
+/** 1 GiB (the full's data) written into one file and fsynced, 1 MiB at a time. */
+function writeFloorMs(dir: string): number {
+  const file = path.join(dir, 'floor.bin');
+  const buf = crypto.randomBytes(MiB);
+  settle();
+  const ms = timeMs(() => {
+    const fd = fs.openSync(file, 'w');
+    try {
+      for (let i = 0; i < 1024; i++) fs.writeSync(fd, buf);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  });
+  fs.rmSync(file);
+  return ms;
 }
 
 function timeMs(fn: () => void): number {
@@ -122,15 +149,19 @@ export async function run(): Promise<BenchResult[]> {
     execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'qcow2', raw, qcow2]);
 
     // Baselines on the same (stopped) disk, same run.
+    settle();
     const nbdcopyMs = timeMs(() => {
       const r = spawnSync('nbdcopy', ['--', '[', 'qemu-nbd', '-r', '-f', 'qcow2', qcow2, ']', 'null:'], { stdio: 'inherit' });
       if (r.status !== 0) throw new Error(`nbdcopy failed with ${r.status}`);
     });
     const convertOut = path.join(root, 'convert.raw');
+    settle();
     const convertMs = timeMs(() => execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow2, convertOut]));
     fs.rmSync(convertOut);
     results.push({ name: 'nbdcopy full read (qcow2, 1 GiB data)', value: Math.round(nbdcopyMs), unit: 'ms' });
     results.push({ name: 'qemu-img convert full copy', value: Math.round(convertMs), unit: 'ms', baseline: 'nbdcopy', ratio: convertMs / nbdcopyMs });
+    const floorMs = writeFloorMs(root);
+    results.push({ name: 'write floor: 1 GiB into one file + fsync', value: Math.round(floorMs), unit: 'ms', baseline: 'nbdcopy', ratio: floorMs / nbdcopyMs });
 
     const repo = await Repository.open(path.join(root, 'repo'), { create: true });
     const db = openCatalog(path.join(root, 'catalog.db'));
@@ -142,6 +173,7 @@ export async function run(): Promise<BenchResult[]> {
       workDir: path.join(root, 'work'),
     };
     const backup = async (vmid: number): Promise<{ r: BackupResult; ms: number }> => {
+      settle();
       const t0 = process.hrtime.bigint();
       const r = await backupVm({ vmid, config, repo, ledger });
       return { r, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
