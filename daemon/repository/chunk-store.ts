@@ -7,7 +7,7 @@
  * repository made one per chunk; ext4's hashed directories keep lookups fast at 10^5 files each. Its bytes follow file-formats.ts: magic,
  * compression, CRC-32 of the stored bytes, so corruption is found on every read.
  *
- * Insert: if the blob exists (and is not an empty file left by a crash before the sync) its mtime is
+ * Insert: if the blob exists and decodes (not an empty or truncated file left by a crash before the sync) its mtime is
  * set to now and the insert reports `existed` (the touch is what keeps it alive through a
  * concurrent GC, see garbage-collect.ts); otherwise it is encoded and written via a temporary file
  * and rename. File and shard folder fsyncs are deferred to the manifest commit
@@ -50,10 +50,7 @@ export class ChunkStore {
 
   async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch?: SyncBatch } = {}): Promise<{ existed: boolean; storedBytes: number }> {
     const key = this.keyOf(digest);
-    if (!opts.force) {
-      const st = await this.storage.stat(key);
-      if (st && st.size >= BLOB_HEADER_SIZE && (await this.storage.touch(key))) return { existed: true, storedBytes: 0 };
-    }
+    if (!opts.force && (await this.intact(key)) && (await this.storage.touch(key))) return { existed: true, storedBytes: 0 };
     const parts = await encodeBlob(this.kind, plain, this.compression);
     await this.storage.writeAtomic(key, parts, { batch: opts.batch });
     return { existed: false, storedBytes: parts.reduce((n, b) => n + b.length, 0) };
@@ -90,6 +87,24 @@ export class ChunkStore {
     } catch (err) {
       if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
       if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
+      throw err;
+    }
+  }
+
+  /**
+   * A blob file counts as present only if it decodes (magic, CRC, length): a crash before the sync
+   * at commit can leave an empty or truncated file under its final name (delayed allocation), and a
+   * backup that reused it would reference data it cannot restore. Reading it back costs less than
+   * the write it saves.
+   */
+  private async intact(key: string): Promise<boolean> {
+    const stored = await this.storage.read(key);
+    if (!stored) return false;
+    try {
+      await decodeBlob(this.kind, stored);
+      return true;
+    } catch (err) {
+      if (err instanceof BlobFormatError) return false;
       throw err;
     }
   }

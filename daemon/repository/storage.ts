@@ -8,7 +8,7 @@
  *   a `SyncBatch` is passed: then `syncBatch` must be called before anything durable depends on it.
  *   Chunks are written deferred and synced together before the manifest commit: a syncfs of the
  *   file system for large batches (PBS's default "filesystem" sync level), else an fsync each.
- *   A crash before that sync can leave an empty blob file under its final name on ext4/xfs
+ *   A crash before that sync can leave an empty or truncated blob file under its final name on ext4/xfs
  *   (ordered mode never exposes stale data); the chunk store treats such files as absent.
  * - `createExclusive` fails (returns false) if the key exists: used for lock files.
  * - `touch` sets the modification time to now; GC trusts mtime, not atime (see garbage-collect.ts).

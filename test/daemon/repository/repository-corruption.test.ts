@@ -126,6 +126,20 @@ describe('corruption is detected by verify and restore, never restored silently'
     }
   });
 
+  it('a chunk file truncated by a crash before the commit sync is rewritten, not reused, by the next backup', async () => {
+    const m1 = await backupImage(repo, img, { vmid: 100 });
+    const digest = chunkDigest(data, 5);
+    const file = chunkFile(digest);
+    fs.truncateSync(file, Math.floor(fs.statSync(file).size / 2));
+    const m2 = await backupImage(repo, img, { vmid: 101 });
+    expect(m2.disks[0].chunksStored).toBe(1);
+    for (const m of [m1, m2]) {
+      const out = path.join(dir, `${m.id.replace(/\//g, '_')}.raw`);
+      await repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha256File(img));
+    }
+  });
+
   it('a base page that cannot be read forces its chunks to be re-sent', async () => {
     const m1 = await backupImage(repo, img, { vmid: 100 });
     const firstPage = m1.disks[0].pages[0].split('*')[0];
