@@ -96,6 +96,20 @@ function usageError(err: CommanderError, argv: readonly string[], commands: read
   return CliUsageError({ command: name ?? '', problem, hint: `see 'pve-cbt ${name ? `${name} ` : ''}--help'` });
 }
 
+/**
+ * commander answers `pve-cbt nope --help` with the general help and exit 0, as if all was well;
+ * without the help flag it reports the unknown command (with a suggestion) as a usage error.
+ */
+function withoutHelpForUnknown(argv: readonly string[], commands: readonly CommandDefinition[]): string[] {
+  let operand: string | undefined;
+  for (let i = 0; i < argv.length && operand === undefined; i++) {
+    if (argv[i] === '--config') i++;
+    else if (!argv[i].startsWith('-')) operand = argv[i];
+  }
+  const unknown = operand !== undefined && operand !== 'help' && !commands.some((c) => c.name === operand);
+  return unknown ? argv.filter((a) => a !== '--help' && a !== '-h') : [...argv];
+}
+
 function write(rendered: Rendered, stdout: Stream, stderr: Stream): ExitCode {
   if (rendered.stdout) stdout.write(rendered.stdout);
   if (rendered.stderr) stderr.write(rendered.stderr);
@@ -113,7 +127,7 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
     const program = buildProgram(opts.commands, { stdout: opts.stdout, stderr: opts.stderr, version: opts.version }, (inv) => {
       invocation = inv;
     });
-    await program.parseAsync([...opts.argv], { from: 'user' });
+    await program.parseAsync(withoutHelpForUnknown(opts.argv, opts.commands), { from: 'user' });
   } catch (err) {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return ExitCode.Ok; // --help, --version

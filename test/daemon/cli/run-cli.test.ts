@@ -106,6 +106,8 @@ describe('framework', () => {
 
   test.each<[string, string[], RegExp]>([
     ['unknown command', ['nope'], /unknown command 'nope'/],
+    ['unknown command with --help', ['nope', '--help'], /unknown command 'nope'/],
+    ['unknown command after --config', ['--config', '/x.json', 'nope', '-h'], /unknown command 'nope'/],
     ['unknown option', ['backup', '101', '--nope'], /unknown option '--nope'/],
     ['missing argument', ['backup'], /missing required argument 'vmids'/],
     ['bad parameter value', ['backup', '12'], /'12' is not a VM id/],
