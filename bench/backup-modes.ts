@@ -30,6 +30,7 @@ import { withQmp } from '../daemon/qmp/qmp-session';
 import { Repository } from '../daemon/repository/repository';
 import { withMaxRatio, type BenchResult } from './support/bench-result';
 import { mulberry32 } from './support/prng';
+import { settle } from './support/settle';
 
 const MiB = 1024 * 1024;
 const SIZE = 2048 * MiB;
@@ -48,11 +49,6 @@ function writeAlternatingRandom(file: string): void {
   } finally {
     fs.closeSync(fd);
   }
-}
-
-/** Flushes dirty pages first, so a timed step does not pay for the write-back of earlier ones. */
-function settle(): void {
-  execFileSync('sync');
 }
 
 /** 1 GiB (the full's data) written into one file and fsynced, 1 MiB at a time. */

@@ -21,6 +21,7 @@ import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
 import { DEFAULT_CHUNK_SIZE } from '../shared/config/defaults';
 import type { BenchResult } from './support/bench-result';
+import { settle } from './support/settle';
 import { mulberry32 } from './support/prng';
 
 const KiB = 1024;
@@ -162,7 +163,11 @@ export async function run(): Promise<BenchResult[]> {
     const { repo, id } = restoreFrom;
     const outRestore = path.join(dir, 'restored.raw');
     const outQemu = path.join(dir, 'qemu.raw');
+    // Each starts with a clean page cache; otherwise the restore's final fsync would also wait for
+    // the write-back of qemu-img's output, which qemu-img itself never flushes.
+    settle();
     const qemuMs = await timed(async () => execFileSync('qemu-img', ['convert', '-f', 'raw', '-O', 'raw', img, outQemu]));
+    settle();
     const restoreMs = await timed(() => repo.restoreDisk(id, 'scsi0', { path: outRestore, format: 'raw' }));
     const same = execFileSync('sha256sum', [outRestore, img]).toString().split('\n').map((l) => l.split(' ')[0]);
     if (same[0] !== same[1]) throw new Error('restored image differs from the source image');
