@@ -10,6 +10,7 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { SHARD_HEX_DIGITS } from './chunk-store';
 import { CHUNK_MAGIC_V1, decodeBlobSync } from './file-formats';
+import { BackgroundFlush } from './background-flush';
 import { RepoNoSpaceError } from './repository-errors';
 
 export interface ChunkJob {
@@ -31,13 +32,12 @@ function workerMain(decode: typeof decodeBlobSync): void {
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
   /* eslint-enable @typescript-eslint/no-require-imports */
-  const { fd, chunkDir, shardDigits, syncEvery, magic, lz4Path } = workerData as { fd: number; chunkDir: string; shardDigits: number; syncEvery: number; magic: Uint8Array; lz4Path: string };
+  const { fd, chunkDir, shardDigits, magic, lz4Path } = workerData as { fd: number; chunkDir: string; shardDigits: number; magic: Uint8Array; lz4Path: string };
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const lz4 = require(lz4Path) as { uncompressSync(data: Buffer): Buffer };
   const magicBuf = Buffer.from(magic);
   // One read buffer reused for every chunk: fresh 128 KiB buffers cost page faults and GC.
   let readBuf = Buffer.allocUnsafe(0);
-  let unsynced = 0;
   parentPort?.on('message', (jobs: { digest: string; offset: number; length: number }[]) => {
     const bad: number[] = [];
     let bytes = 0;
@@ -67,13 +67,6 @@ function workerMain(decode: typeof decodeBlobSync): void {
         }
         for (let o = 0; o < plain.length; ) o += fs.writeSync(fd, plain, o, plain.length - o, job.offset + o);
         bytes += plain.length;
-        unsynced += plain.length;
-      }
-      // Flush as we go, so the final fsync before the rename finds little left and the disk
-      // writes overlap the hashing and decompression instead of following them.
-      if (unsynced >= syncEvery) {
-        fs.fdatasyncSync(fd);
-        unsynced = 0;
       }
       parentPort?.postMessage({ bad, bytes });
     } catch (err) {
@@ -87,8 +80,8 @@ const WORKER_SOURCE = `(${workerMain.toString()})(${decodeBlobSync.toString()});
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 const BATCH = 16;
-/** Each worker flushes the file after writing this much (see workerMain). */
-const SYNC_EVERY_BYTES = 64 * 1024 * 1024;
+/** The file is flushed in the background after each this much written (background-flush.ts). */
+const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** One per core (up to 4): the work is hashing and copying, so more threads only contend. */
 const WORKERS = Math.max(1, Math.min(4, os.availableParallelism()));
 
@@ -107,9 +100,10 @@ export async function restoreChunksWithWorkers(
   const count = Math.max(1, Math.min(WORKERS, Math.ceil(jobs.length / BATCH)));
   const workers = Array.from(
     { length: count },
-    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, shardDigits: SHARD_HEX_DIGITS, syncEvery: SYNC_EVERY_BYTES, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
+    () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, shardDigits: SHARD_HEX_DIGITS, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
   );
   const bad: number[] = [];
+  const flush = new BackgroundFlush(fd, FLUSH_EVERY_BYTES);
   let next = 0;
   try {
     await Promise.all(
@@ -126,6 +120,7 @@ export async function restoreChunksWithWorkers(
             };
             w.on('message', (reply: WorkerReply) => {
               bad.push(...reply.bad);
+              flush.wrote(reply.bytes);
               onBytes(inFlight);
               if (reply.error) {
                 const err = Object.assign(new Error(reply.error.message), { code: reply.error.code });
@@ -141,6 +136,9 @@ export async function restoreChunksWithWorkers(
     );
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
+    await flush.settle();
   }
+  const flushError = await flush.settle();
+  if (flushError) throw flushError.code === 'ENOSPC' || flushError.code === 'EDQUOT' ? RepoNoSpaceError({ path: file }, flushError) : flushError;
   return bad.sort((a, b) => a - b);
 }
