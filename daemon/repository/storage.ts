@@ -31,6 +31,11 @@ export interface StorageStat {
 /** Keys written without fsync, to be made durable together (one batch per backup writer). */
 export class SyncBatch {
   readonly keys: string[] = [];
+  /** Bytes written since the last background flush started (LocalDirStorage). */
+  unflushed = 0;
+  flushing: Promise<void> | null = null;
+  /** First error of a background flush, thrown by syncBatch: the kernel reports a write-back error once. */
+  flushError: unknown;
 }
 
 export interface RepositoryStorage {
@@ -111,7 +116,7 @@ export class LocalDirStorage implements RepositoryStorage {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       rethrow(err, file);
     }
-    if (opts.batch) opts.batch.keys.push(key);
+    if (opts.batch) this.addToBatch(opts.batch, key, Buffer.isBuffer(data) ? data.length : data.reduce((n, b) => n + b.length, 0));
     else await syncDir(dir);
   }
 
@@ -145,6 +150,8 @@ export class LocalDirStorage implements RepositoryStorage {
    * A small batch (an incremental) fsyncs its files, then their folders.
    */
   async syncBatch(batch: SyncBatch): Promise<void> {
+    while (batch.flushing) await batch.flushing;
+    if (batch.flushError) rethrow(batch.flushError, this.root);
     const files = batch.keys.map((k) => this.localPath(k));
     const dirs = [...new Set(files.map((f) => path.dirname(f)))];
     try {
@@ -158,6 +165,28 @@ export class LocalDirStorage implements RepositoryStorage {
       rethrow(err, files[0] ?? this.root);
     }
     batch.keys.length = 0;
+  }
+
+  /**
+   * The kernel starts writing back only when dirty pages reach 10 % of RAM or 30 s of age, so
+   * without help a full's gigabytes would sit in memory until the commit and be flushed then, with
+   * the disk idle meanwhile. Every BACKGROUND_SYNC_BYTES of a batch a syncfs is started without
+   * waiting: the disk writes overlap the reading, and the commit's sync finds little left.
+   */
+  private addToBatch(batch: SyncBatch, key: string, bytes: number): void {
+    batch.keys.push(key);
+    batch.unflushed += bytes;
+    if (batch.unflushed < BACKGROUND_SYNC_BYTES || batch.flushing) return;
+    batch.unflushed = 0;
+    batch.flushing = syncFileSystem(this.root).then(
+      () => {
+        batch.flushing = null;
+      },
+      (err: unknown) => {
+        batch.flushError ??= err;
+        batch.flushing = null;
+      },
+    );
   }
 
   async stat(key: string): Promise<StorageStat | null> {
@@ -250,6 +279,8 @@ async function writeAll(fh: fsp.FileHandle, parts: readonly Buffer[]): Promise<v
 const SYNC_CONCURRENCY = 16;
 /** From this many files on, one syncfs(2) is cheaper than an fsync per file. */
 const SYNCFS_MIN_FILES = 256;
+/** A batch starts a background syncfs after each this much written (see addToBatch). */
+const BACKGROUND_SYNC_BYTES = 128 * 1024 * 1024;
 
 /** syncfs(2) of the file system holding `dir`, via coreutils `sync -f` (Node has no binding). */
 function syncFileSystem(dir: string): Promise<void> {
