@@ -11,6 +11,8 @@
  *                 full-compare backup that reads the whole allocated disk and stores only what differs
  *   write floor   1 GiB written into one file on the repository's file system and fsynced: what
  *                 storing the full's data durably costs at the least, whatever the repository format
+ *   file floor    the same 1 GiB as one file per chunk (the chunk store's layout) + syncfs, after
+ *                 the backups: what the file system alone charges for the full's files
  * Every timed step starts after a sync(1), so write-back of the images just created (3 GiB) or of the
  * previous step is not charged to the next one.
  * Targets (issue 5): full ≤ 1.2× nbdcopy; incremental reads ≤ 1.05× the dirty bytes and takes
@@ -28,6 +30,7 @@ import { openCatalog } from '../daemon/catalog/open-catalog';
 import { Ledger } from '../daemon/ledger/ledger';
 import { withQmp } from '../daemon/qmp/qmp-session';
 import { Repository } from '../daemon/repository/repository';
+import { DEFAULT_CHUNK_SIZE } from '../shared/config/defaults';
 import { withMaxRatio, type BenchResult } from './support/bench-result';
 import { mulberry32 } from './support/prng';
 import { settle } from './support/settle';
@@ -67,6 +70,29 @@ function writeFloorMs(dir: string): number {
   });
   fs.rmSync(file);
   return ms;
+}
+
+/**
+ * The same gigabyte as the full writes it: one file per 256 KiB chunk in 256 folders, then one
+ * syncfs. Beside the write floor it shows what the file system charges per file. Run after the
+ * backups and not deleted before the end: deleting thousands of files makes the next creations
+ * slower on this VM's ext4 (no journal: the inode allocator skips recently deleted inodes one by one).
+ */
+function fileFloorMs(dir: string): number {
+  const buf = crypto.randomBytes(DEFAULT_CHUNK_SIZE);
+  for (let i = 0; i < 256; i++) fs.mkdirSync(path.join(dir, i.toString(16).padStart(2, '0')), { recursive: true });
+  settle();
+  return timeMs(() => {
+    for (let i = 0; i < (1024 * MiB) / DEFAULT_CHUNK_SIZE; i++) {
+      const fd = fs.openSync(path.join(dir, (i % 256).toString(16).padStart(2, '0'), String(i)), 'wx');
+      try {
+        fs.writeSync(fd, buf);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    execFileSync('sync', ['--file-system', dir]);
+  });
 }
 
 function timeMs(fn: () => void): number {
@@ -226,6 +252,8 @@ export async function run(): Promise<BenchResult[]> {
         1.3,
       ),
     );
+    const filesMs = fileFloorMs(path.join(root, 'file-floor'));
+    results.push({ name: `file floor: 1 GiB as ${(1024 * MiB) / DEFAULT_CHUNK_SIZE} files + syncfs`, value: Math.round(filesMs), unit: 'ms', baseline: 'nbdcopy', ratio: filesMs / nbdcopyMs });
     db.close();
     return results;
   } finally {
