@@ -7,7 +7,7 @@
  * repository made one per chunk; ext4's hashed directories keep lookups fast at 10^5 files each. Its bytes follow file-formats.ts: magic,
  * compression, CRC-32 of the stored bytes, so corruption is found on every read.
  *
- * Insert: if the blob exists and decodes (not an empty or truncated file left by a crash before the sync) its mtime is
+ * Insert: if the blob exists and is complete (not an empty or truncated file left by a crash before the sync) its mtime is
  * set to now and the insert reports `existed` (the touch is what keeps it alive through a
  * concurrent GC, see garbage-collect.ts); otherwise it is encoded and written via a temporary file
  * and rename. File and shard folder fsyncs are deferred to the manifest commit
@@ -22,7 +22,7 @@ export const SHARD_HEX_DIGITS = 2;
 export function shardOf(digest: string): string {
   return digest.slice(0, SHARD_HEX_DIGITS);
 }
-import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, encodeBlob, type BlobKind, type Compression } from './file-formats';
+import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, encodeBlob, storedSizeOf, type BlobKind, type Compression } from './file-formats';
 import { sha256Hex } from './digest';
 import {
   RepoChunkCorruptError,
@@ -92,12 +92,19 @@ export class ChunkStore {
   }
 
   /**
-   * A blob file counts as present only if it decodes (magic, CRC, length): a crash before the sync
-   * at commit can leave an empty or truncated file under its final name (delayed allocation), and a
-   * backup that reused it would reference data it cannot restore. Reading it back costs less than
-   * the write it saves.
+   * A blob file counts as present only if it is complete: a crash before the sync at commit can
+   * leave an empty or truncated file under its final name (delayed allocation), and a backup that
+   * reused it would reference data it cannot restore. Its header says how long it must be, so a
+   * stat and a 20-byte read decide; only lz4 blobs from before the length was recorded are read
+   * back and decoded whole. Damage inside a complete-sized file is verify's to find.
    */
   private async intact(key: string): Promise<boolean> {
+    const st = await this.storage.stat(key);
+    if (!st || st.size < BLOB_HEADER_SIZE) return false;
+    const head = await this.storage.read(key, { maxBytes: BLOB_HEADER_SIZE });
+    if (!head) return false;
+    const expected = storedSizeOf(this.kind, head);
+    if (expected !== 'unknown') return expected === st.size;
     const stored = await this.storage.read(key);
     if (!stored) return false;
     try {

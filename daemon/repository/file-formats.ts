@@ -4,7 +4,8 @@
  *   offset  size  field
  *   0       8     magic: which kind of blob (chunk or page), format version 1
  *   8       1     compression of the payload: 0 = none, 1 = lz4 block (lz4-napi, size-prefixed)
- *   9       3     reserved, zero
+ *   9       3     lz4: length of the payload (little endian; 0 in blobs written before it was
+ *                 recorded); none: 0 (the payload length is the plain length)
  *   12      4     CRC-32 of the payload as stored (little endian)
  *   16      4     length of the plain (uncompressed) content (little endian)
  *   20      ...   payload
@@ -12,7 +13,8 @@
  * The CRC covers the stored bytes so that a flipped bit is found before decompressing; the name of
  * the file is the SHA-256 of the plain content, which readers check as well. The magic numbers are
  * the first 8 bytes of SHA-256("pve-cbt chunk v1") and SHA-256("pve-cbt page v1"), written out
- * here as literals: do not modify, files on disk depend on them.
+ * here as literals: do not modify, files on disk depend on them. With the payload length known
+ * from the header, a truncated blob is recognised from its size alone (`storedSizeOf`).
  */
 import zlib from 'node:zlib';
 import lz4 from 'lz4-napi';
@@ -42,6 +44,8 @@ function header(kind: BlobKind, compression: number, payload: Buffer, plainLengt
   const h = Buffer.alloc(BLOB_HEADER_SIZE);
   magicOf(kind).copy(h, 0);
   h.writeUInt8(compression, 8);
+  // A compressed payload is kept only when smaller than the plain content (at most 16 MiB), so it fits.
+  if (compression === COMPRESSION_LZ4) h.writeUIntLE(payload.length, 9, 3);
   h.writeUInt32LE(zlib.crc32(payload), 12);
   h.writeUInt32LE(plainLength, 16);
   return h;
@@ -78,6 +82,19 @@ export async function encodeBlob(kind: BlobKind, plain: Buffer, compression: Com
     }
   }
   return [header(kind, COMPRESSION_NONE, plain, plain.length), plain];
+}
+
+/**
+ * The size a complete blob with this header has, from the header alone: 'bad' when it is not a
+ * header of this kind, 'unknown' for an lz4 blob written before the payload length was recorded.
+ */
+export function storedSizeOf(kind: BlobKind, head: Buffer): number | 'bad' | 'unknown' {
+  if (head.length < BLOB_HEADER_SIZE || !head.subarray(0, 8).equals(magicOf(kind))) return 'bad';
+  const compression = head.readUInt8(8);
+  if (compression === COMPRESSION_NONE) return BLOB_HEADER_SIZE + head.readUInt32LE(16);
+  if (compression !== COMPRESSION_LZ4) return 'bad';
+  const payload = head.readUIntLE(9, 3);
+  return payload === 0 ? 'unknown' : BLOB_HEADER_SIZE + payload;
 }
 
 /**

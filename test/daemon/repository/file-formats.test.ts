@@ -6,6 +6,7 @@ import {
   PAGE_MAGIC_V1,
   decodeBlob,
   encodeBlob as encodeParts,
+  storedSizeOf,
   worthCompressing,
   type BlobKind,
   type Compression,
@@ -55,6 +56,22 @@ describe('blob file format', () => {
     expect(blob[8]).toBe(1);
     expect(blob.length).toBeLessThan(plain.length * 0.6);
     expect(await decodeBlob('chunk', blob)).toEqual(plain);
+  });
+
+  it('the header tells the size of the complete blob', async () => {
+    const raw = await encodeBlob('chunk', crypto.randomBytes(70000), 'auto');
+    const packed = await encodeBlob('chunk', Buffer.alloc(70000, 7), 'auto');
+    const older = Buffer.from(packed);
+    older.fill(0, 9, 12);
+    const cases: [string, Buffer, ReturnType<typeof storedSizeOf>][] = [
+      ['raw', raw, raw.length],
+      ['lz4', packed, packed.length],
+      ['lz4 written before the length was recorded', older, 'unknown'],
+      ['a page header read as a chunk', await encodeBlob('page', Buffer.alloc(64, 1), 'none'), 'bad'],
+      ['short', raw.subarray(0, 10), 'bad'],
+    ];
+    for (const [, blob, expected] of cases) expect(storedSizeOf('chunk', blob.subarray(0, BLOB_HEADER_SIZE))).toBe(expected);
+    expect(await decodeBlob('chunk', older)).toEqual(Buffer.alloc(70000, 7));
   });
 
   const mutations: [string, (b: Buffer) => Buffer][] = [
