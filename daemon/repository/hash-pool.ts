@@ -46,10 +46,11 @@ export class HashPool {
     const slot = this.leastBusy();
     const id = this.nextId++;
     return new Promise<string>((resolve, reject) => {
+      const shared = data.buffer instanceof SharedArrayBuffer;
+      // Recorded only once sent: if postMessage throws, no ref'd worker is left waiting for it.
+      slot.worker.postMessage({ id, data: shared ? data.buffer : data, offset: data.byteOffset, length: data.length });
       slot.jobs.set(id, { resolve, reject });
       if (slot.jobs.size === 1) slot.worker.ref();
-      const shared = data.buffer instanceof SharedArrayBuffer;
-      slot.worker.postMessage({ id, data: shared ? data.buffer : data, offset: data.byteOffset, length: data.length });
     });
   }
 
