@@ -1,0 +1,31 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { LocalDirStorage, SyncBatch } from '../../../daemon/repository/storage';
+import { tempDir } from './repo-test-helpers';
+
+/** A large batch starts syncfs in the background (real file system); the commit's sync waits for it. */
+describe('background flushing of a large batch', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir();
+  });
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  it('starts a flush once 128 MiB are written, and syncBatch completes the batch after it', async () => {
+    const storage = new LocalDirStorage(dir);
+    const batch = new SyncBatch();
+    const blob = crypto.randomBytes(4 * 1024 * 1024);
+    let flushSeen = false;
+    for (let i = 0; i < 33; i++) {
+      await storage.writeAtomic(`.chunks/${String(i % 4).padStart(2, '0')}/blob-${i}`, blob, { batch });
+      flushSeen ||= batch.flushing !== null;
+    }
+    expect(flushSeen).toBe(true);
+    await storage.syncBatch(batch);
+    expect(batch.flushing).toBeNull();
+    expect(batch.flushError).toBeUndefined();
+    expect(batch.keys).toEqual([]);
+    expect(fs.statSync(path.join(dir, '.chunks', '00', 'blob-0')).size).toBe(blob.length);
+  });
+});
