@@ -18,10 +18,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { mapExtents } from '../daemon/nbd/map-extents';
+import { isListening } from '../daemon/nbd/is-listening';
 import { NbdClient } from '../daemon/nbd/nbd-client';
 import { type OnData, readRanges } from '../daemon/nbd/nbd-reader';
 import { HashPool } from '../daemon/repository/hash-pool';
@@ -64,12 +64,7 @@ async function startQemuNbd(image: string, socket: string): Promise<QemuNbd> {
     await exited;
   };
   for (let i = 0; i < 500; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect({ path: socket });
-      s.once('connect', () => (s.destroy(), resolve(true)));
-      s.once('error', () => resolve(false));
-    });
-    if (up) return { pid: child.pid as number, stop };
+    if (await isListening({ path: socket })) return { pid: child.pid as number, stop };
     await new Promise((r) => setTimeout(r, 20));
   }
   await stop();

@@ -11,9 +11,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import type { Logger } from 'winston';
+import { isListening } from '../nbd/is-listening';
 import { readQemuProcess } from '../pve/qemu-process';
 import type { DiskFormat } from '../pve/vm-config';
 import { BackupImageInUseError, BackupToolError } from './backup-errors';
@@ -119,7 +119,7 @@ export class OfflineExport {
       if (this.child.exitCode !== null || this.child.signalCode !== null) {
         throw BackupToolError({ command: 'qemu-nbd', reason: this.stderr().trim() || `exited with ${this.child.exitCode}` });
       }
-      if (fs.existsSync(this.socketPath) && (await canConnect(this.socketPath))) return;
+      if (fs.existsSync(this.socketPath) && (await isListening({ path: this.socketPath }))) return;
       if (Date.now() - t0 > timeoutMs) throw BackupToolError({ command: 'qemu-nbd', reason: `socket not ready after ${timeoutMs} ms` });
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -134,17 +134,6 @@ export class OfflineExport {
     }
     fs.rmSync(this.socketPath, { force: true });
   }
-}
-
-function canConnect(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.createConnection(socketPath);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
 }
 
 /**

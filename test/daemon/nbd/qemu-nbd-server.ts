@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { type Extent, mergeExtents } from '../../../daemon/nbd/extent';
+import { isListening } from '../../../daemon/nbd/is-listening';
 
 export interface QemuNbd {
   /** Unix socket path, or '' when serving TCP. */
@@ -43,17 +44,6 @@ async function freePort(): Promise<number> {
   });
 }
 
-async function canConnect(target: { path: string } | { host: string; port: number }): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = net.connect(target);
-    s.once('connect', () => {
-      s.destroy();
-      resolve(true);
-    });
-    s.once('error', () => resolve(false));
-  });
-}
-
 /** Starts qemu-nbd read-only on a fresh socket in `dir`; rejects if it exits or does not listen within 10 s. */
 export async function startQemuNbd(dir: string, image: string, opts: QemuNbdOptions): Promise<QemuNbd> {
   const socket = opts.tcp ? '' : path.join(dir, `nbd-${running.size}-${Date.now()}.sock`);
@@ -77,10 +67,10 @@ export async function startQemuNbd(dir: string, image: string, opts: QemuNbdOpti
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) break;
-    if (port !== undefined && (await canConnect({ host: '127.0.0.1', port }))) {
+    if (port !== undefined && (await isListening({ host: '127.0.0.1', port }))) {
       return { socket, port, uri: `nbd://127.0.0.1:${port}/${opts.exportName ?? ''}`, stop };
     }
-    if (port === undefined && fs.existsSync(socket) && (await canConnect({ path: socket }))) {
+    if (port === undefined && fs.existsSync(socket) && (await isListening({ path: socket }))) {
       return { socket, uri: `nbd+unix:///${opts.exportName ?? ''}?socket=${socket}`, stop };
     }
     await new Promise((r) => setTimeout(r, 20));
