@@ -6,7 +6,9 @@
  * with `qemu-img convert`. Workers run the source text of `workerMain` and `decodeBlobSync`
  * (file-formats.ts) with `eval: true`, so this works from compiled JS and under ts-jest alike.
  */
+import fs from 'node:fs';
 import os from 'node:os';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { SHARD_HEX_DIGITS } from './chunk-store';
 import { CHUNK_MAGIC_V1, decodeBlobSync } from './file-formats';
@@ -76,6 +78,8 @@ function workerMain(decode: typeof decodeBlobSync): void {
   });
 }
 
+const fdatasync = promisify(fs.fdatasync);
+
 const WORKER_SOURCE = `(${workerMain.toString()})(${decodeBlobSync.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
@@ -103,7 +107,8 @@ export async function restoreChunksWithWorkers(
     () => new Worker(WORKER_SOURCE, { eval: true, workerData: { fd, chunkDir, shardDigits: SHARD_HEX_DIGITS, magic: new Uint8Array(CHUNK_MAGIC_V1), lz4Path: LZ4_PATH } }),
   );
   const bad: number[] = [];
-  const flush = new BackgroundFlush(fd, FLUSH_EVERY_BYTES);
+  const flush = new BackgroundFlush(() => fdatasync(fd), FLUSH_EVERY_BYTES);
+  let flushError: NodeJS.ErrnoException | undefined;
   let next = 0;
   try {
     await Promise.all(
@@ -136,9 +141,8 @@ export async function restoreChunksWithWorkers(
     );
   } finally {
     await Promise.all(workers.map((w) => w.terminate()));
-    await flush.settle();
+    flushError = await flush.settle();
   }
-  const flushError = await flush.settle();
   if (flushError) throw flushError.code === 'ENOSPC' || flushError.code === 'EDQUOT' ? RepoNoSpaceError({ path: file }, flushError) : flushError;
   return bad.sort((a, b) => a - b);
 }

@@ -19,6 +19,7 @@ import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import crypto from 'node:crypto';
+import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
 import { RepoNoSpaceError } from './repository-errors';
 
@@ -31,11 +32,8 @@ export interface StorageStat {
 /** Keys written without fsync, to be made durable together (one batch per backup writer). */
 export class SyncBatch {
   readonly keys: string[] = [];
-  /** Bytes written since the last background flush started (LocalDirStorage). */
-  unflushed = 0;
-  flushing: Promise<void> | null = null;
-  /** First error of a background flush, thrown by syncBatch: the kernel reports a write-back error once. */
-  flushError: unknown;
+  /** Flushes started while the batch is written (LocalDirStorage: syncfs, see addToBatch). */
+  background: BackgroundFlush | undefined;
 }
 
 export interface RepositoryStorage {
@@ -150,8 +148,8 @@ export class LocalDirStorage implements RepositoryStorage {
    * A small batch (an incremental) fsyncs its files, then their folders.
    */
   async syncBatch(batch: SyncBatch): Promise<void> {
-    while (batch.flushing) await batch.flushing;
-    if (batch.flushError) rethrow(batch.flushError, this.root);
+    const flushError = await batch.background?.settle();
+    if (flushError) rethrow(flushError, this.root);
     const files = batch.keys.map((k) => this.localPath(k));
     const dirs = [...new Set(files.map((f) => path.dirname(f)))];
     try {
@@ -171,22 +169,13 @@ export class LocalDirStorage implements RepositoryStorage {
    * The kernel starts writing back only when dirty pages reach 10 % of RAM or 30 s of age, so
    * without help a full's gigabytes would sit in memory until the commit and be flushed then, with
    * the disk idle meanwhile. Every BACKGROUND_SYNC_BYTES of a batch a syncfs is started without
-   * waiting: the disk writes overlap the reading, and the commit's sync finds little left.
+   * waiting (background-flush.ts): the disk writes overlap the reading, and the commit's sync finds
+   * little left.
    */
   private addToBatch(batch: SyncBatch, key: string, bytes: number): void {
     batch.keys.push(key);
-    batch.unflushed += bytes;
-    if (batch.unflushed < BACKGROUND_SYNC_BYTES || batch.flushing) return;
-    batch.unflushed = 0;
-    batch.flushing = syncFileSystem(this.root).then(
-      () => {
-        batch.flushing = null;
-      },
-      (err: unknown) => {
-        batch.flushError ??= err;
-        batch.flushing = null;
-      },
-    );
+    batch.background ??= new BackgroundFlush(() => syncFileSystem(this.root), BACKGROUND_SYNC_BYTES);
+    batch.background.wrote(bytes);
   }
 
   async stat(key: string): Promise<StorageStat | null> {

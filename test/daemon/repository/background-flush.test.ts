@@ -1,7 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { BackgroundFlush } from '../../../daemon/repository/background-flush';
 import { tempDir } from './repo-test-helpers';
+
+const fdatasync = promisify(fs.fdatasync);
 
 describe('background flush of a file being written', () => {
   let dir: string;
@@ -13,7 +16,7 @@ describe('background flush of a file being written', () => {
   it('flushes once enough was written, and settle reports no error', async () => {
     const fd = fs.openSync(path.join(dir, 'a.raw'), 'w');
     try {
-      const flush = new BackgroundFlush(fd, 1024);
+      const flush = new BackgroundFlush(() => fdatasync(fd), 1024);
       fs.writeSync(fd, Buffer.alloc(512, 1));
       flush.wrote(512);
       fs.writeSync(fd, Buffer.alloc(1024, 2));
@@ -26,7 +29,7 @@ describe('background flush of a file being written', () => {
 
   it('keeps the error of a failed flush for settle (the kernel reports it once)', async () => {
     // A descriptor number far beyond any open file: fdatasync fails with EBADF.
-    const flush = new BackgroundFlush(1 << 20, 1);
+    const flush = new BackgroundFlush(() => fdatasync(1 << 20), 1);
     flush.wrote(10);
     flush.wrote(10);
     expect(await flush.settle()).toMatchObject({ code: 'EBADF' });

@@ -19,12 +19,12 @@ describe('background flushing of a large batch', () => {
     let flushSeen = false;
     for (let i = 0; i < 33; i++) {
       await storage.writeAtomic(`.chunks/${String(i % 4).padStart(2, '0')}/blob-${i}`, blob, { batch });
-      flushSeen ||= batch.flushing !== null;
+      flushSeen ||= batch.background?.flushing === true;
     }
     expect(flushSeen).toBe(true);
     await storage.syncBatch(batch);
-    expect(batch.flushing).toBeNull();
-    expect(batch.flushError).toBeUndefined();
+    expect(batch.background?.flushing).toBe(false);
+    expect(await batch.background?.settle()).toBeUndefined();
     expect(batch.keys).toEqual([]);
     expect(fs.statSync(path.join(dir, '.chunks', '00', 'blob-0')).size).toBe(blob.length);
   });
