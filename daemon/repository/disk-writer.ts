@@ -15,6 +15,7 @@ import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
 import type { HashPool } from './hash-pool';
 import { inParallel } from './in-parallel';
+import { loadDigestTable } from './digest-table';
 import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
 import {
   chunkLength,
@@ -26,7 +27,7 @@ import {
   type IndexGeometry,
 } from './disk-index';
 import { diskPages, type BackupMode, type Consistency, type DiskEntry } from './manifest';
-import { RepoInvalidArgumentError, RepoPageCorruptError, RepoPageMissingError, RepoWriterStateError } from './repository-errors';
+import { RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 import type { BlobKind } from './file-formats';
 import type { SyncBatch } from './storage';
 
@@ -78,8 +79,8 @@ export interface DiskWriterContext {
   logger?: Logger;
 }
 
-/** Page files read (clone of a base) or written (finish) at once. */
-const PAGE_IO_CONCURRENCY = 16;
+/** Page files written at once by finish. */
+const PAGE_WRITE_CONCURRENCY = 16;
 
 export class IndexDiskWriter implements DiskWriter {
   readonly chunkSize: number;
@@ -146,38 +147,36 @@ export class IndexDiskWriter implements DiskWriter {
     const chunkSize = opts.chunkSize ?? base?.entry.chunkSize ?? opts.defaultChunkSize;
     const clone = base !== null && base.entry.size === opts.size && base.entry.chunkSize === chunkSize;
     const g = geometry(opts.size, chunkSize, clone ? base.entry.pageEntries : undefined);
-    const table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
     const unreadable = new Set<number>();
     let basePages: string[] | null = null;
+    let table: Buffer;
     if (clone) {
       basePages = diskPages(base.entry);
-      const wanted = basePages.map((d, p) => ({ d, p })).filter(({ d }) => !isZeroDigest(d));
-      await inParallel(wanted, PAGE_IO_CONCURRENCY, async ({ d, p }) => {
-        try {
-          const content = await ctx.pages.read(d);
-          if (content.length !== pageLength(g, p) * DIGEST_BYTES) throw RepoPageCorruptError({ digest: d, path: '', reason: 'wrong length' });
-          if (ctx.bad.pages.has(d)) throw RepoPageCorruptError({ digest: d, path: '', reason: 'marked bad by verify' });
-          content.copy(table, p * g.pageEntries * DIGEST_BYTES);
-        } catch (err) {
-          if (!RepoPageCorruptError.is(err) && !RepoPageMissingError.is(err)) throw err;
-          ctx.logger?.warn('base index page unreadable, its chunks must be re-read', {
-            backupId: base.backupId,
-            disk: base.disk,
-            page: p,
-            error: (err as Error).message,
-          });
-          unreadable.add(p);
-        }
+      const loaded = await loadDigestTable(ctx.pages, g, basePages);
+      table = loaded.table;
+      const problems = new Map<number, string>(loaded.badPages.map((b) => [b.page, b.problem]));
+      // A page that verify found bad is not trusted even if it reads well now.
+      basePages.forEach((d, p) => {
+        if (isZeroDigest(d) || !ctx.bad.pages.has(d) || problems.has(p)) return;
+        problems.set(p, 'marked bad by verify');
+        table.fill(0, p * g.pageEntries * DIGEST_BYTES, (p * g.pageEntries + pageLength(g, p)) * DIGEST_BYTES);
       });
-    } else if (base) {
-      ctx.logger?.info('base index not cloned: geometry differs', {
-        disk: opts.name,
-        base: base.backupId,
-        baseSize: base.entry.size,
-        size: opts.size,
-        baseChunkSize: base.entry.chunkSize,
-        chunkSize,
-      });
+      for (const [p, problem] of problems) {
+        ctx.logger?.warn('base index page unreadable, its chunks must be re-read', { backupId: base.backupId, disk: base.disk, page: p, problem });
+        unreadable.add(p);
+      }
+    } else {
+      table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
+      if (base) {
+        ctx.logger?.info('base index not cloned: geometry differs', {
+          disk: opts.name,
+          base: base.backupId,
+          baseSize: base.entry.size,
+          size: opts.size,
+          baseChunkSize: base.entry.chunkSize,
+          chunkSize,
+        });
+      }
     }
     return new IndexDiskWriter(ctx, opts.name, opts.format, g, clone ? base : null, table, basePages, unreadable);
   }
@@ -264,7 +263,7 @@ export class IndexDiskWriter implements DiskWriter {
     }
     // A full writes hundreds of pages; one at a time they would wait for each file creation in turn.
     let pageBytesStored = 0;
-    await inParallel([...toStore], PAGE_IO_CONCURRENCY, async ([digest, content]) => {
+    await inParallel([...toStore], PAGE_WRITE_CONCURRENCY, async ([digest, content]) => {
       const force = this.ctx.bad.pages.has(digest);
       const { storedBytes } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
       if (force) this.ctx.repaired.push({ kind: 'page', digest });

@@ -19,9 +19,10 @@ import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
+import { loadDigestTable } from './digest-table';
 import { restoreChunksWithWorkers } from './restore-workers';
 import { DIGEST_BYTES } from './digest';
-import { chunkLength, geometry, isZeroDigest, pageLength, type IndexGeometry } from './disk-index';
+import { chunkLength, geometry, isZeroDigest, type IndexGeometry } from './disk-index';
 import { diskPages, type Manifest } from './manifest';
 import {
   RepoChunkCorruptError,
@@ -57,36 +58,6 @@ function isBlobProblem(err: unknown): boolean {
     RepoPageCorruptError.is(err) ||
     RepoPageMissingError.is(err)
   );
-}
-
-/** Reads the digest table of a disk; unreadable pages are returned as failed chunk indexes. */
-export async function loadDigestTable(
-  pagesStore: ChunkStore,
-  g: IndexGeometry,
-  pages: string[],
-): Promise<{ table: Buffer; badPages: { page: number; digest: string; problem: 'missing' | 'corrupt' }[] }> {
-  const table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
-  const badPages: { page: number; digest: string; problem: 'missing' | 'corrupt' }[] = [];
-  const todo = pages.map((d, p) => ({ d, p })).filter(({ d }) => !isZeroDigest(d));
-  for (let i = 0; i < todo.length; i += 16) {
-    await Promise.all(
-      todo.slice(i, i + 16).map(async ({ d, p }) => {
-        try {
-          const content = await pagesStore.read(d);
-          if (content.length !== pageLength(g, p) * DIGEST_BYTES) {
-            badPages.push({ page: p, digest: d, problem: 'corrupt' });
-            return;
-          }
-          content.copy(table, p * g.pageEntries * DIGEST_BYTES);
-        } catch (err) {
-          if (!isBlobProblem(err)) throw err;
-          badPages.push({ page: p, digest: d, problem: RepoPageMissingError.is(err) ? 'missing' : 'corrupt' });
-        }
-      }),
-    );
-  }
-  badPages.sort((a, b) => a.page - b.page);
-  return { table, badPages };
 }
 
 function digestAt(table: Buffer, i: number): string {

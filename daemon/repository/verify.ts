@@ -16,7 +16,7 @@ import { inParallel } from './in-parallel';
 import { chunkLength, geometry, isZeroDigest } from './disk-index';
 import { DIGEST_BYTES } from './digest';
 import { diskPages, type Manifest } from './manifest';
-import { loadDigestTable } from './restore';
+import { loadDigestTable } from './digest-table';
 import { RepoManifestCorruptError } from './repository-errors';
 
 export interface VerifyProblem {
