@@ -73,36 +73,33 @@ async function startQemuNbd(image: string, socket: string): Promise<QemuNbd> {
 
 const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim());
 
-/** CPU seconds (user + system) a process has used so far, from /proc/PID/stat. */
-function processCpuSeconds(pid: number): number {
+/**
+ * CPU seconds (user + system) from /proc/PID/stat: the process's own (`self`), or those of its
+ * waited-for children (`children`: cutime + cstime).
+ */
+function cpuSeconds(pid: number | 'self', which: 'self' | 'children' = 'self'): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+  const utime = which === 'self' ? 11 : 13;
+  return (Number(fields[utime]) + Number(fields[utime + 1])) / CLOCK_TICKS;
 }
 
 /** CPU seconds used by this process (all threads) and the server while `fn` runs. */
 async function cpuOf(serverPid: number, fn: () => Promise<number>): Promise<{ ms: number; cpu: number; own: number }> {
   const own = process.cpuUsage();
-  const server = processCpuSeconds(serverPid);
+  const server = cpuSeconds(serverPid);
   const ms = await fn();
   const used = process.cpuUsage(own);
   const ownCpu = (used.user + used.system) / 1e6;
-  return { ms, cpu: ownCpu + processCpuSeconds(serverPid) - server, own: ownCpu };
-}
-
-/** CPU seconds (user + system) of this process's waited-for children so far (cutime + cstime). */
-function childrenCpuSeconds(): number {
-  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[13]) + Number(fields[14])) / CLOCK_TICKS;
+  return { ms, cpu: ownCpu + cpuSeconds(serverPid) - server, own: ownCpu };
 }
 
 /** Time of one nbdcopy run, and the CPU nbdcopy itself used (a client to compare ours with). */
 function timeNbdcopy(socket: string): { ms: number; cpu: number } {
-  const cpu0 = childrenCpuSeconds();
+  const cpu0 = cpuSeconds('self', 'children');
   const t0 = performance.now();
   execFileSync('nbdcopy', [`nbd+unix:///?socket=${socket}`, 'null:'], { stdio: 'ignore' });
-  return { ms: performance.now() - t0, cpu: childrenCpuSeconds() - cpu0 };
+  return { ms: performance.now() - t0, cpu: cpuSeconds('self', 'children') - cpu0 };
 }
 
 async function timeOurs(socket: string, onData: OnData): Promise<number> {
