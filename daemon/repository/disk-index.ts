@@ -32,14 +32,17 @@ export function isValidChunkSize(n: number): boolean {
 }
 
 /**
- * Page size grows with the square root of the chunk count: an incremental with k scattered changes
- * writes about k pages of P entries plus a manifest of N/P page digests, which is smallest near
- * P = sqrt(2N/k); sqrt(N)/8 serves a few hundred changes per backup on disks of any size.
+ * Entries per page: the power of two at or above 2·sqrt(N), from 16 up to 1024 (32 KiB pages).
+ * Every page is a file, and files are what costs: an incremental loads all N/P pages of its base and
+ * writes one per page it touches, a full writes them all. Small pages (the former sqrt(N)/8) saved
+ * bytes but cost a 2 GiB disk 512 page files per full and per base load. The cap keeps an
+ * incremental's scattered changes cheap on large disks: 16 changes on a 64 GiB disk write at most
+ * 16 × 32 KiB.
  */
 export function defaultPageEntries(chunkCount: number): number {
-  const want = Math.ceil(Math.sqrt(chunkCount) / 8);
+  const want = Math.ceil(2 * Math.sqrt(chunkCount));
   let p = 16;
-  while (p < want && p < 8192) p *= 2;
+  while (p < want && p < 1024) p *= 2;
   return p;
 }
 

@@ -25,10 +25,13 @@ describe('disk index geometry and page lists', () => {
 
   it.each([
     [1, 16],
-    [16384, 16], // 2 GiB at 128 KiB
-    [524288, 128], // 64 GiB
-    [8388608, 512], // 1 TiB
-    [1e9, 4096],
+    [64, 16],
+    [65, 32], // 2·sqrt(65) > 16
+    [8192, 256], // 2 GiB at 256 KiB: 32 pages
+    [16384, 256], // 2 GiB at 128 KiB
+    [524288, 1024], // 64 GiB at 128 KiB
+    [8388608, 1024], // 1 TiB: capped at 32 KiB pages
+    [1e9, 1024],
   ])('defaultPageEntries(%d) = %d', (chunks, entries) => expect(defaultPageEntries(chunks)).toBe(entries));
 
   it('geometry of a size that is not a multiple of the chunk size', () => {
