@@ -10,7 +10,7 @@
  *   nbdcopy       `nbdcopy nbd+unix:///?socket=S null:` (its defaults: 4 connections, 64 requests each)
  *   (a) null      mapExtents(base:allocation) + readRanges of the data extents (4 connections,
  *                 4 MiB pieces, pooled buffers), data dropped
- *   (b) sha256    the same, SHA-256 of every 4 MiB piece on the repository's HashPool (the worker
+ *   (b) sha256    the same, SHA-256 of every 4 MiB piece on the repository's BlobWorkers (the worker
  *                 threads the backup engine digests chunks on); pooled buffers are
  *                 SharedArrayBuffers, so no copy is made
  *   sha256 rate   crypto.createHash('sha256') on one core here, for reading the (b) ratio
@@ -24,7 +24,7 @@ import { mapExtents } from '../daemon/nbd/map-extents';
 import { isListening } from '../daemon/nbd/is-listening';
 import { NbdClient } from '../daemon/nbd/nbd-client';
 import { type OnData, readRanges } from '../daemon/nbd/nbd-reader';
-import { HashPool } from '../daemon/repository/hash-pool';
+import { BlobWorkers } from '../daemon/repository/blob-workers';
 import type { BenchResult } from './support/bench-result';
 
 const GiB = 1024 * 1024 * 1024;
@@ -114,11 +114,11 @@ async function timeOurs(socket: string, onData: OnData): Promise<number> {
 }
 
 /**
- * SHA-256 of every piece on the repository's hash pool (the engine's own), bounded: reading waits
+ * SHA-256 of every piece on the repository's blob workers (the engine's own), bounded: reading waits
  * when hashing falls behind. Pieces are pooled SharedArrayBuffers, so they reach the workers
  * without a copy and go back to the reader's pool when their digest arrives.
  */
-async function timeOursHashed(socket: string, pool: HashPool): Promise<{ ms: number; digests: number }> {
+async function timeOursHashed(socket: string, pool: BlobWorkers): Promise<{ ms: number; digests: number }> {
   const outstanding = new Set<Promise<void>>();
   let digests = 0;
   const t0 = performance.now();
@@ -165,7 +165,7 @@ export async function run(): Promise<BenchResult[]> {
       best.nul = Math.min(best.nul, nul.ms);
       best.nulCpu = Math.min(best.nulCpu, nul.cpu);
       best.nulOwnCpu = Math.min(best.nulOwnCpu, nul.own);
-      const pool = new HashPool();
+      const pool = new BlobWorkers();
       try {
         const hashed = await timeOursHashed(socket, pool);
         best.sha = Math.min(best.sha, hashed.ms);

@@ -12,7 +12,7 @@ import { SyncBatch, type RepositoryStorage } from './storage';
 import type { ChunkStore } from './chunk-store';
 import type { BadBlobRegistry } from './bad-blobs';
 import type { LockHandle, RepositoryLocks } from './repository-lock';
-import type { HashPool } from './hash-pool';
+import type { BlobWorkers } from './blob-workers';
 import { IndexDiskWriter, type DiskWriter, type DiskWriterContext } from './disk-writer';
 import { MANIFEST_FORMAT, sealManifest, serializeManifest, type Manifest } from './manifest';
 import { isValidChunkSize } from './disk-index';
@@ -42,7 +42,7 @@ export interface BackupWriterDeps {
   storage: RepositoryStorage;
   chunks: ChunkStore;
   pages: ChunkStore;
-  hashes: HashPool;
+  workers: BlobWorkers;
   badRegistry: BadBlobRegistry;
   locks: RepositoryLocks;
   toolVersion: string;
@@ -68,7 +68,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     private readonly lock: LockHandle,
     bad: { chunks: Set<string>; pages: Set<string> },
   ) {
-    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, hashes: deps.hashes, bad, repaired: [], batch: new SyncBatch(), logger: deps.logger };
+    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, workers: deps.workers, bad, repaired: [], batch: new SyncBatch(), logger: deps.logger };
   }
 
   private get dirKey(): string {

@@ -7,12 +7,15 @@
  * repository made one per chunk; ext4's hashed directories keep lookups fast at 10^5 files each. Its bytes follow file-formats.ts: magic,
  * compression, CRC-32 of the stored bytes, so corruption is found on every read.
  *
- * Insert: if the blob exists and is complete (not an empty or truncated file left by a crash before the sync) its mtime is
+ * Insert runs on a blob worker thread (store-blob.ts, which states the rules): a blob that exists
+ * and is complete (not an empty or truncated file left by a crash before the sync) gets its mtime
  * set to now and the insert reports `existed` (the touch is what keeps it alive through a
  * concurrent GC, see garbage-collect.ts); otherwise it is encoded and written via a temporary file
  * and rename. File and shard folder fsyncs are deferred to the manifest commit
  * (`storage.syncBatch()`), which happens before anything references the blob durably.
  * `force` rewrites a blob that exists but is known bad (verify recorded it), repairing it in place.
+ * The workers use plain file calls on `storage.localPath`, so the chunk store needs a local (or
+ * locally mounted) repository, as restore's workers do.
  */
 import type { RepositoryStorage, SyncBatch } from './storage';
 
@@ -22,12 +25,14 @@ export const SHARD_HEX_DIGITS = 2;
 export function shardOf(digest: string): string {
   return digest.slice(0, SHARD_HEX_DIGITS);
 }
-import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, encodeBlob, storedSizeOf, type BlobKind, type Compression } from './file-formats';
+import type { BlobWorkers } from './blob-workers';
+import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, magicOf, type BlobKind, type Compression } from './file-formats';
 import { sha256Hex } from './digest';
 import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
   RepoPageCorruptError,
+  RepoNoSpaceError,
   RepoPageMissingError,
 } from './repository-errors';
 
@@ -40,6 +45,7 @@ export class ChunkStore {
     private readonly storage: RepositoryStorage,
     readonly kind: BlobKind,
     private readonly compression: Compression,
+    private readonly workers: BlobWorkers,
   ) {
     this.dir = kind === 'chunk' ? '.chunks' : '.pages';
   }
@@ -48,12 +54,19 @@ export class ChunkStore {
     return `${this.dir}/${shardOf(digest)}/${digest}`;
   }
 
-  async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch?: SyncBatch } = {}): Promise<{ existed: boolean; storedBytes: number }> {
+  async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch: SyncBatch }): Promise<{ existed: boolean; storedBytes: number }> {
     const key = this.keyOf(digest);
-    if (!opts.force && (await this.intact(key)) && (await this.storage.touch(key))) return { existed: true, storedBytes: 0 };
-    const parts = await encodeBlob(this.kind, plain, this.compression);
-    await this.storage.writeAtomic(key, parts, { batch: opts.batch });
-    return { existed: false, storedBytes: parts.reduce((n, b) => n + b.length, 0) };
+    const file = this.storage.localPath(key);
+    let stored: { existed: boolean; storedBytes: number };
+    try {
+      stored = await this.workers.store({ file, plain, magic: magicOf(this.kind), compress: this.compression === 'auto', force: opts.force === true });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'ENOSPC' || code === 'EDQUOT') throw RepoNoSpaceError({ path: file }, err);
+      throw err;
+    }
+    if (!stored.existed) this.storage.addToBatch(opts.batch, key, stored.storedBytes);
+    return stored;
   }
 
   /**
@@ -89,35 +102,6 @@ export class ChunkStore {
       if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
       throw err;
     }
-  }
-
-  /**
-   * A blob file counts as present only if it is complete: a crash before the sync at commit can
-   * leave an empty or truncated file under its final name (delayed allocation), and a backup that
-   * reused it would reference data it cannot restore. Its header says how long it must be, so a
-   * stat and a 20-byte read decide; only lz4 blobs from before the length was recorded are read
-   * back and decoded whole. Damage inside a complete-sized file is verify's to find.
-   */
-  private async intact(key: string): Promise<boolean> {
-    const st = await this.storage.stat(key);
-    if (!st || st.size < BLOB_HEADER_SIZE) return false;
-    const head = await this.storage.read(key, { maxBytes: BLOB_HEADER_SIZE });
-    if (!head) return false;
-    const expected = storedSizeOf(this.kind, head);
-    if (expected !== 'unknown') return expected === st.size;
-    const stored = await this.storage.read(key);
-    if (!stored) return false;
-    try {
-      await decodeBlob(this.kind, stored);
-      return true;
-    } catch (err) {
-      if (err instanceof BlobFormatError) return false;
-      throw err;
-    }
-  }
-
-  touch(digest: string): Promise<boolean> {
-    return this.storage.touch(this.keyOf(digest));
   }
 
   private corrupt(digest: string, where: string, reason: string): Error {

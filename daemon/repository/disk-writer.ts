@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
-import type { HashPool } from './hash-pool';
+import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
 import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
@@ -70,7 +70,7 @@ export interface DiskWriterContext {
   backupId: string;
   chunks: ChunkStore;
   pages: ChunkStore;
-  hashes: HashPool;
+  workers: BlobWorkers;
   bad: { chunks: Set<string>; pages: Set<string> };
   /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
   repaired: { kind: BlobKind; digest: string }[];
@@ -210,7 +210,7 @@ export class IndexDiskWriter implements DiskWriter {
       this.putZero(index);
       return { zero: true, unchanged, stored: false, digest: null };
     }
-    const digest = await this.ctx.hashes.sha256Hex(data);
+    const digest = await this.ctx.workers.sha256Hex(data);
     const wasBad = this.pendingBad.has(index);
     if (!wasBad && this.baseDigest(index) === digest) {
       this.setEntry(index, digest);

@@ -16,7 +16,6 @@
  * here as literals: do not modify, files on disk depend on them. With the payload length known
  * from the header, a truncated blob is recognised from its size alone (`storedSizeOf`).
  */
-import zlib from 'node:zlib';
 import lz4 from 'lz4-napi';
 
 export const CHUNK_MAGIC_V1 = Buffer.from([45, 15, 246, 163, 79, 168, 108, 130]);
@@ -26,29 +25,13 @@ export const BLOB_HEADER_SIZE = 20;
 
 export type BlobKind = 'chunk' | 'page';
 export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
+export type Lz4Module = Lz4Sync & { compressSync(data: Buffer): Buffer };
 export type Compression = 'auto' | 'none';
-
-const COMPRESSION_NONE = 0;
-const COMPRESSION_LZ4 = 1;
-
-/** Compressed payloads are kept only when they save at least 1/32 of the size; the rest is stored raw. */
-const MIN_SAVING_SHIFT = 5;
 
 export class BlobFormatError extends Error {}
 
-function magicOf(kind: BlobKind): Buffer {
+export function magicOf(kind: BlobKind): Buffer {
   return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;
-}
-
-function header(kind: BlobKind, compression: number, payload: Buffer, plainLength: number): Buffer {
-  const h = Buffer.alloc(BLOB_HEADER_SIZE);
-  magicOf(kind).copy(h, 0);
-  h.writeUInt8(compression, 8);
-  // A compressed payload is kept only when smaller than the plain content (at most 16 MiB), so it fits.
-  if (compression === COMPRESSION_LZ4) h.writeUIntLE(payload.length, 9, 3);
-  h.writeUInt32LE(zlib.crc32(payload), 12);
-  h.writeUInt32LE(plainLength, 16);
-  return h;
 }
 
 /**
@@ -56,45 +39,65 @@ function header(kind: BlobKind, compression: number, payload: Buffer, plainLengt
  * slices spread over a large blob first, and the whole blob is compressed only when they shrink.
  * lz4 spends as long failing on random data as it does compressing text (about 2.5 s of CPU per
  * GiB here), while the probe costs a tenth of that. A wrong guess stores a blob raw: space, never
- * correctness.
+ * correctness. Self-contained like decodeBlobSync (the blob workers run its source): 4 slices of
+ * 2 KiB must save the 1/32 that encodeBlobSync asks of a whole blob.
  */
-const PROBE_SLICES = 4;
-const PROBE_SLICE_BYTES = 2048;
-
-export function worthCompressing(plain: Buffer): boolean {
-  if (plain.length < 4 * PROBE_SLICES * PROBE_SLICE_BYTES) return true;
-  const step = Math.floor(plain.length / PROBE_SLICES);
+export function worthCompressing(plain: Buffer, lz4Mod: Lz4Module): boolean {
+  const slices = 4;
+  const sliceBytes = 2048;
+  if (plain.length < 4 * slices * sliceBytes) return true;
+  const step = Math.floor(plain.length / slices);
   let packed = 0;
-  for (let i = 0; i < PROBE_SLICES; i++) packed += lz4.compressSync(plain.subarray(i * step, i * step + PROBE_SLICE_BYTES)).length;
-  const sampled = PROBE_SLICES * PROBE_SLICE_BYTES;
-  return packed <= sampled - (sampled >> MIN_SAVING_SHIFT);
+  for (let i = 0; i < slices; i++) packed += lz4Mod.compressSync(plain.subarray(i * step, i * step + sliceBytes)).length;
+  const sampled = slices * sliceBytes;
+  return packed <= sampled - (sampled >> 5);
 }
 
 /**
  * Encodes plain content into the stored form, compressing with lz4 when that pays off. Returns the
- * header and the payload as separate buffers (written with one writev), so a raw blob is never copied.
+ * header and the payload as separate buffers (written with one writev), so a raw blob is never
+ * copied. Self-contained (the blob workers run its source): 20 = BLOB_HEADER_SIZE, 0/1 = none/lz4.
+ * A compressed payload is kept only when it saves at least 1/32 (>> 5); it is then smaller than the
+ * plain content (at most 16 MiB), so its length fits the header's three bytes.
  */
-export async function encodeBlob(kind: BlobKind, plain: Buffer, compression: Compression): Promise<Buffer[]> {
-  if (compression === 'auto' && worthCompressing(plain)) {
-    const packed = await lz4.compress(plain);
-    if (packed.length <= plain.length - (plain.length >> MIN_SAVING_SHIFT)) {
-      return [header(kind, COMPRESSION_LZ4, packed, plain.length), packed];
+export function encodeBlobSync(plain: Buffer, magic: Buffer, compress: boolean, lz4Mod: Lz4Module, probe: typeof worthCompressing): Buffer[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const zlibMod = require('node:zlib') as typeof import('node:zlib');
+  let compression = 0;
+  let payload = plain;
+  if (compress && probe(plain, lz4Mod)) {
+    const packed = lz4Mod.compressSync(plain);
+    if (packed.length <= plain.length - (plain.length >> 5)) {
+      compression = 1;
+      payload = packed;
     }
   }
-  return [header(kind, COMPRESSION_NONE, plain, plain.length), plain];
+  const h = Buffer.alloc(20);
+  magic.copy(h, 0);
+  h.writeUInt8(compression, 8);
+  if (compression === 1) h.writeUIntLE(payload.length, 9, 3);
+  h.writeUInt32LE(zlibMod.crc32(payload), 12);
+  h.writeUInt32LE(plain.length, 16);
+  return [h, payload];
+}
+
+/** encodeBlobSync for a kind of blob, on the calling thread (the chunk store encodes on its workers). */
+export function encodeBlob(kind: BlobKind, plain: Buffer, compression: Compression): Buffer[] {
+  return encodeBlobSync(plain, magicOf(kind), compression === 'auto', lz4, worthCompressing);
 }
 
 /**
  * The size a complete blob with this header has, from the header alone: 'bad' when it is not a
- * header of this kind, 'unknown' for an lz4 blob written before the payload length was recorded.
+ * header with this magic, 'unknown' for an lz4 blob written before the payload length was
+ * recorded. Self-contained (the blob workers run its source): 20 = BLOB_HEADER_SIZE, 0/1 = none/lz4.
  */
-export function storedSizeOf(kind: BlobKind, head: Buffer): number | 'bad' | 'unknown' {
-  if (head.length < BLOB_HEADER_SIZE || !head.subarray(0, 8).equals(magicOf(kind))) return 'bad';
+export function storedSizeOf(head: Buffer, magic: Buffer): number | 'bad' | 'unknown' {
+  if (head.length < 20 || !head.subarray(0, 8).equals(magic)) return 'bad';
   const compression = head.readUInt8(8);
-  if (compression === COMPRESSION_NONE) return BLOB_HEADER_SIZE + head.readUInt32LE(16);
-  if (compression !== COMPRESSION_LZ4) return 'bad';
+  if (compression === 0) return 20 + head.readUInt32LE(16);
+  if (compression !== 1) return 'bad';
   const payload = head.readUIntLE(9, 3);
-  return payload === 0 ? 'unknown' : BLOB_HEADER_SIZE + payload;
+  return payload === 0 ? 'unknown' : 20 + payload;
 }
 
 /**

@@ -19,7 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { LocalDirStorage, type RepositoryStorage } from './storage';
-import { HashPool } from './hash-pool';
+import { BlobWorkers } from './blob-workers';
 import { ChunkStore } from './chunk-store';
 import { BadBlobRegistry } from './bad-blobs';
 import { RepositoryLocks } from './repository-lock';
@@ -89,7 +89,7 @@ export class Repository {
   private readonly chunkSize: number;
   private readonly qemuImg: string;
   /** Digests of chunks being backed up, off the thread that reads them. */
-  private readonly hashes = new HashPool();
+  private readonly workers = new BlobWorkers();
 
   private constructor(
     readonly dir: string,
@@ -97,8 +97,8 @@ export class Repository {
     opts: RepositoryOptions,
   ) {
     const compression = opts.compression ?? 'auto';
-    this.chunks = new ChunkStore(storage, 'chunk', compression);
-    this.pages = new ChunkStore(storage, 'page', compression);
+    this.chunks = new ChunkStore(storage, 'chunk', compression, this.workers);
+    this.pages = new ChunkStore(storage, 'page', compression, this.workers);
     this.locks = new RepositoryLocks(storage);
     this.badRegistry = new BadBlobRegistry(storage);
     this.logger = opts.logger;
@@ -205,7 +205,7 @@ export class Repository {
           storage: this.storage,
           chunks: this.chunks,
           pages: this.pages,
-          hashes: this.hashes,
+          workers: this.workers,
           badRegistry: this.badRegistry,
           locks: this.locks,
           toolVersion: toolVersion(),

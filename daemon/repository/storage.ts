@@ -4,14 +4,14 @@
  *
  * Contract (what the repository relies on):
  * - `writeAtomic` makes the whole object appear at once or not at all (local dir: temporary file
- *   in the same directory, rename), durable when it returns (fsync of file and directory) unless
- *   a `SyncBatch` is passed: then `syncBatch` must be called before anything durable depends on it.
- *   Chunks are written deferred and synced together before the manifest commit: a syncfs of the
- *   file system for large batches (PBS's default "filesystem" sync level), else an fsync each.
- *   A crash before that sync can leave an empty or truncated blob file under its final name on ext4/xfs
- *   (ordered mode never exposes stale data); the chunk store treats such files as absent.
+ *   in the same directory, rename), durable when it returns (fsync of file and directory).
+ * - Chunks and index pages are written without fsync by the chunk store's workers (store-blob.ts)
+ *   and join a `SyncBatch` (`addToBatch`); `syncBatch` makes them durable together before the
+ *   manifest commit: a syncfs of the file system for large batches (PBS's default "filesystem"
+ *   sync level), else an fsync each. A crash before that sync can leave an empty or truncated
+ *   blob file under its final name on ext4/xfs (ordered mode never exposes stale data); the chunk
+ *   store treats such files as absent.
  * - `createExclusive` fails (returns false) if the key exists: used for lock files.
- * - `touch` sets the modification time to now; GC trusts mtime, not atime (see garbage-collect.ts).
  * - Missing keys are `null`/`false` answers, never exceptions; other I/O errors throw, ENOSPC as
  *   CBT_REPO_NO_SPACE.
  */
@@ -40,12 +40,12 @@ export interface RepositoryStorage {
   readonly root: string;
   /** `maxBytes`: the object cannot be larger (a chunk): read it in one call; more is returned as found, for the caller to reject. */
   read(key: string, opts?: { maxBytes?: number }): Promise<Buffer | null>;
-  /** `data` given as parts is written as their concatenation. */
-  writeAtomic(key: string, data: Buffer | readonly Buffer[], opts?: { batch?: SyncBatch }): Promise<void>;
+  writeAtomic(key: string, data: Buffer): Promise<void>;
   createExclusive(key: string, data: Buffer): Promise<boolean>;
+  /** A blob of `bytes` written at `key` without fsync joins `batch`. */
+  addToBatch(batch: SyncBatch, key: string, bytes: number): void;
   syncBatch(batch: SyncBatch): Promise<void>;
   stat(key: string): Promise<StorageStat | null>;
-  touch(key: string, time?: Date): Promise<boolean>;
   remove(key: string): Promise<boolean>;
   rename(from: string, to: string): Promise<boolean>;
   list(prefix: string): Promise<string[]>;
@@ -66,10 +66,6 @@ function rethrow(err: unknown, file: string): never {
 
 /** A repository in a local (or locally mounted) POSIX directory. */
 export class LocalDirStorage implements RepositoryStorage {
-  /** Folders known to exist (shards are never removed), to save a mkdir per chunk. */
-  private readonly knownDirs = new Set<string>();
-
-
   constructor(readonly root: string) {}
 
   localPath(key: string): string {
@@ -93,19 +89,16 @@ export class LocalDirStorage implements RepositoryStorage {
     }
   }
 
-  async writeAtomic(key: string, data: Buffer | readonly Buffer[], opts: { batch?: SyncBatch } = {}): Promise<void> {
+  async writeAtomic(key: string, data: Buffer): Promise<void> {
     const file = this.localPath(key);
     const dir = path.dirname(file);
     const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     try {
-      if (!this.knownDirs.has(dir)) {
-        await fsp.mkdir(dir, { recursive: true });
-        this.knownDirs.add(dir);
-      }
+      await fsp.mkdir(dir, { recursive: true });
       const fh = await fsp.open(tmp, 'wx');
       try {
-        await writeAll(fh, Buffer.isBuffer(data) ? [data] : data);
-        if (!opts.batch) await fh.sync();
+        await writeAll(fh, data);
+        await fh.sync();
       } finally {
         await fh.close();
       }
@@ -114,8 +107,7 @@ export class LocalDirStorage implements RepositoryStorage {
       await fsp.rm(tmp, { force: true }).catch(() => undefined);
       rethrow(err, file);
     }
-    if (opts.batch) this.addToBatch(opts.batch, key, Buffer.isBuffer(data) ? data.length : data.reduce((n, b) => n + b.length, 0));
-    else await syncDir(dir);
+    await syncDir(dir);
   }
 
   async createExclusive(key: string, data: Buffer): Promise<boolean> {
@@ -172,7 +164,7 @@ export class LocalDirStorage implements RepositoryStorage {
    * waiting (background-flush.ts): the disk writes overlap the reading, and the commit's sync finds
    * little left.
    */
-  private addToBatch(batch: SyncBatch, key: string, bytes: number): void {
+  addToBatch(batch: SyncBatch, key: string, bytes: number): void {
     batch.keys.push(key);
     batch.background ??= new BackgroundFlush(() => syncFileSystem(this.root), BACKGROUND_SYNC_BYTES);
     batch.background.wrote(bytes);
@@ -184,16 +176,6 @@ export class LocalDirStorage implements RepositoryStorage {
       return { size: st.size, mtimeMs: st.mtimeMs, isDirectory: st.isDirectory() };
     } catch (err) {
       if (isCode(err, 'ENOENT')) return null;
-      throw err;
-    }
-  }
-
-  async touch(key: string, time: Date = new Date()): Promise<boolean> {
-    try {
-      await fsp.utimes(this.localPath(key), time, time);
-      return true;
-    } catch (err) {
-      if (isCode(err, 'ENOENT')) return false;
       throw err;
     }
   }
@@ -229,7 +211,6 @@ export class LocalDirStorage implements RepositoryStorage {
 
   async removeTree(key: string): Promise<void> {
     const dir = this.localPath(key);
-    for (const d of this.knownDirs) if (d === dir || d.startsWith(`${dir}${path.sep}`)) this.knownDirs.delete(d);
     await fsp.rm(dir, { recursive: true, force: true });
     await syncDir(path.dirname(this.localPath(key))).catch(() => undefined);
   }
@@ -248,20 +229,14 @@ export class LocalDirStorage implements RepositoryStorage {
 }
 
 /**
- * Writes all parts, looping over short writes: a full file system first returns a short count,
- * and a truncated chunk renamed into place would later be taken as existing.
+ * Writes all of `data`, looping over short writes: a full file system first returns a short count,
+ * and a truncated object renamed into place would be taken as complete.
  */
-async function writeAll(fh: fsp.FileHandle, parts: readonly Buffer[]): Promise<void> {
-  let rest = parts.filter((b) => b.length > 0);
-  while (rest.length) {
-    const { bytesWritten } = await fh.writev(rest);
-    let skip = bytesWritten;
-    while (rest.length && skip >= rest[0].length) {
-      skip -= rest[0].length;
-      rest = rest.slice(1);
-    }
-    if (rest.length && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
-    if (bytesWritten === 0 && rest.length) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+async function writeAll(fh: fsp.FileHandle, data: Buffer): Promise<void> {
+  for (let at = 0; at < data.length; ) {
+    const { bytesWritten } = await fh.write(data, at, data.length - at);
+    if (bytesWritten === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+    at += bytesWritten;
   }
 }
 

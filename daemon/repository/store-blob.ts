@@ -1,0 +1,137 @@
+/**
+ * Puts one blob into its file in a local chunk-store folder with plain synchronous calls. It runs
+ * on the blob worker threads (blob-workers.ts): a full backup creates thousands of files, and
+ * driving each through the main thread's async file calls (existence check, open, write, close,
+ * rename: five thread-pool round trips, each waking a thread that preempts the NBD receiver on a
+ * small host) cost more main-thread time than receiving the data.
+ *
+ * Semantics (chunk-store.ts relies on them):
+ * - A blob file counts as present only if it is complete: a crash before the sync at commit can
+ *   leave an empty or truncated file under its final name (delayed allocation), and a backup that
+ *   reused it would reference data it cannot restore. Its header says how long it must be, so a
+ *   stat and a 20-byte read decide; only lz4 blobs from before the length was recorded are read
+ *   back and decoded whole. Damage inside a complete-sized file is verify's to find.
+ * - A present blob gets its mtime set to now (what keeps it alive through a concurrent GC, see
+ *   garbage-collect.ts) and is reported `existed`; one removed meanwhile is written anew.
+ * - Otherwise it is encoded and written to a temporary file, which is renamed over the name:
+ *   never fsynced here, the caller's sync batch makes it durable before anything references it.
+ * - `force` rewrites a present blob (one verify recorded as bad).
+ *
+ * Self-contained (only its arguments, literals and built-in modules), because the workers run its
+ * source text; the blob codec is passed in. 20 = BLOB_HEADER_SIZE.
+ */
+import type { decodeBlobSync, encodeBlobSync, Lz4Module, storedSizeOf, worthCompressing } from './file-formats';
+
+export interface StoreBlobJob {
+  file: string;
+  plain: Buffer;
+  magic: Buffer;
+  compress: boolean;
+  force: boolean;
+}
+
+export interface BlobCodec {
+  encode: typeof encodeBlobSync;
+  decode: typeof decodeBlobSync;
+  probe: typeof worthCompressing;
+  sizeOf: typeof storedSizeOf;
+  lz4: Lz4Module;
+}
+
+export interface StoreBlobResult {
+  existed: boolean;
+  storedBytes: number;
+}
+
+/** `knownDirs`: shard folders this thread has seen (they are never removed), to save a mkdir per blob. */
+export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>): StoreBlobResult {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const fs = require('node:fs') as typeof import('node:fs');
+  const path = require('node:path') as typeof import('node:path');
+  const crypto = require('node:crypto') as typeof import('node:crypto');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const isCode = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException)?.code === code;
+  const { file, magic } = job;
+
+  const complete = (): boolean => {
+    let size: number;
+    let fd: number;
+    try {
+      size = fs.statSync(file).size;
+      if (size < 20) return false;
+      fd = fs.openSync(file, 'r');
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return false;
+      throw err;
+    }
+    const head = Buffer.alloc(20);
+    let got: number;
+    try {
+      got = fs.readSync(fd, head, 0, 20, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    const expected = codec.sizeOf(head.subarray(0, got), magic);
+    if (expected !== 'unknown') return expected === size;
+    return typeof codec.decode(fs.readFileSync(file), magic, true, codec.lz4) !== 'string';
+  };
+
+  if (!job.force && complete()) {
+    const now = new Date();
+    try {
+      fs.utimesSync(file, now, now);
+      return { existed: true, storedBytes: 0 };
+    } catch (err) {
+      if (!isCode(err, 'ENOENT')) throw err;
+    }
+  }
+
+  const parts = codec.encode(job.plain, magic, job.compress, codec.lz4, codec.probe);
+  const storedBytes = parts.reduce((n, b) => n + b.length, 0);
+  const dir = path.dirname(file);
+  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
+  const open = (): number => {
+    if (!knownDirs.has(dir)) {
+      fs.mkdirSync(dir, { recursive: true });
+      knownDirs.add(dir);
+    }
+    try {
+      return fs.openSync(tmp, 'wx');
+    } catch (err) {
+      if (!isCode(err, 'ENOENT')) throw err;
+      // The folder went away behind this thread's back (a repository removed and made anew).
+      knownDirs.delete(dir);
+      fs.mkdirSync(dir, { recursive: true });
+      return fs.openSync(tmp, 'wx');
+    }
+  };
+  try {
+    const fd = open();
+    try {
+      // Loops over short writes: a full file system first returns a short count, and a truncated
+      // blob renamed into place would later be taken as existing.
+      let rest = parts.filter((b) => b.length > 0);
+      while (rest.length) {
+        const written = fs.writevSync(fd, rest);
+        if (written === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+        let skip = written;
+        while (rest.length && skip >= rest[0].length) {
+          skip -= rest[0].length;
+          rest = rest.slice(1);
+        }
+        if (rest.length && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    try {
+      fs.rmSync(tmp, { force: true });
+    } catch {
+      // The write's own error is the one to report.
+    }
+    throw err;
+  }
+  return { existed: false, storedBytes };
+}
