@@ -8,10 +8,11 @@
  * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
  * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.
  */
+import { sharedBuffer } from '../repository/blob-workers';
 import { chunkLength, type ChunkWork, type ReadPlan } from './read-plan';
 
 export interface AssemblerHooks {
-  /** The base backup's copy of a chunk (incremental only). */
+  /** The base backup's copy of a chunk (incremental only), in a buffer the assembler may write into. */
   readBaseChunk(index: number): Promise<Buffer>;
   onChunk(index: number, data: Buffer): Promise<void>;
   onUntouched(index: number): Promise<void>;
@@ -78,10 +79,11 @@ export class ChunkAssembler {
 
   private async startBuffer(work: ChunkWork): Promise<Buffer> {
     const len = chunkLength(work.index, this.plan.diskSize, this.plan.chunkSize);
-    if (work.fill !== 'base') return Buffer.alloc(len);
+    // Shared memory: the blob workers hash and store it without a copy.
+    if (work.fill !== 'base') return sharedBuffer(len);
     const base = await this.hooks.readBaseChunk(work.index);
     if (base.length !== len) throw new Error(`base chunk ${work.index} has ${base.length} bytes, expected ${len}`);
-    return Buffer.from(base);
+    return base;
   }
 
   private async finishChunk(work: ChunkWork): Promise<void> {

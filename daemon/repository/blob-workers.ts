@@ -4,7 +4,8 @@
  * - `sha256Hex`: SHA-256 (1.4 GB/s per core here with SHA-NI, the largest CPU cost of reading a
  *   disk; a full-compare spent ~0.9 s of its 3 s in `Hash.update` on the main thread);
  * - `store`: putting a blob into its file (store-blob.ts): existence check, encoding (lz4 probe,
- *   compression, CRC) and the file calls, synchronous on the worker.
+ *   compression, CRC) and the file calls, synchronous on the worker;
+ * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks.
  *
  * Data in a SharedArrayBuffer (the NBD reader's pooled pieces) reaches a worker without a copy;
  * other buffers are copied by postMessage, which still costs far less than the work. Hashes of
@@ -18,18 +19,26 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { sha256Hex } from './digest';
 import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from './file-formats';
+import { loadBlobSync, type LoadBlobResult } from './load-blob';
 import { storeBlobSync, type BlobCodec, type StoreBlobResult } from './store-blob';
 
 const INLINE_BELOW = 64 * 1024;
 
-type Request = { id: number; data: SharedArrayBuffer | Uint8Array; offset: number; length: number } & (
+/** A zeroed buffer in shared memory, which the workers read without a copy. */
+export function sharedBuffer(length: number): Buffer {
+  return Buffer.from(new SharedArrayBuffer(length));
+}
+
+type Op =
   | { op: 'sha256' }
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean }
-);
-type Reply = { id: number; result?: string | StoreBlobResult; error?: { message: string; code?: string } };
+  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined };
+type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
+type Result = string | StoreBlobResult | LoadBlobResult;
+type Reply = { id: number; result?: Result; error?: { message: string; code?: string } };
 
 /** Runs inside the worker thread; self-contained (see the module header). */
-function workerMain(store: typeof storeBlobSync, encode: typeof encodeBlobSync, decode: typeof decodeBlobSync, probe: typeof worthCompressing, sizeOf: typeof storedSizeOf): void {
+function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, encode: typeof encodeBlobSync, decode: typeof decodeBlobSync, probe: typeof worthCompressing, sizeOf: typeof storedSizeOf): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -37,13 +46,25 @@ function workerMain(store: typeof storeBlobSync, encode: typeof encodeBlobSync, 
   /* eslint-enable @typescript-eslint/no-require-imports */
   const knownDirs = new Set<string>();
   parentPort?.on('message', (m: Request) => {
-    const view = m.data instanceof SharedArrayBuffer ? Buffer.from(m.data, m.offset, m.length) : Buffer.from(m.data.buffer, m.data.byteOffset, m.data.byteLength);
+    const view = (): Buffer => {
+      const d = m.data as SharedArrayBuffer | Uint8Array;
+      return d instanceof SharedArrayBuffer ? Buffer.from(d, m.offset, m.length) : Buffer.from(d.buffer, d.byteOffset, d.byteLength);
+    };
     let reply: Reply;
     try {
-      reply =
-        m.op === 'sha256'
-          ? { id: m.id, result: crypto.createHash('sha256').update(view).digest('hex') }
-          : { id: m.id, result: store({ file: m.file, plain: view, magic: Buffer.from(m.magic), compress: m.compress, force: m.force }, codec, knownDirs) };
+      if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
+      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force }, codec, knownDirs) };
+      else {
+        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec);
+        if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
+        else {
+          // Copied once into shared memory: it reaches the main thread, and goes back to a worker
+          // for hashing and storing once the incremental overlaid its changes, without a copy.
+          const own = Buffer.from(new SharedArrayBuffer(loaded.plain.length));
+          loaded.plain.copy(own);
+          reply = { id: m.id, result: { state: 'ok', plain: own } };
+        }
+      }
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
       reply = { id: m.id, error: { message: e.message, code: e.code } };
@@ -52,12 +73,12 @@ function workerMain(store: typeof storeBlobSync, encode: typeof encodeBlobSync, 
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlobSync.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 
 interface Job {
-  resolve(result: string | StoreBlobResult): void;
+  resolve(result: Result): void;
   reject(err: Error): void;
 }
 
@@ -87,6 +108,13 @@ export class BlobWorkers {
     return this.run(data, { op: 'sha256' }) as Promise<string>;
   }
 
+  /** Reads and checks a blob (load-blob.ts); a buffer it answers (shared memory) belongs to the caller. */
+  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number }): Promise<LoadBlobResult> {
+    const loaded = this.run(null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain }) as Promise<LoadBlobResult>;
+    // Buffers arrive from a worker as plain Uint8Arrays.
+    return loaded.then((r) => (r.state === 'ok' ? { state: 'ok', plain: Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) } : r));
+  }
+
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
   store(req: StoreRequest): Promise<StoreBlobResult> {
     return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force }) as Promise<StoreBlobResult>;
@@ -99,14 +127,13 @@ export class BlobWorkers {
     await Promise.all(workers.map((w) => w.terminate()));
   }
 
-  private run(data: Buffer, op: { op: 'sha256' } | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean }): Promise<string | StoreBlobResult> {
+  private run(data: Buffer | null, op: Op): Promise<Result> {
     const slot = this.leastBusy();
     const id = this.nextId++;
     // A view into a larger ordinary buffer is copied first: postMessage would clone all of it.
-    const shared = data.buffer instanceof SharedArrayBuffer;
-    const payload = shared ? data.buffer : data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
+    const payload = data === null || data.buffer instanceof SharedArrayBuffer ? (data?.buffer ?? null) : data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
     return new Promise((resolve, reject) => {
-      const msg = { id, data: payload, offset: data.byteOffset, length: data.length, ...op } as Request;
+      const msg = { id, data: payload, offset: data?.byteOffset ?? 0, length: data?.length ?? 0, ...op } as Request;
       // Recorded only once sent: if postMessage throws, no ref'd worker is left waiting for it.
       slot.worker.postMessage(msg);
       slot.jobs.set(id, { resolve, reject });
@@ -142,7 +169,7 @@ export class BlobWorkers {
       slot.jobs.delete(id);
       if (slot.jobs.size === 0) worker.unref();
       if (error) job?.reject(Object.assign(new Error(error.message), { code: error.code }));
-      else job?.resolve(result as string | StoreBlobResult);
+      else job?.resolve(result as Result);
     });
     worker.on('error', fail);
     worker.on('exit', (code) => fail(new Error(`blob worker exited with code ${code}`)));

@@ -26,8 +26,7 @@ export function shardOf(digest: string): string {
   return digest.slice(0, SHARD_HEX_DIGITS);
 }
 import type { BlobWorkers } from './blob-workers';
-import { BLOB_HEADER_SIZE, BlobFormatError, decodeBlob, magicOf, type BlobKind, type Compression } from './file-formats';
-import { sha256Hex } from './digest';
+import { magicOf, type BlobKind, type Compression } from './file-formats';
 import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
@@ -70,26 +69,19 @@ export class ChunkStore {
   }
 
   /**
-   * Reads and checks a blob: CRC of the stored bytes, then SHA-256 of the plain content.
-   * `maxPlain` (a chunk's size) lets the read happen in one call; `fast` leaves out the CRC, which
-   * the SHA-256 check makes redundant (restore); verify keeps both to report the precise reason.
+   * Reads and checks a blob on a blob worker (load-blob.ts): CRC of the stored bytes, then SHA-256
+   * of the plain content. `maxPlain` (a chunk's size) lets the read happen in one call; `fast`
+   * leaves out the CRC, which the SHA-256 check makes redundant (restore, base chunks); verify keeps
+   * both to report the precise reason. The buffer returned belongs to the caller.
    */
   async read(digest: string, opts: { maxPlain?: number; fast?: boolean } = {}): Promise<Buffer> {
-    const key = this.keyOf(digest);
-    const stored = await this.storage.read(key, opts.maxPlain === undefined ? {} : { maxBytes: opts.maxPlain + BLOB_HEADER_SIZE });
-    const where = this.storage.localPath(key);
-    if (!stored) {
+    const where = this.storage.localPath(this.keyOf(digest));
+    const r = await this.workers.load({ file: where, digest, magic: magicOf(this.kind), checkCrc: opts.fast !== true, ...(opts.maxPlain === undefined ? {} : { maxPlain: opts.maxPlain }) });
+    if (r.state === 'ok') return r.plain;
+    if (r.state === 'missing') {
       throw this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
     }
-    let plain: Buffer;
-    try {
-      plain = await decodeBlob(this.kind, stored, { skipCrc: opts.fast });
-    } catch (err) {
-      if (!(err instanceof BlobFormatError)) throw err;
-      throw this.corrupt(digest, where, err.message);
-    }
-    if (sha256Hex(plain) !== digest) throw this.corrupt(digest, where, 'content does not match its digest');
-    return plain;
+    throw this.corrupt(digest, where, r.reason === 'bad magic' ? `bad magic for a ${this.kind}` : r.reason);
   }
 
   /** Like read, but answers the state instead of throwing for missing or corrupt blobs. */

@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
-import type { BlobWorkers } from './blob-workers';
+import { sharedBuffer, type BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
 import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
@@ -58,6 +58,7 @@ export interface DiskWriter {
   /** Whether a base index was cloned (false: no base, or size/chunk size differ). */
   readonly cloned: boolean;
   baseDigest(index: number): string | null;
+  /** The chunk as the base backup has it (zeroes where it has none), in shared memory of the caller's own. */
   readBaseChunk(index: number): Promise<Buffer>;
   badBaseChunks(): number[];
   putChunk(index: number, data: Buffer): Promise<PutResult>;
@@ -190,8 +191,8 @@ export class IndexDiskWriter implements DiskWriter {
 
   async readBaseChunk(index: number): Promise<Buffer> {
     const d = this.baseDigest(index);
-    if (d === null) return Buffer.alloc(chunkLength(this.g, index));
-    return this.ctx.chunks.read(d);
+    if (d === null) return sharedBuffer(chunkLength(this.g, index));
+    return this.ctx.chunks.read(d, { maxPlain: chunkLength(this.g, index), fast: true });
   }
 
   badBaseChunks(): number[] {

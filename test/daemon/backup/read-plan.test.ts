@@ -59,7 +59,7 @@ describe('planIncremental', () => {
 async function assemble(plan: ReadPlan, disk: Buffer, base: Buffer | undefined): Promise<Map<number, Buffer | 'untouched'>> {
   const out = new Map<number, Buffer | 'untouched'>();
   const a = new ChunkAssembler(plan, {
-    readBaseChunk: async (i) => (base as Buffer).subarray(i * plan.chunkSize, Math.min(plan.diskSize, (i + 1) * plan.chunkSize)),
+    readBaseChunk: async (i) => Buffer.from((base as Buffer).subarray(i * plan.chunkSize, Math.min(plan.diskSize, (i + 1) * plan.chunkSize))),
     onChunk: async (i, d) => void out.set(i, d),
     onUntouched: async (i) => void out.set(i, 'untouched'),
   });

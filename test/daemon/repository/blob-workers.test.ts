@@ -119,4 +119,49 @@ describe('blob workers: storing a blob into its file', () => {
     await expect(store(path.join(parent, 'blob'), text, true)).rejects.toMatchObject({ code: 'EISDIR' });
     expect(fs.readdirSync(parent)).toEqual(['blob']);
   });
+
+  describe('reading a blob back', () => {
+    const random = crypto.randomBytes(262144);
+    const digestOf = (b: Buffer): string => sha(b);
+    const load = (file: string, plain: Buffer, checkCrc = true): ReturnType<BlobWorkers['load']> =>
+      pool.load({ file, digest: digestOf(plain), magic: CHUNK_MAGIC_V1, checkCrc, maxPlain: plain.length });
+
+    it.each([
+      ['raw (random)', random],
+      ['lz4 (text)', text],
+    ])('a stored %s blob comes back whole, in a Buffer of the caller\'s own', async (_name, plain) => {
+      const file = path.join(dir, 'load', digestOf(plain));
+      await store(file, plain);
+      const r = await load(file, plain);
+      if (r.state !== 'ok') throw new Error(`state ${r.state}`);
+      expect(Buffer.isBuffer(r.plain)).toBe(true);
+      expect(r.plain.equals(plain)).toBe(true);
+      r.plain.fill(1);
+      expect((await load(file, plain)).state).toBe('ok');
+    });
+
+    const problems: [string, (file: string) => void, boolean, string][] = [
+      ['a flipped payload bit, CRC checked', (f) => flip(f, 5000), true, 'checksum mismatch'],
+      ['a flipped payload bit, CRC left to the SHA-256', (f) => flip(f, 5000), false, 'content does not match its digest'],
+      ['a truncated file', (f) => fs.truncateSync(f, 1000), true, 'checksum mismatch'],
+      ['a page under a chunk name', (f) => fs.writeFileSync(f, Buffer.concat(encodeBlob('page', random, 'none'))), true, 'bad magic'],
+    ];
+    function flip(file: string, at: number): void {
+      const b = fs.readFileSync(file);
+      b[at] ^= 0x40;
+      fs.writeFileSync(file, b);
+    }
+
+    it.each(problems)('%s is reported corrupt with its reason', async (_name, damage, checkCrc, reason) => {
+      const file = path.join(dir, 'load-bad', crypto.randomBytes(4).toString('hex'));
+      await store(file, random);
+      damage(file);
+      expect(await load(file, random, checkCrc)).toEqual({ state: 'corrupt', reason });
+    });
+
+    it('a missing file is reported missing; other errors carry their code', async () => {
+      expect(await load(path.join(dir, 'load', 'nope'), random)).toEqual({ state: 'missing' });
+      await expect(load(dir, random)).rejects.toMatchObject({ code: 'EISDIR' });
+    });
+  });
 });

@@ -1,0 +1,53 @@
+/**
+ * Reads one blob from its file and checks it, with plain synchronous calls, on the blob worker
+ * threads (blob-workers.ts): an incremental reads a base chunk for every chunk it changes, and
+ * reading (three file calls), decoding and hashing it on the main thread left the NBD receiver
+ * waiting.
+ *
+ * Checks: the header and CRC (unless `checkCrc` is false: restore and base reads rely on the
+ * SHA-256, which finds everything the CRC would), the plain length, then the SHA-256 of the plain
+ * content against the blob's name. `maxPlain` (a chunk's size) lets the read happen in one call.
+ * Answers the state instead of throwing for missing or corrupt blobs; other errors throw.
+ *
+ * Self-contained (only its arguments, literals and built-in modules), because the workers run its
+ * source text; the decoder is passed in. 20 = BLOB_HEADER_SIZE.
+ */
+import type { BlobCodec } from './store-blob';
+
+export interface LoadBlobJob {
+  file: string;
+  digest: string;
+  magic: Buffer;
+  checkCrc: boolean;
+  maxPlain: number | undefined;
+}
+
+export type LoadBlobResult = { state: 'ok'; plain: Buffer } | { state: 'missing' } | { state: 'corrupt'; reason: string };
+
+export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' | 'lz4'>): LoadBlobResult {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const fs = require('node:fs') as typeof import('node:fs');
+  const crypto = require('node:crypto') as typeof import('node:crypto');
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  let stored: Buffer;
+  try {
+    if (job.maxPlain === undefined) stored = fs.readFileSync(job.file);
+    else {
+      const fd = fs.openSync(job.file, 'r');
+      try {
+        // One byte more than a complete blob can have, so an overlong file is seen as such.
+        const buf = Buffer.allocUnsafe(job.maxPlain + 21);
+        stored = buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0));
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'missing' };
+    throw err;
+  }
+  const plain = codec.decode(stored, job.magic, job.checkCrc, codec.lz4);
+  if (typeof plain === 'string') return { state: 'corrupt', reason: plain };
+  if (crypto.createHash('sha256').update(plain).digest('hex') !== job.digest) return { state: 'corrupt', reason: 'content does not match its digest' };
+  return { state: 'ok', plain };
+}
