@@ -64,7 +64,10 @@ export class ChunkStore {
       if (code === 'ENOSPC' || code === 'EDQUOT') throw RepoNoSpaceError({ path: file }, err);
       throw err;
     }
-    if (!stored.existed) this.storage.addToBatch(opts.batch, key, stored.storedBytes);
+    // A blob found present joins the batch too: another writer may have written it moments ago
+    // without a sync yet (a concurrent backup, or one that failed before its commit), and this
+    // backup's manifest must not reference it before it is durable.
+    this.storage.addToBatch(opts.batch, key, stored.storedBytes);
     return stored;
   }
 

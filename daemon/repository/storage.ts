@@ -38,11 +38,10 @@ export class SyncBatch {
 
 export interface RepositoryStorage {
   readonly root: string;
-  /** `maxBytes`: the object cannot be larger (a chunk): read it in one call; more is returned as found, for the caller to reject. */
-  read(key: string, opts?: { maxBytes?: number }): Promise<Buffer | null>;
+  read(key: string): Promise<Buffer | null>;
   writeAtomic(key: string, data: Buffer): Promise<void>;
   createExclusive(key: string, data: Buffer): Promise<boolean>;
-  /** A blob of `bytes` written at `key` without fsync joins `batch`. */
+  /** A blob at `key`, written or found present without a sync, joins `batch`; `bytes` newly written count towards its background flush. */
   addToBatch(batch: SyncBatch, key: string, bytes: number): void;
   syncBatch(batch: SyncBatch): Promise<void>;
   stat(key: string): Promise<StorageStat | null>;
@@ -72,17 +71,9 @@ export class LocalDirStorage implements RepositoryStorage {
     return path.join(this.root, ...key.split('/'));
   }
 
-  async read(key: string, opts: { maxBytes?: number } = {}): Promise<Buffer | null> {
+  async read(key: string): Promise<Buffer | null> {
     try {
-      if (opts.maxBytes === undefined) return await fsp.readFile(this.localPath(key));
-      const fh = await fsp.open(this.localPath(key), 'r');
-      try {
-        const buf = Buffer.allocUnsafe(opts.maxBytes + 1);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        return buf.subarray(0, bytesRead);
-      } finally {
-        await fh.close();
-      }
+      return await fsp.readFile(this.localPath(key));
     } catch (err) {
       if (isCode(err, 'ENOENT')) return null;
       throw err;

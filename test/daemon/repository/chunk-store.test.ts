@@ -1,0 +1,35 @@
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { BlobWorkers } from '../../../daemon/repository/blob-workers';
+import { ChunkStore } from '../../../daemon/repository/chunk-store';
+import { LocalDirStorage, SyncBatch } from '../../../daemon/repository/storage';
+import { tempDir } from './repo-test-helpers';
+
+describe('chunk store inserts and the sync batch', () => {
+  const workers = new BlobWorkers(2);
+  let dir: string;
+  beforeAll(() => {
+    dir = tempDir();
+  });
+  afterAll(async () => {
+    await workers.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a blob found present joins the batch too: its writer may not have synced it yet', async () => {
+    const storage = new LocalDirStorage(dir);
+    const store = new ChunkStore(storage, 'chunk', 'auto', workers);
+    const plain = crypto.randomBytes(262144);
+    const digest = crypto.createHash('sha256').update(plain).digest('hex');
+    const first = new SyncBatch();
+    expect(await store.insert(digest, plain, { batch: first })).toEqual({ existed: false, storedBytes: plain.length + 20 });
+    // A second backup that dedups against it before the first one synced.
+    const second = new SyncBatch();
+    expect(await store.insert(digest, plain, { batch: second })).toEqual({ existed: true, storedBytes: 0 });
+    expect(first.keys).toEqual([store.keyOf(digest)]);
+    expect(second.keys).toEqual([store.keyOf(digest)]);
+    await storage.syncBatch(second);
+    expect(second.keys).toEqual([]);
+    expect((await store.read(digest)).equals(plain)).toBe(true);
+  });
+});
