@@ -103,8 +103,11 @@ describe('spool replay', () => {
     const script = `
       const { appendToSpool } = require(${JSON.stringify(path.join(distDir, 'hooks', 'spool-writer.js'))});
       const w = Number(process.argv[1]);
+      // 1 ms between appends keeps each writer alive for several replay rounds even on a loaded host.
+      const pause = new Int32Array(new SharedArrayBuffer(4));
       for (let i = 0; i < ${perWriter}; i++) {
         appendToSpool(process.argv[2], { vmid: 100 + w, phase: 'post-start', source: 'hookscript', time: '${T}', seq: w + '-' + i });
+        Atomics.wait(pause, 0, 0, 1);
       }`;
     const children = Array.from({ length: writers }, (_, w) =>
       new Promise<number | null>((resolve) => spawn(process.execPath, ['-e', script, String(w), state], { stdio: 'inherit' }).on('close', resolve)),
