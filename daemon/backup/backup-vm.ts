@@ -33,11 +33,12 @@ import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, Backup
 import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { BasePrefetch } from './base-prefetch';
 import { ChunkAssembler } from './chunk-assembler';
+import { ChunkBuffers } from './chunk-buffers';
 import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
 import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';
 import { lastBackupsByDisk, type BackupRepository, type LastDiskBackup } from './last-backups';
-import { planFull, planIncremental, type ByteRange } from './read-plan';
+import { chunkLength, planFull, planIncremental, type ByteRange } from './read-plan';
 
 export interface BackupVmConfig {
   readonly qemuServerConfigDir: string;
@@ -442,35 +443,40 @@ async function backupDisk(
   const pending = new Set<Promise<void>>();
   let lease: PieceLease | undefined;
   let putError: unknown;
+  const buffers = new ChunkBuffers(dw.chunkSize);
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
-    (i) => dw.readBaseChunk(i),
+    (i) => dw.readBaseChunk(i, buffers.take(chunkLength(i, j.size, dw.chunkSize), false)),
   );
-  const assembler = new ChunkAssembler(plan, {
-    readBaseChunk: (i) => prefetch.get(i),
-    onChunk: async (i, data) => {
-      if (putError) throw putError;
-      const drop = lease?.hold();
-      const p: Promise<void> = dw.putChunk(i, data).then(
-        () => {
-          pending.delete(p);
-          drop?.();
-        },
-        (e: unknown) => {
-          pending.delete(p);
-          putError ??= e;
-          drop?.();
-        },
-      );
-      pending.add(p);
-      if (pending.size >= PUT_WINDOW) await Promise.race(pending);
-      if (putError) throw putError;
-      await progress();
+  const assembler = new ChunkAssembler(
+    plan,
+    {
+      readBaseChunk: (i) => prefetch.get(i),
+      onChunk: async (i, data, pooled) => {
+        if (putError) throw putError;
+        const drop = pooled ? () => buffers.give(data) : lease?.hold();
+        const p: Promise<void> = dw.putChunk(i, data).then(
+          () => {
+            pending.delete(p);
+            drop?.();
+          },
+          (e: unknown) => {
+            pending.delete(p);
+            putError ??= e;
+            drop?.();
+          },
+        );
+        pending.add(p);
+        if (pending.size >= PUT_WINDOW) await Promise.race(pending);
+        if (putError) throw putError;
+        await progress();
+      },
+      onUntouched: async (i) => {
+        if (mode !== 'incremental') dw.putZero(i);
+      },
     },
-    onUntouched: async (i) => {
-      if (mode !== 'incremental') dw.putZero(i);
-    },
-  });
+    buffers,
+  );
   try {
     const c = opts.config;
     const onData = async (off: number, data: Buffer, release: () => void): Promise<void> => {

@@ -1,20 +1,21 @@
 /**
  * Builds repository chunks from a ReadPlan while data arrives from NBD in ascending offset order.
  *
- * A chunk's buffer starts as its base copy (incremental) or zeroes (full), read ranges are copied
- * over it, and it is handed to `onChunk` as soon as its last planned byte arrived, so memory stays
+ * A chunk's buffer (from a pool of shared memory, chunk-buffers.ts) starts as its base copy
+ * (incremental) or zeroes (full), read ranges are copied over it, and it is handed to `onChunk` as soon as its last planned byte arrived, so memory stays
  * at about one chunk plus the reader's in-flight window. A chunk that lies whole inside one read
  * buffer is passed on as a view of it, without copying. Chunks without planned reads are reported
  * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
  * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.
  */
-import { sharedBuffer } from '../repository/blob-workers';
+import type { ChunkBuffers } from './chunk-buffers';
 import { chunkLength, type ChunkWork, type ReadPlan } from './read-plan';
 
 export interface AssemblerHooks {
-  /** The base backup's copy of a chunk (incremental only), in a buffer the assembler may write into. */
+  /** The base backup's copy of a chunk (incremental only), in a buffer taken from the assembler's pool. */
   readBaseChunk(index: number): Promise<Buffer>;
-  onChunk(index: number, data: Buffer): Promise<void>;
+  /** `pooled`: `data` came from the pool, and goes back to it (`buffers.give`) once nobody reads it. */
+  onChunk(index: number, data: Buffer, pooled: boolean): Promise<void>;
   onUntouched(index: number): Promise<void>;
 }
 
@@ -29,6 +30,7 @@ export class ChunkAssembler {
   constructor(
     private readonly plan: ReadPlan,
     private readonly hooks: AssemblerHooks,
+    private readonly buffers: ChunkBuffers,
   ) {}
 
   get received(): number {
@@ -50,7 +52,7 @@ export class ChunkAssembler {
           pos += range.length;
           this.bytesReceived += range.length;
           this.buf = data.subarray(pos - range.length, pos);
-          await this.finishChunk(work);
+          await this.finishChunk(work, false);
           continue;
         }
         this.buf = await this.startBuffer(work);
@@ -64,7 +66,7 @@ export class ChunkAssembler {
       if (this.rangeDone === range.length) {
         this.rangePos++;
         this.rangeDone = 0;
-        if (this.rangePos === work.ranges.length) await this.finishChunk(work);
+        if (this.rangePos === work.ranges.length) await this.finishChunk(work, true);
       }
     }
   }
@@ -79,20 +81,19 @@ export class ChunkAssembler {
 
   private async startBuffer(work: ChunkWork): Promise<Buffer> {
     const len = chunkLength(work.index, this.plan.diskSize, this.plan.chunkSize);
-    // Shared memory: the blob workers hash and store it without a copy.
-    if (work.fill !== 'base') return sharedBuffer(len);
+    if (work.fill !== 'base') return this.buffers.take(len);
     const base = await this.hooks.readBaseChunk(work.index);
     if (base.length !== len) throw new Error(`base chunk ${work.index} has ${base.length} bytes, expected ${len}`);
     return base;
   }
 
-  private async finishChunk(work: ChunkWork): Promise<void> {
+  private async finishChunk(work: ChunkWork, pooled: boolean): Promise<void> {
     const data = this.buf as Buffer;
     this.buf = undefined;
     this.next++;
     this.rangePos = 0;
     this.nextIndex = work.index + 1;
-    await this.hooks.onChunk(work.index, data);
+    await this.hooks.onChunk(work.index, data, pooled);
   }
 
   private async emitUntouchedBefore(index: number): Promise<void> {

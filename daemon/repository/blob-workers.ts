@@ -24,18 +24,13 @@ import { storeBlobSync, type BlobCodec, type StoreBlobResult } from './store-blo
 
 const INLINE_BELOW = 64 * 1024;
 
-/** A zeroed buffer in shared memory, which the workers read without a copy. */
-export function sharedBuffer(length: number): Buffer {
-  return Buffer.from(new SharedArrayBuffer(length));
-}
-
 type Op =
   | { op: 'sha256' }
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean }
   | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined };
 type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
 type Result = string | StoreBlobResult | LoadBlobResult;
-type Reply = { id: number; result?: Result; error?: { message: string; code?: string } };
+type Reply = { id: number; result?: Result; error?: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Runs inside the worker thread; self-contained (see the module header). */
 function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, encode: typeof encodeBlobSync, decode: typeof decodeBlobSync, probe: typeof worthCompressing, sizeOf: typeof storedSizeOf): void {
@@ -57,17 +52,25 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
       else {
         const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
-        else {
-          // Copied once into shared memory: it reaches the main thread, and goes back to a worker
-          // for hashing and storing once the incremental overlaid its changes, without a copy.
-          const own = Buffer.from(new SharedArrayBuffer(loaded.plain.length));
+        else if (m.data) {
+          // Into the caller's shared memory: nothing travels back but the answer.
+          const into = view();
+          if (loaded.plain.length !== into.length) reply = { id: m.id, result: { state: 'corrupt', reason: `length ${loaded.plain.length}, the index expects ${into.length}` } };
+          else {
+            loaded.plain.copy(into);
+            reply = { id: m.id, result: { state: 'ok', plain: into } };
+          }
+        } else {
+          // Moved, not cloned, to the main thread: copied once here into memory of its own.
+          const own = Buffer.allocUnsafeSlow(loaded.plain.length);
           loaded.plain.copy(own);
-          reply = { id: m.id, result: { state: 'ok', plain: own } };
+          parentPort?.postMessage({ id: m.id, result: { state: 'ok', plain: own } }, [own.buffer]);
+          return;
         }
       }
     } catch (err) {
       const e = err as NodeJS.ErrnoException;
-      reply = { id: m.id, error: { message: e.message, code: e.code } };
+      reply = { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
     }
     parentPort?.postMessage(reply);
   });
@@ -108,11 +111,17 @@ export class BlobWorkers {
     return this.run(data, { op: 'sha256' }) as Promise<string>;
   }
 
-  /** Reads and checks a blob (load-blob.ts); a buffer it answers (shared memory) belongs to the caller. */
-  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number }): Promise<LoadBlobResult> {
-    const loaded = this.run(null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain }) as Promise<LoadBlobResult>;
+  /**
+   * Reads and checks a blob (load-blob.ts). With `into` (shared memory of the content's exact
+   * length) the worker writes the content there and the answer's `plain` is `into`; otherwise the
+   * content arrives in memory of the caller's own, moved rather than copied.
+   */
+  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number; into?: Buffer }): Promise<LoadBlobResult> {
+    const into = req.into;
+    if (into && !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('load into: the buffer must be shared memory');
+    const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain }) as Promise<LoadBlobResult>;
     // Buffers arrive from a worker as plain Uint8Arrays.
-    return loaded.then((r) => (r.state === 'ok' ? { state: 'ok', plain: Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) } : r));
+    return loaded.then((r) => (r.state !== 'ok' ? r : { state: 'ok', plain: into ?? Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) }));
   }
 
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
@@ -168,10 +177,12 @@ export class BlobWorkers {
       const job = slot.jobs.get(id);
       slot.jobs.delete(id);
       if (slot.jobs.size === 0) worker.unref();
-      if (error) job?.reject(Object.assign(new Error(error.message), { code: error.code }));
+      if (error) job?.reject(Object.assign(new Error(error.message), error));
       else job?.resolve(result as Result);
     });
     worker.on('error', fail);
+    // A reply that cannot be deserialized would otherwise leave its job waiting forever.
+    worker.on('messageerror', fail);
     worker.on('exit', (code) => fail(new Error(`blob worker exited with code ${code}`)));
     this.slots[index] = slot;
     return slot;

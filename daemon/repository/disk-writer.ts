@@ -13,7 +13,7 @@
  */
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
-import { sharedBuffer, type BlobWorkers } from './blob-workers';
+import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
 import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
@@ -58,8 +58,8 @@ export interface DiskWriter {
   /** Whether a base index was cloned (false: no base, or size/chunk size differ). */
   readonly cloned: boolean;
   baseDigest(index: number): string | null;
-  /** The chunk as the base backup has it (zeroes where it has none), in shared memory of the caller's own. */
-  readBaseChunk(index: number): Promise<Buffer>;
+  /** Fills `into` (the chunk's length; shared memory is filled by a worker without a copy) with the chunk as the base backup has it, zeroes where it has none. */
+  readBaseChunk(index: number, into: Buffer): Promise<Buffer>;
   badBaseChunks(): number[];
   putChunk(index: number, data: Buffer): Promise<PutResult>;
   putZero(index: number): void;
@@ -189,10 +189,12 @@ export class IndexDiskWriter implements DiskWriter {
     return isZeroDigest(d) ? null : d;
   }
 
-  async readBaseChunk(index: number): Promise<Buffer> {
+  async readBaseChunk(index: number, into: Buffer): Promise<Buffer> {
+    const want = chunkLength(this.g, index);
+    if (into.length !== want) throw RepoInvalidArgumentError({ what: `base chunk ${index} buffer length`, value: into.length, hint: `expected ${want} bytes` });
     const d = this.baseDigest(index);
-    if (d === null) return sharedBuffer(chunkLength(this.g, index));
-    return this.ctx.chunks.read(d, { maxPlain: chunkLength(this.g, index), fast: true });
+    if (d === null) return into.fill(0);
+    return this.ctx.chunks.read(d, { fast: true, into });
   }
 
   badBaseChunks(): number[] {

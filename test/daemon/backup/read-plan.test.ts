@@ -1,5 +1,6 @@
 import crypto from 'node:crypto';
 import { ChunkAssembler } from '../../../daemon/backup/chunk-assembler';
+import { ChunkBuffers } from '../../../daemon/backup/chunk-buffers';
 import { normalizeRanges, planFull, planIncremental, splitRanges, type ByteRange, type ReadPlan } from '../../../daemon/backup/read-plan';
 
 const K = 1024;
@@ -62,7 +63,7 @@ async function assemble(plan: ReadPlan, disk: Buffer, base: Buffer | undefined):
     readBaseChunk: async (i) => Buffer.from((base as Buffer).subarray(i * plan.chunkSize, Math.min(plan.diskSize, (i + 1) * plan.chunkSize))),
     onChunk: async (i, d) => void out.set(i, d),
     onUntouched: async (i) => void out.set(i, 'untouched'),
-  });
+  }, new ChunkBuffers(plan.chunkSize));
   for (const q of plan.requests) {
     let off = q.offset;
     while (off < q.offset + q.length) {
@@ -109,15 +110,21 @@ describe('ChunkAssembler', () => {
     const disk = crypto.randomBytes(size);
     const plan = planFull([r(0, 2 * cs + 100)], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
     const got = new Map<number, Buffer>();
+    const pooled = new Map<number, boolean>();
     const a = new ChunkAssembler(plan, {
       readBaseChunk: async () => Buffer.alloc(0),
-      onChunk: async (i, d) => void got.set(i, d),
+      onChunk: async (i, d, p) => {
+        got.set(i, d);
+        pooled.set(i, p);
+      },
       onUntouched: async () => undefined,
-    });
+    }, new ChunkBuffers(cs));
     const one = disk.subarray(0, 2 * cs + 100);
     await a.push(0, one);
     await a.finish();
     expect(got.get(0)?.buffer).toBe(one.buffer);
+    expect([...pooled]).toEqual([[0, false], [1, false], [2, true]]);
+    expect(got.get(2)?.buffer).toBeInstanceOf(SharedArrayBuffer);
     expect(got.get(1)?.equals(disk.subarray(cs, 2 * cs))).toBe(true);
     expect(got.get(2)?.subarray(0, 100).equals(disk.subarray(2 * cs, 2 * cs + 100))).toBe(true);
     expect(got.get(2)?.subarray(100).every((b) => b === 0)).toBe(true);
@@ -126,8 +133,8 @@ describe('ChunkAssembler', () => {
   test('out-of-plan data and early end throw', async () => {
     const plan = planFull([r(0, 100)], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
     const hooks = { readBaseChunk: async () => Buffer.alloc(0), onChunk: async () => undefined, onUntouched: async () => undefined };
-    await expect(new ChunkAssembler(plan, hooks).push(50, Buffer.alloc(10))).rejects.toThrow(/expected 0/);
-    const a = new ChunkAssembler(plan, hooks);
+    await expect(new ChunkAssembler(plan, hooks, new ChunkBuffers(cs)).push(50, Buffer.alloc(10))).rejects.toThrow(/expected 0/);
+    const a = new ChunkAssembler(plan, hooks, new ChunkBuffers(cs));
     await a.push(0, Buffer.alloc(50));
     await expect(a.finish()).rejects.toThrow(/before chunk 0/);
   });

@@ -2,7 +2,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { BlobWorkers } from '../../../daemon/repository/blob-workers';
-import { CHUNK_MAGIC_V1, decodeBlob, encodeBlob } from '../../../daemon/repository/file-formats';
+import lz4 from 'lz4-napi';
+import { CHUNK_MAGIC_V1, decodeBlobSync, encodeBlob } from '../../../daemon/repository/file-formats';
 import { tempDir } from './repo-test-helpers';
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
@@ -59,6 +60,11 @@ describe('blob workers: storing a blob into its file', () => {
   const store = (file: string, plain: Buffer, force = false): ReturnType<BlobWorkers['store']> =>
     pool.store({ file, plain, magic: CHUNK_MAGIC_V1, compress: true, force });
   const old = new Date('2020-01-01T00:00:00Z');
+  const decoded = (file: string): Buffer => {
+    const plain = decodeBlobSync(fs.readFileSync(file), CHUNK_MAGIC_V1, true, lz4);
+    if (typeof plain === 'string') throw new Error(plain);
+    return plain;
+  };
 
   it('writes a new blob in the chunk format (creating its folder), then finds it present and touches it', async () => {
     const file = path.join(dir, 'a', 'b', 'blob');
@@ -66,7 +72,7 @@ describe('blob workers: storing a blob into its file', () => {
     expect(first.existed).toBe(false);
     expect(first.storedBytes).toBe(fs.statSync(file).size);
     expect(fs.readFileSync(file).equals(Buffer.concat(encodeBlob('chunk', text, 'auto')))).toBe(true);
-    expect((await decodeBlob('chunk', fs.readFileSync(file))).equals(text)).toBe(true);
+    expect(decoded(file).equals(text)).toBe(true);
     fs.utimesSync(file, old, old);
     expect(await store(file, text)).toEqual({ existed: true, storedBytes: 0 });
     expect(fs.statSync(file).mtimeMs).toBeGreaterThan(old.getTime());
@@ -85,7 +91,7 @@ describe('blob workers: storing a blob into its file', () => {
     await store(file, text);
     damage(file);
     expect((await store(file, text)).existed).toBe(false);
-    expect((await decodeBlob('chunk', fs.readFileSync(file))).equals(text)).toBe(true);
+    expect(decoded(file).equals(text)).toBe(true);
   });
 
   it('force rewrites a complete blob (verify found it bad inside)', async () => {
@@ -97,7 +103,7 @@ describe('blob workers: storing a blob into its file', () => {
     fs.writeFileSync(file, bytes);
     expect((await store(file, random)).existed).toBe(true);
     expect((await store(file, random, true)).existed).toBe(false);
-    expect((await decodeBlob('chunk', fs.readFileSync(file))).equals(random)).toBe(true);
+    expect(decoded(file).equals(random)).toBe(true);
   });
 
   it('stores from a view into a SharedArrayBuffer', async () => {
@@ -106,7 +112,7 @@ describe('blob workers: storing a blob into its file', () => {
     const view = shared.subarray(65536, 65536 + 262144);
     const file = path.join(dir, 'shared');
     await store(file, view);
-    expect((await decodeBlob('chunk', fs.readFileSync(file))).equals(Buffer.from(view))).toBe(true);
+    expect(decoded(file).equals(Buffer.from(view))).toBe(true);
   });
 
   it('fails with the errno code of the failed call and leaves no temporary file', async () => {
@@ -159,9 +165,24 @@ describe('blob workers: storing a blob into its file', () => {
       expect(await load(file, random, checkCrc)).toEqual({ state: 'corrupt', reason });
     });
 
+    it("fills shared memory the caller gives, and only when the length is the content's", async () => {
+      const file = path.join(dir, 'load', `into-${digestOf(text)}`);
+      await store(file, text);
+      const into = Buffer.from(new SharedArrayBuffer(text.length));
+      const r = await pool.load({ file, digest: digestOf(text), magic: CHUNK_MAGIC_V1, checkCrc: false, into });
+      expect(r.state === 'ok' && r.plain).toBe(into);
+      expect(into.equals(text)).toBe(true);
+      const short = Buffer.from(new SharedArrayBuffer(text.length - 1));
+      expect(await pool.load({ file, digest: digestOf(text), magic: CHUNK_MAGIC_V1, checkCrc: false, into: short })).toEqual({
+        state: 'corrupt',
+        reason: `length ${text.length}, the index expects ${text.length - 1}`,
+      });
+      expect(() => pool.load({ file, digest: digestOf(text), magic: CHUNK_MAGIC_V1, checkCrc: false, into: Buffer.alloc(text.length) })).toThrow(TypeError);
+    });
+
     it('a missing file is reported missing; other errors carry their code', async () => {
       expect(await load(path.join(dir, 'load', 'nope'), random)).toEqual({ state: 'missing' });
-      await expect(load(dir, random)).rejects.toMatchObject({ code: 'EISDIR' });
+      await expect(load(dir, random)).rejects.toMatchObject({ code: 'EISDIR', syscall: 'read' });
     });
   });
 });
