@@ -109,7 +109,7 @@ async function chunkStoreEncoding(corpus: { name: string; data: Buffer }): Promi
   let stored = 0;
   const t0 = process.hrtime.bigint();
   for (let o = 0; o < corpus.data.length; o += DEFAULT_CHUNK_SIZE) {
-    for (const part of await encodeBlob('chunk', corpus.data.subarray(o, o + DEFAULT_CHUNK_SIZE), 'auto')) stored += part.length;
+    for (const part of encodeBlob('chunk', corpus.data.subarray(o, o + DEFAULT_CHUNK_SIZE), 'auto')) stored += part.length;
   }
   const s = Number(process.hrtime.bigint() - t0) / 1e9;
   const kib = DEFAULT_CHUNK_SIZE / 1024;

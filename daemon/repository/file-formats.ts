@@ -28,8 +28,6 @@ export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
 export type Lz4Module = Lz4Sync & { compressSync(data: Buffer): Buffer };
 export type Compression = 'auto' | 'none';
 
-export class BlobFormatError extends Error {}
-
 export function magicOf(kind: BlobKind): Buffer {
   return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;
 }
@@ -101,20 +99,11 @@ export function storedSizeOf(head: Buffer, magic: Buffer): number | 'bad' | 'unk
 }
 
 /**
- * Decodes a stored blob, checking magic, CRC and length; throws BlobFormatError with the reason.
- * `skipCrc` is for readers that check the SHA-256 of the plain content anyway (restore), which
- * catches everything the CRC would, at a lower cost than doing both.
- */
-export async function decodeBlob(kind: BlobKind, stored: Buffer, opts: { skipCrc?: boolean } = {}): Promise<Buffer> {
-  const plain = decodeBlobSync(stored, magicOf(kind), !opts.skipCrc, lz4);
-  if (typeof plain === 'string') throw new BlobFormatError(plain === 'bad magic' ? `bad magic for a ${kind}` : plain);
-  return plain;
-}
-
-/**
- * The decoder itself: returns the plain content, or the reason as a string. It is self-contained
- * (only its arguments, literals and built-in modules) because restore worker threads run its
- * source text (restore-workers.ts); keep it so. The lz4 module is passed in: a worker resolves
+ * Decodes a stored blob, checking magic, CRC (unless `checkCrc` is false: readers that check the
+ * SHA-256 of the plain content anyway, which catches everything the CRC would) and length; returns
+ * the plain content, or the reason as a string. It is self-contained (only its arguments, literals
+ * and built-in modules) because worker threads run its source text (restore-workers.ts,
+ * blob-workers.ts); keep it so. The lz4 module is passed in: a worker resolves
  * modules from the process's working directory, not from here. 20 = BLOB_HEADER_SIZE,
  * 0/1 = no compression/lz4.
  */

@@ -4,7 +4,7 @@
  * Safe while backups are being written, without stopping them:
  * - Every writer holds `.locks/vm-<vmid>.lock` recording when it started (repository-lock.ts).
  * - A writer that stores a new blob creates it (mtime = now); one that finds the blob already there
- *   sets its mtime to now before relying on it (chunk-store.ts). Unchanged chunks and pages a
+ *   sets its mtime to now before relying on it (store-blob.ts). Unchanged chunks and pages a
  *   writer cloned from its base stay referenced by the base's manifest, which cannot be removed
  *   while the writer lives (removeBackup checks the writer locks' `bases`).
  * - GC computes cutoff = min(GC start, oldest live writer's start) - grace, *then* reads all

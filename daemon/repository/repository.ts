@@ -88,7 +88,7 @@ export class Repository {
   private readonly catalog?: CatalogSink;
   private readonly chunkSize: number;
   private readonly qemuImg: string;
-  /** Digests of chunks being backed up, off the thread that reads them. */
+  /** Worker threads that hash, store and read the chunk store's blobs (blob-workers.ts). */
   private readonly workers = new BlobWorkers();
 
   private constructor(

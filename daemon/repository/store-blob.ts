@@ -43,7 +43,7 @@ export interface StoreBlobResult {
   storedBytes: number;
 }
 
-/** `knownDirs`: shard folders this thread has seen (they are never removed), to save a mkdir per blob. */
+/** `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder removed since is made again). */
 export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>): StoreBlobResult {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');

@@ -2,10 +2,10 @@ import crypto from 'node:crypto';
 import lz4 from 'lz4-napi';
 import {
   BLOB_HEADER_SIZE,
-  BlobFormatError,
   CHUNK_MAGIC_V1,
   PAGE_MAGIC_V1,
-  decodeBlob,
+  decodeBlobSync,
+  magicOf,
   encodeBlob as encodeParts,
   storedSizeOf,
   worthCompressing,
@@ -14,6 +14,8 @@ import {
 } from '../../../daemon/repository/file-formats';
 
 const encodeBlob = (kind: BlobKind, plain: Buffer, compression: Compression): Buffer => Buffer.concat(encodeParts(kind, plain, compression));
+/** The plain content, or why the blob is bad. */
+const decode = (kind: BlobKind, stored: Buffer): Buffer | string => decodeBlobSync(stored, magicOf(kind), true, lz4);
 
 describe('blob file format', () => {
   it('magic numbers are the frozen SHA-256 prefixes', () => {
@@ -26,17 +28,17 @@ describe('blob file format', () => {
     const packed = encodeBlob('chunk', text, 'auto');
     expect(packed[8]).toBe(1);
     expect(packed.length).toBeLessThan(text.length / 10);
-    expect(await decodeBlob('chunk', packed)).toEqual(text);
+    expect(decode('chunk', packed)).toEqual(text);
 
     const random = crypto.randomBytes(131072);
     const raw = encodeBlob('chunk', random, 'auto');
     expect(raw[8]).toBe(0);
     expect(raw.length).toBe(random.length + BLOB_HEADER_SIZE);
-    expect(await decodeBlob('chunk', raw)).toEqual(random);
+    expect(decode('chunk', raw)).toEqual(random);
 
     const none = encodeBlob('page', text, 'none');
     expect(none[8]).toBe(0);
-    expect(await decodeBlob('page', none)).toEqual(text);
+    expect(decode('page', none)).toEqual(text);
   });
 
   const probeCases: [string, () => Buffer, boolean][] = [
@@ -56,7 +58,7 @@ describe('blob file format', () => {
     const blob = encodeBlob('chunk', plain, 'auto');
     expect(blob[8]).toBe(1);
     expect(blob.length).toBeLessThan(plain.length * 0.6);
-    expect(await decodeBlob('chunk', blob)).toEqual(plain);
+    expect(decode('chunk', blob)).toEqual(plain);
   });
 
   it('the header tells the size of the complete blob', async () => {
@@ -72,7 +74,7 @@ describe('blob file format', () => {
       ['short', raw.subarray(0, 10), 'bad'],
     ];
     for (const [, blob, expected] of cases) expect(storedSizeOf(blob.subarray(0, BLOB_HEADER_SIZE), CHUNK_MAGIC_V1)).toBe(expected);
-    expect(await decodeBlob('chunk', older)).toEqual(Buffer.alloc(70000, 7));
+    expect(decode('chunk', older)).toEqual(Buffer.alloc(70000, 7));
   });
 
   const mutations: [string, (b: Buffer) => Buffer][] = [
@@ -86,11 +88,11 @@ describe('blob file format', () => {
 
   it.each(mutations)('detects %s', async (_name, mutate) => {
     const blob = encodeBlob('chunk', Buffer.from('some chunk content '.repeat(500)), 'auto');
-    await expect(decodeBlob('chunk', mutate(blob))).rejects.toBeInstanceOf(BlobFormatError);
+    expect(typeof decode('chunk', mutate(blob))).toBe('string');
   });
 
   it('a page is not accepted as a chunk', async () => {
     const page = encodeBlob('page', Buffer.alloc(64, 3), 'none');
-    await expect(decodeBlob('chunk', page)).rejects.toThrow('bad magic');
+    expect(decode('chunk', page)).toBe('bad magic');
   });
 });
