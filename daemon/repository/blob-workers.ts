@@ -168,10 +168,13 @@ export class BlobWorkers {
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { lz4Path: LZ4_PATH } });
     worker.unref();
     const slot: Slot = { worker, jobs: new Map() };
-    const fail = (err: Error): void => {
+    // Jobs fail only once the thread has stopped: a job may hold a view of the caller's memory (a
+    // pooled chunk buffer), which goes back to its pool, and is reused, as soon as the job settles.
+    let reason: Error | undefined;
+    const retire = (err: Error): void => {
+      reason ??= err;
       if (this.slots[index] === slot) this.slots[index] = undefined;
-      for (const job of slot.jobs.values()) job.reject(err);
-      slot.jobs.clear();
+      void worker.terminate();
     };
     worker.on('message', ({ id, result, error }: Reply) => {
       const job = slot.jobs.get(id);
@@ -180,10 +183,15 @@ export class BlobWorkers {
       if (error) job?.reject(Object.assign(new Error(error.message), error));
       else job?.resolve(result as Result);
     });
-    worker.on('error', fail);
+    worker.on('error', retire);
     // A reply that cannot be deserialized would otherwise leave its job waiting forever.
-    worker.on('messageerror', fail);
-    worker.on('exit', (code) => fail(new Error(`blob worker exited with code ${code}`)));
+    worker.on('messageerror', retire);
+    worker.on('exit', (code) => {
+      if (this.slots[index] === slot) this.slots[index] = undefined;
+      const err = reason ?? new Error(`blob worker exited with code ${code}`);
+      for (const job of slot.jobs.values()) job.reject(err);
+      slot.jobs.clear();
+    });
     this.slots[index] = slot;
     return slot;
   }
