@@ -31,7 +31,10 @@ export interface StorageStat {
 
 /** Keys written without fsync, to be made durable together (one batch per backup writer). */
 export class SyncBatch {
-  readonly keys: string[] = [];
+  /** The keys, until there are so many that the whole file system is synced instead (then empty). */
+  readonly keys = new Set<string>();
+  /** Set once the batch is large enough for one syncfs (a full's millions of keys are not kept). */
+  wholeFileSystem = false;
   /** Flushes started while the batch is written (LocalDirStorage: syncfs, see addToBatch). */
   background: BackgroundFlush | undefined;
 }
@@ -133,10 +136,10 @@ export class LocalDirStorage implements RepositoryStorage {
   async syncBatch(batch: SyncBatch): Promise<void> {
     const flushError = await batch.background?.settle();
     if (flushError) rethrow(flushError, this.root);
-    const files = batch.keys.map((k) => this.localPath(k));
+    const files = [...batch.keys].map((k) => this.localPath(k));
     const dirs = [...new Set(files.map((f) => path.dirname(f)))];
     try {
-      if (files.length >= SYNCFS_MIN_FILES) {
+      if (batch.wholeFileSystem) {
         await syncFileSystem(this.root);
       } else {
         await inParallel(files, SYNC_CONCURRENCY, syncFile);
@@ -145,7 +148,8 @@ export class LocalDirStorage implements RepositoryStorage {
     } catch (err) {
       rethrow(err, files[0] ?? this.root);
     }
-    batch.keys.length = 0;
+    batch.keys.clear();
+    batch.wholeFileSystem = false;
   }
 
   /**
@@ -156,7 +160,13 @@ export class LocalDirStorage implements RepositoryStorage {
    * little left.
    */
   addToBatch(batch: SyncBatch, key: string, bytes: number): void {
-    batch.keys.push(key);
+    if (!batch.wholeFileSystem) {
+      batch.keys.add(key);
+      if (batch.keys.size >= SYNCFS_MIN_FILES) {
+        batch.wholeFileSystem = true;
+        batch.keys.clear();
+      }
+    }
     batch.background ??= new BackgroundFlush(() => syncFileSystem(this.root), BACKGROUND_SYNC_BYTES);
     batch.background.wrote(bytes);
   }

@@ -26,10 +26,23 @@ describe('chunk store inserts and the sync batch', () => {
     // A second backup that dedups against it before the first one synced.
     const second = new SyncBatch();
     expect(await store.insert(digest, plain, { batch: second })).toEqual({ existed: true, storedBytes: 0 });
-    expect(first.keys).toEqual([store.keyOf(digest)]);
-    expect(second.keys).toEqual([store.keyOf(digest)]);
+    expect([...first.keys]).toEqual([store.keyOf(digest)]);
+    expect([...second.keys]).toEqual([store.keyOf(digest)]);
     await storage.syncBatch(second);
-    expect(second.keys).toEqual([]);
+    expect(second.keys.size).toBe(0);
     expect((await store.read(digest)).equals(plain)).toBe(true);
+  });
+
+  it('a batch keeps each key once, and no keys at all once one syncfs will cover it', async () => {
+    const storage = new LocalDirStorage(dir);
+    const batch = new SyncBatch();
+    storage.addToBatch(batch, 'a', 0);
+    storage.addToBatch(batch, 'a', 0);
+    expect([...batch.keys]).toEqual(['a']);
+    for (let i = 0; i < 300; i++) storage.addToBatch(batch, `k${i}`, 0);
+    expect(batch.wholeFileSystem).toBe(true);
+    expect(batch.keys.size).toBe(0);
+    await storage.syncBatch(batch);
+    expect(batch.wholeFileSystem).toBe(false);
   });
 });
