@@ -438,11 +438,15 @@ async function backupDisk(
     if (r) await r;
   };
   // Chunk inserts (digest, compression, file writes) overlap with reading, up to PUT_WINDOW at once.
-  // Read buffers are pooled shared memory (no page faults, no GC, digests on worker threads without
-  // a copy); each goes back to the pool when its lease is dropped (piece-lease.ts).
+  // NBD read buffers are pooled shared memory (no page faults, no GC, work on the blob workers
+  // without a copy); each goes back to the reader's pool when its lease is dropped (piece-lease.ts).
+  // Chunks built in a buffer of their own (partial chunks, an incremental's base + dirty bytes)
+  // come from a second pool (chunk-buffers.ts) and go back when their insert settled.
   const pending = new Set<Promise<void>>();
   let lease: PieceLease | undefined;
   let putError: unknown;
+  // Set when reading failed: a data callback still running must not start more inserts.
+  let stopped = false;
   const buffers = new ChunkBuffers(dw.chunkSize);
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
@@ -454,6 +458,7 @@ async function backupDisk(
       readBaseChunk: (i) => prefetch.get(i),
       onChunk: async (i, data, pooled) => {
         if (putError) throw putError;
+        if (stopped) throw new Error('backup stopped');
         const drop = pooled ? () => buffers.give(data) : lease?.hold();
         const p: Promise<void> = dw.putChunk(i, data).then(
           () => {
@@ -502,7 +507,8 @@ async function backupDisk(
     if (putError) throw putError;
   } catch (err) {
     // No insert may still be running when the caller aborts the writer and removes its folder.
-    await Promise.allSettled([...pending]);
+    stopped = true;
+    while (pending.size) await Promise.allSettled([...pending]);
     if (signal?.aborted) throw err;
     if ((err as { code?: string }).code?.startsWith('CBT_NBD_')) {
       throw BackupReadError({ vmid, disk: j.disk.key, reason: (err as Error).message }, err);

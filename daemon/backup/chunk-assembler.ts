@@ -2,8 +2,9 @@
  * Builds repository chunks from a ReadPlan while data arrives from NBD in ascending offset order.
  *
  * A chunk's buffer (from a pool of shared memory, chunk-buffers.ts) starts as its base copy
- * (incremental) or zeroes (full), read ranges are copied over it, and it is handed to `onChunk` as soon as its last planned byte arrived, so memory stays
- * at about one chunk plus the reader's in-flight window. A chunk that lies whole inside one read
+ * (incremental) or zeroes (full), read ranges are copied over it, and it is handed to `onChunk` as
+ * soon as its last planned byte arrived, so memory stays at the chunks in flight (the one being
+ * filled, the caller's insert and prefetch windows) plus the reader's. A chunk that lies whole inside one read
  * buffer is passed on as a view of it, without copying. Chunks without planned reads are reported
  * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
  * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.

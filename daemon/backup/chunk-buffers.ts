@@ -18,8 +18,8 @@ export class ChunkBuffers {
     return b;
   }
 
-  /** Gives back a buffer from `take` once nobody reads it any more. */
+  /** Gives back a buffer from `take` once nobody reads it any more; other memory is left alone. */
   give(buf: Buffer): void {
-    this.free.push(buf.buffer as SharedArrayBuffer);
+    if (buf.buffer instanceof SharedArrayBuffer && buf.buffer.byteLength === this.chunkSize) this.free.push(buf.buffer);
   }
 }

@@ -75,9 +75,9 @@ export class ChunkStore {
    * Reads and checks a blob on a blob worker (load-blob.ts): CRC of the stored bytes, then SHA-256
    * of the plain content. `maxPlain` (a chunk's size) lets the read happen in one call; `fast`
    * leaves out the CRC, which the SHA-256 check makes redundant (restore, base chunks); verify keeps
-   * both to report the precise reason. With `into` the content is written there (it must have the
-   * content's exact length; shared memory is filled without a copy) and `into` is returned;
-   * otherwise the buffer returned belongs to the caller.
+   * both to report the precise reason. With `into` (shared memory of the content's exact length)
+   * the worker writes the content there and `into` is returned; otherwise the buffer returned
+   * belongs to the caller.
    */
   async read(digest: string, opts: { maxPlain?: number; fast?: boolean; into?: Buffer } = {}): Promise<Buffer> {
     const where = this.storage.localPath(this.keyOf(digest));

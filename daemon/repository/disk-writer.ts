@@ -58,7 +58,7 @@ export interface DiskWriter {
   /** Whether a base index was cloned (false: no base, or size/chunk size differ). */
   readonly cloned: boolean;
   baseDigest(index: number): string | null;
-  /** Fills `into` (the chunk's length; shared memory is filled by a worker without a copy) with the chunk as the base backup has it, zeroes where it has none. */
+  /** Fills `into` (shared memory of the chunk's length, written by a blob worker) with the chunk as the base backup has it, zeroes where it has none. */
   readBaseChunk(index: number, into: Buffer): Promise<Buffer>;
   badBaseChunks(): number[];
   putChunk(index: number, data: Buffer): Promise<PutResult>;
@@ -75,7 +75,7 @@ export interface DiskWriterContext {
   bad: { chunks: Set<string>; pages: Set<string> };
   /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
   repaired: { kind: BlobKind; digest: string }[];
-  /** New blobs of this backup, fsynced together before the manifest is written. */
+  /** Blobs this backup wrote or relies on, made durable together before the manifest is written. */
   batch: SyncBatch;
   logger?: Logger;
 }

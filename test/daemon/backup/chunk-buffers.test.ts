@@ -22,4 +22,13 @@ describe('chunk buffers', () => {
     expect(pool.take(64, false).buffer).toBe(a.buffer);
     expect(pool.take(64).buffer).not.toBe(a.buffer);
   });
+
+  it('ignores memory that is not its own (ordinary, or shared of another size)', () => {
+    const pool = new ChunkBuffers(64);
+    pool.give(Buffer.alloc(64));
+    pool.give(Buffer.from(new SharedArrayBuffer(128)));
+    const b = pool.take(64);
+    expect(b.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(b.buffer.byteLength).toBe(64);
+  });
 });
