@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import { sha256Hex } from './digest';
 import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from './file-formats';
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
-import { storeBlobSync, type BlobCodec, type StoreBlobResult } from './store-blob';
+import { storeBlobSync, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
 
 const INLINE_BELOW = 64 * 1024;
 
@@ -90,14 +90,6 @@ interface Slot {
   jobs: Map<number, Job>;
 }
 
-export interface StoreRequest {
-  file: string;
-  plain: Buffer;
-  magic: Buffer;
-  compress: boolean;
-  force: boolean;
-}
-
 export class BlobWorkers {
   private readonly slots: (Slot | undefined)[];
   private nextId = 0;
@@ -125,7 +117,7 @@ export class BlobWorkers {
   }
 
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
-  store(req: StoreRequest): Promise<StoreBlobResult> {
+  store(req: StoreBlobJob): Promise<StoreBlobResult> {
     return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force }) as Promise<StoreBlobResult>;
   }
 

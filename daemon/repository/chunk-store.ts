@@ -31,8 +31,8 @@ import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
   RepoPageCorruptError,
-  RepoNoSpaceError,
   RepoPageMissingError,
+  noSpaceOr,
 } from './repository-errors';
 
 export type BlobState = 'ok' | 'missing' | 'corrupt';
@@ -60,9 +60,7 @@ export class ChunkStore {
     try {
       stored = await this.workers.store({ file, plain, magic: magicOf(this.kind), compress: this.compression === 'auto', force: opts.force === true });
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'ENOSPC' || code === 'EDQUOT') throw RepoNoSpaceError({ path: file }, err);
-      throw err;
+      throw noSpaceOr(err, file);
     }
     // A blob found present joins the batch too: another writer may have written it moments ago
     // without a sync yet (a concurrent backup, or one that failed before its commit), and this

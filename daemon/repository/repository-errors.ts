@@ -56,6 +56,11 @@ export const RepoNoSpaceError = defineError<{ path: string }>(
   'CBT_REPO_NO_SPACE',
   (d) => `no space left on the repository device writing ${d.path}`,
 );
+/** A failed write as the repository reports it: a full device (ENOSPC, EDQUOT) as CBT_REPO_NO_SPACE, anything else as it came. */
+export function noSpaceOr(err: unknown, path: string): unknown {
+  const code = (err as NodeJS.ErrnoException)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' ? RepoNoSpaceError({ path }, err) : err;
+}
 export const RepoInvalidArgumentError = defineError<{ what: string; value: unknown; hint: string }>(
   'CBT_REPO_INVALID_ARGUMENT',
   (d) => `invalid ${d.what} ${JSON.stringify(d.value)}: ${d.hint}`,

@@ -13,7 +13,7 @@ import { Worker } from 'node:worker_threads';
 import { SHARD_HEX_DIGITS } from './chunk-store';
 import { CHUNK_MAGIC_V1, decodeBlobSync } from './file-formats';
 import { BackgroundFlush } from './background-flush';
-import { RepoNoSpaceError } from './repository-errors';
+import { noSpaceOr } from './repository-errors';
 
 export interface ChunkJob {
   digest: string;
@@ -129,7 +129,7 @@ export async function restoreChunksWithWorkers(
               onBytes(inFlight);
               if (reply.error) {
                 const err = Object.assign(new Error(reply.error.message), { code: reply.error.code });
-                return reject(err.code === 'ENOSPC' || err.code === 'EDQUOT' ? RepoNoSpaceError({ path: file }, err) : err);
+                return reject(noSpaceOr(err, file));
               }
               send();
             });
@@ -143,6 +143,6 @@ export async function restoreChunksWithWorkers(
     await Promise.all(workers.map((w) => w.terminate()));
     flushError = await flush.settle();
   }
-  if (flushError) throw flushError.code === 'ENOSPC' || flushError.code === 'EDQUOT' ? RepoNoSpaceError({ path: file }, flushError) : flushError;
+  if (flushError) throw noSpaceOr(flushError, file);
   return bad.sort((a, b) => a - b);
 }

@@ -21,7 +21,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
-import { RepoNoSpaceError } from './repository-errors';
+import { noSpaceOr } from './repository-errors';
 
 export interface StorageStat {
   size: number;
@@ -62,8 +62,7 @@ function isCode(err: unknown, code: string): boolean {
 }
 
 function rethrow(err: unknown, file: string): never {
-  if (isCode(err, 'ENOSPC') || isCode(err, 'EDQUOT')) throw RepoNoSpaceError({ path: file }, err);
-  throw err;
+  throw noSpaceOr(err, file);
 }
 
 /** A repository in a local (or locally mounted) POSIX directory. */
