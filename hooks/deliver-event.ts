@@ -2,7 +2,7 @@
  * Delivers one lifecycle event: to the daemon if it acknowledges within the bound, otherwise to the
  * durable spool. Never throws: a hook must not fail because pve-cbt is unwell.
  */
-import { ipcRequest } from '../daemon/ipc/ipc-client';
+import { ipcRequest } from '../shared/ipc/ipc-client';
 import { isCbtError } from '../shared/errors/cbt-error';
 import { MESSAGE_TYPES, type LifecycleEvent } from '../shared/ipc/messages';
 import type { HookConfig } from './hook-config';

@@ -1,5 +1,5 @@
 /** A CLI request to the running daemon over the control socket (`socketPath` of the config). */
-import { ipcRequest } from '../ipc/ipc-client';
+import { ipcRequest } from '../../shared/ipc/ipc-client';
 import type { CommandContext } from './command';
 
 export function daemonRequest<R>(

@@ -1,6 +1,6 @@
 /**
  * `pve-cbt demo`: the whole product on a machine without Proxmox. A simulated node (real
- * qemu-system-x86_64 under TCG, see test/sim) runs two VMs — 101 with a qcow2 disk, 102 with a raw
+ * qemu-system-x86_64 under TCG, see daemon/sim) runs two VMs — 101 with a qcow2 disk, 102 with a raw
  * one — with pve-cbt's real hooks attached and the real daemon on embedded defaults (SQLite
  * catalog, local repository) in a temporary directory. Every backup goes through the daemon's
  * socket like `pve-cbt backup`, and every backup is restored and compared byte for byte with the
@@ -10,10 +10,10 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { createPveNode, type PveNode, type SimVm } from '../../test/sim/pve-node';
+import { createPveNode, type PveNode, type SimVm } from '../sim/pve-node';
 import { validateConfig } from '../config/load-config';
 import { attachHook, installHooks } from '../hook-admin/hook-admin';
-import { ipcRequest } from '../ipc/ipc-client';
+import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { formatBytes } from '../cli/progress';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { hmp } from '../qmp/hmp';

@@ -10,10 +10,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ipcRequest } from '../../daemon/ipc/ipc-client';
+import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
-import type { SimVm } from '../sim/pve-node';
+import type { SimVm } from '../../daemon/sim/pve-node';
 import { addVm, createStack, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {

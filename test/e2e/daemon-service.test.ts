@@ -9,7 +9,7 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ipcRequest } from '../../daemon/ipc/ipc-client';
+import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import type { Clock } from '../../daemon/schedule/scheduler';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';

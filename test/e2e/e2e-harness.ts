@@ -16,14 +16,14 @@ import type { Logger } from 'winston';
 import { validateConfig } from '../../daemon/config/load-config';
 import type { CbtConfig } from '../../daemon/config/config-schema';
 import { attachHook, installHooks, type HookAdminOptions } from '../../daemon/hook-admin/hook-admin';
-import { ipcRequest } from '../../daemon/ipc/ipc-client';
+import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { closeLogger, createLogger } from '../../daemon/log/create-logger';
 import type { Clock } from '../../daemon/schedule/scheduler';
 import { runDaemon } from '../../daemon/service/run-daemon';
 import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult, type TaskInfo } from '../../daemon/service/requests';
 import { openStores, type Services } from '../../daemon/service/services';
 import type { VmStatus } from '../../daemon/service/vm-status';
-import { createPveNode, type PveNode, type SimVm } from '../sim/pve-node';
+import { createPveNode, type PveNode, type SimVm } from '../../daemon/sim/pve-node';
 import { simNodeConfig } from '../../daemon/demo/sim-node-config';
 
 export const ROOT = path.resolve(__dirname, '..', '..');

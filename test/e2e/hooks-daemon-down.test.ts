@@ -17,7 +17,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { GUEST_HOOK_NAME } from '../../daemon/hook-admin/hook-admin';
 import { spoolPaths } from '../../shared/ipc/spool-format';
-import type { SimVm } from '../sim/pve-node';
+import type { SimVm } from '../../daemon/sim/pve-node';
 import { addVm, createStack, diskOf, MiB, startChildDaemon, type Stack } from './e2e-harness';
 
 const execFileP = promisify(execFile);

@@ -10,7 +10,7 @@
  */
 import type { BackupMode } from '../../daemon/backup/mode-decision';
 import { hmp } from '../../daemon/qmp/hmp';
-import type { SimVm } from '../sim/pve-node';
+import type { SimVm } from '../../daemon/sim/pve-node';
 import { addVm, createStack, diskOf, MiB, type Stack } from './e2e-harness';
 
 type Format = 'qcow2' | 'raw';

@@ -15,7 +15,7 @@ import { startIpcServer, type IpcServer } from '../../daemon/ipc/ipc-server';
 import { lifecycleEventHandler } from '../../daemon/ipc/lifecycle-event-handler';
 import { replaySpool } from '../../daemon/ipc/spool-replay';
 import { Ledger, type BitmapState } from '../../daemon/ledger/ledger';
-import type { SimVm } from '../sim/pve-node';
+import type { SimVm } from '../../daemon/sim/pve-node';
 import { usePveNode } from '../sim/jest-cleanup';
 import { buildHooks } from './build-hooks';
 

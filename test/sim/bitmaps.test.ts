@@ -1,8 +1,8 @@
 import { QmpCommandError } from '../../daemon/qmp/qmp-errors';
 import { usePveNode } from './jest-cleanup';
-import { installLoggingHook } from './logging-hook';
-import type { SimVm } from './pve-node';
-import { vmBitmap, vmBitmaps } from './vm-bitmaps';
+import { installLoggingHook } from '../../daemon/sim/logging-hook';
+import type { SimVm } from '../../daemon/sim/pve-node';
+import { vmBitmap, vmBitmaps } from '../../daemon/sim/vm-bitmaps';
 
 // Acceptance of issue 2: QEMU dirty-bitmap behaviour the whole design relies on, on real QEMU 7.2.
 const sim = usePveNode();

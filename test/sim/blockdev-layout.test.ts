@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { usePveNode } from './jest-cleanup';
-import type { SimVm } from './pve-node';
-import { blockdevNodeName } from './qemu-command';
-import { SimSpecError } from './sim-errors';
-import { vmBitmap } from './vm-bitmaps';
+import type { SimVm } from '../../daemon/sim/pve-node';
+import { blockdevNodeName } from '../../daemon/sim/qemu-command';
+import { SimSpecError } from '../../daemon/sim/sim-errors';
+import { vmBitmap } from '../../daemon/sim/vm-bitmaps';
 
 // The PVE 9 -blockdev layout launched for real: drive-KEY is a throttle node, bitmaps live on the
 // format node below it, and queryDisks must find that node.

@@ -1,10 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { usePveNode } from './jest-cleanup';
-import { installLoggingHook } from './logging-hook';
-import { isAlive, waitForExit } from './process-reaper';
-import type { SimVm } from './pve-node';
-import { SimHookAbortError, SimStateError } from './sim-errors';
+import { installLoggingHook } from '../../daemon/sim/logging-hook';
+import { isAlive, waitForExit } from '../../daemon/sim/process-reaper';
+import type { SimVm } from '../../daemon/sim/pve-node';
+import { SimHookAbortError, SimStateError } from '../../daemon/sim/sim-errors';
 
 // Hook phases per operation, as in the table of shared/docs/pve-qemu-facts.md.
 const sim = usePveNode({ env: { PVE_CBT_TEST_MARK: 'node-env' } });

@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { isAlive, ProcessReaper, waitForExit } from './process-reaper';
+import { isAlive, ProcessReaper, waitForExit } from '../../daemon/sim/process-reaper';
 
 const execFileP = promisify(execFile);
 

@@ -5,9 +5,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { usePveNode } from './jest-cleanup';
-import { createPveNode, type SimDiskSpec } from './pve-node';
-import { isAlive } from './process-reaper';
-import { SimIoError, SimSpecError, SimStateError } from './sim-errors';
+import { createPveNode, type SimDiskSpec } from '../../daemon/sim/pve-node';
+import { isAlive } from '../../daemon/sim/process-reaper';
+import { SimIoError, SimSpecError, SimStateError } from '../../daemon/sim/sim-errors';
 
 const execFileP = promisify(execFile);
 const sim = usePveNode();

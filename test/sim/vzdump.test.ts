@@ -1,9 +1,9 @@
 import path from 'node:path';
 import { usePveNode } from './jest-cleanup';
-import { installLoggingHook, type LoggingHook } from './logging-hook';
-import type { SimVm } from './pve-node';
-import { SimVzdumpError } from './sim-errors';
-import { vmBitmaps } from './vm-bitmaps';
+import { installLoggingHook, type LoggingHook } from '../../daemon/sim/logging-hook';
+import type { SimVm } from '../../daemon/sim/pve-node';
+import { SimVzdumpError } from '../../daemon/sim/sim-errors';
+import { vmBitmaps } from '../../daemon/sim/vm-bitmaps';
 
 // vzdump hook phases (pve-manager VZDump.pm + qemu-server VZDump/QemuServer.pm) interleaved with the
 // guest hookscript phases they cause. Guest lines read "VMID PHASE", vzdump lines "PHASE [MODE VMID]".

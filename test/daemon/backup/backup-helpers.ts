@@ -11,7 +11,7 @@ import { backupVm, type BackupResult, type BackupVmConfig, type BackupVmOptions 
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import { Repository } from '../../../daemon/repository/repository';
-import type { PveNode } from '../../sim/pve-node';
+import type { PveNode } from '../../../daemon/sim/pve-node';
 
 export interface EngineEnv {
   dir: string;

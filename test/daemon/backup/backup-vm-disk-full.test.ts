@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 import { createEngineEnv, dirtyBytes, MiB, type EngineEnv } from './backup-helpers';
 
 const sim = usePveNode();

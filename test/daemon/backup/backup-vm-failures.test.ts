@@ -11,7 +11,7 @@ import { withQmp } from '../../../daemon/qmp/qmp-session';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import type { BackupWriter, DiskWriter } from '../../../daemon/repository/repository';
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
 
 const sim = usePveNode();

@@ -4,7 +4,7 @@
  * compared byte for byte with the reference taken at backup time.
  */
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
 
 const sim = usePveNode();

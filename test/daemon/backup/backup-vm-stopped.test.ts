@@ -11,7 +11,7 @@ import { queryDisks } from '../../../daemon/qmp/query-disks';
 import fs from 'node:fs';
 import path from 'node:path';
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 import { createEngineEnv, dirtyBytes, KiB, MiB, type EngineEnv } from './backup-helpers';
 
 const sim = usePveNode();

@@ -12,7 +12,7 @@ import {
   type HookAdminOptions,
 } from '../../../daemon/hook-admin/hook-admin';
 import { chainFilePath, readHookChain } from '../../../hooks/hook-chain';
-import { renderConf } from '../../sim/pve-conf';
+import { renderConf } from '../../../daemon/sim/pve-conf';
 
 const VOLID = `local:snippets/${GUEST_HOOK_NAME}`;
 

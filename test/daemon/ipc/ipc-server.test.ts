@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import winston from 'winston';
-import { ipcRequest } from '../../../daemon/ipc/ipc-client';
+import { ipcRequest } from '../../../shared/ipc/ipc-client';
 import { startIpcServer, type IpcServer } from '../../../daemon/ipc/ipc-server';
 import { defineError } from '../../../shared/errors/cbt-error';
 

@@ -12,7 +12,7 @@ import { NbdClient } from '../../../daemon/nbd/nbd-client';
 import { readRanges } from '../../../daemon/nbd/nbd-reader';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 import { nbdinfoMap, sha256 } from './qemu-nbd-server';
 
 const MiB = 1024 * 1024;

@@ -17,7 +17,7 @@ import {
 import { withQmp } from '../../../daemon/qmp/qmp-session';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { usePveNode } from '../../sim/jest-cleanup';
-import type { SimVm } from '../../sim/pve-node';
+import type { SimVm } from '../../../daemon/sim/pve-node';
 
 // Real QEMU 7.2 (TCG) through the node simulator; nothing here is mocked.
 const execFileP = promisify(execFile);

@@ -7,17 +7,17 @@
  */
 import { randomUUID } from 'node:crypto';
 import nodeIpc from 'node-ipc';
-import { CbtError } from '../../shared/errors/cbt-error';
+import { CbtError } from '../errors/cbt-error';
 import {
   IpcAbortedError,
   IpcBadReplyError,
   IpcConnectionLostError,
   IpcTimeoutError,
   IpcUnavailableError,
-} from '../../shared/ipc/ipc-errors';
-import { DEFAULT_MAX_REPLY_BYTES, LineFramer, encodeFrame } from '../../shared/ipc/line-framer';
-import type { RequestEnvelope, ServerFrame } from '../../shared/ipc/messages';
-import { IPC_PROTOCOL_VERSION } from '../../shared/ipc/messages';
+} from './ipc-errors';
+import { DEFAULT_MAX_REPLY_BYTES, LineFramer, encodeFrame } from './line-framer';
+import type { RequestEnvelope, ServerFrame } from './messages';
+import { IPC_PROTOCOL_VERSION } from './messages';
 
 export interface IpcRequestOptions {
   /** Bound on the whole exchange: connect, request and final reply. */

@@ -16,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import type { QmpClient } from '../../daemon/qmp/qmp-client';
+import type { QmpClient } from '../qmp/qmp-client';
 import { SimSpecError, SimStateError } from './sim-errors';
 import { ProcessReaper } from './process-reaper';
 import { renderConf } from './pve-conf';

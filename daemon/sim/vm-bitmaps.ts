@@ -1,5 +1,5 @@
 /** Reads a simulated VM's dirty bitmaps through a short QMP session (helper for tests). */
-import { queryDisks, type QemuBitmap } from '../../daemon/qmp/query-disks';
+import { queryDisks, type QemuBitmap } from '../qmp/query-disks';
 import type { SimVm } from './pve-node';
 
 export async function vmBitmaps(vm: SimVm, disk: string): Promise<QemuBitmap[]> {
