@@ -1,12 +1,36 @@
-/** Tests mirror the source tree under test/; QEMU-backed tests run serially per worker and need long timeouts. */
-module.exports = {
+/**
+ * Tests mirror the source tree under test/; QEMU-backed tests run serially per worker and need long
+ * timeouts. Two projects in one run (one summary, one closing line):
+ * - "qemu-7.2": every test, against the system's QEMU (Debian 12: 7.2);
+ * - "qemu-10": the QEMU-backed suites again, against QEMU 10.0 (Proxmox VE 9's major) unpacked by
+ *   scripts/setup-qemu10.sh and put first on PATH by test/qemu10-environment.js. Never skipped: without it
+ *   that project fails.
+ */
+const shared = {
   testEnvironment: 'node',
+  rootDir: __dirname,
   roots: ['<rootDir>/test'],
-  testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
+  testTimeout: 120000,
+};
+/** The suites that start QEMU, qemu-nbd or qemu-img (simulator, engine, NBD against QEMU, e2e). */
+const qemuSuites = [
+  '<rootDir>/test/sim/**/*.test.ts',
+  '<rootDir>/test/daemon/backup/**/*.test.ts',
+  '<rootDir>/test/daemon/nbd/qemu-*.test.ts',
+  '<rootDir>/test/daemon/qmp/**/*.test.ts',
+  '<rootDir>/test/daemon/restore/**/*.test.ts',
+  '<rootDir>/test/e2e/**/*.test.ts',
+  '<rootDir>/test/hooks/hooks-e2e.test.ts',
+];
+module.exports = {
   testTimeout: 120000,
   maxWorkers: 2,
   bail: false,
   verbose: true,
   reporters: ['default', '<rootDir>/test/plain-summary-reporter.js'],
+  projects: [
+    { ...shared, displayName: 'qemu-7.2', testMatch: ['**/*.test.ts'] },
+    { ...shared, displayName: 'qemu-10', testMatch: qemuSuites, testEnvironment: '<rootDir>/test/qemu10-environment.js' },
+  ],
 };
