@@ -20,17 +20,8 @@ import { hmp } from '../qmp/hmp';
 import { runDaemon } from '../service/run-daemon';
 import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult } from '../service/requests';
 import type { Services } from '../service/services';
-import { defineError } from '../../shared/errors/cbt-error';
+import { DemoBackupFailedError, DemoMismatchError } from './demo-errors';
 import { simNodeConfig } from './sim-node-config';
-
-export const DemoMismatchError = defineError<{ backupId: string; disk: string; firstDifference: number }>(
-  'CBT_DEMO_MISMATCH',
-  (d) => `restore of ${d.disk} from ${d.backupId} differs from the disk at backup time at byte ${d.firstDifference}`,
-);
-export const DemoBackupFailedError = defineError<{ vmid: number; code: string; message: string }>(
-  'CBT_DEMO_BACKUP_FAILED',
-  (d) => `backup of VM ${d.vmid} failed: ${d.code}: ${d.message}`,
-);
 
 export interface DemoRow extends BackupDiskResult {
   step: string;

@@ -12,12 +12,7 @@
  * format node is matched among the named nodes by (driver, filename). Removable-media devices (cd-rom,
  * floppy) and drives without a medium are not disks and are skipped.
  */
-import { defineError } from '../../shared/errors/cbt-error';
-
-export const QmpLayoutError = defineError<{ device: string; reason: string }>(
-  'CBT_QMP_LAYOUT',
-  (d) => `cannot find the format node of ${d.device}: ${d.reason}`,
-);
+import { QmpLayoutError } from './qmp-errors';
 
 export interface QemuBitmap {
   name: string;

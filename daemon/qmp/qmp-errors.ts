@@ -33,3 +33,9 @@ export const QmpProtocolError = defineError<{ socketPath: string; reason: string
   'CBT_QMP_PROTOCOL',
   (d) => `QMP protocol violation on ${d.socketPath}: ${d.reason}`,
 );
+
+/** query-block shows a disk whose format node cannot be found (filter chain without child, unknown node). */
+export const QmpLayoutError = defineError<{ device: string; reason: string }>(
+  'CBT_QMP_LAYOUT',
+  (d) => `cannot find the format node of ${d.device}: ${d.reason}`,
+);

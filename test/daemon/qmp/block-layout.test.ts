@@ -3,10 +3,10 @@ import path from 'node:path';
 import {
   disksFromBlockInfo,
   needsNamedNodes,
-  QmpLayoutError,
   type RawBlockInfo,
   type RawBlockNode,
 } from '../../../daemon/qmp/block-layout';
+import { QmpLayoutError } from '../../../daemon/qmp/qmp-errors';
 
 // Captured from QEMU 7.2 (Debian bookworm) launched like qemu-server; paths rewritten to /var/lib/vz.
 function fixture<T>(name: string): T {
