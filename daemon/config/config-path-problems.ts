@@ -6,8 +6,8 @@
  *   creatable (its nearest existing ancestor is a directory, not a file).
  * - socketPath: at most 107 bytes (sun_path holds 108 with the NUL; Node would bind a truncated path
  *   outside the checked directory); its directory, when it exists, must be what the IPC server
- *   accepts (ipc-server.ts): a directory owned by this user with no group/other access, as the
- *   daemon creates it (0700). A socket directly in /tmp (world-writable, sticky) is refused.
+ *   accepts (ipc-server.ts): a directory owned by root (or this user) with no group/other access,
+ *   as the daemon creates it (0700). A socket directly in /tmp (world-writable, sticky) is refused.
  *
  * A path this process cannot even inspect (EACCES for a non-root caller) is not a problem here: the
  * daemon, as root, will see it. Every problem names the key path and gives a hint.
@@ -65,7 +65,8 @@ export function socketPathProblems(socketPath: string, uid: number): ConfigProbl
   if (typeof st === 'string') return [];
   const mode = st.mode & 0o7777;
   const flaws = [
-    ...(st.uid !== uid ? [`owned by uid ${st.uid}, not ${uid}`] : []),
+    // The daemon runs as root; a non-root caller of `config check` may still look at root's directory.
+    ...(st.uid !== uid && st.uid !== 0 ? [`owned by uid ${st.uid}, not ${uid}`] : []),
     ...(mode & 0o002 ? ['world-writable'] : []),
     ...(mode & 0o1000 ? ['sticky (a shared directory like /tmp)'] : []),
     ...(mode & 0o075 && !(mode & 0o002) ? ['open to group or others'] : []),

@@ -69,6 +69,10 @@ describe('refused with key path and hint', () => {
     ['socketPath in a world-writable dir', { socketPath: '@open/s.sock' }, mode('open', 0o777), '/socketPath', /world-writable/],
     ['socketPath in a sticky 01733 dir', { socketPath: '@sticky/s.sock' }, mode('sticky', 0o1733), '/socketPath', /sticky/],
     ['socketPath in a 0755 dir (the daemon wants 0700)', { socketPath: '@run/s.sock' }, mode('run', 0o755), '/socketPath', /group or others/],
+    ['socketPath in a 0700 dir of another user', { socketPath: '@theirs/s.sock' }, () => {
+      mode('theirs', 0o700)();
+      fs.chownSync(path.join(tmp, 'theirs'), 65534, 65534);
+    }, '/socketPath', /owned by uid 65534/],
     ['socketPath of 108 bytes', { socketPath: 'LONG108' }, () => undefined, '/socketPath', /108 bytes.*at most 107/],
     ['socketPath below a file', { socketPath: '@file/s.sock' }, aFile, '/socketPath', /is not a directory/],
     ['stateDir is a file', { stateDir: '@file', repository: '@repo' }, aFile, '/stateDir', /exists and is not a directory/],
