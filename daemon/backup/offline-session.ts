@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { isListening } from '../nbd/is-listening';
+import { programPath } from '../proc/external-programs';
 import { readQemuProcess } from '../pve/qemu-process';
 import type { DiskFormat } from '../pve/vm-config';
 import { BackupImageInUseError, BackupToolError } from './backup-errors';
@@ -30,8 +31,8 @@ interface QemuImgInfo {
   'format-specific'?: { type: string; data?: { bitmaps?: { name: string; granularity: number; flags: string[] }[] } };
 }
 
-export async function imageInfo(file: string, format: DiskFormat, qemuImg = 'qemu-img'): Promise<ImageInfo> {
-  const info = JSON.parse(await run(qemuImg, ['info', '--output=json', '-f', format, file])) as QemuImgInfo;
+export async function imageInfo(file: string, format: DiskFormat, qemuImg = programPath('qemu-img')): Promise<ImageInfo> {
+  const info = JSON.parse(await run(qemuImg, ['info', '--output=json', '-f', format, '--', file])) as QemuImgInfo;
   const bitmaps = (info['format-specific']?.data?.bitmaps ?? []).map((b) => ({
     name: b.name,
     granularity: b.granularity,
@@ -43,12 +44,12 @@ export async function imageInfo(file: string, format: DiskFormat, qemuImg = 'qem
   return { virtualSize: info['virtual-size'], bitmaps };
 }
 
-export async function addImageBitmap(file: string, name: string, granularity: number, qemuImg = 'qemu-img'): Promise<void> {
-  await run(qemuImg, ['bitmap', '--add', '-g', String(granularity), '-f', 'qcow2', file, name]);
+export async function addImageBitmap(file: string, name: string, granularity: number, qemuImg = programPath('qemu-img')): Promise<void> {
+  await run(qemuImg, ['bitmap', '--add', '-g', String(granularity), '-f', 'qcow2', '--', file, name]);
 }
 
-export async function removeImageBitmap(file: string, name: string, qemuImg = 'qemu-img'): Promise<void> {
-  await run(qemuImg, ['bitmap', '--remove', '-f', 'qcow2', file, name]);
+export async function removeImageBitmap(file: string, name: string, qemuImg = programPath('qemu-img')): Promise<void> {
+  await run(qemuImg, ['bitmap', '--remove', '-f', 'qcow2', '--', file, name]);
 }
 
 /** Refuses when the VM's QEMU is alive: its images must only be read through QEMU itself. */
@@ -97,9 +98,9 @@ export class OfflineExport {
       // qemu-nbd has no --force-share: open through image options with file locking off.
       args.push('--image-opts', `driver=${o.format},file.driver=file,file.locking=off,file.filename=${o.file.replace(/,/g, ',,')}`);
     } else {
-      args.push('-f', o.format, o.file);
+      args.push('-f', o.format, '--', o.file);
     }
-    const child = spawn(o.qemuNbd ?? 'qemu-nbd', args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(o.qemuNbd ?? programPath('qemu-nbd'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4000)));
     const exp = new OfflineExport(socketPath, child, o.drive, () => err);

@@ -6,3 +6,12 @@ export const CliUsageError = defineError<{ command: string; problem: string; hin
   (d) => d.problem,
 );
 
+
+/**
+ * The CLI cannot write its log entries into logDir (read-only or full file system, no permission,
+ * something that is not a file where the day's log goes). `reason` is the errno code or message.
+ */
+export const CliLogUnwritableError = defineError<{ logDir: string; reason: string; hint: string }>(
+  'CBT_CLI_LOG_UNWRITABLE',
+  (d) => `cannot write the log in ${d.logDir}: ${d.reason}`,
+);

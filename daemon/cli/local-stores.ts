@@ -3,28 +3,69 @@
  * prune, gc): the repository's own locks make this safe next to a running daemon, and these
  * commands keep working while the daemon is down. Their log entries go to the same log files as
  * the daemon's (component `cli`), so `pve-cbt log` tells the whole story.
+ * A logDir the CLI cannot write is CBT_CLI_LOG_UNWRITABLE before the command starts (a probe file
+ * is created and removed); a write that fails later (the log transport's 'error') never crashes the
+ * CLI: it is one warning line on stderr at the end, with the same code.
  */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { openStores, type Services } from '../service/services';
+import { CliLogUnwritableError } from './cli-errors';
 import type { CommandContext } from './command';
 
 export type Stores = Omit<Services, 'queue'>;
 
-export function cliLogger(config: CbtConfig) {
-  return createLogger({
-    logDir: config.logDir,
-    level: config.logLevel,
-    maxSize: config.logMaxSize,
-    maxFiles: config.logMaxFiles,
-    console: false,
-    defaultMeta: { component: 'cli' },
-  });
+const LOG_HINT = 'check logDir in the config and its file system (full? read-only?), and run pve-cbt as root';
+
+function logUnwritable(logDir: string, err: unknown) {
+  const reason = (err as NodeJS.ErrnoException).code ?? (err as Error).message ?? String(err);
+  return CliLogUnwritableError({ logDir, reason, hint: LOG_HINT }, err);
+}
+
+/** Creates logDir if needed and proves a file can be created in it. */
+function probeLogDir(logDir: string): void {
+  try {
+    fs.mkdirSync(logDir, { recursive: true, mode: 0o700 });
+    const probe = path.join(logDir, `.pve-cbt-write-probe-${process.pid}`);
+    fs.closeSync(fs.openSync(probe, 'w', 0o600));
+    fs.rmSync(probe, { force: true });
+  } catch (err) {
+    throw logUnwritable(logDir, err);
+  }
+}
+
+/** `onError` receives a write error of the log files (the first one is enough to report). */
+export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () => undefined): Logger {
+  probeLogDir(config.logDir);
+  let logger: Logger;
+  try {
+    logger = createLogger({
+      logDir: config.logDir,
+      level: config.logLevel,
+      maxSize: config.logMaxSize,
+      maxFiles: config.logMaxFiles,
+      console: false,
+      defaultMeta: { component: 'cli' },
+    });
+  } catch (err) {
+    throw logUnwritable(config.logDir, err);
+  }
+  logger.on('error', onError);
+  // winston-daily-rotate-file does not pass its file stream's errors on: an unhandled 'error' there
+  // would end the CLI with a stack trace.
+  for (const t of logger.transports) {
+    (t as unknown as { logStream?: NodeJS.EventEmitter }).logStream?.on('error', onError);
+  }
+  return logger;
 }
 
 export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (s: Stores) => Promise<T>): Promise<T> {
   const config = ctx.loadConfig();
-  const logger = cliLogger(config);
+  let logError: Error | undefined;
+  const logger = cliLogger(config, (err) => (logError ??= err));
   try {
     const stores = await openStores(config, logger);
     try {
@@ -34,5 +75,9 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
     }
   } finally {
     await closeLogger(logger);
+    if (logError) {
+      const e = logUnwritable(config.logDir, logError);
+      ctx.stderr.write(`pve-cbt: warning: ${e.message} (${e.code})\n`);
+    }
   }
 }

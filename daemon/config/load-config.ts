@@ -4,7 +4,8 @@
  * CONFIG_SCHEMA with defaults filled in, runs the checks a schema cannot express, and returns a
  * deep-frozen `CbtConfig`. Only an absent *default* file is allowed (it means "all defaults"); a
  * named file that is missing is an error, because a typo there would silently run on defaults.
- * A repository outside stateDir must have an existing parent directory (see semanticProblems).
+ * A repository outside stateDir must have an existing parent directory (see semanticProblems); the
+ * configured directories and the socket path are checked on the file system (config-path-problems.ts).
  * Every refusal is CBT_CONFIG_INVALID with `{ file, keyPath, problem, hint, problems }`.
  */
 import fs from 'node:fs';
@@ -14,6 +15,7 @@ import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from '../../shared/config/defaults';
 import { isCbtError } from '../../shared/errors/cbt-error';
 import { nextRun, parseCalendarEvent } from '../schedule/calendar-event';
 import { ConfigInvalidError, type ConfigProblem } from './config-errors';
+import { configPathProblems, directoryProblem } from './config-path-problems';
 import { problemsFromAjv } from './config-problems';
 import { CONFIG_SCHEMA, type CbtConfig } from './config-schema';
 
@@ -93,18 +95,23 @@ function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
   // is most often a backup disk that is not mounted, and must not be silently created on the root fs.
   const parent = path.dirname(config.repository);
   const insideStateDir = (parent + '/').startsWith(path.resolve(config.stateDir) + '/');
-  if (!insideStateDir && !fs.statSync(parent, { throwIfNoEntry: false })?.isDirectory()) {
+  const repoProblem = directoryProblem('/repository', config.repository);
+  let parentIsDir = false;
+  try {
+    parentIsDir = fs.statSync(parent).isDirectory();
+  } catch {
+    // missing, or below a file: reported below
+  }
+  if (repoProblem) {
+    problems.push(repoProblem);
+  } else if (!insideStateDir && !parentIsDir) {
     problems.push({
       keyPath: '/repository',
       problem: `the parent directory ${parent} of the repository does not exist`,
       hint: `create ${parent} (e.g. mount the backup disk there) or point repository elsewhere`,
     });
-  } else {
-    const st = fs.statSync(config.repository, { throwIfNoEntry: false });
-    if (st && !st.isDirectory()) {
-      problems.push({ keyPath: '/repository', problem: `${config.repository} exists and is not a directory`, hint: 'use a directory path' });
-    }
   }
+  problems.push(...configPathProblems(config));
   const ids = new Map<string, number>();
   config.jobs.forEach((job, i) => {
     const first = ids.get(job.id);

@@ -2,6 +2,7 @@
  * Error codes for reading Proxmox VE state: VM config files and `pvesm path` look-ups.
  */
 import { defineError } from '../../shared/errors/cbt-error';
+import type { ImagePathRefusal } from './image-path';
 
 export const PveConfigMissingError = defineError<{ vmid: number; file: string }>(
   'CBT_PVE_CONFIG_MISSING',
@@ -11,4 +12,14 @@ export const PveConfigMissingError = defineError<{ vmid: number; file: string }>
 export const PvesmFailedError = defineError<{ pvesm: string; volid: string; reason: string }>(
   'CBT_PVE_PVESM_FAILED',
   (d) => `${d.pvesm} path ${d.volid} failed: ${d.reason}`,
+);
+
+/**
+ * `pvesm path` (or the VM config) named an image in a form QEMU must not be given: a relative path,
+ * an option-like word, a `json:`/`nbd:` pseudo-filename (see image-path.ts). `vmid` is null when
+ * the caller did not say which VM the volume belongs to.
+ */
+export const PvePathRefusedError = defineError<{ vmid: number | null; volid: string; path: string; refusal: ImagePathRefusal; problem: string }>(
+  'CBT_PVE_PATH_REFUSED',
+  (d) => `${d.vmid === null ? '' : `VM ${d.vmid}: `}volume ${d.volid} resolves to ${JSON.stringify(d.path)}, which is refused: ${d.problem}`,
 );

@@ -2,17 +2,29 @@
  * `pvesm path VOLID` — resolves a Proxmox volume id to the file or block device QEMU opens.
  * Runs the configured binary (absolute path: hooks and daemons may run without PATH) with a
  * timeout, because a hung storage (NFS, iSCSI) must not hang a backup forever.
+ * What it prints is not trusted: only an absolute path (normalized) or a real storage's protocol
+ * form passes (image-path.ts), anything else is CBT_PVE_PATH_REFUSED before any tool sees it. A
+ * volid that is itself an absolute path (pass-through device) is checked the same way.
  */
 import { execFile } from 'node:child_process';
-import { PvesmFailedError } from './pve-errors';
+import { checkImagePath } from './image-path';
+import { PvePathRefusedError, PvesmFailedError } from './pve-errors';
 
 export interface PvesmOptions {
   readonly timeoutMs?: number;
+  /** The VM the volume belongs to, for the error details. */
+  readonly vmid?: number;
+}
+
+function checked(volid: string, printed: string, options: PvesmOptions): string {
+  const check = checkImagePath(printed);
+  if (!check.ok) throw PvePathRefusedError({ vmid: options.vmid ?? null, volid, path: printed, refusal: check.refusal, problem: check.problem });
+  return check.path;
 }
 
 export function pvesmPath(pvesmBin: string, volid: string, options: PvesmOptions = {}): Promise<string> {
   // Pass-through devices and absolute paths in the config are already paths.
-  if (volid.startsWith('/')) return Promise.resolve(volid);
+  if (volid.startsWith('/')) return new Promise((resolve) => resolve(checked(volid, volid, options)));
   const timeout = options.timeoutMs ?? 15_000;
   return new Promise((resolve, reject) => {
     execFile(pvesmBin, ['path', volid], { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
@@ -26,7 +38,11 @@ export function pvesmPath(pvesmBin: string, volid: string, options: PvesmOptions
         reject(PvesmFailedError({ pvesm: pvesmBin, volid, reason: 'empty output' }));
         return;
       }
-      resolve(out);
+      try {
+        resolve(checked(volid, out, options));
+      } catch (e) {
+        reject(e);
+      }
     });
   });
 }

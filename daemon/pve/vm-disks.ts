@@ -37,7 +37,7 @@ export function readVmConfig(configDir: string, vmid: number): VmConfig {
 export async function resolveVmDisks(config: VmConfig, options: VmDisksOptions): Promise<VmDisk[]> {
   const out: VmDisk[] = [];
   for (const disk of config.disks) {
-    const p = await pvesmPath(options.pvesmPath, disk.volid, { timeoutMs: options.pvesmTimeoutMs });
+    const p = await pvesmPath(options.pvesmPath, disk.volid, { timeoutMs: options.pvesmTimeoutMs, vmid: config.vmid });
     out.push({ ...disk, path: p });
   }
   return out;

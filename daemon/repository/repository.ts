@@ -18,6 +18,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
+import { programPath } from '../proc/external-programs';
 import { LocalDirStorage, type RepositoryStorage } from './storage';
 import { BlobWorkers } from './blob-workers';
 import { ChunkStore } from './chunk-store';
@@ -104,7 +105,7 @@ export class Repository {
     this.logger = opts.logger;
     this.catalog = opts.catalog;
     this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
-    this.qemuImg = opts.qemuImg ?? '/usr/bin/qemu-img';
+    this.qemuImg = opts.qemuImg ?? programPath('qemu-img');
   }
 
   static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {

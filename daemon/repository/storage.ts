@@ -18,6 +18,7 @@
 import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { programPath } from '../proc/external-programs';
 import crypto from 'node:crypto';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
@@ -249,7 +250,7 @@ const BACKGROUND_SYNC_BYTES = 128 * 1024 * 1024;
 /** syncfs(2) of the file system holding `dir`, via coreutils `sync -f` (Node has no binding). */
 function syncFileSystem(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    execFile('/usr/bin/sync', ['--file-system', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
+    execFile(programPath('sync'), ['--file-system', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
       if (!err) resolve();
       else reject(Object.assign(new Error(`sync --file-system ${dir} failed: ${stderr.trim() || err.message}`), { code: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO' }));
     });

@@ -191,6 +191,23 @@ describe('config check', () => {
     expect((await run(['config', 'check'])).stdout).toMatch(/is valid\n.*\njobs: 1\n  n: daily, next run .+\n$/);
   });
 
+  test('no config file at the default path: says so, and that the values are defaults', async () => {
+    expect(fs.existsSync('/etc/pve-cbt/config.json')).toBe(false);
+    const check = async (argv: string[]) => {
+      const stdout = sink();
+      const code = await runCli({ argv, commands: COMMANDS, stdout, stderr: sink(), env: {} });
+      return { code, stdout: stdout.text() };
+    };
+    const human = await check(['config', 'check']);
+    expect(human.code).toBe(0);
+    expect(human.stdout).toMatch(/^no config file \(\/etc\/pve-cbt\/config\.json does not exist\), defaults\n/);
+    expect(human.stdout).not.toMatch(/is valid/);
+    const json = JSON.parse((await check(['config', 'check', '--json'])).stdout) as { ok: boolean; file: string; fileExists: boolean };
+    expect(json).toMatchObject({ ok: true, file: '/etc/pve-cbt/config.json', fileExists: false });
+    fs.writeFileSync(path.join(tmp, 'config.json'), '{}');
+    expect(JSON.parse((await run(['config', 'check', '--json'])).stdout)).toMatchObject({ fileExists: true });
+  });
+
   test('invalid config: exit 3 with key path and hint, for people and for --json', async () => {
     const file = path.join(tmp, 'bad.json');
     fs.writeFileSync(file, JSON.stringify({ jobs: [{ id: 'n', vms: 'all', schedule: 'mon..fri 25:00' }], compresion: 'none' }));

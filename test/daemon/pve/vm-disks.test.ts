@@ -13,7 +13,9 @@ describe('vm-disks with a pvesm shim', () => {
     // Maps STORAGE:REST to DIR/STORAGE/REST like a directory storage; "hang:" sleeps; "bad:" fails.
     fs.writeFileSync(
       shim,
-      `#!/bin/sh\n[ "$1" = path ] || exit 2\ncase "$2" in hang:*) sleep 5;; bad:*) echo "storage 'bad' does not exist" >&2; exit 255;; esac\n` +
+      `#!/bin/sh\n[ "$1" = path ] || exit 2\ncase "$2" in hang:*) sleep 5;; bad:*) echo "storage 'bad' does not exist" >&2; exit 255;;\n` +
+        // "say:TEXT" prints TEXT as the path, like a hostile or broken storage plugin would.
+        `  say:*) printf '%s\\n' "\${2#say:}"; exit 0;; esac\n` +
         `echo "${dir}/$(echo "$2" | sed 's/:/\\//')"\n`,
       { mode: 0o755 },
     );
@@ -49,5 +51,32 @@ describe('vm-disks with a pvesm shim', () => {
 
   test('absolute paths are passed through', async () => {
     await expect(pvesmPath('/nonexistent', '/dev/sdb')).resolves.toBe('/dev/sdb');
+  });
+
+  test.each([
+    ['--help', 'option-like'],
+    ['-U', 'option-like'],
+    ['json:{"driver":"file","filename":"/etc/hostname"}', 'json-pseudo-filename'],
+    ['nbd:unix:/x', 'protocol'],
+    ['relative/path', 'relative'],
+  ])('pvesm printing %j → CBT_PVE_PATH_REFUSED (%s)', async (printed, refusal) => {
+    await expect(pvesmPath(shim, `say:${printed}`, { vmid: 101 })).rejects.toMatchObject({
+      code: 'CBT_PVE_PATH_REFUSED',
+      details: { vmid: 101, volid: `say:${printed}`, path: printed, refusal },
+    });
+  });
+
+  test('a refused path names the VM when resolved from its config', async () => {
+    fs.writeFileSync(path.join(dir, 'conf', '102.conf'), 'scsi0: local:102/vm-102-disk-0.raw,size=1M\nscsi1: say:relative/path,size=1M\n');
+    await expect(readVmDisks(102, { qemuServerConfigDir: path.join(dir, 'conf'), pvesmPath: shim })).rejects.toMatchObject({
+      code: 'CBT_PVE_PATH_REFUSED',
+      details: { vmid: 102, volid: 'say:relative/path', path: 'relative/path', refusal: 'relative' },
+    });
+  });
+
+  test('printed paths come back normalized; rbd: passes as printed', async () => {
+    await expect(pvesmPath(shim, 'say://mnt/pve/x/./images/../images/a.raw')).resolves.toBe('/mnt/pve/x/images/a.raw');
+    await expect(pvesmPath(shim, 'say:rbd:pool/vm-101-disk-0:id=admin')).resolves.toBe('rbd:pool/vm-101-disk-0:id=admin');
+    await expect(pvesmPath('/nonexistent', '/dev//sdb/')).rejects.toMatchObject({ code: 'CBT_PVE_PATH_REFUSED', details: { refusal: 'directory' } });
   });
 });

@@ -1,0 +1,44 @@
+/**
+ * The external programs pve-cbt runs, named in one place and found on PATH at the moment they run
+ * (so a QEMU unpacked beside the system's and put first on PATH is the one used, by every caller).
+ *
+ * - `qemu-img`, `qemu-nbd`, `qemu-io`: QEMU's tools; the version on PATH must match the QEMU that
+ *   runs the VMs, so there is no fixed /usr/bin default anywhere.
+ * - `sync`: coreutils, for `sync --file-system` of the repository.
+ * - `pvesm`: Proxmox's storage manager. Its path is the config key `pvesmPath` (default
+ *   /usr/sbin/pvesm, where Proxmox installs it): hooks and daemons may run with a PATH without sbin.
+ *
+ * `programPath` returns the first executable regular file of that name in PATH's absolute
+ * entries; without PATH it searches systemd's default. When none is found it returns the bare name,
+ * so spawning fails with the usual ENOENT naming the program, at the place that needs it.
+ * An explicit path in an option (tests, `qemuImg` in a config object) always wins over this.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync'] as const;
+export type ExternalProgram = (typeof EXTERNAL_PROGRAMS)[number];
+
+/** systemd's PATH for services, used when the environment has none. */
+export const FALLBACK_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+function isExecutableFile(file: string): boolean {
+  try {
+    if (!fs.statSync(file).isFile()) return false;
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Absolute path of `name` on PATH (relative PATH entries are skipped), else `name` itself. */
+export function programPath(name: ExternalProgram, env: NodeJS.ProcessEnv = process.env): string {
+  const dirs = (env.PATH || FALLBACK_PATH).split(':');
+  for (const dir of dirs) {
+    if (!path.isAbsolute(dir)) continue;
+    const file = path.join(dir, name);
+    if (isExecutableFile(file)) return file;
+  }
+  return name;
+}

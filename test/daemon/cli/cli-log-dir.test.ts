@@ -1,0 +1,69 @@
+/**
+ * A logDir the CLI cannot write, through the built `pve-cbt` as its own process (run as root, so
+ * permissions do not stop it: the log dir lies below a file, or the day's log file is a directory).
+ * The CLI prints a clear error or warning line with a code, never a stack trace.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+
+const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'daemon', 'cli', 'main.js');
+
+let tmp: string;
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
+});
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+function cli(config: Record<string, unknown>, argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const file = path.join(tmp, 'config.json');
+  fs.writeFileSync(
+    file,
+    JSON.stringify({ stateDir: path.join(tmp, 'state'), repository: path.join(tmp, 'state', 'repo'), socketPath: path.join(tmp, 'run', 's.sock'), ...config }),
+  );
+  return new Promise((resolve) => {
+    execFile(process.execPath, [CLI, '--config', file, ...argv], { encoding: 'utf8', env: { PATH: process.env.PATH } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number((err as { code?: unknown }).code) : 0, stdout, stderr });
+    });
+  });
+}
+
+const noStackTrace = (text: string) => {
+  expect(text).not.toMatch(/^\s+at /m);
+  expect(text).not.toMatch(/Unhandled 'error' event|internal error/);
+};
+
+test('logDir below a file: refused as config, exit 3, key path and code', async () => {
+  fs.writeFileSync(path.join(tmp, 'file'), 'x');
+  const r = await cli({ logDir: path.join(tmp, 'file', 'log') }, ['list']);
+  expect(r.code).toBe(3);
+  noStackTrace(r.stderr);
+  expect(r.stderr.split('\n')[0]).toMatch(/^pve-cbt: config .* is invalid at \/logDir: .*file is not a directory/);
+  expect(r.stderr).toContain('(CBT_CONFIG_INVALID)');
+});
+
+test('the day’s log file cannot be opened: the command still answers, one warning line with the code', async () => {
+  const logDir = path.join(tmp, 'log');
+  fs.mkdirSync(logDir);
+  // The name winston-daily-rotate-file opens today (local date); a directory there makes open() fail.
+  const d = new Date();
+  const day = `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+  fs.mkdirSync(path.join(logDir, `pve-cbt-${day}.log`));
+  const r = await cli({ logDir }, ['list']);
+  noStackTrace(r.stderr);
+  expect(r.code).toBe(0);
+  expect(r.stdout).toBe('no backups\n');
+  const warnings = r.stderr.split('\n').filter((l) => l.includes('CBT_CLI_LOG_UNWRITABLE'));
+  expect(warnings).toEqual([`pve-cbt: warning: cannot write the log in ${logDir}: EISDIR (CBT_CLI_LOG_UNWRITABLE)`]);
+});
+
+test('a logDir where no file can be created (even by root, /proc/self): exit 1, one clear error line with the code', async () => {
+  const r = await cli({ logDir: '/proc/self' }, ['list']);
+  noStackTrace(r.stderr);
+  expect(r.code).toBe(1);
+  const lines = r.stderr.trimEnd().split('\n');
+  expect(lines[0]).toMatch(/^pve-cbt: cannot write the log in \/proc\/self: E[A-Z]+$/);
+  expect(lines).toContain('  (CBT_CLI_LOG_UNWRITABLE)');
+  expect(r.stdout).toBe('');
+});
