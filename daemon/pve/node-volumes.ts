@@ -3,7 +3,8 @@
  * qemu-server's config dir, resolved to a path with `pvesm path`. Unlike vm-config.ts's backup
  * view, this includes `backup=0` disks and detached `unusedN` volumes: it answers "would writing
  * this path destroy a VM's disk?". Cdroms and `none` are not VM disks. A volume pvesm cannot
- * resolve is returned with the reason, so callers can refuse to guess.
+ * resolve is returned with the reason, so callers can refuse to guess. pvesm is slow on a real node
+ * (a Perl start per call): a caller checking twice passes a `cache` of the look-ups by volid.
  */
 import fs from 'node:fs';
 import { pvesmPath } from './pvesm';
@@ -33,7 +34,12 @@ export function configVolumes(vmid: number, text: string): NodeVolume[] {
   return out;
 }
 
-export async function nodeVolumes(opts: { qemuServerConfigDir: string; pvesmPath: string; pvesmTimeoutMs?: number }): Promise<ResolvedVolume[]> {
+export type VolumePathCache = Map<string, { path: string } | { path: undefined; reason: string }>;
+
+export async function nodeVolumes(
+  opts: { qemuServerConfigDir: string; pvesmPath: string; pvesmTimeoutMs?: number },
+  cache: VolumePathCache = new Map(),
+): Promise<ResolvedVolume[]> {
   let names: string[];
   try {
     names = fs.readdirSync(opts.qemuServerConfigDir);
@@ -50,11 +56,16 @@ export async function nodeVolumes(opts: { qemuServerConfigDir: string; pvesmPath
       continue; // removed while we scan
     }
     for (const v of configVolumes(vmid, text)) {
-      try {
-        out.push({ ...v, path: await pvesmPath(opts.pvesmPath, v.volid, { timeoutMs: opts.pvesmTimeoutMs }) });
-      } catch (err) {
-        out.push({ ...v, path: undefined, reason: err instanceof Error ? err.message : String(err) });
+      let resolved = cache.get(v.volid);
+      if (!resolved) {
+        try {
+          resolved = { path: await pvesmPath(opts.pvesmPath, v.volid, { timeoutMs: opts.pvesmTimeoutMs }) };
+        } catch (err) {
+          resolved = { path: undefined, reason: err instanceof Error ? err.message : String(err) };
+        }
+        cache.set(v.volid, resolved);
       }
+      out.push({ ...v, ...resolved });
     }
   }
   return out;

@@ -10,7 +10,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileIdentity, processesHolding, sameFile, type FileIdentity } from '../pve/open-files';
-import { nodeVolumes } from '../pve/node-volumes';
+import { nodeVolumes, type VolumePathCache } from '../pve/node-volumes';
 import { readQemuProcess } from '../pve/qemu-process';
 import type { TargetFacts, TargetKind, TargetVolume, UnresolvedVolume } from './target-decision';
 
@@ -54,7 +54,7 @@ function canonical(p: string): string {
   }
 }
 
-export async function gatherTargetFacts(target: string, node: NodePaths): Promise<TargetFacts> {
+export async function gatherTargetFacts(target: string, node: NodePaths, cache?: VolumePathCache): Promise<TargetFacts> {
   const abs = path.resolve(target);
   const st = statOrUndefined(abs);
   const kind = kindOf(st, statOrUndefined(abs, false));
@@ -65,7 +65,7 @@ export async function gatherTargetFacts(target: string, node: NodePaths): Promis
   const canonicalTarget = canonical(abs);
   const volumes: TargetVolume[] = [];
   const unresolved: UnresolvedVolume[] = [];
-  for (const v of await nodeVolumes(node)) {
+  for (const v of await nodeVolumes(node, cache)) {
     if (v.path === undefined) {
       unresolved.push({ vmid: v.vmid, disk: v.disk, volid: v.volid, reason: v.reason });
       continue;

@@ -12,7 +12,7 @@ import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
 import { withStores } from '../local-stores';
 import { formatBytes } from '../progress';
-import { assertRestoreTargetSafe } from '../../restore/restore-target-guard';
+import { restoreTargetGuard } from '../../restore/restore-target-guard';
 
 interface RestoreOptions {
   disk: string;
@@ -42,7 +42,7 @@ export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>(
     const toStdout = to === '-';
     const result = await withStores(ctx, async (s) => {
       const manifest = await s.repo.readManifest(ctx.args.backup);
-      const checkTarget = (): Promise<void> => assertRestoreTargetSafe(to, s.config, { force });
+      const checkTarget = restoreTargetGuard(to, s.config, { force });
       if (!toStdout) await checkTarget();
       const size = manifest.disks.find((d) => d.name === disk)?.size ?? 0;
       const bar = toStdout ? undefined : ctx.progress(`restore ${disk}`, size);

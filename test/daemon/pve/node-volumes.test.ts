@@ -48,3 +48,24 @@ test('all VM configs of the dir, resolved through pvesm; a failing look-up is ke
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('with a cache, a second scan asks pvesm only about volumes it has not seen', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
+  try {
+    const confDir = path.join(dir, 'qemu-server');
+    fs.mkdirSync(confDir);
+    fs.writeFileSync(path.join(confDir, '100.conf'), 'scsi0: local:100/a.raw\nscsi1: local:100/b.raw\n');
+    const calls = path.join(dir, 'calls');
+    const pvesm = path.join(dir, 'pvesm');
+    fs.writeFileSync(pvesm, `#!/bin/sh\necho "$2" >> ${calls}\necho "/images/\${2#*:}"\n`, { mode: 0o755 });
+    const cache = new Map();
+    const opts = { qemuServerConfigDir: confDir, pvesmPath: pvesm };
+    expect(await nodeVolumes(opts, cache)).toHaveLength(2);
+    fs.writeFileSync(path.join(confDir, '101.conf'), 'virtio0: local:101/c.raw\n');
+    const second = await nodeVolumes(opts, cache);
+    expect(second.map((v) => v.path)).toEqual(['/images/100/a.raw', '/images/100/b.raw', '/images/101/c.raw']);
+    expect(fs.readFileSync(calls, 'utf8').trim().split('\n')).toEqual(['local:100/a.raw', 'local:100/b.raw', 'local:101/c.raw']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
