@@ -37,6 +37,9 @@ export const EXIT_CODE_TABLE: readonly { code: ExitCode; name: string; meaning: 
 export const EXIT_CODE_BY_ERROR: Readonly<Record<string, ExitCode>> = Object.freeze({
   CBT_CLI_USAGE: ExitCode.Usage,
   CBT_LOG_SINCE_INVALID: ExitCode.Usage,
+  CBT_RESTORE_TARGET_EXISTS: ExitCode.Usage,
+  CBT_RESTORE_TARGET_DIR_MISSING: ExitCode.Usage,
+  CBT_RESTORE_TARGET_UNSUPPORTED: ExitCode.Usage,
   CBT_CONFIG_INVALID: ExitCode.ConfigInvalid,
   CBT_IPC_UNAVAILABLE: ExitCode.DaemonUnavailable,
   CBT_IPC_CONNECTION_LOST: ExitCode.DaemonUnavailable,

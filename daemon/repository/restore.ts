@@ -10,6 +10,12 @@
  * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
  * sizes are whole 512-byte sectors, so a disk whose size is not is padded with zeros there).
  * An existing block device is written in place, after a first pass has checked every chunk.
+ * Files are created 0600 whatever the umask (the temporary ones too: they hold the VM's data).
+ * An existing target is replaced only with `overwrite` (the default here; `pve-cbt restore` passes
+ * its --force): otherwise the result is hard-linked to the name, which fails if the name exists.
+ * `beforeCommit` runs just before the target is replaced or the device written (the CLI re-checks
+ * the target there: a VM may have started meanwhile). Whether a target is safe to write at all
+ * is decided by daemon/restore/, not here.
  * A stream gets the disk in order, zeroes included; on a bad chunk it stops short (so the output
  * is visibly incomplete) and the error names the offset. The stream is not ended here.
  */
@@ -33,12 +39,18 @@ import {
   RepoQemuImgFailedError,
   RepoRestoreFailedError,
 } from './repository-errors';
+import { RestoreTargetDirMissingError, RestoreTargetExistsError } from '../restore/restore-errors';
 
-export type RestoreTarget = { path: string; format: 'raw' | 'qcow2' } | { stream: NodeJS.WritableStream };
+export type RestoreTarget = { path: string; format: 'raw' | 'qcow2'; overwrite?: boolean } | { stream: NodeJS.WritableStream };
 
 export interface RestoreOptions {
   onProgress?: (done: number, total: number) => void;
+  /** Runs once all data is checked, before the target is replaced or written; may throw to refuse. */
+  beforeCommit?: () => Promise<void>;
 }
+
+/** Mode of restored files: a VM's disk is for root only. */
+export const RESTORE_FILE_MODE = 0o600;
 
 export interface RestoreDeps {
   chunks: ChunkStore;
@@ -94,13 +106,20 @@ export async function restoreDisk(
   if ('stream' in target) return restoreToStream(g, table, target.stream, readChunk, fail, opts);
 
   const finalPath = path.resolve(target.path);
+  const overwrite = target.overwrite ?? true;
   const existing = await fsp.stat(finalPath).catch(() => null);
-  if (existing?.isBlockDevice()) return restoreToBlockDevice(g, table, finalPath, target.format, readChunk, fail, opts);
+  if (existing?.isBlockDevice()) {
+    if (!overwrite) throw RestoreTargetExistsError({ target: finalPath, kind: 'block device', hint: 'pass --force to replace it' });
+    return restoreToBlockDevice(g, table, finalPath, target.format, readChunk, fail, opts);
+  }
+  if (!overwrite && (await fsp.lstat(finalPath).catch(() => null))) {
+    throw RestoreTargetExistsError({ target: finalPath, kind: 'file', hint: 'pass --force to replace it' });
+  }
   const tag = `${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const tmpRaw = path.join(path.dirname(finalPath), `.${path.basename(finalPath)}.restore-${tag}`);
   const tmpQcow = `${tmpRaw}.qcow2`;
   try {
-    const fh = await fsp.open(tmpRaw, 'wx');
+    const fh = await createPrivateFile(tmpRaw, finalPath);
     const badOffsets: number[] = [];
     try {
       await fh.truncate(g.size);
@@ -123,15 +142,22 @@ export async function restoreDisk(
       await fh.close();
     }
     if (badOffsets.length) fail(badOffsets.sort((a, b) => a - b), 'chunks missing or corrupt');
+    let result = tmpRaw;
     if (target.format === 'qcow2') {
+      // qemu-img reuses the existing (0600) file rather than creating one with its own mode.
+      await (await createPrivateFile(tmpQcow, finalPath)).close();
       await runQemuImg(deps.qemuImg, ['convert', '-f', 'raw', '-O', 'qcow2', tmpRaw, tmpQcow]);
       const q = await fsp.open(tmpQcow, 'r+');
-      await q.sync();
-      await q.close();
-      await fsp.rename(tmpQcow, finalPath);
-    } else {
-      await fsp.rename(tmpRaw, finalPath);
+      try {
+        await q.chmod(RESTORE_FILE_MODE);
+        await q.sync();
+      } finally {
+        await q.close();
+      }
+      result = tmpQcow;
     }
+    await opts.beforeCommit?.();
+    await commitFile(result, finalPath, overwrite);
     deps.logger?.info('disk restored', { backupId: manifest.id, disk: diskName, path: finalPath, format: target.format });
     return { bytes: g.size };
   } finally {
@@ -159,6 +185,7 @@ async function restoreToBlockDevice(
     if (!isZeroDigest(digestAt(table, i)) && !(await readChunk(i))) bad.push(i * g.chunkSize);
   }
   if (bad.length) fail(bad, 'chunks missing or corrupt (nothing was written to the device)');
+  await opts.beforeCommit?.();
   const fh = await fsp.open(device, 'r+');
   try {
     const zero = Buffer.alloc(g.chunkSize);
@@ -200,6 +227,46 @@ async function restoreToStream(
     opts.onProgress?.(done, g.size);
   }
   return { bytes: done };
+}
+
+/** Creates `file` (which must not exist) with mode 0600 whatever the umask. */
+async function createPrivateFile(file: string, target: string): Promise<fsp.FileHandle> {
+  let fh: fsp.FileHandle;
+  try {
+    fh = await fsp.open(file, 'wx', RESTORE_FILE_MODE);
+  } catch (err) {
+    const dir = path.dirname(file);
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT' && !(await fsp.stat(dir).catch(() => null))?.isDirectory()) {
+      throw RestoreTargetDirMissingError({ target, dir, hint: 'create the directory first, or choose another path' }, err);
+    }
+    throw err;
+  }
+  try {
+    await fh.chmod(RESTORE_FILE_MODE); // the umask may have taken bits away
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+  return fh;
+}
+
+/**
+ * Puts the finished file under the target name: rename replaces, a hard link never does (EEXIST
+ * if the name appeared meanwhile). File systems without hard links fall back to check-and-rename.
+ */
+async function commitFile(file: string, target: string, overwrite: boolean): Promise<void> {
+  if (overwrite) return fsp.rename(file, target);
+  const exists = (): Error => RestoreTargetExistsError({ target, kind: 'file', hint: 'pass --force to replace it' });
+  try {
+    await fsp.link(file, target);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') throw exists();
+    if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err;
+    if (await fsp.lstat(target).catch(() => null)) throw exists();
+    return fsp.rename(file, target);
+  }
+  await fsp.unlink(file);
 }
 
 function runQemuImg(qemuImg: string, args: string[]): Promise<void> {

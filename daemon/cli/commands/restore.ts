@@ -1,17 +1,24 @@
 /**
- * `pve-cbt restore BACKUP --disk DISK --to PATH [--format raw|qcow2]`: one disk, byte-exact and
- * sparse (zero chunks become holes). `--to -` writes raw bytes to stdout. The target appears under
- * its name only when the restore is complete; a missing or corrupt chunk fails with the offsets.
+ * `pve-cbt restore BACKUP --disk DISK --to PATH [--format raw|qcow2] [--force]`: one disk,
+ * byte-exact and sparse (zero chunks become holes), written 0600. `--to -` writes raw bytes to
+ * stdout. The target appears under its name only when the restore is complete; a missing or
+ * corrupt chunk fails with the offsets.
+ *
+ * The target is checked before anything is written and again just before it is replaced
+ * (daemon/restore/restore-target-guard.ts): a disk of a running VM or a file some process has
+ * open is never written; a stopped VM's volume or an existing file or device only with --force.
  */
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
 import { withStores } from '../local-stores';
 import { formatBytes } from '../progress';
+import { restoreTargetGuard } from '../../restore/restore-target-guard';
 
 interface RestoreOptions {
   disk: string;
   to: string;
   format: 'raw' | 'qcow2';
+  force?: boolean;
 }
 
 export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>({
@@ -23,21 +30,26 @@ export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>(
     { flags: '--disk <disk>', description: 'disk name, e.g. scsi0' },
     { flags: '--to <path>', description: "target file or device; '-' for stdout (raw)" },
     { flags: '--format <format>', description: 'target format', choices: ['raw', 'qcow2'], default: 'raw' },
+    { flags: '--force', description: "replace an existing file or device, also a stopped VM's disk (never a running VM's, never one in use)" },
   ],
   examples: ['pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to /var/tmp/101-scsi0.raw', 'pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to - | sha256sum'],
   async run(ctx) {
     const { disk, to, format } = ctx.opts;
+    const force = ctx.opts.force === true;
     if (!disk || !to) {
       throw CliUsageError({ command: 'restore', problem: 'both --disk and --to are required', hint: "see 'pve-cbt restore --help'" });
     }
     const toStdout = to === '-';
     const result = await withStores(ctx, async (s) => {
       const manifest = await s.repo.readManifest(ctx.args.backup);
+      const checkTarget = restoreTargetGuard(to, s.config, { force });
+      if (!toStdout) await checkTarget();
       const size = manifest.disks.find((d) => d.name === disk)?.size ?? 0;
       const bar = toStdout ? undefined : ctx.progress(`restore ${disk}`, size);
       try {
-        return await s.repo.restoreDisk(ctx.args.backup, disk, toStdout ? { stream: ctx.stdout } : { path: to, format }, {
+        return await s.repo.restoreDisk(ctx.args.backup, disk, toStdout ? { stream: ctx.stdout } : { path: to, format, overwrite: force }, {
           onProgress: (done, total) => bar?.update(done, total),
+          beforeCommit: toStdout ? undefined : checkTarget,
         });
       } finally {
         bar?.finish();

@@ -35,6 +35,14 @@ describe('restore to a block device', () => {
     const m = await backupImage(repo, img, { vmid: 100 });
     await repo.restoreDisk(m.id, 'scsi0', { path: device as string, format: 'raw' });
     expect(sha256File(backing)).toBe(sha256File(img));
+    // Without overwrite (the CLI without --force) an existing device is refused and not written.
+    fs.writeFileSync(backing, Buffer.alloc(SIZE, 0xee));
+    const untouched = sha256File(backing);
+    await expect(repo.restoreDisk(m.id, 'scsi0', { path: device as string, format: 'raw', overwrite: false })).rejects.toMatchObject({
+      code: 'CBT_RESTORE_TARGET_EXISTS',
+      details: { kind: 'block device' },
+    });
+    expect(sha256File(backing)).toBe(untouched);
 
     fs.writeFileSync(backing, Buffer.alloc(SIZE, 0xee));
     const before = sha256File(backing);
