@@ -8,3 +8,7 @@ export const StateDirInsecureError = defineError<{ dir: string; reason: string }
   'CBT_STATE_DIR_INSECURE',
   (d) => `state directory ${d.dir} cannot be made private: ${d.reason}`,
 );
+export const JobInterruptedError = defineError<{ jobId: string; kind: string; vmid: number | null }>(
+  'CBT_JOB_INTERRUPTED',
+  (d) => `the daemon stopped during ${d.kind} job ${d.jobId}${d.vmid === null ? '' : ` of VM ${d.vmid}`} before it committed anything`,
+);

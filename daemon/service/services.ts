@@ -14,6 +14,7 @@ import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
 import { ensurePrivateDir } from './state-dir';
+import { killPoint } from './test-kill-point';
 
 export interface Services {
   readonly config: CbtConfig;
@@ -26,7 +27,7 @@ export interface Services {
   /**
    * Set when this process found the catalog unreadable, set it aside and rebuilt its backups from
    * the repository: job history and the bitmap ledger are gone, so nothing may be taken as valid
-   * from them (every disk is full-compared next).
+   * from them (startup recovery settles no interrupted commit, every disk is full-compared next).
    */
   readonly catalogRebuilt?: { setAside: string[]; reason: string; backups: number };
 }
@@ -55,7 +56,15 @@ export async function openStores(config: CbtConfig, logger: Logger): Promise<Omi
       create: true,
       compression: config.compression,
       chunkSize: config.chunkSize,
-      catalog,
+      // The catalog as the repository's sink, with the test-only kill point right after a commit.
+      catalog: {
+        recordBackup: (m) => {
+          killPoint('after-manifest-commit');
+          catalog.recordBackup(m);
+        },
+        forgetBackup: (id) => catalog.forgetBackup(id),
+        recordVerify: (id, state) => catalog.recordVerify(id, state),
+      },
       logger,
     });
     if (!setAside) return { config, logger, db, catalog, ledger: new Ledger(db, logger), repo };

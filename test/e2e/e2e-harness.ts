@@ -199,8 +199,8 @@ export interface ChildDaemon {
 }
 
 /** `pve-cbt daemon --config` from dist/ as its own process (as systemd runs it); resolves once it answers. */
-export async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startChildDaemon(stack: Stack, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildDaemon> {
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
