@@ -5,25 +5,15 @@
  * lost, the next backup of a running VM whose QEMU still has the bitmap is a full-compare, not an
  * incremental, and restores byte-exact. `pve-cbt catalog rebuild` rebuilds on demand.
  */
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import { catalogFile } from '../../daemon/service/services';
-import { addVm, CLI, createStack, diskOf, firstDifference, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
+import { addVm, createStack, diskOf, firstDifference, MiB, runCli, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
-function cli(stack: Stack, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, '--config', stack.configFile, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const cli = (stack: Stack, args: string[]) => runCli(['--config', stack.configFile, ...args]);
 
 function logEntries(logDir: string): Record<string, unknown>[] {
   return fs

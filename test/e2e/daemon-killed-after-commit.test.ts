@@ -2,17 +2,17 @@
  * A real daemon process SIGKILLed right after a backup's manifest commit (the test-only kill point
  * `after-manifest-commit`: the manifest is in place, the catalog row, QEMU's bitmap settlement and
  * the ledger update are not). The backup exists, so the next daemon's startup recovery finishes the
- * commit: the job is recorded ok with its backup, the catalog lists it, the new bitmap is the one
+ * commit: `pve-cbt backup` reports the outcome as unknown (not as a failure), the job is recorded ok
+ * with its backup, the catalog lists it, the new bitmap is the one
  * QEMU keeps and the ledger trusts, and the next backup is an incremental, byte-exact.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ipcRequest } from '../../shared/ipc/ipc-client';
+import { ExitCode } from '../../daemon/cli/exit-codes';
 import { queryDisks } from '../../daemon/qmp/query-disks';
-import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import { KILL_POINT_ENV } from '../../daemon/service/test-kill-point';
 import type { SimVm } from '../../daemon/sim/pve-node';
-import { addVm, createStack, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
+import { addVm, createStack, runCli, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<string[]> {
   return vm.qmp(async (q) => (await queryDisks(q))[0].bitmaps.filter((b) => b.name.startsWith('pve-cbt-')).map((b) => b.name));
@@ -53,11 +53,10 @@ describe('a daemon killed right after the manifest commit', () => {
     await vm.write('scsi0', { pattern: 0x61, offset: 3 * MiB, length: 2 * MiB });
     const reference = await vm.snapshotReference('scsi0');
     child = await startChildDaemon(stack, { env: { [KILL_POINT_ENV]: 'after-manifest-commit' } });
-    const lost = await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [vmid] }, { timeoutMs: 120_000 }).then(
-      () => null,
-      (err: { code?: string }) => err.code,
-    );
-    expect(lost).toBe('CBT_IPC_CONNECTION_LOST');
+    // `pve-cbt backup` cannot know whether the commit happened, and says so instead of "failed".
+    const cli = await runCli(['--config', stack.configFile, 'backup', String(vmid), '--json']);
+    expect(cli.code).toBe(ExitCode.DaemonUnavailable);
+    expect(JSON.parse(cli.stdout)).toMatchObject({ ok: false, error: { code: 'CBT_IPC_CONNECTION_LOST', details: { vmids: [vmid], outcome: 'unknown' } } });
     expect((await child.exited).signal).toBe('SIGKILL');
     child = undefined;
 

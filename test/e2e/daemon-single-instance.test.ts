@@ -7,23 +7,11 @@
  * so the second one runs to its end while the backup is certainly in flight; then the first resumes.
  * Its backup must complete and restore byte-exact.
  */
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import { daemonLockFile } from '../../daemon/service/daemon-lock';
-import { addVm, CLI, createStack, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
-
-function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    proc.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
-  });
-}
+import { addVm, createStack, runCli, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
 describe('a second daemon on the same state', () => {
   let stack: Stack;

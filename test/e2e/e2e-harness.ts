@@ -221,3 +221,15 @@ export async function startChildDaemon(stack: Stack, opts: { env?: NodeJS.Proces
   }
   return { proc, output: () => out, exited };
 }
+
+/** `pve-cbt ARGS` from dist/ as its own process, as an admin runs it; resolves with its exit code and output. */
+export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
