@@ -3,9 +3,11 @@
  *
  * It mirrors what the repository commits, removes and verifies (it is the repository's
  * CatalogSink), and records jobs. The repository's files are the truth: `rebuildFromRepository`
- * replaces the backup, disk and verify tables with what the manifests and verify.json files say,
- * which is what the daemon runs at start (a writer killed between its manifest commit and the
- * catalog insert leaves the catalog behind, never ahead). Jobs exist only here and are kept.
+ * replaces the backup, disk and verify tables with what the manifests and verify.json files say.
+ * It runs when the catalog file was found unreadable (damaged-catalog.ts, services.ts) and on
+ * `pve-cbt catalog rebuild`. A daemon killed between its manifest commit and the catalog insert
+ * leaves the catalog behind, never ahead; its next start inserts that row when it settles the
+ * interrupted job (service/interrupted-jobs.ts). Jobs exist only here and are kept.
  */
 import type Database from 'better-sqlite3';
 import type { CatalogSink, Repository } from '../repository/repository';

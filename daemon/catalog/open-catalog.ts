@@ -35,12 +35,37 @@ export function loadMigrations(dir: string = MIGRATIONS_DIR): Migration[] {
   return migrations;
 }
 
-/** Opens (creating if needed) the SQLite catalog in WAL mode and applies pending migrations. */
+/** The catalog holds which VMs and disks are backed up and where: 0600 whatever the umask. */
+export const CATALOG_FILE_MODE = 0o600;
+
+/** The database file and the WAL and shared-memory files SQLite keeps beside it. */
+export function catalogFiles(file: string): string[] {
+  return [file, `${file}-wal`, `${file}-shm`];
+}
+
+function makePrivate(file: string): void {
+  for (const f of catalogFiles(file)) {
+    try {
+      if ((fs.statSync(f).mode & 0o777) !== CATALOG_FILE_MODE) fs.chmodSync(f, CATALOG_FILE_MODE);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}
+
+/**
+ * Opens (creating if needed) the SQLite catalog in WAL mode and applies pending migrations.
+ * The file is created 0600 before SQLite opens it (SQLite gives its -wal and -shm files the mode
+ * of the database file), and all three are set to 0600 if they are not.
+ */
 export function openCatalog(file: string, migrations: Migration[] = loadMigrations()): Database.Database {
-  fs.mkdirSync(path.dirname(file), { recursive: true });
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, CATALOG_FILE_MODE));
+  makePrivate(file);
   const db = new Database(file);
   try {
     db.pragma('journal_mode = WAL');
+    makePrivate(file);
     db.pragma('synchronous = NORMAL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');

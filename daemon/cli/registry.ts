@@ -4,6 +4,7 @@
  */
 import type { CommandDefinition } from './command';
 import { backupCommand } from './commands/backup';
+import { catalogCommand } from './commands/catalog';
 import { configCommand } from './commands/config';
 import { daemonCommand } from './commands/daemon';
 import { demoCommand } from './commands/demo';
@@ -27,6 +28,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   verifyCommand,
   pruneCommand,
   gcCommand,
+  catalogCommand,
   logCommand,
   hooksCommand,
   configCommand,

@@ -172,6 +172,16 @@ export class Ledger {
   }
 
   /**
+   * The id of the newest event stored before `iso` (0 when none). Startup recovery settling a
+   * backup whose daemon was killed after the commit uses it with the job's start time: every event
+   * since then is applied to the new record (a superset of what the engine would have applied).
+   */
+  lastEventIdBefore(iso: string): number {
+    const row = this.db.prepare('SELECT MAX(id) AS id FROM lifecycle_events WHERE received_at < ?').get(iso) as { id: number | null };
+    return row.id ?? 0;
+  }
+
+  /**
    * The engine calls this once a backup is committed and a fresh bitmap records from its start.
    * With `sinceEventId` (lastEventId() read when that bitmap was created), events stored since then
    * are applied to the new record. Returns whether the disk ended up valid.

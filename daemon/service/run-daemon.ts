@@ -1,7 +1,8 @@
 /**
- * `pve-cbt daemon`: recover, serve the control socket, run scheduled jobs, and on SIGTERM stop
- * cleanly — stop the scheduler, cancel running backups (each leaves no manifest and keeps its
- * bitmap's changes), close the socket and the catalog. systemd's `Restart=on-failure` covers the
+ * `pve-cbt daemon`: take the state directory's single-instance lock (daemon-lock.ts), recover,
+ * serve the control socket, run scheduled jobs, and on SIGTERM stop cleanly — stop the scheduler,
+ * cancel running backups (each leaves no manifest and keeps its bitmap's changes), close the socket
+ * and the catalog, release the lock. systemd's `Restart=on-failure` covers the
  * rest: an unexpected exit is recovered by the next start's `recoverAtStartup`.
  */
 import type { Logger } from 'winston';
@@ -11,6 +12,8 @@ import { createScheduler, systemClock, type Clock } from '../schedule/scheduler'
 import { requestHandlers } from './request-handlers';
 import { runScheduledJob } from './scheduled-job';
 import { openServices, type Services } from './services';
+import { acquireDaemonLock } from './daemon-lock';
+import { ensurePrivateDir } from './state-dir';
 import { recoverAtStartup } from './startup-recovery';
 
 export interface DaemonOptions {
@@ -24,7 +27,17 @@ export interface DaemonOptions {
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const { config, logger } = opts;
-  const s = await openServices(config, logger);
+  // The single-instance lock comes before anything that changes state (catalog rebuild, spool,
+  // partial backups, QEMU leftovers): a second daemon must leave a running one's backup alone.
+  ensurePrivateDir(config.stateDir);
+  const lock = acquireDaemonLock(config.stateDir);
+  let s: Services;
+  try {
+    s = await openServices(config, logger);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
   try {
     await recoverAtStartup(s);
     const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s) });
@@ -44,6 +57,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await server.close();
   } finally {
     s.db.close();
+    lock.release();
   }
   logger.info('daemon stopped');
 }

@@ -9,10 +9,12 @@ import type Database from 'better-sqlite3';
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
 import { BackupCatalog } from '../catalog/backup-catalog';
-import { openCatalog } from '../catalog/open-catalog';
+import { openCatalogOrSetAside } from '../catalog/damaged-catalog';
 import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
+import { ensurePrivateDir } from './state-dir';
+import { killPoint } from './test-kill-point';
 
 export interface Services {
   readonly config: CbtConfig;
@@ -22,6 +24,12 @@ export interface Services {
   readonly ledger: Ledger;
   readonly repo: Repository;
   readonly queue: JobQueue;
+  /**
+   * Set when this process found the catalog unreadable, set it aside and rebuilt its backups from
+   * the repository: job history and the bitmap ledger are gone, so nothing may be taken as valid
+   * from them (startup recovery settles no interrupted commit, every disk is full-compared next).
+   */
+  readonly catalogRebuilt?: { setAside: string[]; reason: string; backups: number };
 }
 
 export function catalogFile(stateDir: string): string {
@@ -33,19 +41,41 @@ export function workDir(stateDir: string): string {
   return path.join(stateDir, 'work');
 }
 
-/** Opens catalog and repository for one process (daemon or a local CLI command). */
+/**
+ * Opens catalog and repository for one process (daemon or a local CLI command). A catalog SQLite
+ * cannot read is set aside and rebuilt from the repository (damaged-catalog.ts), logged at error
+ * level, and the process goes on.
+ */
 export async function openStores(config: CbtConfig, logger: Logger): Promise<Omit<Services, 'queue'>> {
-  const db = openCatalog(catalogFile(config.stateDir));
+  ensurePrivateDir(config.stateDir);
+  const file = catalogFile(config.stateDir);
+  const { db, setAside } = openCatalogOrSetAside(file);
   try {
     const catalog = new BackupCatalog(db);
     const repo = await Repository.open(config.repository, {
       create: true,
       compression: config.compression,
       chunkSize: config.chunkSize,
-      catalog,
+      // The catalog as the repository's sink, with the test-only kill point right after a commit.
+      catalog: {
+        recordBackup: (m) => {
+          killPoint('after-manifest-commit');
+          catalog.recordBackup(m);
+        },
+        forgetBackup: (id) => catalog.forgetBackup(id),
+        recordVerify: (id, state) => catalog.recordVerify(id, state),
+      },
       logger,
     });
-    return { config, logger, db, catalog, ledger: new Ledger(db, logger), repo };
+    if (!setAside) return { config, logger, db, catalog, ledger: new Ledger(db, logger), repo };
+    const { backups } = await catalog.rebuildFromRepository(repo);
+    const catalogRebuilt = { setAside: setAside.files, reason: setAside.reason, backups };
+    logger.error('catalog was unreadable: set aside and rebuilt from the repository; job history and bitmap ledger are lost, so every disk gets a full-compare next', {
+      code: 'CBT_CATALOG_REBUILT',
+      file,
+      ...catalogRebuilt,
+    });
+    return { config, logger, db, catalog, ledger: new Ledger(db, logger), repo, catalogRebuilt };
   } catch (err) {
     db.close();
     throw err;

@@ -3,11 +3,14 @@
  * nothing: replay the hooks' spool into the ledger (events while the daemon was down), remove
  * partial backups (no manifest), and per VM stop leftover qemu-nbd exports and, in a running QEMU,
  * remove pve-cbt's exports, jobs and scratch nodes, settling bitmaps like the interrupted backup's
- * commit or rollback (daemon/backup/recover-vm.ts).
+ * commit or rollback (daemon/backup/recover-vm.ts); last, jobs the previous daemon left running are
+ * settled: a backup that had committed has its commit finished (catalog row, ledger), the others
+ * are recorded as interrupted (interrupted-jobs.ts).
  */
 import fs from 'node:fs';
 import { recoverVm } from '../backup/recover-vm';
 import { replaySpool } from '../ipc/spool-replay';
+import { settleInterruptedJobs, type SettledJob } from './interrupted-jobs';
 import type { Services } from './services';
 import { workDir } from './services';
 import { listNodeVmids } from './select-vms';
@@ -18,6 +21,9 @@ export interface RecoveryReport {
   partialsRemoved: string[];
   qemuCleanups: { vmid: number; actions: string[] }[];
   qemuErrors: { vmid: number; error: string }[];
+  interruptedJobs: SettledJob[];
+  /** The catalog was unreadable, set aside and rebuilt at this start (services.ts). */
+  catalogRebuilt: boolean;
 }
 
 export async function recoverAtStartup(s: Services): Promise<RecoveryReport> {
@@ -25,7 +31,7 @@ export async function recoverAtStartup(s: Services): Promise<RecoveryReport> {
   const partialsRemoved = await s.repo.cleanupPartials();
   const work = workDir(s.config.stateDir);
   fs.mkdirSync(work, { recursive: true, mode: 0o700 });
-  const report: RecoveryReport = { spoolApplied: spool.applied, spoolRejected: spool.rejected, partialsRemoved, qemuCleanups: [], qemuErrors: [] };
+  const report: RecoveryReport = { spoolApplied: spool.applied, spoolRejected: spool.rejected, partialsRemoved, qemuCleanups: [], qemuErrors: [], interruptedJobs: [], catalogRebuilt: s.catalogRebuilt !== undefined };
   for (const vmid of listNodeVmids(s.config.qemuServerConfigDir)) {
     try {
       const actions = await recoverVm({ vmid, config: { qemuServerRunDir: s.config.qemuServerRunDir, workDir: work }, repo: s.repo, logger: s.logger });
@@ -36,6 +42,7 @@ export async function recoverAtStartup(s: Services): Promise<RecoveryReport> {
       s.logger.warn('startup cleanup of an interrupted backup failed', { vmid, error: err });
     }
   }
+  report.interruptedJobs = await settleInterruptedJobs(s);
   s.logger.info('startup recovery done', { ...report });
   return report;
 }

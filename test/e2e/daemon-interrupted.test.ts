@@ -91,6 +91,10 @@ describe('a real daemon process interrupted during a backup', () => {
     const s = await stack.startDaemon();
     // Only the first backup is committed; the interrupted one left no manifest (or was removed at start).
     expect((await s.repo.listBackups(vmid)).length).toBe(1);
+    // The interrupted job is on record as what it was: cancelled by the stop, or cut off by the kill.
+    const job = s.catalog.listJobs({ vmid })[0];
+    if (signal === 'SIGTERM') expect(job).toMatchObject({ status: 'cancelled', backupId: null });
+    else expect(job).toMatchObject({ status: 'failed', backupId: null, errorCode: 'CBT_JOB_INTERRUPTED' });
     // A graceful stop cleaned up itself; after a SIGKILL the next daemon's recovery had work to do.
     const recovery = lastRecovery(stack.config.logDir);
     const cleaned = recovery.qemuCleanups.find((c) => c.vmid === vmid)?.actions ?? [];

@@ -199,8 +199,8 @@ export interface ChildDaemon {
 }
 
 /** `pve-cbt daemon --config` from dist/ as its own process (as systemd runs it); resolves once it answers. */
-export async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
-  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+export async function startChildDaemon(stack: Stack, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildDaemon> {
+  const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
@@ -220,4 +220,16 @@ export async function startChildDaemon(stack: Stack): Promise<ChildDaemon> {
     await new Promise((r) => setTimeout(r, 150));
   }
   return { proc, output: () => out, exited };
+}
+
+/** `pve-cbt ARGS` from dist/ as its own process, as an admin runs it; resolves with its exit code and output. */
+export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const proc = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    proc.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+    proc.stderr!.on('data', (d: Buffer) => (stderr += d.toString()));
+    proc.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
 }

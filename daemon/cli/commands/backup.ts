@@ -5,6 +5,7 @@
  * durationMs}]}` for one VM, an array of those for several.
  */
 import { CbtError } from '../../../shared/errors/cbt-error';
+import { IpcConnectionLostError } from '../../../shared/ipc/ipc-errors';
 import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupResult } from '../../service/requests';
 import { defineCommand } from '../command';
 import { daemonRequest } from '../daemon-request';
@@ -40,6 +41,11 @@ export const backupCommand = defineCommand<Record<string, never>, { vmids: numbe
           bar.update(p.done, p.total);
         },
       });
+    } catch (err) {
+      // The daemon died mid-request: the backup may have committed (its next start finishes that).
+      if (!IpcConnectionLostError.is(err)) throw err;
+      const hint = 'the backup may have been committed; once the daemon is back, `pve-cbt list` and `pve-cbt status` show whether it was';
+      throw new CbtError(err.code, err.message, { ...err.details, vmids: ctx.args.vmids, outcome: 'unknown', hint }, { cause: err });
     } finally {
       for (const bar of bars.values()) bar.finish();
     }

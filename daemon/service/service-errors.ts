@@ -1,0 +1,14 @@
+import { defineError } from '../../shared/errors/cbt-error';
+
+export const DaemonAlreadyRunningError = defineError<{ lockFile: string; holderPid: number }>(
+  'CBT_DAEMON_ALREADY_RUNNING',
+  (d) => `another pve-cbt daemon (pid ${d.holderPid}) already runs on this state (${d.lockFile}); nothing was changed`,
+);
+export const StateDirInsecureError = defineError<{ dir: string; reason: string }>(
+  'CBT_STATE_DIR_INSECURE',
+  (d) => `state directory ${d.dir} cannot be made private: ${d.reason}`,
+);
+export const JobInterruptedError = defineError<{ jobId: string; kind: string; vmid: number | null }>(
+  'CBT_JOB_INTERRUPTED',
+  (d) => `the daemon stopped during ${d.kind} job ${d.jobId}${d.vmid === null ? '' : ` of VM ${d.vmid}`} before it committed anything`,
+);

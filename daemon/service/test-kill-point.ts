@@ -1,0 +1,17 @@
+/**
+ * Test-only kill points: when PVE_CBT_TEST_KILL_POINT names the point, the process kills itself
+ * with SIGKILL there, so an end-to-end test can stop a real daemon at an exact place that no
+ * outside signal can hit reliably (test/e2e/daemon-killed-after-commit.test.ts). Without the
+ * variable (always, in production) a kill point does nothing.
+ *
+ * Points:
+ * - `after-manifest-commit`: a backup's manifest is renamed into place and synced, its VM lock is
+ *   released; the catalog row, the bitmap settlement and the ledger update have not happened.
+ */
+export type KillPoint = 'after-manifest-commit';
+
+export const KILL_POINT_ENV = 'PVE_CBT_TEST_KILL_POINT';
+
+export function killPoint(name: KillPoint): void {
+  if (process.env[KILL_POINT_ENV] === name) process.kill(process.pid, 'SIGKILL');
+}
