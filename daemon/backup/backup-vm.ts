@@ -25,17 +25,17 @@ import { NBD_STATE_DIRTY, NBD_STATE_ZERO, QEMU_DIRTY_BITMAP_PREFIX } from '../nb
 import { readRanges } from '../nbd/nbd-reader';
 import { PieceLease } from './piece-lease';
 import { withQmp } from '../qmp/qmp-session';
-import { queryDisks, type QemuDisk } from '../qmp/query-disks';
+import { queryDisks } from '../qmp/query-disks';
 import { qgaSocketPath, qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
 import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import type { BackupWriter, DiskWriter, Manifest } from '../repository/repository';
 import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, BackupReadError, BackupVzdumpBusyError } from './backup-errors';
-import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { BasePrefetch } from './base-prefetch';
 import { ChunkAssembler } from './chunk-assembler';
 import { ChunkBuffers } from './chunk-buffers';
 import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
-import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
+import { formatReason, type BackupMode } from './mode-decision';
+import { newBitmapOf, planDisks, readFromVolume, type DiskFacts, type DiskJob, type FleeceJob, type ImageJob } from './plan-disks';
 import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';
 import { lastBackupsByDisk, type BackupRepository, type LastDiskBackup } from './last-backups';
 import { chunkLength, planFull, planIncremental, type ByteRange } from './read-plan';
@@ -109,19 +109,6 @@ export interface BackupResult {
   readonly freezeNote?: string;
 }
 
-/** One disk's plan: where it is, what to do, and the bitmaps involved. */
-interface DiskJob {
-  readonly disk: VmDisk;
-  readonly size: number;
-  readonly decision: ModeDecision;
-  readonly last: LastDiskBackup | undefined;
-  readonly newBitmap: { name: string; generation: number } | undefined;
-  readonly readBitmap: string | undefined;
-  readonly qemuDisk?: QemuDisk;
-  /** Image bitmaps present before this backup (stopped qcow2). */
-  readonly imageBitmaps: BitmapView[];
-}
-
 const DEFAULT_GRANULARITY = 65536;
 const PUT_WINDOW = 8;
 
@@ -161,33 +148,10 @@ async function waitVzdumpDone(opts: BackupVmOptions): Promise<void> {
   }
 }
 
-function nextGeneration(drive: string, bitmaps: readonly BitmapView[], last: LastBackupView | undefined, ledgerGen: number | null | undefined): number {
-  const gens = ownBitmapsOf(bitmaps, drive).map((b) => parseBitmapName(b.name)?.generation ?? 0);
-  return Math.max(0, ...gens, last?.bitmap?.generation ?? 0, ledgerGen ?? 0) + 1;
-}
-
-function decide(
-  opts: BackupVmOptions,
-  disk: VmDisk,
-  size: number,
-  bitmaps: BitmapView[],
-  qemu: QemuProcess | undefined,
-  last: LastDiskBackup | undefined,
-): ModeDecision {
-  const ledger = opts.ledger.get(opts.vmid, disk.key);
-  const decision = decideMode({
-    disk: disk.key,
-    format: disk.format,
-    diskSize: size,
-    vmRunning: qemu !== undefined,
-    lastBackup: last,
-    ledger,
-    bitmaps,
-    qemu,
-    expectedGranularity: opts.config.granularity ?? DEFAULT_GRANULARITY,
-  });
-  opts.logger?.info(`mode ${decision.mode}: ${decision.reason}`, { vmid: opts.vmid, disk: disk.key, mode: decision.mode, code: decision.code });
-  return decision;
+function logDecisions(opts: BackupVmOptions, jobs: readonly DiskJob[]): void {
+  for (const j of jobs) {
+    opts.logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid: opts.vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
+  }
 }
 
 function workDirOf(config: BackupVmConfig): string {
@@ -208,35 +172,23 @@ async function runningBackup(
   await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir, committedBitmap: (d) => lastByDisk.get(d)?.bitmap?.name, logger });
   const qdisks = await withQmp(qmpSocket, (q) => queryDisks(q));
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const sideJobs: DiskJob[] = [];
-  for (const disk of disks.filter((d) => !qdisks.some((x) => x.drive === d.key))) {
-    // qemu-server hands tpmstate0 to swtpm, not to QEMU: read it from its volume, without a bitmap.
-    if (disk.key !== 'tpmstate0') throw BackupDiskMismatchError({ vmid, disk: disk.key, reason: 'in the VM config but not attached in QEMU' });
-    sideJobs.push(await sideJob(disk, lastByDisk.get(disk.key), config));
+  const facts: DiskFacts[] = [];
+  for (const disk of disks) {
+    const qemuDisk = qdisks.find((x) => x.drive === disk.key);
+    const image = !qemuDisk && readFromVolume(disk) ? await imageInfo(disk.path, disk.format, config.qemuImg ?? 'qemu-img') : undefined;
+    facts.push({ disk, last: lastByDisk.get(disk.key), ledger: opts.ledger.get(vmid, disk.key), ...(qemuDisk ? { qemuDisk } : {}), ...(image ? { image } : {}) });
   }
-  const jobs: DiskJob[] = disks.filter((d) => !sideJobs.some((x) => x.disk === d)).map((disk) => {
-    const qd = qdisks.find((x) => x.drive === disk.key) as QemuDisk;
-    const last = lastByDisk.get(disk.key);
-    const decision = decide(opts, disk, qd.size, qd.bitmaps, qemu, last);
-    const generation = nextGeneration(disk.key, qd.bitmaps, last, opts.ledger.get(vmid, disk.key)?.generation);
-    return {
-      disk,
-      size: qd.size,
-      decision,
-      last,
-      newBitmap: { name: bitmapName(disk.key, generation), generation },
-      readBitmap: decision.mode === 'incremental' ? last?.bitmap?.name : undefined,
-      qemuDisk: qd,
-      imageBitmaps: [],
-    };
-  });
+  const planned = planDisks({ vmid, qemu, granularity, disks: facts });
+  logDecisions(opts, planned);
+  const jobs = planned.filter((j): j is FleeceJob => j.kind === 'fleece');
+  const sideJobs = planned.filter((j) => j.kind !== 'fleece');
   const specs: FleeceDiskSpec[] = jobs.map((j) => ({
     drive: j.disk.key,
-    device: (j.qemuDisk as QemuDisk).device,
-    nodeName: (j.qemuDisk as QemuDisk).nodeName,
+    device: j.qemuDisk.device,
+    nodeName: j.qemuDisk.nodeName,
     size: j.size,
-    newBitmap: (j.newBitmap as { name: string }).name,
-    persistent: j.disk.format === 'qcow2' && (j.qemuDisk as QemuDisk).format === 'qcow2',
+    newBitmap: j.newBitmap.name,
+    persistent: j.persistent,
     granularity,
     ...(j.readBitmap ? { readBitmap: j.readBitmap } : {}),
   }));
@@ -287,32 +239,22 @@ async function stoppedBackup(
   const { vmid, config, logger } = opts;
   const qemuImg = config.qemuImg ?? 'qemu-img';
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs: DiskJob[] = [];
+  const facts: DiskFacts[] = [];
   for (const disk of disks) {
     assertVmStopped(config.qemuServerRunDir, vmid, disk.key, disk.path);
-    const info = await imageInfo(disk.path, disk.format, qemuImg);
-    const last = lastByDisk.get(disk.key);
-    const decision = decide(opts, disk, info.virtualSize, info.bitmaps, undefined, last);
-    const persistent = disk.format === 'qcow2';
-    const generation = nextGeneration(disk.key, info.bitmaps, last, opts.ledger.get(vmid, disk.key)?.generation);
-    jobs.push({
-      disk,
-      size: info.virtualSize,
-      decision,
-      last,
-      newBitmap: persistent ? { name: bitmapName(disk.key, generation), generation } : undefined,
-      readBitmap: decision.mode === 'incremental' ? last?.bitmap?.name : undefined,
-      imageBitmaps: info.bitmaps,
-    });
+    const image = await imageInfo(disk.path, disk.format, qemuImg);
+    facts.push({ disk, image, last: lastByDisk.get(disk.key), ledger: opts.ledger.get(vmid, disk.key) });
   }
-  const added: DiskJob[] = [];
+  const jobs = planDisks({ vmid, qemu: undefined, granularity, disks: facts });
+  logDecisions(opts, jobs);
+  const added: { job: DiskJob; bitmaps: NonNullable<ImageJob['bitmaps']> }[] = [];
   const results: DiskResult[] = [];
   let manifest: Manifest;
   try {
     for (const j of jobs) {
-      if (!j.newBitmap) continue;
-      await addImageBitmap(j.disk.path, j.newBitmap.name, granularity, qemuImg);
-      added.push(j);
+      if (j.kind !== 'image' || !j.bitmaps) continue;
+      await addImageBitmap(j.disk.path, j.bitmaps.added.name, granularity, qemuImg);
+      added.push({ job: j, bitmaps: j.bitmaps });
     }
     for (const j of jobs) {
       assertVmStopped(config.qemuServerRunDir, vmid, j.disk.key, j.disk.path);
@@ -320,32 +262,23 @@ async function stoppedBackup(
     }
     manifest = await writer.commit({});
   } catch (err) {
-    for (const j of added) {
-      await removeImageBitmap(j.disk.path, (j.newBitmap as { name: string }).name, qemuImg).catch((e: Error) =>
+    for (const { job: j, bitmaps } of added) {
+      await removeImageBitmap(j.disk.path, bitmaps.added.name, qemuImg).catch((e: Error) =>
         logger?.warn('removing the new image bitmap failed', { vmid, disk: j.disk.key, error: e.message }),
       );
     }
     throw mapAbort(err, opts, undefined);
   }
-  for (const j of added) {
-    for (const b of ownBitmapsOf(j.imageBitmaps, j.disk.key)) {
-      await removeImageBitmap(j.disk.path, b.name, qemuImg).catch((e: Error) =>
-        logger?.warn('removing an old image bitmap failed', { vmid, disk: j.disk.key, bitmap: b.name, error: e.message }),
+  for (const { job: j, bitmaps } of added) {
+    for (const b of bitmaps.old) {
+      await removeImageBitmap(j.disk.path, b, qemuImg).catch((e: Error) =>
+        logger?.warn('removing an old image bitmap failed', { vmid, disk: j.disk.key, bitmap: b, error: e.message }),
       );
     }
     markValid(opts, j, undefined, undefined);
   }
   logger?.info('backup finished', { vmid, backupId: manifest.id, disks: results });
   return { id: manifest.id, vmid, disks: results };
-}
-
-/** A disk QEMU does not hold (tpmstate0 of a running VM): full, or full-compare against the last backup. */
-async function sideJob(disk: VmDisk, last: LastDiskBackup | undefined, config: BackupVmConfig): Promise<DiskJob> {
-  const info = await imageInfo(disk.path, disk.format, config.qemuImg ?? 'qemu-img');
-  const decision: ModeDecision = last
-    ? { mode: 'full-compare', code: 'not-in-qemu', reason: `${disk.key} is not a QEMU block device (swtpm holds it); no bitmap is possible` }
-    : { mode: 'full', code: 'first-backup', reason: `no committed backup of ${disk.key} yet` };
-  return { disk, size: info.virtualSize, decision, last, newBitmap: undefined, readBitmap: undefined, imageBitmaps: [] };
 }
 
 async function readViaQemuNbd(opts: BackupVmOptions, writer: BackupWriter, j: DiskJob, consistency: DiskConsistency, forceShare: boolean): Promise<DiskResult> {
@@ -368,14 +301,15 @@ async function readViaQemuNbd(opts: BackupVmOptions, writer: BackupWriter, j: Di
 }
 
 function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefined, sinceEventId: number | undefined): void {
-  if (!j.newBitmap) return;
+  const newBitmap = newBitmapOf(j);
+  if (!newBitmap) return;
   opts.ledger.markValid(
     {
       vmid: opts.vmid,
       disk: j.disk.key,
       format: j.disk.format,
-      bitmapName: j.newBitmap.name,
-      generation: j.newBitmap.generation,
+      bitmapName: newBitmap.name,
+      generation: newBitmap.generation,
       qemuPid: qemu?.pid ?? null,
       qemuStartTime: qemu?.startTime ?? null,
     },
@@ -516,10 +450,11 @@ async function backupDisk(
     throw err;
   }
   const durationMs = Date.now() - t0;
+  const newBitmap = newBitmapOf(j);
   const entry = await dw.finish({
     mode,
     reason: formatReason(j.decision),
-    ...(j.newBitmap ? { bitmap: j.newBitmap } : {}),
+    ...(newBitmap ? { bitmap: newBitmap } : {}),
     consistency,
     bytesRead: assembler.received,
     durationMs,
