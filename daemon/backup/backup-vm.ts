@@ -33,7 +33,8 @@ import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, Backup
 import { BasePrefetch } from './base-prefetch';
 import { ChunkAssembler } from './chunk-assembler';
 import { ChunkBuffers } from './chunk-buffers';
-import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
+import { FleeceSession, type FleeceDiskSpec } from './fleece-session';
+import { cleanupFleeceLeftovers } from './recover-fleece';
 import { formatReason, type BackupMode } from './mode-decision';
 import { newBitmapOf, planDisks, readFromVolume, type DiskFacts, type DiskJob, type FleeceJob, type ImageJob } from './plan-disks';
 import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';

@@ -19,10 +19,9 @@
  *     old one and remove the new one, so the next incremental still sees every change.
  * QMP is only held for short sessions; `query-block-jobs` is polled in its own short sessions and a
  * lost copy-before-write job aborts the read (the view would no longer be point-in-time).
- * All object names carry the pve-cbt prefix (bitmap-names.ts), which lets `cleanupFleeceLeftovers`
+ * All object names carry the pve-cbt prefix (bitmap-names.ts), which lets `cleanupFleeceLeftovers` (recover-fleece.ts)
  * remove what a crashed daemon left behind.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
@@ -30,8 +29,9 @@ import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
 import { QmpCommandError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
-import { BackupJobFailedError, BackupNbdBusyError, BackupToolError } from './backup-errors';
-import { fleeceNames, isOwnName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
+import { run } from '../proc/run-process';
+import { BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
+import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
 
 export interface FleeceDiskSpec {
@@ -67,15 +67,6 @@ export type Consistency = 'frozen' | 'crash-consistent';
 
 export function nbdSocketPath(workDir: string, vmid: number): string {
   return path.join(workDir, `pve-cbt-${vmid}.nbd`);
-}
-
-export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(BackupToolError({ command: `${path.basename(cmd)} ${args.join(' ')}`, reason: stderr.trim() || err.message }, err));
-      else resolve(stdout);
-    });
-  });
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -335,7 +326,7 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Prom
   }
 }
 
-function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
+export function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
   const prefix = fleeceNames(vmid, '').exportId;
   return waitUntil(async () => {
     const exps = await q.execute<{ id: string }[]>('query-block-exports');
@@ -343,95 +334,9 @@ function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
   }, 10_000);
 }
 
-function waitJobsGone(q: QmpClient): Promise<void> {
+export function waitJobsGone(q: QmpClient): Promise<void> {
   return waitUntil(async () => {
     const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
     return !jobs.some((j) => isOwnName(j.device));
   }, 10_000);
-}
-
-export interface LeftoverOptions {
-  readonly vmid: number;
-  readonly qmpSocket: string;
-  readonly workDir: string;
-  /** The bitmap the latest committed backup of a drive started, if any (from the repository). */
-  readonly committedBitmap: (drive: string) => string | undefined;
-  readonly qmpOptions?: QmpConnectOptions;
-  readonly logger?: Logger;
-}
-
-/**
- * Removes what a crashed or killed engine left in a running QEMU: pve-cbt exports, jobs, scratch
- * nodes, our NBD server (recognised by its socket file in the work dir) and scratch files. A drive
- * left with an old disabled bitmap and a newer one is settled like commit or rollback, depending on
- * which of them the last committed manifest names.
- */
-export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<string[]> {
-  const { vmid } = opts;
-  const done: string[] = [];
-  const socket = nbdSocketPath(opts.workDir, vmid);
-  await withQmp(
-    opts.qmpSocket,
-    async (q) => {
-      const exps = await q.execute<{ id: string }[]>('query-block-exports');
-      for (const e of exps.filter((x) => isOwnName(x.id))) {
-        await q.execute('block-export-del', { id: e.id, mode: 'hard' });
-        done.push(`export ${e.id}`);
-      }
-      await waitExportsGone(q, vmid);
-      const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
-      for (const j of jobs.filter((x) => isOwnName(x.device))) {
-        await q.execute('block-job-cancel', { device: j.device, force: true });
-        done.push(`job ${j.device}`);
-      }
-      await waitJobsGone(q);
-      const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
-      for (const n of nodes.filter((x) => isOwnName(x['node-name']))) {
-        await q.execute('blockdev-del', { 'node-name': n['node-name'] });
-        done.push(`node ${n['node-name']}`);
-      }
-      if (fs.existsSync(socket)) {
-        try {
-          await q.execute('nbd-server-stop');
-          done.push('nbd server');
-        } catch (err) {
-          opts.logger?.debug('nbd-server-stop during cleanup', { vmid, error: (err as Error).message });
-        }
-      }
-      for (const disk of await queryDisks(q)) {
-        const own = ownBitmapsOf(disk.bitmaps, disk.drive);
-        const disabled = own.filter((b) => !b.recording);
-        if (disabled.length === 0 || own.length < 2) continue;
-        const gen = (name: string): number => parseBitmapName(name)?.generation ?? 0;
-        const newest = own.reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a));
-        const old = disabled.filter((b) => b !== newest).reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a), disabled[0]);
-        if (old === newest) continue;
-        if (opts.committedBitmap(disk.drive) === newest.name) {
-          await q.execute('block-dirty-bitmap-remove', { node: disk.nodeName, name: old.name });
-          done.push(`bitmap ${old.name} removed (backup committed)`);
-        } else {
-          await q.execute('transaction', {
-            actions: [
-              { type: 'block-dirty-bitmap-merge', data: { node: disk.nodeName, target: old.name, bitmaps: [newest.name] } },
-              { type: 'block-dirty-bitmap-enable', data: { node: disk.nodeName, name: old.name } },
-              { type: 'block-dirty-bitmap-remove', data: { node: disk.nodeName, name: newest.name } },
-            ],
-          });
-          done.push(`bitmap ${newest.name} merged back into ${old.name}`);
-        }
-      }
-    },
-    opts.qmpOptions,
-  );
-  fs.rmSync(socket, { force: true });
-  if (fs.existsSync(opts.workDir)) {
-    for (const f of fs.readdirSync(opts.workDir)) {
-      if (f.startsWith(`pve-cbt-scratch-${vmid}-`)) {
-        fs.rmSync(path.join(opts.workDir, f), { force: true });
-        done.push(`file ${f}`);
-      }
-    }
-  }
-  if (done.length > 0) opts.logger?.warn('cleaned up leftovers of an interrupted backup', { vmid, done });
-  return done;
 }

@@ -17,7 +17,7 @@ import { isListening } from '../nbd/is-listening';
 import { readQemuProcess } from '../pve/qemu-process';
 import type { DiskFormat } from '../pve/vm-config';
 import { BackupImageInUseError, BackupToolError } from './backup-errors';
-import { run } from './fleece-session';
+import { run } from '../proc/run-process';
 import type { BitmapView } from './mode-decision';
 
 export interface ImageInfo {
