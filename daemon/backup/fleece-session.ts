@@ -305,17 +305,27 @@ export class FleeceSession {
   /** After any failure: every change since the last committed backup stays in the old bitmap. */
   async rollbackBitmaps(): Promise<void> {
     if (!this.bitmapsSwitched) return;
-    const actions: unknown[] = [];
-    for (const d of this.disks) {
-      if (d.readBitmap) {
-        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: d.nodeName, target: d.readBitmap, bitmaps: [d.newBitmap] } });
-        actions.push({ type: 'block-dirty-bitmap-enable', data: { node: d.nodeName, name: d.readBitmap } });
-      }
-      actions.push({ type: 'block-dirty-bitmap-remove', data: { node: d.nodeName, name: d.newBitmap } });
-    }
+    const actions = this.disks.flatMap((d) => bitmapRollbackActions(d.nodeName, d.readBitmap, d.newBitmap));
     await this.qmp((q) => q.execute('transaction', { actions }));
     this.bitmapsSwitched = false;
   }
+}
+
+/**
+ * Undoing one drive's bitmap switch, as actions of a QMP `transaction`: what the new bitmap recorded
+ * is merged into the old one, the old one records again, and the new one goes. Without an old one
+ * (a full), only the new one goes.
+ */
+export function bitmapRollbackActions(node: string, old: string | undefined, added: string): unknown[] {
+  return [
+    ...(old
+      ? [
+          { type: 'block-dirty-bitmap-merge', data: { node, target: old, bitmaps: [added] } },
+          { type: 'block-dirty-bitmap-enable', data: { node, name: old } },
+        ]
+      : []),
+    { type: 'block-dirty-bitmap-remove', data: { node, name: added } },
+  ];
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {

@@ -8,8 +8,8 @@ import type { Logger } from 'winston';
 import type { QmpConnectOptions } from '../qmp/qmp-client';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
-import { isOwnName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
-import { nbdSocketPath, waitExportsGone, waitJobsGone } from './fleece-session';
+import { isOwnName, ownBitmapsOf, parseBitmapName, scratchFilePrefix } from './bitmap-names';
+import { bitmapRollbackActions, nbdSocketPath, waitExportsGone, waitJobsGone } from './fleece-session';
 
 export interface LeftoverOptions {
   readonly vmid: number;
@@ -71,13 +71,7 @@ export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<str
           await q.execute('block-dirty-bitmap-remove', { node: disk.nodeName, name: old.name });
           done.push(`bitmap ${old.name} removed (backup committed)`);
         } else {
-          await q.execute('transaction', {
-            actions: [
-              { type: 'block-dirty-bitmap-merge', data: { node: disk.nodeName, target: old.name, bitmaps: [newest.name] } },
-              { type: 'block-dirty-bitmap-enable', data: { node: disk.nodeName, name: old.name } },
-              { type: 'block-dirty-bitmap-remove', data: { node: disk.nodeName, name: newest.name } },
-            ],
-          });
+          await q.execute('transaction', { actions: bitmapRollbackActions(disk.nodeName, old.name, newest.name) });
           done.push(`bitmap ${newest.name} merged back into ${old.name}`);
         }
       }
@@ -87,7 +81,7 @@ export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<str
   fs.rmSync(socket, { force: true });
   if (fs.existsSync(opts.workDir)) {
     for (const f of fs.readdirSync(opts.workDir)) {
-      if (f.startsWith(`pve-cbt-scratch-${vmid}-`)) {
+      if (f.startsWith(scratchFilePrefix(vmid))) {
         fs.rmSync(path.join(opts.workDir, f), { force: true });
         done.push(`file ${f}`);
       }
