@@ -19,6 +19,7 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
 import type { Ledger } from '../ledger/ledger';
+import { selectExtents } from '../nbd/extent';
 import { mapExtents } from '../nbd/map-extents';
 import { NbdClient } from '../nbd/nbd-client';
 import { NBD_STATE_DIRTY, NBD_STATE_ZERO, QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/nbd-constants';
@@ -362,7 +363,7 @@ async function backupDisk(
       throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: `NBD export size ${probe.size} differs from disk size ${j.size}` });
     }
     const extents = await mapExtents(probe, context);
-    ranges = mode === 'incremental' ? extents.filter((e) => (e.flags & NBD_STATE_DIRTY) !== 0) : extents.filter((e) => (e.flags & NBD_STATE_ZERO) === 0);
+    ranges = mode === 'incremental' ? selectExtents(extents, NBD_STATE_DIRTY, NBD_STATE_DIRTY) : selectExtents(extents, NBD_STATE_ZERO, 0);
   } finally {
     await probe.close();
   }
