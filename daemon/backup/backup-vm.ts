@@ -38,7 +38,7 @@ import { FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { formatReason, type BackupMode } from './mode-decision';
 import { newBitmapOf, planDisks, readFromVolume, type DiskFacts, type DiskJob, type FleeceJob, type ImageJob } from './plan-disks';
-import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './offline-session';
+import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './image-export';
 import { lastBackupsByDisk, type BackupRepository, type LastDiskBackup } from './last-backups';
 import { chunkLength, planFull, planIncremental, type ByteRange } from './read-plan';
 

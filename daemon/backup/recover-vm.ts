@@ -21,7 +21,7 @@ import type { Repository } from '../repository/repository';
 import { nbdSocketPath } from './fleece-session';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { lastBackupsByDisk } from './last-backups';
-import { stopLeftoverExports } from './offline-session';
+import { stopLeftoverExports } from './image-export';
 
 export interface RecoverVmOptions {
   readonly vmid: number;

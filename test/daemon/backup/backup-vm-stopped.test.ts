@@ -5,7 +5,7 @@
  * Also the PVE 9 `-blockdev` layout of a running VM (bitmaps on the format node below the throttle).
  */
 import { FleeceSession } from '../../../daemon/backup/fleece-session';
-import { assertVmStopped, OfflineExport } from '../../../daemon/backup/offline-session';
+import { assertVmStopped, OfflineExport } from '../../../daemon/backup/image-export';
 import { recoverVm } from '../../../daemon/backup/recover-vm';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import fs from 'node:fs';
