@@ -38,7 +38,7 @@ import { FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { formatReason, type BackupMode } from './mode-decision';
 import { newBitmapOf, planDisks, readFromVolume, type DiskFacts, type DiskJob, type FleeceJob, type ImageJob } from './plan-disks';
-import { addImageBitmap, assertVmStopped, imageInfo, OfflineExport, removeImageBitmap } from './image-export';
+import { addImageBitmap, assertVmStopped, imageInfo, ImageExport, removeImageBitmap } from './image-export';
 import { lastBackupsByDisk, type BackupRepository, type LastDiskBackup } from './last-backups';
 import { chunkLength, planFull, planIncremental, type ByteRange } from './read-plan';
 
@@ -284,7 +284,7 @@ async function stoppedBackup(
 }
 
 async function readViaQemuNbd(opts: BackupVmOptions, writer: BackupWriter, j: DiskJob, consistency: DiskConsistency, forceShare: boolean): Promise<DiskResult> {
-  const exp = await OfflineExport.open({
+  const exp = await ImageExport.open({
     vmid: opts.vmid,
     drive: j.disk.key,
     file: j.disk.path,
