@@ -76,10 +76,16 @@ export interface FleeceJob extends JobBase {
   readonly persistent: boolean;
 }
 
+/** The bitmap an image job adds, and the pve-cbt bitmaps of the drive the image has now. */
+export interface ImageBitmaps {
+  readonly added: NewBitmap;
+  readonly old: readonly string[];
+}
+
 export interface ImageJob extends JobBase {
   readonly kind: 'image';
-  /** Set when the image keeps bitmaps: the one this backup adds and the pve-cbt ones it has now. */
-  readonly bitmaps: { readonly added: NewBitmap; readonly old: readonly string[] } | undefined;
+  /** Set when the image keeps bitmaps (bitmap-persistence.ts). */
+  readonly bitmaps: ImageBitmaps | undefined;
 }
 
 export interface VolumeJob extends JobBase {
