@@ -138,6 +138,7 @@ function sourcesFor(opts: BackupVmOptions, jobs: DiskJob[], qemu: QemuProcess | 
     },
     jobs.filter((j): j is FleeceJob => j.kind === 'fleece'),
     granularity,
+    qemu,
   );
   return [fleece, imageSource];
 }

@@ -86,6 +86,7 @@ export class FleeceSession {
   private readonly scratchFiles: string[] = [];
   private bitmapsSwitched = false;
   private tornDown = false;
+  private teardownFailed = false;
   consistency: Consistency = 'crash-consistent';
   freezeNote: string | undefined;
 
@@ -257,6 +258,7 @@ export class FleeceSession {
       try {
         await fn();
       } catch (err) {
+        this.teardownFailed = true;
         logger?.warn('fleece teardown step failed', { vmid, step: what, error: (err as Error).message });
       }
     };
@@ -285,6 +287,11 @@ export class FleeceSession {
     // The socket file is how cleanupFleeceLeftovers recognises our NBD server: it stays while the
     // server may still run (QEMU hung during the teardown), so the next backup can stop it.
     if (!this.serverStarted) fs.rmSync(this.socketPath, { force: true });
+  }
+
+  /** Whether something of the session may still be in QEMU: a teardown step or the rollback failed. */
+  get leftBehind(): boolean {
+    return this.teardownFailed || this.bitmapsSwitched;
   }
 
   /** After the manifest is committed: the new bitmap is the only pve-cbt bitmap left per drive. */

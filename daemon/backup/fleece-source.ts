@@ -1,12 +1,16 @@
 /**
  * The backup source of a running VM's disks: one fleecing session (fleece-session.ts) for all of
- * them, so the view and the bitmap switch are atomic across the VM's disks.
+ * them, so the view and the bitmap switch are atomic across the VM's disks. When a failed backup's
+ * teardown or rollback finds QEMU not answering (hung, SIGSTOP), they are retried in the background
+ * until QEMU answers again (recover-fleece.ts, cleanup-retry.ts).
  */
+import type { QemuProcess } from '../pve/qemu-process';
 import type { DiskConsistency } from './backup-options';
 import type { BackupSource, DriveExport } from './backup-source';
 import { fleeceNames } from './bitmap-names';
 import { FleeceSession, nbdSocketPath, type FleeceDiskSpec, type FleeceOptions } from './fleece-session';
 import type { FleeceJob } from './plan-disks';
+import { cleanupFleeceLeftoversLater } from './recover-fleece';
 
 export class FleeceSource implements BackupSource<FleeceJob> {
   private session: FleeceSession | undefined;
@@ -15,6 +19,8 @@ export class FleeceSource implements BackupSource<FleeceJob> {
     private readonly opts: FleeceOptions,
     readonly jobs: readonly FleeceJob[],
     private readonly granularity: number,
+    /** The QEMU process the view lives in. */
+    private readonly qemu: QemuProcess,
   ) {}
 
   get consistency(): DiskConsistency {
@@ -65,7 +71,24 @@ export class FleeceSource implements BackupSource<FleeceJob> {
     await this.session?.commitBitmaps();
   }
 
+  /** Failure path: when QEMU did not answer the teardown or the rollback, both are retried in the background. */
   async rollbackBitmaps(): Promise<void> {
-    await this.session?.rollbackBitmaps();
+    const s = this.session;
+    if (!s) return;
+    try {
+      await s.rollbackBitmaps();
+    } finally {
+      if (s.leftBehind) {
+        cleanupFleeceLeftoversLater({
+          vmid: this.opts.vmid,
+          qmpSocket: this.opts.qmpSocket,
+          workDir: this.opts.workDir,
+          qemu: this.qemu,
+          committedBitmap: (drive) => this.jobs.find((j) => j.disk.key === drive)?.last?.bitmap?.name,
+          ...(this.opts.qmpOptions ? { qmpOptions: this.opts.qmpOptions } : {}),
+          ...(this.opts.logger ? { logger: this.opts.logger } : {}),
+        });
+      }
+    }
   }
 }

@@ -1,14 +1,17 @@
 /**
  * Removes what a crashed or killed engine left in a running QEMU (called before every backup of a
- * running VM, and by recover-vm.ts at daemon start).
+ * running VM, and by recover-vm.ts at daemon start), and what a failed backup left because QEMU did
+ * not answer its teardown (retried in the background, cleanup-retry.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
+import type { QemuProcess } from '../pve/qemu-process';
 import type { QmpConnectOptions } from '../qmp/qmp-client';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
 import { isOwnName, ownBitmapsOf, parseBitmapName, scratchFilePrefix } from './bitmap-names';
+import { retryCleanup, stopCleanupRetry } from './cleanup-retry';
 import { bitmapRollbackActions, nbdSocketPath, waitExportsGone, waitJobsGone } from './fleece-session';
 
 export interface LeftoverOptions {
@@ -28,6 +31,21 @@ export interface LeftoverOptions {
  * which of them the last committed manifest names.
  */
 export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<string[]> {
+  // A background retry of a failed backup's cleanup would work on the same names: this pass takes over.
+  await stopCleanupRetry(opts.vmid);
+  return removeLeftovers(opts);
+}
+
+/**
+ * After a failed backup whose cleanup QEMU did not answer: the same cleanup, retried in the
+ * background (cleanup-retry.ts) until QEMU answers again or is gone. `committedBitmap` still names
+ * the bitmaps of the last committed backup, so the failed backup's new bitmaps are merged back.
+ */
+export function cleanupFleeceLeftoversLater(opts: LeftoverOptions & { readonly qemu: QemuProcess }): void {
+  retryCleanup({ vmid: opts.vmid, qemu: opts.qemu, attempt: () => removeLeftovers(opts), ...(opts.logger ? { logger: opts.logger } : {}) });
+}
+
+async function removeLeftovers(opts: LeftoverOptions): Promise<string[]> {
   const { vmid } = opts;
   const done: string[] = [];
   const socket = nbdSocketPath(opts.workDir, vmid);
