@@ -14,7 +14,7 @@
  *      only then are the old bitmaps dropped and the ledger told the new ones are valid.
  *   Any failure before the commit aborts the writer (no manifest) and rolls the bitmaps back.
  */
-import { qgaSocketPath, qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
+import { qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
 import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import type { BackupWriter } from '../repository/repository';
 import { BackupAbortedError, BackupNoDisksError } from './backup-errors';
@@ -22,11 +22,10 @@ import { DEFAULT_GRANULARITY, workDirOf, type BackupResult, type BackupVmOptions
 import type { BackupSource } from './backup-source';
 import { backupDisk } from './disk-backup';
 import { gatherDiskFacts } from './disk-facts';
-import { FleeceSource } from './fleece-source';
-import { ImageSource } from './image-source';
 import { lastBackupsByDisk, type LastDiskBackup } from './last-backups';
-import { newBitmapOf, planDisks, type DiskJob, type FleeceJob, type ImageJob, type VolumeJob } from './plan-disks';
+import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
+import { sourcesFor } from './vm-sources';
 import { waitVzdumpDone } from './wait-vzdump';
 
 export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, DiskConsistency, DiskResult } from './backup-options';
@@ -103,44 +102,6 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   for (const j of jobs) markValid(opts, j, j.kind === 'fleece' ? qemu : undefined, j.kind === 'fleece' ? sinceEventId : undefined);
   logger?.info('backup finished', { vmid, backupId: manifestId, disks: results });
   return { id: manifestId, vmid, disks: results, ...(freezeNote && agent ? { freezeNote } : {}) };
-}
-
-/** Running VM: one fleecing source for QEMU's disks, then an image source for the volumes beside it. */
-function sourcesFor(opts: BackupVmOptions, jobs: DiskJob[], qemu: QemuProcess | undefined, agent: boolean, granularity: number): BackupSource[] {
-  const { vmid, config: c, logger } = opts;
-  const workDir = workDirOf(c);
-  const images = jobs.filter((j): j is ImageJob | VolumeJob => j.kind !== 'fleece');
-  const imageSource = new ImageSource(
-    {
-      vmid,
-      qemuServerRunDir: c.qemuServerRunDir,
-      workDir,
-      vmRunning: qemu !== undefined,
-      granularity,
-      ...(c.qemuImg ? { qemuImg: c.qemuImg } : {}),
-      ...(c.qemuNbd ? { qemuNbd: c.qemuNbd } : {}),
-      ...(logger ? { logger } : {}),
-    },
-    images,
-  );
-  if (!qemu) return [imageSource];
-  const fleece = new FleeceSource(
-    {
-      vmid,
-      qmpSocket: qmpSocketPath(c.qemuServerRunDir, vmid),
-      workDir,
-      ...(agent ? { qgaSocket: qgaSocketPath(c.qemuServerRunDir, vmid) } : {}),
-      ...(c.nbdBusyTimeoutMs !== undefined ? { nbdBusyTimeoutMs: c.nbdBusyTimeoutMs } : {}),
-      ...(c.jobPollMs !== undefined ? { jobPollMs: c.jobPollMs } : {}),
-      ...(c.freezeTimeoutMs !== undefined ? { freezeTimeoutMs: c.freezeTimeoutMs } : {}),
-      ...(c.qemuImg ? { qemuImg: c.qemuImg } : {}),
-      ...(logger ? { logger } : {}),
-    },
-    jobs.filter((j): j is FleeceJob => j.kind === 'fleece'),
-    granularity,
-    qemu,
-  );
-  return [fleece, imageSource];
 }
 
 function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefined, sinceEventId: number | undefined): void {
