@@ -13,7 +13,8 @@
  *      One transaction makes the view and the bitmap switch atomic, also across the VM's disks.
  *   4. `block-export-add` per disk, exporting the frozen old bitmap with it.
  * Teardown runs in reverse (export, job, node, server, files), each step best-effort so one failure
- * does not leave the rest behind. Bitmaps are settled afterwards, by the caller's outcome:
+ * does not leave the rest behind; `leftBehind` tells the caller when QEMU did not answer, so that
+ * the cleanup is finished later (fleece-source.ts). Bitmaps are settled afterwards, by the caller's outcome:
  *   - commit (only after the manifest is committed): drop every other pve-cbt bitmap of the drive;
  *   - rollback (any failure): in one transaction merge the new bitmap into the old one, re-enable the
  *     old one and remove the new one, so the next incremental still sees every change.
