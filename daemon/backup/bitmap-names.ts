@@ -46,12 +46,17 @@ export interface FleeceNames {
   readonly scratchFile: string;
 }
 
+/** What every scratch file name of one VM starts with, so that recovery finds them all. */
+export function scratchFilePrefix(vmid: number): string {
+  return `${BITMAP_PREFIX}scratch-${vmid}-`;
+}
+
 export function fleeceNames(vmid: number, drive: string): FleeceNames {
   return {
     node: `${BITMAP_PREFIX}fl-${drive}`,
     job: `${BITMAP_PREFIX}job-${drive}`,
     exportName: `${BITMAP_PREFIX}${drive}`,
     exportId: `${BITMAP_PREFIX}exp-${drive}`,
-    scratchFile: `${BITMAP_PREFIX}scratch-${vmid}-${drive}.qcow2`,
+    scratchFile: `${scratchFilePrefix(vmid)}${drive}.qcow2`,
   };
 }

@@ -13,16 +13,16 @@
  *      One transaction makes the view and the bitmap switch atomic, also across the VM's disks.
  *   4. `block-export-add` per disk, exporting the frozen old bitmap with it.
  * Teardown runs in reverse (export, job, node, server, files), each step best-effort so one failure
- * does not leave the rest behind. Bitmaps are settled afterwards, by the caller's outcome:
+ * does not leave the rest behind; `leftBehind` tells the caller when QEMU did not answer, so that
+ * the cleanup is finished later (fleece-source.ts). Bitmaps are settled afterwards, by the caller's outcome:
  *   - commit (only after the manifest is committed): drop every other pve-cbt bitmap of the drive;
  *   - rollback (any failure): in one transaction merge the new bitmap into the old one, re-enable the
  *     old one and remove the new one, so the next incremental still sees every change.
  * QMP is only held for short sessions; `query-block-jobs` is polled in its own short sessions and a
  * lost copy-before-write job aborts the read (the view would no longer be point-in-time).
- * All object names carry the pve-cbt prefix (bitmap-names.ts), which lets `cleanupFleeceLeftovers`
+ * All object names carry the pve-cbt prefix (bitmap-names.ts), which lets `cleanupFleeceLeftovers` (recover-fleece.ts)
  * remove what a crashed daemon left behind.
  */
-import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
@@ -30,8 +30,9 @@ import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
 import { QmpCommandError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
-import { BackupJobFailedError, BackupNbdBusyError, BackupToolError } from './backup-errors';
-import { fleeceNames, isOwnName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
+import { run } from '../proc/run-process';
+import { BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
+import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
 
 export interface FleeceDiskSpec {
@@ -69,15 +70,6 @@ export function nbdSocketPath(workDir: string, vmid: number): string {
   return path.join(workDir, `pve-cbt-${vmid}.nbd`);
 }
 
-export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { timeout: timeoutMs, encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err) reject(BackupToolError({ command: `${path.basename(cmd)} ${args.join(' ')}`, reason: stderr.trim() || err.message }, err));
-      else resolve(stdout);
-    });
-  });
-}
-
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 function isNbdRunning(err: unknown): boolean {
@@ -95,6 +87,7 @@ export class FleeceSession {
   private readonly scratchFiles: string[] = [];
   private bitmapsSwitched = false;
   private tornDown = false;
+  private teardownFailed = false;
   consistency: Consistency = 'crash-consistent';
   freezeNote: string | undefined;
 
@@ -266,6 +259,7 @@ export class FleeceSession {
       try {
         await fn();
       } catch (err) {
+        this.teardownFailed = true;
         logger?.warn('fleece teardown step failed', { vmid, step: what, error: (err as Error).message });
       }
     };
@@ -296,6 +290,11 @@ export class FleeceSession {
     if (!this.serverStarted) fs.rmSync(this.socketPath, { force: true });
   }
 
+  /** Whether something of the session may still be in QEMU: a teardown step or the rollback failed. */
+  get leftBehind(): boolean {
+    return this.teardownFailed || this.bitmapsSwitched;
+  }
+
   /** After the manifest is committed: the new bitmap is the only pve-cbt bitmap left per drive. */
   async commitBitmaps(): Promise<void> {
     await this.qmp(async (q) => {
@@ -314,17 +313,27 @@ export class FleeceSession {
   /** After any failure: every change since the last committed backup stays in the old bitmap. */
   async rollbackBitmaps(): Promise<void> {
     if (!this.bitmapsSwitched) return;
-    const actions: unknown[] = [];
-    for (const d of this.disks) {
-      if (d.readBitmap) {
-        actions.push({ type: 'block-dirty-bitmap-merge', data: { node: d.nodeName, target: d.readBitmap, bitmaps: [d.newBitmap] } });
-        actions.push({ type: 'block-dirty-bitmap-enable', data: { node: d.nodeName, name: d.readBitmap } });
-      }
-      actions.push({ type: 'block-dirty-bitmap-remove', data: { node: d.nodeName, name: d.newBitmap } });
-    }
+    const actions = this.disks.flatMap((d) => bitmapRollbackActions(d.nodeName, d.readBitmap, d.newBitmap));
     await this.qmp((q) => q.execute('transaction', { actions }));
     this.bitmapsSwitched = false;
   }
+}
+
+/**
+ * Undoing one drive's bitmap switch, as actions of a QMP `transaction`: what the new bitmap recorded
+ * is merged into the old one, the old one records again, and the new one goes. Without an old one
+ * (a full), only the new one goes.
+ */
+export function bitmapRollbackActions(node: string, old: string | undefined, added: string): unknown[] {
+  return [
+    ...(old
+      ? [
+          { type: 'block-dirty-bitmap-merge', data: { node, target: old, bitmaps: [added] } },
+          { type: 'block-dirty-bitmap-enable', data: { node, name: old } },
+        ]
+      : []),
+    { type: 'block-dirty-bitmap-remove', data: { node, name: added } },
+  ];
 }
 
 async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
@@ -335,7 +344,7 @@ async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Prom
   }
 }
 
-function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
+export function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
   const prefix = fleeceNames(vmid, '').exportId;
   return waitUntil(async () => {
     const exps = await q.execute<{ id: string }[]>('query-block-exports');
@@ -343,95 +352,9 @@ function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
   }, 10_000);
 }
 
-function waitJobsGone(q: QmpClient): Promise<void> {
+export function waitJobsGone(q: QmpClient): Promise<void> {
   return waitUntil(async () => {
     const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
     return !jobs.some((j) => isOwnName(j.device));
   }, 10_000);
-}
-
-export interface LeftoverOptions {
-  readonly vmid: number;
-  readonly qmpSocket: string;
-  readonly workDir: string;
-  /** The bitmap the latest committed backup of a drive started, if any (from the repository). */
-  readonly committedBitmap: (drive: string) => string | undefined;
-  readonly qmpOptions?: QmpConnectOptions;
-  readonly logger?: Logger;
-}
-
-/**
- * Removes what a crashed or killed engine left in a running QEMU: pve-cbt exports, jobs, scratch
- * nodes, our NBD server (recognised by its socket file in the work dir) and scratch files. A drive
- * left with an old disabled bitmap and a newer one is settled like commit or rollback, depending on
- * which of them the last committed manifest names.
- */
-export async function cleanupFleeceLeftovers(opts: LeftoverOptions): Promise<string[]> {
-  const { vmid } = opts;
-  const done: string[] = [];
-  const socket = nbdSocketPath(opts.workDir, vmid);
-  await withQmp(
-    opts.qmpSocket,
-    async (q) => {
-      const exps = await q.execute<{ id: string }[]>('query-block-exports');
-      for (const e of exps.filter((x) => isOwnName(x.id))) {
-        await q.execute('block-export-del', { id: e.id, mode: 'hard' });
-        done.push(`export ${e.id}`);
-      }
-      await waitExportsGone(q, vmid);
-      const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
-      for (const j of jobs.filter((x) => isOwnName(x.device))) {
-        await q.execute('block-job-cancel', { device: j.device, force: true });
-        done.push(`job ${j.device}`);
-      }
-      await waitJobsGone(q);
-      const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
-      for (const n of nodes.filter((x) => isOwnName(x['node-name']))) {
-        await q.execute('blockdev-del', { 'node-name': n['node-name'] });
-        done.push(`node ${n['node-name']}`);
-      }
-      if (fs.existsSync(socket)) {
-        try {
-          await q.execute('nbd-server-stop');
-          done.push('nbd server');
-        } catch (err) {
-          opts.logger?.debug('nbd-server-stop during cleanup', { vmid, error: (err as Error).message });
-        }
-      }
-      for (const disk of await queryDisks(q)) {
-        const own = ownBitmapsOf(disk.bitmaps, disk.drive);
-        const disabled = own.filter((b) => !b.recording);
-        if (disabled.length === 0 || own.length < 2) continue;
-        const gen = (name: string): number => parseBitmapName(name)?.generation ?? 0;
-        const newest = own.reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a));
-        const old = disabled.filter((b) => b !== newest).reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a), disabled[0]);
-        if (old === newest) continue;
-        if (opts.committedBitmap(disk.drive) === newest.name) {
-          await q.execute('block-dirty-bitmap-remove', { node: disk.nodeName, name: old.name });
-          done.push(`bitmap ${old.name} removed (backup committed)`);
-        } else {
-          await q.execute('transaction', {
-            actions: [
-              { type: 'block-dirty-bitmap-merge', data: { node: disk.nodeName, target: old.name, bitmaps: [newest.name] } },
-              { type: 'block-dirty-bitmap-enable', data: { node: disk.nodeName, name: old.name } },
-              { type: 'block-dirty-bitmap-remove', data: { node: disk.nodeName, name: newest.name } },
-            ],
-          });
-          done.push(`bitmap ${newest.name} merged back into ${old.name}`);
-        }
-      }
-    },
-    opts.qmpOptions,
-  );
-  fs.rmSync(socket, { force: true });
-  if (fs.existsSync(opts.workDir)) {
-    for (const f of fs.readdirSync(opts.workDir)) {
-      if (f.startsWith(`pve-cbt-scratch-${vmid}-`)) {
-        fs.rmSync(path.join(opts.workDir, f), { force: true });
-        done.push(`file ${f}`);
-      }
-    }
-  }
-  if (done.length > 0) opts.logger?.warn('cleaned up leftovers of an interrupted backup', { vmid, done });
-  return done;
 }

@@ -13,6 +13,7 @@
  * When sides disagree the reason names both, so an operator can see which one was wrong.
  */
 import type { DiskFormat } from '../pve/vm-config';
+import { bitmapPersists } from './bitmap-persistence';
 
 export type BackupMode = 'full' | 'incremental' | 'full-compare';
 
@@ -115,7 +116,7 @@ export function decideMode(input: ModeInput): ModeDecision {
       `${ledgerText(ledger)} generation ${ledger.generation ?? 'none'}, but backup ${last.backupId} started ${expected} generation ${last.bitmap.generation}`,
     );
   }
-  const transient = input.format !== 'qcow2';
+  const transient = !bitmapPersists(input.format);
   if (!input.vmRunning && transient) {
     return fullCompare('stopped-transient', `${input.format} disk of a stopped VM keeps no bitmap (${ledgerText(ledger)})`);
   }

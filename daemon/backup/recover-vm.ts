@@ -18,9 +18,10 @@ import type { Logger } from 'winston';
 import { DEFAULTS } from '../../shared/config/defaults';
 import { qmpSocketPath, readQemuProcess } from '../pve/qemu-process';
 import type { Repository } from '../repository/repository';
-import { cleanupFleeceLeftovers, nbdSocketPath } from './fleece-session';
+import { nbdSocketPath } from './fleece-session';
+import { cleanupFleeceLeftovers } from './recover-fleece';
 import { lastBackupsByDisk } from './last-backups';
-import { stopLeftoverExports } from './offline-session';
+import { stopLeftoverExports } from './image-export';
 
 export interface RecoverVmOptions {
   readonly vmid: number;

@@ -25,6 +25,7 @@ import {
   VZDUMP_MODES,
   type LifecycleEvent,
 } from '../../shared/ipc/messages';
+import { bitmapPersists } from '../backup/bitmap-persistence';
 
 export type BitmapState = 'valid' | 'invalid' | 'suspect' | 'unknown';
 
@@ -83,11 +84,9 @@ export interface RuleOutcome {
   clearAllVzdumpBusy: boolean;
 }
 
-/** Formats whose QEMU bitmaps survive a clean QEMU exit (persistent bitmaps). */
-const PERSISTENT_BITMAP_FORMATS: ReadonlySet<string> = new Set(['qcow2']);
-
+/** Formats whose QEMU bitmaps are lost with the QEMU process (bitmap-persistence.ts has the rule). */
 export function isTransientFormat(format: string): boolean {
-  return !PERSISTENT_BITMAP_FORMATS.has(format);
+  return !bitmapPersists(format);
 }
 
 export function newVmActivity(vmid: number): VmActivity {

@@ -5,7 +5,7 @@
  * Also the PVE 9 `-blockdev` layout of a running VM (bitmaps on the format node below the throttle).
  */
 import { FleeceSession } from '../../../daemon/backup/fleece-session';
-import { assertVmStopped, OfflineExport } from '../../../daemon/backup/offline-session';
+import { assertVmStopped, ImageExport } from '../../../daemon/backup/image-export';
 import { recoverVm } from '../../../daemon/backup/recover-vm';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import fs from 'node:fs';
@@ -106,7 +106,7 @@ test('agent: 1 without an answering guest agent: bounded wait, continues crash-c
 test('recoverVm: stops a leftover qemu-nbd of a stopped VM, settles an abandoned fleecing of a running one', async () => {
   const workDir = `${env.dir}/work`;
   const config = { qemuServerRunDir: sim.node.runDir, workDir };
-  const abandonedNbd = await OfflineExport.open({ vmid: VMID, drive: 'scsi0', file: vm.disks[0].path, format: 'qcow2', workDir });
+  const abandonedNbd = await ImageExport.open({ vmid: VMID, drive: 'scsi0', file: vm.disks[0].path, format: 'qcow2', workDir });
   expect(abandonedNbd.socketPath).toBeTruthy();
   const done = await recoverVm({ vmid: VMID, config, repo: env.repo });
   expect(done).toEqual([expect.stringMatching(/^qemu-nbd pid \d+$/)]);

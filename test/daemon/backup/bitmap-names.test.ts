@@ -1,4 +1,4 @@
-import { bitmapName, fleeceNames, isOwnName, ownBitmapsOf, parseBitmapName } from '../../../daemon/backup/bitmap-names';
+import { bitmapName, fleeceNames, isOwnName, ownBitmapsOf, parseBitmapName, scratchFilePrefix } from '../../../daemon/backup/bitmap-names';
 
 describe('bitmap names', () => {
   test.each([
@@ -25,5 +25,10 @@ describe('bitmap names', () => {
       expect(id.length).toBeLessThan(32);
     }
     expect(n.scratchFile).toMatch(/^pve-cbt-/);
+  });
+
+  test('the scratch files of a VM share its prefix, and no other VM has it', () => {
+    expect(fleeceNames(10, 'scsi0').scratchFile.startsWith(scratchFilePrefix(10))).toBe(true);
+    expect(fleeceNames(100, 'scsi0').scratchFile.startsWith(scratchFilePrefix(10))).toBe(false);
   });
 });

@@ -1,13 +1,15 @@
 /**
- * Reading disks of a stopped VM: `qemu-nbd -r` on a private unix socket (with `-B BITMAP` to export
- * a qcow2 persistent bitmap for an incremental), and bitmap bookkeeping with `qemu-img`.
+ * Reading disk images with qemu-nbd, and their bitmap bookkeeping with `qemu-img`: a stopped VM's
+ * disks, and a running VM's volumes that QEMU does not hold (tpmstate0, which swtpm holds, opened
+ * without image locking). `qemu-nbd -r` serves the image on a private unix socket, with `-B BITMAP`
+ * to export a qcow2 persistent bitmap for an incremental.
  *
  * An image that a running QEMU holds is never opened: the VM's pid file and process are checked
  * first (CBT_BACKUP_IMAGE_IN_USE), and qemu-nbd's own image locking is the second line.
  * Bitmaps: qemu-img reports a qcow2 bitmap's flags; `in-use` means QEMU did not close the image
  * cleanly (the bitmap is inconsistent), `auto` means it records writes. The next bitmap is added
  * before the read (the image does not change while the VM is stopped); the old one is removed only
- * after the manifest is committed, and on failure the new one is removed again.
+ * after the manifest is committed, and on failure the new one is removed again (image-source.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -18,7 +20,7 @@ import { programPath } from '../proc/external-programs';
 import { readQemuProcess } from '../pve/qemu-process';
 import type { DiskFormat } from '../pve/vm-config';
 import { BackupImageInUseError, BackupToolError } from './backup-errors';
-import { run } from './fleece-session';
+import { run } from '../proc/run-process';
 import type { BitmapView } from './mode-decision';
 
 export interface ImageInfo {
@@ -58,7 +60,7 @@ export function assertVmStopped(runDir: string, vmid: number, disk: string, file
   if (qemu) throw BackupImageInUseError({ vmid, disk, path: file, pid: qemu.pid });
 }
 
-export interface OfflineExportOptions {
+export interface ImageExportOptions {
   readonly vmid: number;
   readonly drive: string;
   readonly file: string;
@@ -74,7 +76,7 @@ export interface OfflineExportOptions {
   readonly logger?: Logger;
 }
 
-export class OfflineExport {
+export class ImageExport {
   readonly exportName: string;
   private exited: Promise<void>;
 
@@ -88,7 +90,7 @@ export class OfflineExport {
     this.exited = new Promise((resolve) => child.once('exit', () => resolve()));
   }
 
-  static async open(o: OfflineExportOptions): Promise<OfflineExport> {
+  static async open(o: ImageExportOptions): Promise<ImageExport> {
     fs.mkdirSync(o.workDir, { recursive: true, mode: 0o700 });
     const socketPath = path.join(o.workDir, `pve-cbt-${o.vmid}-${o.drive}.qemu-nbd`);
     fs.rmSync(socketPath, { force: true });
@@ -103,7 +105,7 @@ export class OfflineExport {
     const child = spawn(o.qemuNbd ?? programPath('qemu-nbd'), args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err = (err + d.toString('utf8')).slice(-4000)));
-    const exp = new OfflineExport(socketPath, child, o.drive, () => err);
+    const exp = new ImageExport(socketPath, child, o.drive, () => err);
     try {
       await exp.waitReady(o.startTimeoutMs ?? 10_000);
     } catch (e) {

@@ -1,0 +1,95 @@
+/**
+ * The read path of one disk: NBD reads (nbd-reader.ts) in the order of the read plan, assembled into
+ * chunks (chunk-assembler.ts, with the base chunks of an incremental read ahead by base-prefetch.ts),
+ * inserted into the disk writer while reading goes on (insert-window.ts).
+ *
+ * Buffers: NBD read buffers are pooled shared memory of the reader (no page faults, no GC, worked on
+ * by the blob workers without a copy). A chunk that lies whole in one of them is inserted as a view
+ * of it, so the read buffer goes back to the reader only when its lease is dropped (piece-lease.ts):
+ * after the assembler is done with it and every insert started from it settled. Chunks built in a
+ * buffer of their own (partial chunks, an incremental's base + dirty bytes) come from a second pool
+ * (chunk-buffers.ts) and go back to it when their insert settled.
+ */
+import type { NbdClient } from '../nbd/nbd-client';
+import { readRanges } from '../nbd/nbd-reader';
+import type { DiskWriter } from '../repository/repository';
+import { BasePrefetch } from './base-prefetch';
+import { ChunkAssembler } from './chunk-assembler';
+import { ChunkBuffers } from './chunk-buffers';
+import { InsertWindow } from './insert-window';
+import { PieceLease } from './piece-lease';
+import { chunkLength, type ByteRange, type ReadPlan } from './read-plan';
+
+/** Chunk inserts running at once while reading goes on. */
+const PUT_WINDOW = 8;
+
+export interface ChunkPipelineInput {
+  readonly plan: ReadPlan;
+  readonly dw: DiskWriter;
+  readonly diskSize: number;
+  /** An incremental inherits the chunks it does not read; a full writes them as zero chunks. */
+  readonly incremental: boolean;
+  readonly connect: () => Promise<NbdClient>;
+  readonly reader: { readonly connections?: number; readonly inFlight?: number; readonly requestSize?: number };
+  readonly signal?: AbortSignal;
+  /** After every chunk, with the bytes read so far; reading pauses while it runs. */
+  readonly onProgress: (bytesDone: number) => Promise<void>;
+}
+
+/**
+ * Reads the plan into the disk writer; returns the bytes read. On failure no insert is running any
+ * more when this throws.
+ */
+export async function runChunkPipeline(input: ChunkPipelineInput): Promise<number> {
+  const { plan, dw } = input;
+  const window = new InsertWindow(PUT_WINDOW);
+  let lease: PieceLease | undefined;
+  const buffers = new ChunkBuffers(dw.chunkSize);
+  const prefetch = new BasePrefetch(
+    plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
+    (i) => dw.readBaseChunk(i, buffers.take(chunkLength(i, input.diskSize, dw.chunkSize), false)),
+  );
+  const assembler = new ChunkAssembler(
+    plan,
+    {
+      readBaseChunk: (i) => prefetch.get(i),
+      onChunk: async (i, data, pooled) => {
+        window.check();
+        const drop = pooled ? () => buffers.give(data) : lease?.hold();
+        await window.track(dw.putChunk(i, data), drop);
+        await input.onProgress(assembler.received);
+      },
+      onUntouched: async (i) => {
+        if (!input.incremental) dw.putZero(i);
+      },
+    },
+    buffers,
+  );
+  try {
+    const onData = async (off: number, data: Buffer, release: () => void): Promise<void> => {
+      const piece = new PieceLease(release);
+      lease = piece;
+      try {
+        await assembler.push(off, data);
+      } finally {
+        lease = undefined;
+        piece.drop();
+      }
+    };
+    const r = input.reader;
+    await readRanges(plan.requests as ByteRange[], onData, {
+      connect: input.connect,
+      reuseBuffers: true,
+      ...(r.connections !== undefined ? { connections: r.connections } : {}),
+      ...(r.inFlight !== undefined ? { inFlight: r.inFlight } : {}),
+      ...(r.requestSize !== undefined ? { requestSize: r.requestSize } : {}),
+      ...(input.signal ? { signal: input.signal } : {}),
+    });
+    await assembler.finish();
+    await window.finish();
+  } catch (err) {
+    await window.stop();
+    throw err;
+  }
+  return assembler.received;
+}
