@@ -33,6 +33,7 @@ import { BackupAbortedError, BackupDiskMismatchError, BackupNoDisksError, Backup
 import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { BasePrefetch } from './base-prefetch';
 import { ChunkAssembler } from './chunk-assembler';
+import { readWholeChunk } from './read-whole-chunk';
 import { ChunkBuffers } from './chunk-buffers';
 import { cleanupFleeceLeftovers, FleeceSession, type FleeceDiskSpec } from './fleece-session';
 import { decideMode, formatReason, type BackupMode, type BitmapView, type LastBackupView, type ModeDecision } from './mode-decision';
@@ -456,6 +457,7 @@ async function backupDisk(
     plan,
     {
       readBaseChunk: (i) => prefetch.get(i),
+      readWholeChunk: (i, into) => readWholeChunk(connect, i * dw.chunkSize, into),
       onChunk: async (i, data, pooled) => {
         if (putError) throw putError;
         if (stopped) throw new Error('backup stopped');
