@@ -40,6 +40,7 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
   const codec: BlobCodec = { encode, decode, probe, sizeOf, lz4: require((workerData as { lz4Path: string }).lz4Path) as BlobCodec['lz4'] };
   /* eslint-enable @typescript-eslint/no-require-imports */
   const knownDirs = new Set<string>();
+  const scratch = { buf: Buffer.alloc(0) };
   parentPort?.on('message', (m: Request) => {
     const view = (): Buffer => {
       const d = m.data as SharedArrayBuffer | Uint8Array;
@@ -48,7 +49,7 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
-      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, knownDirs) };
+      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, knownDirs, scratch) };
       else {
         const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };

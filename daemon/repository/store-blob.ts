@@ -11,9 +11,10 @@
  *   reused it would reference data it cannot restore. Its header says how long it must be, so a
  *   stat and a 20-byte read decide; only lz4 blobs from before the length was recorded are read
  *   back and decoded whole.
- * - `verify` (the caller holds the blob's true bytes, so it costs one read and a compare): a
- *   complete-sized file whose content differs (bytes flipped, same size) is damaged, and is
- *   rewritten with the true bytes, reported `repaired`. Without it damage inside a complete-sized
+ * - `verify` (the caller holds the blob's true bytes): a complete-sized file whose content differs
+ *   (bytes flipped, same size) is damaged, and is rewritten with the true bytes, reported
+ *   `repaired`. It costs one read into reused memory plus a compare with the true bytes (raw
+ *   blobs) or the CRC-32 of the stored payload against its header (lz4 blobs, not decompressed). Without it damage inside a complete-sized
  *   file is verify's to find.
  * - A present blob gets its mtime set to now (what keeps it alive through a concurrent GC, see
  *   garbage-collect.ts) and is reported `existed`; one removed meanwhile is written anew.
@@ -54,12 +55,16 @@ export interface StoreBlobResult {
   repaired: boolean;
 }
 
-/** `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder removed since is made again). */
-export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>): StoreBlobResult {
+/**
+ * `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder
+ * removed since is made again); `scratch`: this thread's read buffer for `verify`.
+ */
+export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>, scratch: { buf: Buffer } = { buf: Buffer.alloc(0) }): StoreBlobResult {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
   const path = require('node:path') as typeof import('node:path');
   const crypto = require('node:crypto') as typeof import('node:crypto');
+  const zlib = require('node:zlib') as typeof import('node:zlib');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const isCode = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException)?.code === code;
   const { file, magic } = job;
@@ -81,9 +86,10 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
     let head: Buffer = Buffer.alloc(20);
     try {
       if (job.verify) {
-        // One byte more than the file has, so a file that grew meanwhile is seen as such.
-        const buf = Buffer.allocUnsafe(size + 1);
-        whole = buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0));
+        // Into this thread's scratch memory (a fresh multi-MiB buffer per blob costs its page
+        // faults); one byte more than the file has, so a file that grew meanwhile is seen as such.
+        if (scratch.buf.length < size + 1) scratch.buf = Buffer.allocUnsafeSlow(Math.max(size + 1, 2 * scratch.buf.length));
+        whole = scratch.buf.subarray(0, fs.readSync(fd, scratch.buf, 0, size + 1, 0));
         head = whole.subarray(0, 20);
       } else head = head.subarray(0, fs.readSync(fd, head, 0, 20, 0));
     } finally {
@@ -92,7 +98,11 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
     const expected = codec.sizeOf(head, magic);
     if (expected === 'bad' || (expected !== 'unknown' && expected !== size)) return 'absent';
     if (whole) {
-      const plain = codec.decode(whole, magic, false, codec.lz4);
+      // Raw: the payload is the content, compared as is. lz4: the CRC of the stored payload (which
+      // the header recorded when it was written) finds flipped bytes without decompressing.
+      if (head.readUInt8(8) === 0) return whole.length === size && head.readUInt32LE(16) === job.plain.length && whole.subarray(20).equals(job.plain) ? 'ok' : 'damaged';
+      if (expected !== 'unknown') return zlib.crc32(whole.subarray(20)) === head.readUInt32LE(12) && head.readUInt32LE(16) === job.plain.length ? 'ok' : 'damaged';
+      const plain = codec.decode(whole, magic, true, codec.lz4);
       return typeof plain !== 'string' && plain.equals(job.plain) ? 'ok' : 'damaged';
     }
     if (expected !== 'unknown') return 'ok';
