@@ -8,13 +8,18 @@
  * buffer is passed on as a view of it, without copying. Chunks without planned reads are reported
  * through `onUntouched` (a full writes them as zero chunks; an incremental inherits them).
  * Data that does not match the plan (gaps, overlaps, out of order) is a bug and throws.
+ * A base copy that cannot be read (missing or damaged in the repository) is replaced by the whole
+ * chunk read from the source (`readWholeChunk`), so a partly changed chunk never fails the backup
+ * on a damaged base; the planned ranges then land on the same bytes.
  */
 import type { ChunkBuffers } from './chunk-buffers';
 import { chunkLength, type ChunkWork, type ReadPlan } from './read-plan';
 
 export interface AssemblerHooks {
-  /** The base backup's copy of a chunk (incremental only), in a buffer taken from the assembler's pool. */
-  readBaseChunk(index: number): Promise<Buffer>;
+  /** The base backup's copy of a chunk (incremental only), in a buffer taken from the assembler's pool; null when it cannot be read. */
+  readBaseChunk(index: number): Promise<Buffer | null>;
+  /** Fills `into` with the whole chunk `index` as the source has it (used when its base copy cannot be read). */
+  readWholeChunk(index: number, into: Buffer): Promise<void>;
   /** `pooled`: `data` came from the pool, and goes back to it (`buffers.give`) once nobody reads it. */
   onChunk(index: number, data: Buffer, pooled: boolean): Promise<void>;
   onUntouched(index: number): Promise<void>;
@@ -84,6 +89,11 @@ export class ChunkAssembler {
     const len = chunkLength(work.index, this.plan.diskSize, this.plan.chunkSize);
     if (work.fill !== 'base') return this.buffers.take(len);
     const base = await this.hooks.readBaseChunk(work.index);
+    if (base === null) {
+      const whole = this.buffers.take(len, false);
+      await this.hooks.readWholeChunk(work.index, whole);
+      return whole;
+    }
     if (base.length !== len) throw new Error(`base chunk ${work.index} has ${base.length} bytes, expected ${len}`);
     return base;
   }

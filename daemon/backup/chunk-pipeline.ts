@@ -18,6 +18,7 @@ import { ChunkAssembler } from './chunk-assembler';
 import { ChunkBuffers } from './chunk-buffers';
 import { InsertWindow } from './insert-window';
 import { PieceLease } from './piece-lease';
+import { readWholeChunk } from './read-whole-chunk';
 import { chunkLength, type ByteRange, type ReadPlan } from './read-plan';
 
 /** Chunk inserts running at once while reading goes on. */
@@ -53,6 +54,8 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
     plan,
     {
       readBaseChunk: (i) => prefetch.get(i),
+      // A base chunk found damaged under a partly changed chunk is read whole from the VM instead.
+      readWholeChunk: (i, into) => readWholeChunk(input.connect, i * dw.chunkSize, into),
       onChunk: async (i, data, pooled) => {
         window.check();
         const drop = pooled ? () => buffers.give(data) : lease?.hold();

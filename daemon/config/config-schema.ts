@@ -59,6 +59,13 @@ export interface CbtConfig {
   /** When true a hook that cannot reach the daemon fails the VM operation instead of spooling. */
   readonly strictHooks: boolean;
   readonly jobs: readonly JobConfig[];
+  readonly verify: VerifyConfig;
+}
+
+/** The verify job: re-reads the whole repository; monthly by default, as PBS recommends. */
+export interface VerifyConfig {
+  readonly schedule: string;
+  readonly enabled: boolean;
 }
 
 /** 64 KiB … 16 MiB: powers of two, hence multiples of 65536. */
@@ -169,5 +176,15 @@ export const CONFIG_SCHEMA = {
     },
     strictHooks: { type: 'boolean', default: DEFAULTS.strictHooks, examples: [false] },
     jobs: { type: 'array', items: jobSchema, default: [], examples: [[{ id: 'nightly', vms: 'all', schedule: 'daily 02:00' }]] },
+    verify: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the verify job, which re-reads every backup',
+      properties: {
+        schedule: { type: 'string', default: 'monthly', description: 'a Proxmox calendar event', examples: ['monthly', 'sat 03:00'] },
+        enabled: { type: 'boolean', default: true, examples: [true] },
+      },
+    },
   },
 } as const;

@@ -4,7 +4,8 @@
  * The writer holds the VM's lock (`.locks/vm-<vmid>.lock`) from start to commit/abort; the lock
  * also tells GC when the writer started and which backups it cloned from (see repository-lock.ts).
  * `commit` makes every chunk and page written durable (file and folder fsyncs), then writes the manifest
- * atomically: only then does the backup exist. `abort` removes the folder; a writer that dies
+ * atomically: only then does the backup exist. It never commits a manifest that references a blob
+ * found damaged or unreadable in this run and not rewritten since (CBT_REPO_DAMAGED_REFERENCE). `abort` removes the folder; a writer that dies
  * leaves the same kind of manifest-less folder, which GC removes once the VM's lock is stale.
  */
 import type { Logger } from 'winston';
@@ -16,7 +17,7 @@ import type { BlobWorkers } from './blob-workers';
 import { IndexDiskWriter, type DiskWriter, type DiskWriterContext } from './disk-writer';
 import { MANIFEST_FORMAT, sealManifest, serializeManifest, type Manifest } from './manifest';
 import { isValidChunkSize } from './disk-index';
-import { RepoDiskNotFoundError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
+import { RepoDamagedReferenceError, RepoDiskNotFoundError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 
 export interface OpenDiskOptions {
   /** qdev name, e.g. 'scsi0', 'efidisk0'. */
@@ -68,7 +69,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     private readonly lock: LockHandle,
     bad: { chunks: Set<string>; pages: Set<string> },
   ) {
-    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, workers: deps.workers, bad, repaired: [], batch: new SyncBatch(), logger: deps.logger };
+    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, workers: deps.workers, bad, damaged: { chunks: new Set(), pages: new Set() }, repaired: [], batch: new SyncBatch(), logger: deps.logger };
   }
 
   private get dirKey(): string {
@@ -108,6 +109,12 @@ export class RepositoryBackupWriter implements BackupWriter {
     this.checkOpen();
     const unfinished = [...this.disks.values()].filter((d) => !d.isFinished).map((d) => d.name);
     if (unfinished.length) throw RepoWriterStateError({ backupId: this.id, reason: `disks not finished: ${unfinished.join(', ')}` });
+    for (const d of this.disks.values()) {
+      const ref = d.damagedReference(this.ctx.damaged);
+      if (!ref) continue;
+      await this.markDamaged();
+      throw RepoDamagedReferenceError({ backupId: this.id, disk: d.name, ...ref });
+    }
     this.state = 'committing';
     try {
       const entries = [...this.disks.values()].map((d) => d.finishedEntry());
@@ -129,6 +136,7 @@ export class RepositoryBackupWriter implements BackupWriter {
       // it failed (a stale marker, lock or catalog row is repaired later: takeover, rebuild).
       try {
         for (const r of this.ctx.repaired) await this.deps.badRegistry.clear(r.kind, r.digest);
+        await this.markDamaged();
         await this.deps.locks.release(this.lock);
         this.deps.onCommit(manifest);
       } catch (err) {
@@ -148,6 +156,15 @@ export class RepositoryBackupWriter implements BackupWriter {
     await this.deps.storage.removeTree(this.dirKey);
     await this.deps.locks.release(this.lock);
     this.deps.logger?.info('backup aborted', { backupId: this.id, vmid: this.vmid });
+  }
+
+  /**
+   * Blobs found damaged in this run and not rewritten join the bad-blob registry, so the next
+   * backup that would inherit one re-reads its chunks (and verify's report agrees).
+   */
+  private async markDamaged(): Promise<void> {
+    for (const digest of this.ctx.damaged.chunks) await this.deps.badRegistry.add('chunk', digest);
+    for (const digest of this.ctx.damaged.pages) await this.deps.badRegistry.add('page', digest);
   }
 
   private checkOpen(): void {

@@ -26,7 +26,7 @@ const INLINE_BELOW = 64 * 1024;
 
 type Op =
   | { op: 'sha256' }
-  | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean }
+  | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
   | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined };
 type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
 type Result = string | StoreBlobResult | LoadBlobResult;
@@ -40,6 +40,7 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
   const codec: BlobCodec = { encode, decode, probe, sizeOf, lz4: require((workerData as { lz4Path: string }).lz4Path) as BlobCodec['lz4'] };
   /* eslint-enable @typescript-eslint/no-require-imports */
   const knownDirs = new Set<string>();
+  const scratch = { buf: Buffer.alloc(0) };
   parentPort?.on('message', (m: Request) => {
     const view = (): Buffer => {
       const d = m.data as SharedArrayBuffer | Uint8Array;
@@ -48,7 +49,7 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
-      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force }, codec, knownDirs) };
+      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, knownDirs, scratch) };
       else {
         const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
@@ -118,7 +119,7 @@ export class BlobWorkers {
 
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
   store(req: StoreBlobJob): Promise<StoreBlobResult> {
-    return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force }) as Promise<StoreBlobResult>;
+    return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force, verify: req.verify, touch: req.touch }) as Promise<StoreBlobResult>;
   }
 
   /** Stops the workers; outstanding jobs fail. */

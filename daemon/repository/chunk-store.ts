@@ -14,6 +14,8 @@
  * and rename. File and shard folder fsyncs are deferred to the manifest commit
  * (`storage.syncBatch()`), which happens before anything references the blob durably.
  * `force` rewrites a blob that exists but is known bad (verify recorded it), repairing it in place.
+ * `verify` compares a present blob with the true bytes the caller holds and rewrites it when it was
+ * damaged (same size, other bytes): a backup never references a copy it could have found damaged.
  * The workers use plain file calls on `storage.localPath`, so the chunk store needs a local (or
  * locally mounted) repository, as restore's workers do.
  */
@@ -26,6 +28,7 @@ export function shardOf(digest: string): string {
   return digest.slice(0, SHARD_HEX_DIGITS);
 }
 import type { BlobWorkers } from './blob-workers';
+import type { StoreBlobResult } from './store-blob';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
 import {
   RepoChunkCorruptError,
@@ -53,19 +56,37 @@ export class ChunkStore {
     return `${this.dir}/${shardOf(digest)}/${digest}`;
   }
 
-  async insert(digest: string, plain: Buffer, opts: { force?: boolean; batch: SyncBatch }): Promise<{ existed: boolean; storedBytes: number }> {
+  /**
+   * Puts a blob (see the module header). `verify` (default true) checks a present copy against
+   * `plain`; `present: 'base'` is for a blob a committed backup this writer cloned from references
+   * (durable, kept alive by the writer's lock): found intact it is neither touched nor batched.
+   */
+  async insert(
+    digest: string,
+    plain: Buffer,
+    opts: { force?: boolean; verify?: boolean; present?: 'base'; batch: SyncBatch },
+  ): Promise<StoreBlobResult> {
     const key = this.keyOf(digest);
     const file = this.storage.localPath(key);
-    let stored: { existed: boolean; storedBytes: number };
+    const base = opts.present === 'base';
+    let stored: StoreBlobResult;
     try {
-      stored = await this.workers.store({ file, plain, magic: magicOf(this.kind), compress: this.compression === 'auto', force: opts.force === true });
+      stored = await this.workers.store({
+        file,
+        plain,
+        magic: magicOf(this.kind),
+        compress: this.compression === 'auto',
+        force: opts.force === true,
+        verify: opts.verify !== false,
+        touch: !base,
+      });
     } catch (err) {
       throw noSpaceOr(err, file);
     }
     // A blob found present joins the batch too: another writer may have written it moments ago
     // without a sync yet (a concurrent backup, or one that failed before its commit), and this
     // backup's manifest must not reference it before it is durable.
-    this.storage.addToBatch(opts.batch, key, stored.storedBytes);
+    if (!(base && stored.existed)) this.storage.addToBatch(opts.batch, key, stored.storedBytes);
     return stored;
   }
 

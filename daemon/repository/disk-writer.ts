@@ -9,7 +9,15 @@
  *
  * Bad base data is never carried forward silently: chunks that verify recorded as missing/corrupt
  * and chunks under a base page that cannot be read are reported by `badBaseChunks()`, and `finish`
- * refuses to complete until each of them has been put again.
+ * refuses to complete until each of them has been put again. A base chunk that cannot be read
+ * while building a partly changed chunk (`readBaseChunk` answers null) joins them: the engine then
+ * reads that chunk whole from the VM.
+ *
+ * Damage found in this run is repaired or refused, never referenced: every put compares a present
+ * stored copy with the true bytes it holds (a full-compare's unchanged chunks included) and
+ * rewrites a damaged one; base pages and chunks found unreadable go into the run's `damaged` set,
+ * leave it only when rewritten, and the backup writer refuses to commit a manifest that still
+ * references one (`damagedReference`).
  */
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
@@ -27,7 +35,7 @@ import {
   type IndexGeometry,
 } from './disk-index';
 import { diskPages, type BackupMode, type Consistency, type DiskEntry } from './manifest';
-import { RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
+import { RepoChunkCorruptError, RepoChunkMissingError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 import type { BlobKind } from './file-formats';
 import type { SyncBatch } from './storage';
 
@@ -58,8 +66,12 @@ export interface DiskWriter {
   /** Whether a base index was cloned (false: no base, or size/chunk size differ). */
   readonly cloned: boolean;
   baseDigest(index: number): string | null;
-  /** Fills `into` (shared memory of the chunk's length, written by a blob worker) with the chunk as the base backup has it, zeroes where it has none. */
-  readBaseChunk(index: number, into: Buffer): Promise<Buffer>;
+  /**
+   * Fills `into` (shared memory of the chunk's length, written by a blob worker) with the chunk as
+   * the base backup has it, zeroes where it has none. Null when the base copy is missing or
+   * corrupt: the chunk must then be put whole (read from the source), as `finish` insists.
+   */
+  readBaseChunk(index: number, into: Buffer): Promise<Buffer | null>;
   badBaseChunks(): number[];
   putChunk(index: number, data: Buffer): Promise<PutResult>;
   putZero(index: number): void;
@@ -73,6 +85,8 @@ export interface DiskWriterContext {
   pages: ChunkStore;
   workers: BlobWorkers;
   bad: { chunks: Set<string>; pages: Set<string> };
+  /** Blobs found missing or damaged in this run and not rewritten since: never referenced at commit. */
+  damaged: { chunks: Set<string>; pages: Set<string> };
   /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
   repaired: { kind: BlobKind; digest: string }[];
   /** Blobs this backup wrote or relies on, made durable together before the manifest is written. */
@@ -165,6 +179,7 @@ export class IndexDiskWriter implements DiskWriter {
       for (const [p, problem] of problems) {
         ctx.logger?.warn('base index page unreadable, its chunks must be re-read', { backupId: base.backupId, disk: base.disk, page: p, problem });
         unreadable.add(p);
+        ctx.damaged.pages.add(basePages[p]);
       }
     } else {
       table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
@@ -189,12 +204,21 @@ export class IndexDiskWriter implements DiskWriter {
     return isZeroDigest(d) ? null : d;
   }
 
-  async readBaseChunk(index: number, into: Buffer): Promise<Buffer> {
+  async readBaseChunk(index: number, into: Buffer): Promise<Buffer | null> {
+    this.checkWritable();
     const want = chunkLength(this.g, index);
     if (into.length !== want) throw RepoInvalidArgumentError({ what: `base chunk ${index} buffer length`, value: into.length, hint: `expected ${want} bytes` });
     const d = this.baseDigest(index);
     if (d === null) return into.fill(0);
-    return this.ctx.chunks.read(d, { fast: true, into });
+    try {
+      return await this.ctx.chunks.read(d, { fast: true, into });
+    } catch (err) {
+      if (!RepoChunkCorruptError.is(err) && !RepoChunkMissingError.is(err)) throw err;
+      this.ctx.logger?.warn('base chunk unreadable, the chunk is read whole', { disk: this.name, index, digest: d, error: err.code });
+      this.ctx.damaged.chunks.add(d);
+      this.pendingBad.add(index);
+      return null;
+    }
   }
 
   badBaseChunks(): number[] {
@@ -215,13 +239,16 @@ export class IndexDiskWriter implements DiskWriter {
     }
     const digest = await this.ctx.workers.sha256Hex(data);
     const wasBad = this.pendingBad.has(index);
-    if (!wasBad && this.baseDigest(index) === digest) {
+    const force = this.ctx.bad.chunks.has(digest) || this.ctx.damaged.chunks.has(digest);
+    if (!wasBad && !force && this.baseDigest(index) === digest) {
+      // The base's copy is referenced again: checked against the true bytes held here.
+      const { repaired } = await this.ctx.chunks.insert(digest, data, { present: 'base', batch: this.ctx.batch });
+      if (repaired) this.noteRepaired('chunk', digest, index);
       this.setEntry(index, digest);
       return { zero: false, unchanged: true, stored: false, digest };
     }
-    const force = this.ctx.bad.chunks.has(digest);
-    const { existed, storedBytes } = await this.ctx.chunks.insert(digest, data, { force, batch: this.ctx.batch });
-    if (force) this.ctx.repaired.push({ kind: 'chunk', digest });
+    const { existed, storedBytes, repaired } = await this.ctx.chunks.insert(digest, data, { force, batch: this.ctx.batch });
+    if (force || repaired) this.noteRepaired('chunk', digest, index);
     this.setEntry(index, digest);
     this.pendingBad.delete(index);
     if (!existed) {
@@ -267,9 +294,9 @@ export class IndexDiskWriter implements DiskWriter {
     // A full writes hundreds of pages; one at a time they would wait for each file creation in turn.
     let pageBytesStored = 0;
     await inParallel([...toStore], PAGE_WRITE_CONCURRENCY, async ([digest, content]) => {
-      const force = this.ctx.bad.pages.has(digest);
-      const { storedBytes } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
-      if (force) this.ctx.repaired.push({ kind: 'page', digest });
+      const force = this.ctx.bad.pages.has(digest) || this.ctx.damaged.pages.has(digest);
+      const { storedBytes, repaired } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
+      if (force || repaired) this.noteRepaired('page', digest, null);
       pageBytesStored += storedBytes;
     });
     this.entry = {
@@ -293,6 +320,21 @@ export class IndexDiskWriter implements DiskWriter {
     return this.entry;
   }
 
+  /** The first blob this disk's index references that is in `damaged`, if any (checked at commit). */
+  damagedReference(damaged: { chunks: Set<string>; pages: Set<string> }): { kind: BlobKind; digest: string } | null {
+    if (!this.entry) return null;
+    if (damaged.pages.size) {
+      for (const d of diskPages(this.entry)) if (damaged.pages.has(d)) return { kind: 'page', digest: d };
+    }
+    if (damaged.chunks.size) {
+      for (let i = 0; i < this.g.chunkCount; i++) {
+        const d = this.entryHex(this.table, i);
+        if (damaged.chunks.has(d)) return { kind: 'chunk', digest: d };
+      }
+    }
+    return null;
+  }
+
   get isFinished(): boolean {
     return this.entry !== null;
   }
@@ -300,6 +342,15 @@ export class IndexDiskWriter implements DiskWriter {
   finishedEntry(): DiskEntry {
     if (!this.entry) throw RepoWriterStateError({ backupId: this.ctx.backupId, reason: `disk ${this.name} is not finished` });
     return this.entry;
+  }
+
+  /** A known-bad or damaged stored copy was rewritten with the true bytes in this run. */
+  private noteRepaired(kind: BlobKind, digest: string, index: number | null): void {
+    const set = kind === 'chunk' ? this.ctx.damaged.chunks : this.ctx.damaged.pages;
+    if (!set.delete(digest) && !(kind === 'chunk' ? this.ctx.bad.chunks : this.ctx.bad.pages).has(digest)) {
+      this.ctx.logger?.warn(`damaged stored ${kind} rewritten with its true bytes`, { disk: this.name, digest, ...(index === null ? {} : { index }) });
+    }
+    this.ctx.repaired.push({ kind, digest });
   }
 
   private setEntry(index: number, digestHex: string): void {

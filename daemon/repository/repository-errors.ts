@@ -81,3 +81,7 @@ export const RepoQemuImgFailedError = defineError<{ command: string; exitCode: n
   'CBT_REPO_QEMU_IMG_FAILED',
   (d) => `${d.command} failed (exit ${d.exitCode}): ${d.stderr.trim()}`,
 );
+export const RepoDamagedReferenceError = defineError<{ backupId: string; disk: string; kind: 'chunk' | 'page'; digest: string }>(
+  'CBT_REPO_DAMAGED_REFERENCE',
+  (d) => `backup ${d.backupId} not committed: disk ${d.disk} references ${d.kind} ${d.digest}, found damaged or unreadable in this run and not rewritten`,
+);

@@ -9,6 +9,7 @@
  *   .bad/chunk-<sha256>            blobs verify found bad (bad-blobs.ts)
  *   vm/<vmid>/<time>/manifest.json the commit marker of one backup (manifest.ts)
  *   vm/<vmid>/<time>/verify.json   last verify result (verify.ts)
+ *   verify-last.json               last verify of the whole repository (verify-record.ts)
  *
  * Every backup is a synthetic full: its manifest reaches every chunk of every disk directly, so
  * restore never replays a chain, and any backup can be removed independently. Unchanged data is
@@ -23,6 +24,7 @@ import { LocalDirStorage, type RepositoryStorage } from './storage';
 import { BlobWorkers } from './blob-workers';
 import { ChunkStore } from './chunk-store';
 import { BadBlobRegistry } from './bad-blobs';
+import { lastVerifyOf, readLastVerify, writeLastVerify, type LastVerify } from './verify-record';
 import { RepositoryLocks } from './repository-lock';
 import { RepositoryBackupWriter, type BackupWriter } from './backup-writer';
 import { DEFAULT_CHUNK_SIZE, isValidChunkSize } from './disk-index';
@@ -46,6 +48,7 @@ export type { DiskWriter, DiskMeta, PutResult } from './disk-writer';
 export type { Manifest, DiskEntry, BackupMode, Consistency } from './manifest';
 export type { RestoreTarget, RestoreOptions } from './restore';
 export type { VerifyReport, VerifyProblem, VerifyState, ProgressFn } from './verify';
+export type { LastVerify } from './verify-record';
 export type { GcReport } from './garbage-collect';
 export type { PruneOptions, PruneMark } from './prune';
 
@@ -239,8 +242,12 @@ export class Repository {
     );
   }
 
-  /** Verifies one backup, or all backup folders that have a manifest file (corrupt ones included). */
+  /**
+   * Verifies one backup, or all backup folders that have a manifest file (corrupt ones included);
+   * the result of a whole-repository run is kept as the last verify (verify-record.ts).
+   */
   async verify(opts: { backupId?: string; onProgress?: ProgressFn } = {}): Promise<VerifyReport> {
+    const started = new Date();
     let ids: string[];
     if (opts.backupId) {
       parseBackupId(opts.backupId);
@@ -249,7 +256,7 @@ export class Repository {
     } else {
       ids = (await this.listBackupDirs()).filter((d) => d.hasManifest).map((d) => d.id);
     }
-    return verifyBackups(
+    const report = await verifyBackups(
       {
         storage: this.storage,
         chunks: this.chunks,
@@ -262,6 +269,13 @@ export class Repository {
       ids,
       opts.onProgress,
     );
+    if (!opts.backupId) await writeLastVerify(this.storage, lastVerifyOf(report, started, new Date()));
+    return report;
+  }
+
+  /** The last verify of the whole repository, null if none ran yet. */
+  lastVerify(): Promise<LastVerify | null> {
+    return readLastVerify(this.storage);
   }
 
   /** Garbage collection (see garbage-collect.ts); exclusive: fails fast if another GC runs. */

@@ -14,6 +14,8 @@
  * - `createExclusive` fails (returns false) if the key exists: used for lock files.
  * - Missing keys are `null`/`false` answers, never exceptions; other I/O errors throw, ENOSPC as
  *   CBT_REPO_NO_SPACE.
+ * - Backups are private whatever the umask: folders are created 0700 and files 0600 (a umask can
+ *   only take bits away), here and in the chunk store's workers (store-blob.ts).
  */
 import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
@@ -58,6 +60,9 @@ export interface RepositoryStorage {
   localPath(key: string): string;
 }
 
+export const DIR_MODE = 0o700;
+export const FILE_MODE = 0o600;
+
 function isCode(err: unknown, code: string): boolean {
   return (err as NodeJS.ErrnoException)?.code === code;
 }
@@ -88,8 +93,8 @@ export class LocalDirStorage implements RepositoryStorage {
     const dir = path.dirname(file);
     const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     try {
-      await fsp.mkdir(dir, { recursive: true });
-      const fh = await fsp.open(tmp, 'wx');
+      await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
+      const fh = await fsp.open(tmp, 'wx', FILE_MODE);
       try {
         await writeAll(fh, data);
         await fh.sync();
@@ -106,10 +111,10 @@ export class LocalDirStorage implements RepositoryStorage {
 
   async createExclusive(key: string, data: Buffer): Promise<boolean> {
     const file = this.localPath(key);
-    await fsp.mkdir(path.dirname(file), { recursive: true });
+    await fsp.mkdir(path.dirname(file), { recursive: true, mode: DIR_MODE });
     let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(file, 'wx');
+      fh = await fsp.open(file, 'wx', FILE_MODE);
     } catch (err) {
       if (isCode(err, 'EEXIST')) return false;
       rethrow(err, file);
@@ -218,9 +223,9 @@ export class LocalDirStorage implements RepositoryStorage {
 
   async mkdir(key: string): Promise<boolean> {
     const dir = this.localPath(key);
-    await fsp.mkdir(path.dirname(dir), { recursive: true });
+    await fsp.mkdir(path.dirname(dir), { recursive: true, mode: DIR_MODE });
     try {
-      await fsp.mkdir(dir);
+      await fsp.mkdir(dir, { mode: DIR_MODE });
       return true;
     } catch (err) {
       if (isCode(err, 'EEXIST')) return false;

@@ -10,12 +10,20 @@
  *   leave an empty or truncated file under its final name (delayed allocation), and a backup that
  *   reused it would reference data it cannot restore. Its header says how long it must be, so a
  *   stat and a 20-byte read decide; only lz4 blobs from before the length was recorded are read
- *   back and decoded whole. Damage inside a complete-sized file is verify's to find.
+ *   back and decoded whole.
+ * - `verify` (the caller holds the blob's true bytes): a complete-sized file whose content differs
+ *   (bytes flipped, same size) is damaged, and is rewritten with the true bytes, reported
+ *   `repaired`. It costs one read into reused memory plus a compare with the true bytes (raw
+ *   blobs) or the CRC-32 of the stored payload against its header (lz4 blobs, not decompressed). Without it damage inside a complete-sized
+ *   file is verify's to find.
  * - A present blob gets its mtime set to now (what keeps it alive through a concurrent GC, see
  *   garbage-collect.ts) and is reported `existed`; one removed meanwhile is written anew.
  * - Otherwise it is encoded and written to a temporary file, which is renamed over the name:
  *   never fsynced here, the caller's sync batch makes it durable before anything references it.
  * - `force` rewrites a present blob (one verify recorded as bad).
+ * - `touch: false` leaves a present, intact blob alone (no mtime update): a base chunk checked by
+ *   a full-compare is kept alive by the writer's lock, and a touch would make its inode dirty.
+ * - Files are created 0600 and folders 0700 (`mode` masked by the umask can only lose bits).
  *
  * Self-contained (only its arguments, literals and built-in modules), because the workers run its
  * source text; the blob codec is passed in. 20 = BLOB_HEADER_SIZE.
@@ -28,6 +36,8 @@ export interface StoreBlobJob {
   magic: Buffer;
   compress: boolean;
   force: boolean;
+  verify: boolean;
+  touch: boolean;
 }
 
 export interface BlobCodec {
@@ -41,46 +51,71 @@ export interface BlobCodec {
 export interface StoreBlobResult {
   existed: boolean;
   storedBytes: number;
+  /** A complete-sized file held other content (damaged) and was rewritten. */
+  repaired: boolean;
 }
 
-/** `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder removed since is made again). */
-export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>): StoreBlobResult {
+/**
+ * `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder
+ * removed since is made again); `scratch`: this thread's read buffer for `verify`.
+ */
+export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>, scratch: { buf: Buffer } = { buf: Buffer.alloc(0) }): StoreBlobResult {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
   const path = require('node:path') as typeof import('node:path');
   const crypto = require('node:crypto') as typeof import('node:crypto');
+  const zlib = require('node:zlib') as typeof import('node:zlib');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const isCode = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException)?.code === code;
   const { file, magic } = job;
 
-  const complete = (): boolean => {
+  // 'absent' (missing, empty or truncated), 'damaged' (complete-sized, other content: only with
+  // `verify`) or 'ok'.
+  const present = (): 'absent' | 'damaged' | 'ok' => {
     let size: number;
     let fd: number;
     try {
       size = fs.statSync(file).size;
-      if (size < 20) return false;
+      if (size < 20) return 'absent';
       fd = fs.openSync(file, 'r');
     } catch (err) {
-      if (isCode(err, 'ENOENT')) return false;
+      if (isCode(err, 'ENOENT')) return 'absent';
       throw err;
     }
-    const head = Buffer.alloc(20);
-    let got: number;
+    let whole: Buffer | undefined;
+    let head: Buffer = Buffer.alloc(20);
     try {
-      got = fs.readSync(fd, head, 0, 20, 0);
+      if (job.verify) {
+        // Into this thread's scratch memory (a fresh multi-MiB buffer per blob costs its page
+        // faults); one byte more than the file has, so a file that grew meanwhile is seen as such.
+        if (scratch.buf.length < size + 1) scratch.buf = Buffer.allocUnsafeSlow(Math.max(size + 1, 2 * scratch.buf.length));
+        whole = scratch.buf.subarray(0, fs.readSync(fd, scratch.buf, 0, size + 1, 0));
+        head = whole.subarray(0, 20);
+      } else head = head.subarray(0, fs.readSync(fd, head, 0, 20, 0));
     } finally {
       fs.closeSync(fd);
     }
-    const expected = codec.sizeOf(head.subarray(0, got), magic);
-    if (expected !== 'unknown') return expected === size;
-    return typeof codec.decode(fs.readFileSync(file), magic, true, codec.lz4) !== 'string';
+    const expected = codec.sizeOf(head, magic);
+    if (expected === 'bad' || (expected !== 'unknown' && expected !== size)) return 'absent';
+    if (whole) {
+      // Raw: the payload is the content, compared as is. lz4: the CRC of the stored payload (which
+      // the header recorded when it was written) finds flipped bytes without decompressing.
+      if (head.readUInt8(8) === 0) return whole.length === size && head.readUInt32LE(16) === job.plain.length && whole.subarray(20).equals(job.plain) ? 'ok' : 'damaged';
+      if (expected !== 'unknown') return zlib.crc32(whole.subarray(20)) === head.readUInt32LE(12) && head.readUInt32LE(16) === job.plain.length ? 'ok' : 'damaged';
+      const plain = codec.decode(whole, magic, true, codec.lz4);
+      return typeof plain !== 'string' && plain.equals(job.plain) ? 'ok' : 'damaged';
+    }
+    if (expected !== 'unknown') return 'ok';
+    return typeof codec.decode(fs.readFileSync(file), magic, true, codec.lz4) !== 'string' ? 'ok' : 'absent';
   };
 
-  if (!job.force && complete()) {
+  const state = job.force ? 'damaged' : present();
+  if (state === 'ok') {
+    if (!job.touch) return { existed: true, storedBytes: 0, repaired: false };
     const now = new Date();
     try {
       fs.utimesSync(file, now, now);
-      return { existed: true, storedBytes: 0 };
+      return { existed: true, storedBytes: 0, repaired: false };
     } catch (err) {
       if (!isCode(err, 'ENOENT')) throw err;
     }
@@ -92,17 +127,17 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
   const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
   const open = (): number => {
     if (!knownDirs.has(dir)) {
-      fs.mkdirSync(dir, { recursive: true });
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       knownDirs.add(dir);
     }
     try {
-      return fs.openSync(tmp, 'wx');
+      return fs.openSync(tmp, 'wx', 0o600);
     } catch (err) {
       if (!isCode(err, 'ENOENT')) throw err;
       // The folder went away behind this thread's back (a repository removed and made anew).
       knownDirs.delete(dir);
-      fs.mkdirSync(dir, { recursive: true });
-      return fs.openSync(tmp, 'wx');
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return fs.openSync(tmp, 'wx', 0o600);
     }
   };
   try {
@@ -133,5 +168,5 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
     }
     throw err;
   }
-  return { existed: false, storedBytes };
+  return { existed: false, storedBytes, repaired: state === 'damaged' && !job.force };
 }

@@ -10,7 +10,7 @@ import type { CbtConfig } from '../config/config-schema';
 import { startIpcServer } from '../ipc/ipc-server';
 import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
 import { requestHandlers } from './request-handlers';
-import { runScheduledJob } from './scheduled-job';
+import { runScheduledJob, scheduledJobs } from './scheduled-job';
 import { openServices, type Services } from './services';
 import { acquireDaemonLock } from './daemon-lock';
 import { ensurePrivateDir } from './state-dir';
@@ -42,7 +42,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await recoverAtStartup(s);
     const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s) });
     const scheduler = createScheduler({
-      jobs: config.jobs,
+      jobs: scheduledJobs(config),
       clock: opts.clock ?? systemClock,
       logger,
       onFire: (job) => runScheduledJob(s, job).then(() => undefined),

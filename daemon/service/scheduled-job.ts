@@ -1,12 +1,29 @@
 /**
- * One firing of a configured job: back up each selected VM through the queue (joining a backup of
- * the same VM that is still waiting), then apply the job's retention to those VMs. A VM that
- * fails does not stop the others; the job's outcome is logged per VM and recorded in the catalog.
+ * One firing of a scheduled job.
+ * - A configured backup job: back up each selected VM through the queue (joining a backup of the
+ *   same VM that is still waiting), then apply the job's retention to those VMs. A VM that fails
+ *   does not stop the others; the job's outcome is logged per VM and recorded in the catalog.
+ * - The verify job (`verify` in the config, monthly unless configured otherwise or disabled, as
+ *   Proxmox Backup Server recommends re-verifying): re-reads every backup; bad blobs join the
+ *   bad-blob registry, so the next backup of an affected disk re-sends them, and the result is
+ *   kept as the repository's last verify, which `pve-cbt status` shows.
  */
-import type { JobConfig } from '../config/config-schema';
+import type { CbtConfig, JobConfig } from '../config/config-schema';
+import type { LastVerify } from '../repository/verify-record';
 import { enqueueBackup } from './backup-task';
 import { selectVms } from './select-vms';
 import type { Services } from './services';
+
+export const VERIFY_JOB_ID = 'verify';
+
+export interface VerifyJob {
+  readonly kind: 'verify';
+  readonly id: string;
+  readonly schedule: string;
+  readonly enabled: boolean;
+}
+
+export type ScheduledJob = JobConfig | VerifyJob;
 
 export interface ScheduledRunReport {
   jobId: string;
@@ -15,7 +32,17 @@ export interface ScheduledRunReport {
   pruned: string[];
 }
 
-export async function runScheduledJob(s: Services, job: JobConfig): Promise<ScheduledRunReport> {
+/** Every job the daemon schedules: the configured backup jobs and the verify job. */
+export function scheduledJobs(config: CbtConfig): ScheduledJob[] {
+  return [...config.jobs, { kind: 'verify', id: VERIFY_JOB_ID, schedule: config.verify.schedule, enabled: config.verify.enabled }];
+}
+
+function isVerifyJob(job: ScheduledJob): job is VerifyJob {
+  return (job as VerifyJob).kind === 'verify';
+}
+
+export async function runScheduledJob(s: Services, job: ScheduledJob): Promise<ScheduledRunReport | LastVerify> {
+  if (isVerifyJob(job)) return runVerifyJob(s, job);
   const log = s.logger.child({ jobId: job.id });
   const vmids = selectVms(job.vms, s.config.qemuServerConfigDir);
   log.info('scheduled job fired', { vmids });
@@ -34,4 +61,15 @@ export async function runScheduledJob(s: Services, job: JobConfig): Promise<Sche
   if (report.failed.length) log.warn('scheduled job finished with failures', { ...report });
   else log.info('scheduled job finished', { ...report });
   return report;
+}
+
+async function runVerifyJob(s: Services, job: VerifyJob): Promise<LastVerify> {
+  const log = s.logger.child({ jobId: job.id });
+  log.info('verify job started');
+  await s.repo.verify();
+  const last = await s.repo.lastVerify();
+  if (!last) throw new Error('verify finished without a record');
+  if (last.ok) log.info('verify job finished', { ...last });
+  else log.error('verify job found damaged backups', { ...last });
+  return last;
 }

@@ -1,8 +1,12 @@
 /**
  * `pve-cbt status [VMID]`: per disk the format, the bitmap pve-cbt tracks, its state in the ledger
  * and why, the bytes QEMU has marked dirty since the last backup, and that backup. Asks the daemon,
- * which holds the ledger and talks to QEMU in short QMP sessions.
+ * which holds the ledger and talks to QEMU in short QMP sessions. Then the last verify of the whole
+ * repository (the monthly verify job or `pve-cbt verify`): when, and how many backups were OK or bad,
+ * read from the repository itself (`--json`: `{ vms, verify }`).
  */
+import { LocalDirStorage } from '../../repository/storage';
+import { readLastVerify, type LastVerify } from '../../repository/verify-record';
 import { REQUESTS } from '../../service/requests';
 import type { VmStatus } from '../../service/vm-status';
 import { defineCommand } from '../command';
@@ -30,13 +34,34 @@ export function statusText(list: VmStatus[]): string {
     .join('\n\n');
 }
 
+/** The last verify, or why it is not known. */
+export type VerifyStatus = LastVerify | { error: string } | null;
+
+export function verifyText(v: VerifyStatus): string {
+  if (v === null) return 'last verify: never';
+  if ('error' in v) return `last verify: unknown (${v.error})`;
+  const counts = `${v.okBackups} backup(s) OK, ${v.badBackups} bad${v.badBackups ? ` (${v.problems} problem(s), see pve-cbt verify)` : ''}`;
+  return `last verify: ${v.time} ${v.ok ? 'ok' : 'FAILED'}: ${counts}`;
+}
+
+async function lastVerify(repository: string): Promise<VerifyStatus> {
+  try {
+    return await readLastVerify(new LocalDirStorage(repository));
+  } catch (err) {
+    return { error: (err as NodeJS.ErrnoException).code ?? (err as Error).message };
+  }
+}
+
 export const statusCommand = defineCommand<Record<string, never>, { vmid?: number }>({
   name: 'status',
-  summary: 'show bitmap state, dirty bytes and last backup per disk',
+  summary: 'show bitmap state, dirty bytes and last backup per disk, and the last verify',
   params: [{ name: 'vmid', description: 'only this VM', parse: parseVmid }],
   examples: ['pve-cbt status', 'pve-cbt status 101 --json'],
   async run(ctx) {
     const list = await daemonRequest<VmStatus[]>(ctx, REQUESTS.status, ctx.args.vmid === undefined ? {} : { vmid: ctx.args.vmid });
-    return { data: list, text: statusText(list) };
+    const verify = await lastVerify(ctx.loadConfig().repository);
+    return { data: { vms: list, verify }, text: `${statusText(list)}
+
+${verifyText(verify)}` };
   },
 });

@@ -63,6 +63,9 @@ async function assemble(plan: ReadPlan, disk: Buffer, base: Buffer | undefined):
     readBaseChunk: async (i) => Buffer.from((base as Buffer).subarray(i * plan.chunkSize, Math.min(plan.diskSize, (i + 1) * plan.chunkSize))),
     onChunk: async (i, d) => void out.set(i, d),
     onUntouched: async (i) => void out.set(i, 'untouched'),
+    readWholeChunk: async () => {
+      throw new Error('not expected');
+    },
   }, new ChunkBuffers(plan.chunkSize));
   for (const q of plan.requests) {
     let off = q.offset;
@@ -118,6 +121,7 @@ describe('ChunkAssembler', () => {
         pooled.set(i, p);
       },
       onUntouched: async () => undefined,
+      readWholeChunk: async () => undefined,
     }, new ChunkBuffers(cs));
     const one = disk.subarray(0, 2 * cs + 100);
     await a.push(0, one);
@@ -130,9 +134,29 @@ describe('ChunkAssembler', () => {
     expect(got.get(2)?.subarray(100).every((b) => b === 0)).toBe(true);
   });
 
+  test('a base copy that cannot be read (null) is replaced by the whole chunk from the source, dirty bytes laid over it', async () => {
+    const disk = crypto.randomBytes(size);
+    const plan = planIncremental([r(cs + 10, 20)], [], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
+    const got = new Map<number, Buffer>();
+    const whole: number[] = [];
+    const a = new ChunkAssembler(plan, {
+      readBaseChunk: async () => null,
+      readWholeChunk: async (i, into) => {
+        whole.push(i);
+        disk.copy(into, 0, i * cs, i * cs + into.length);
+      },
+      onChunk: async (i, d) => void got.set(i, Buffer.from(d)),
+      onUntouched: async () => undefined,
+    }, new ChunkBuffers(cs));
+    await a.push(cs + 10, disk.subarray(cs + 10, cs + 30));
+    await a.finish();
+    expect(whole).toEqual([1]);
+    expect(got.get(1)?.equals(disk.subarray(cs, 2 * cs))).toBe(true);
+  });
+
   test('out-of-plan data and early end throw', async () => {
     const plan = planFull([r(0, 100)], { diskSize: size, chunkSize: cs, maxRequest: 1 << 20 });
-    const hooks = { readBaseChunk: async () => Buffer.alloc(0), onChunk: async () => undefined, onUntouched: async () => undefined };
+    const hooks = { readBaseChunk: async () => Buffer.alloc(0), onChunk: async () => undefined, onUntouched: async () => undefined, readWholeChunk: async () => undefined };
     await expect(new ChunkAssembler(plan, hooks, new ChunkBuffers(cs)).push(50, Buffer.alloc(10))).rejects.toThrow(/expected 0/);
     const a = new ChunkAssembler(plan, hooks, new ChunkBuffers(cs));
     await a.push(0, Buffer.alloc(50));

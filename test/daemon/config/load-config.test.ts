@@ -37,6 +37,7 @@ describe('defaults', () => {
       ...DEFAULTS,
       chunkSize: DEFAULT_CHUNK_SIZE,
       jobs: [],
+      verify: { schedule: 'monthly', enabled: true },
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.jobs)).toBe(true);

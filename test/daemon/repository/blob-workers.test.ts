@@ -57,8 +57,8 @@ describe('blob workers: storing a blob into its file', () => {
   });
 
   const text = Buffer.from('pve-cbt stores changed blocks. '.repeat(9000)).subarray(0, 262144);
-  const store = (file: string, plain: Buffer, force = false): ReturnType<BlobWorkers['store']> =>
-    pool.store({ file, plain, magic: CHUNK_MAGIC_V1, compress: true, force });
+  const store = (file: string, plain: Buffer, force = false, verify = true): ReturnType<BlobWorkers['store']> =>
+    pool.store({ file, plain, magic: CHUNK_MAGIC_V1, compress: true, force, verify, touch: true });
   const old = new Date('2020-01-01T00:00:00Z');
   const decoded = (file: string): Buffer => {
     const plain = decodeBlobSync(fs.readFileSync(file), CHUNK_MAGIC_V1, true, lz4);
@@ -74,7 +74,7 @@ describe('blob workers: storing a blob into its file', () => {
     expect(fs.readFileSync(file).equals(Buffer.concat(encodeBlob('chunk', text, 'auto')))).toBe(true);
     expect(decoded(file).equals(text)).toBe(true);
     fs.utimesSync(file, old, old);
-    expect(await store(file, text)).toEqual({ existed: true, storedBytes: 0 });
+    expect(await store(file, text)).toEqual({ existed: true, storedBytes: 0, repaired: false });
     expect(fs.statSync(file).mtimeMs).toBeGreaterThan(old.getTime());
     expect(fs.readdirSync(path.dirname(file))).toEqual(['blob']);
   });
@@ -101,9 +101,37 @@ describe('blob workers: storing a blob into its file', () => {
     const bytes = fs.readFileSync(file);
     bytes[1000] ^= 0xff;
     fs.writeFileSync(file, bytes);
-    expect((await store(file, random)).existed).toBe(true);
+    expect((await store(file, random, false, false)).existed).toBe(true);
     expect((await store(file, random, true)).existed).toBe(false);
     expect(decoded(file).equals(random)).toBe(true);
+  });
+
+  it.each([
+    ['raw', () => crypto.randomBytes(262144)],
+    ['lz4', () => text],
+  ])('verify finds a complete-sized %s blob with flipped bytes, rewrites it and says repaired', async (_name, make) => {
+    const file = path.join(dir, `flipped-${_name}`);
+    const plain = make();
+    await store(file, plain);
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 100] ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    expect(await store(file, plain)).toMatchObject({ existed: false, repaired: true });
+    expect(decoded(file).equals(plain)).toBe(true);
+    expect(await store(file, plain)).toEqual({ existed: true, storedBytes: 0, repaired: false });
+  });
+
+  it('blobs are created 0600 in folders made 0700, whatever the umask', async () => {
+    const before = process.umask(0);
+    try {
+      const file = path.join(dir, 'modes', 'x', 'blob');
+      await store(file, text);
+      expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+      expect(fs.statSync(path.dirname(file)).mode & 0o777).toBe(0o700);
+      expect(fs.statSync(path.dirname(path.dirname(file))).mode & 0o777).toBe(0o700);
+    } finally {
+      process.umask(before);
+    }
   });
 
   it('stores from a view into a SharedArrayBuffer', async () => {

@@ -22,10 +22,10 @@ describe('chunk store inserts and the sync batch', () => {
     const plain = crypto.randomBytes(262144);
     const digest = crypto.createHash('sha256').update(plain).digest('hex');
     const first = new SyncBatch();
-    expect(await store.insert(digest, plain, { batch: first })).toEqual({ existed: false, storedBytes: plain.length + 20 });
+    expect(await store.insert(digest, plain, { batch: first })).toEqual({ existed: false, storedBytes: plain.length + 20, repaired: false });
     // A second backup that dedups against it before the first one synced.
     const second = new SyncBatch();
-    expect(await store.insert(digest, plain, { batch: second })).toEqual({ existed: true, storedBytes: 0 });
+    expect(await store.insert(digest, plain, { batch: second })).toEqual({ existed: true, storedBytes: 0, repaired: false });
     expect([...first.keys]).toEqual([store.keyOf(digest)]);
     expect([...second.keys]).toEqual([store.keyOf(digest)]);
     await storage.syncBatch(second);

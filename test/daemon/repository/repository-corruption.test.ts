@@ -170,6 +170,54 @@ describe('corruption is detected by verify and restore, never restored silently'
     expect(sha256File(out)).toBe(sha256File(img));
   });
 
+  it('a base chunk found damaged in this run is never referenced at commit, and is marked for the next backup', async () => {
+    data.copy(data, 4 * CHUNK, 3 * CHUNK, 4 * CHUNK); // chunks 3 and 4 share one stored copy
+    fs.writeFileSync(img, data);
+    const m1 = await backupImage(repo, img, { vmid: 100, chunkSize: CHUNK });
+    const digest = chunkDigest(data, 3);
+    const bytes = fs.readFileSync(chunkFile(digest));
+    bytes[bytes.length - 100] ^= 0xff; // same size: only reading it finds the damage
+    fs.writeFileSync(chunkFile(digest), bytes);
+
+    const w = await repo.startBackup({ vmid: 100, parent: m1.id });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE, base: { backupId: m1.id, disk: 'scsi0' } });
+    expect(d.badBaseChunks()).toEqual([]);
+    expect(await d.readBaseChunk(3, Buffer.from(new SharedArrayBuffer(CHUNK)))).toBeNull();
+    await d.putChunk(3, seededBytes('changed', CHUNK));
+    await d.finish({ mode: 'incremental', reason: 'test', bytesRead: CHUNK, durationMs: 0 });
+    // Chunk 4 still inherits the damaged copy from the base.
+    await expect(w.commit()).rejects.toMatchObject({ code: 'CBT_REPO_DAMAGED_REFERENCE', details: { disk: 'scsi0', kind: 'chunk', digest } });
+    await w.abort();
+    expect(fs.existsSync(path.join(repo.dir, '.bad', `chunk-${digest}`))).toBe(true);
+
+    // The next backup re-reads both chunks behind the marker, rewrites the copy and commits.
+    const m2 = await backupImage(repo, img, { vmid: 100, base: { backupId: m1.id, disk: 'scsi0' }, parent: m1.id, dirty: [] });
+    expect(fs.existsSync(path.join(repo.dir, '.bad', `chunk-${digest}`))).toBe(false);
+    expect((await repo.verify()).ok).toBe(true);
+    for (const m of [m1, m2]) {
+      const out = path.join(dir, `${m.id.replace(/\//g, '_')}.raw`);
+      await repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha256File(img));
+    }
+  });
+
+  it('any put of a chunk whose stored copy has flipped bytes (same size) rewrites that copy', async () => {
+    const m1 = await backupImage(repo, img, { vmid: 100 });
+    const digest = chunkDigest(data, 7);
+    const bytes = fs.readFileSync(chunkFile(digest));
+    bytes[bytes.length - 100] ^= 0xff;
+    fs.writeFileSync(chunkFile(digest), bytes);
+    // Another VM with the same data: its full finds the digest present.
+    const m2 = await backupImage(repo, img, { vmid: 101 });
+    expect(m2.disks[0].chunksStored).toBe(1);
+    expect((await repo.verify()).ok).toBe(true);
+    for (const m of [m1, m2]) {
+      const out = path.join(dir, `${m.id.replace(/\//g, '_')}.raw`);
+      await repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha256File(img));
+    }
+  });
+
   it('restores to qcow2 and to a stream byte-exact', async () => {
     const m = await backupImage(repo, img, { vmid: 100 });
     const q = path.join(dir, 'out.qcow2');
