@@ -58,6 +58,7 @@ import {
 import { LineFramer, encodeFrame } from '../../shared/ipc/line-framer';
 import type { ErrorReply, ReplyError, RequestEnvelope, ServerFrame } from '../../shared/ipc/messages';
 import { IPC_PROTOCOL_VERSION, MESSAGE_TYPES } from '../../shared/ipc/messages';
+import { IPC_LIMIT_DEFAULTS } from './ipc-limits';
 
 export interface IpcHandlerContext {
   /** Sends a progress frame for this request; dropped silently once the client has gone. */
@@ -99,14 +100,7 @@ export interface IpcServer {
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
-export const IPC_LIMIT_DEFAULTS = Object.freeze({
-  frameTimeoutMs: 10_000,
-  idleTimeoutMs: 30_000,
-  maxConnections: 64,
-  reservedConnections: 16,
-  maxInFlightPerConnection: 32,
-  maxReplyBufferBytes: 8 * 1024 * 1024,
-});
+export { IPC_LIMIT_DEFAULTS };
 /** Connections the kernel-facing listener accepts beyond the slots, only to answer CBT_IPC_BUSY. */
 const REFUSAL_HEADROOM = 64;
 /** Frames of one connection handled before the others get a turn. */

@@ -27,7 +27,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   const s = await openServices(config, logger);
   try {
     await recoverAtStartup(s);
-    const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s) });
+    const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s), idleTimeoutMs: config.ipcIdleTimeoutMs });
     const scheduler = createScheduler({
       jobs: config.jobs,
       clock: opts.clock ?? systemClock,
