@@ -73,6 +73,34 @@ describe('daemon control socket limits', () => {
     }
   });
 
+  test('10,000 pipelined status requests: answered or refused fast, RSS bounded, hooks still served', async () => {
+    const socketPath = stack.config.socketPath;
+    const rssBefore = process.memoryUsage().rss;
+    let rssMax = rssBefore;
+    const sampler = setInterval(() => {
+      rssMax = Math.max(rssMax, process.memoryUsage().rss);
+    }, 50);
+    const c = await rawConnect(socketPath);
+    try {
+      const t0 = Date.now();
+      c.socket.write(Array.from({ length: 10_000 }, (_, i) => request(`p${i}`, REQUESTS.status, {})).join(''));
+      const t1 = Date.now();
+      const event = { vmid: 100, phase: 'post-start', source: 'hookscript', time: new Date().toISOString(), seq: 'limits-2' };
+      await expect(ipcRequest(socketPath, 'lifecycle-event', event, { timeoutMs: HOOK_BOUND_MS })).resolves.toEqual({ duplicate: false });
+      expect(Date.now() - t1).toBeLessThan(HOOK_BOUND_MS);
+      while (c.lines.length < 10_000) {
+        if (Date.now() - t0 > 30_000) throw new Error(`only ${c.lines.length} replies after 30 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const codes = new Set(c.lines.map((l) => (l.ok ? 'OK' : l.error?.code)));
+      expect([...codes].sort()).toEqual(['CBT_IPC_TOO_MANY_REQUESTS', 'OK']);
+    } finally {
+      clearInterval(sampler);
+      c.socket.destroy();
+    }
+    expect(rssMax - rssBefore).toBeLessThan(200 * 1024 * 1024);
+  });
+
   test('a client dripping one byte at a time is closed after ipcIdleTimeoutMs', async () => {
     const c = await rawConnect(stack.config.socketPath);
     const msg = request('drip', REQUESTS.status, {});
