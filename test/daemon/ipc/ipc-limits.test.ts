@@ -191,7 +191,7 @@ describe('ipc server limits', () => {
     expect(silent.lines).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: 'CBT_IPC_IDLE' }) })]);
     expect(drip.lines).toEqual([expect.objectContaining({ error: expect.objectContaining({ code: 'CBT_IPC_IDLE' }) })]);
     // It had sent part of a message, and kept sending, yet was closed on time.
-    expect((drip.lines[0] as { error: { details: { bufferedBytes: number } } }).error.details.bufferedBytes).toBeGreaterThan(2);
+    expect((drip.lines[0] as unknown as { error: { details: { bufferedBytes: number } } }).error.details.bufferedBytes).toBeGreaterThan(2);
     // A client that keeps asking is not idle.
     const busy = await rawConnect(socketPath);
     for (let k = 0; k < 6; k++) {
