@@ -44,6 +44,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<string, ExitCode>> = Object.fre
   CBT_IPC_UNAVAILABLE: ExitCode.DaemonUnavailable,
   CBT_IPC_CONNECTION_LOST: ExitCode.DaemonUnavailable,
   CBT_IPC_SHUTTING_DOWN: ExitCode.DaemonUnavailable,
+  CBT_IPC_BUSY: ExitCode.DaemonUnavailable,
 });
 
 export function exitCodeFor(err: unknown): ExitCode {

@@ -7,6 +7,7 @@
  * When adding a key: add it to the schema, to `CbtConfig`, and (if hooks read it) to shared defaults.
  */
 import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
+import { IPC_LIMIT_DEFAULTS } from '../ipc/ipc-limits';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -58,6 +59,8 @@ export interface CbtConfig {
   readonly hookTimeoutMs: number;
   /** When true a hook that cannot reach the daemon fails the VM operation instead of spooling. */
   readonly strictHooks: boolean;
+  /** The control socket closes a connection that sends no request for this long. */
+  readonly ipcIdleTimeoutMs: number;
   readonly jobs: readonly JobConfig[];
   readonly verify: VerifyConfig;
 }
@@ -175,6 +178,14 @@ export const CONFIG_SCHEMA = {
       examples: [DEFAULTS.hookTimeoutMs],
     },
     strictHooks: { type: 'boolean', default: DEFAULTS.strictHooks, examples: [false] },
+    ipcIdleTimeoutMs: {
+      type: 'integer',
+      minimum: 100,
+      maximum: 3_600_000,
+      default: IPC_LIMIT_DEFAULTS.idleTimeoutMs,
+      description: 'the control socket closes a connection without a request in flight after this many ms without a new one',
+      examples: [IPC_LIMIT_DEFAULTS.idleTimeoutMs],
+    },
     jobs: { type: 'array', items: jobSchema, default: [], examples: [[{ id: 'nightly', vms: 'all', schedule: 'daily 02:00' }]] },
     verify: {
       type: 'object',

@@ -7,8 +7,24 @@
  * validated with ajv before its handler sees it. Anything wrong with a message (not JSON, bad
  * envelope, unknown type, invalid payload) is logged and answered with a CBT_IPC_* error reply; the
  * connection stays usable. Oversized messages and messages left unfinished for `frameTimeoutMs`
- * cannot be resynchronised: they are answered and the connection is closed. Other connections are
- * never affected.
+ * (counted from their first byte, so a client dripping one byte at a time gains nothing) cannot be
+ * resynchronised: they are answered and the connection is closed. Other connections are never
+ * affected.
+ *
+ * Limits per client (defaults in brackets; every one is an option):
+ * - idle timeout [30 s]: a connection with no request in flight that sends no complete, valid
+ *   request for `idleTimeoutMs` is answered CBT_IPC_IDLE and closed; garbage does not count.
+ * - connections [64 + 16]: a new connection beyond `maxConnections` first evicts the idle connection
+ *   that was idle longest (answered CBT_IPC_IDLE). With none idle it gets one of
+ *   `reservedConnections` slots that serve only `reservedTypes` (lifecycle events from hooks, which
+ *   must be answered within the hook's bound); any other request there, and any connection beyond
+ *   those, is answered CBT_IPC_BUSY and closed.
+ * - requests in flight per connection [32]: more are answered CBT_IPC_TOO_MANY_REQUESTS at once,
+ *   never queued.
+ * - unsent replies [8 MiB]: a client that does not read is dropped once its unsent output exceeds
+ *   `maxReplyBufferBytes` (one reply larger than that still goes out whole to a client that reads).
+ * - half-close: the socket is allowHalfOpen, so a client that shuts down its sending side after its
+ *   requests still gets every reply; the server ends the connection once the last one is sent.
  *
  * Access control: only root may use the socket. The socket file is chmod 0600 and lives in a
  * directory of mode 0700 owned by the daemon's user; the directory is created if missing and an
@@ -23,7 +39,9 @@ import type { Logger } from 'winston';
 import { isCbtError } from '../../shared/errors/cbt-error';
 import {
   IpcDuplicateIdError,
+  IpcBusyError,
   IpcHandlerFailedError,
+  IpcIdleError,
   IpcIncompleteError,
   IpcInvalidMessageError,
   IpcInvalidPayloadError,
@@ -34,11 +52,13 @@ import {
   IpcSocketInUseError,
   IpcSocketPathError,
   IpcTooLargeError,
+  IpcTooManyRequestsError,
   IpcUnknownTypeError,
 } from '../../shared/ipc/ipc-errors';
 import { LineFramer, encodeFrame } from '../../shared/ipc/line-framer';
 import type { ErrorReply, ReplyError, RequestEnvelope, ServerFrame } from '../../shared/ipc/messages';
-import { IPC_PROTOCOL_VERSION } from '../../shared/ipc/messages';
+import { IPC_PROTOCOL_VERSION, MESSAGE_TYPES } from '../../shared/ipc/messages';
+import { IPC_LIMIT_DEFAULTS } from './ipc-limits';
 
 export interface IpcHandlerContext {
   /** Sends a progress frame for this request; dropped silently once the client has gone. */
@@ -61,8 +81,18 @@ export interface IpcServerOptions {
   maxMessageBytes?: number;
   /** How long an unfinished message may sit before the connection is dropped (default 10 s). */
   frameTimeoutMs?: number;
-  /** Most simultaneous connections (default 64). */
+  /** Most simultaneous connections for any request (default 64). */
   maxConnections?: number;
+  /** Further connections that serve only `reservedTypes` (default 16). */
+  reservedConnections?: number;
+  /** Request types served on reserved connections (default: lifecycle-event). */
+  reservedTypes?: readonly string[];
+  /** A connection without a request in flight is closed after this long without one (default 30 s). */
+  idleTimeoutMs?: number;
+  /** Most requests in flight on one connection (default 32). */
+  maxInFlightPerConnection?: number;
+  /** Most unsent reply bytes per connection before it is dropped (default 8 MiB). */
+  maxReplyBufferBytes?: number;
 }
 
 export interface IpcServer {
@@ -70,8 +100,11 @@ export interface IpcServer {
 }
 
 export const DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024;
-const DEFAULT_FRAME_TIMEOUT_MS = 10_000;
-const DEFAULT_MAX_CONNECTIONS = 64;
+export { IPC_LIMIT_DEFAULTS };
+/** Connections the kernel-facing listener accepts beyond the slots, only to answer CBT_IPC_BUSY. */
+const REFUSAL_HEADROOM = 64;
+/** Frames of one connection handled before the others get a turn. */
+const FRAMES_PER_TURN = 64;
 
 const ENVELOPE_SCHEMA = {
   type: 'object',
@@ -90,6 +123,18 @@ interface Connection {
   framer: LineFramer;
   inflight: Map<string, AbortController>;
   frameTimer: NodeJS.Timeout | null;
+  idleTimer: NodeJS.Timeout | null;
+  /** When the connection last became idle (no request in flight); for eviction. */
+  idleSince: number;
+  /** On a reserved slot: serves only reservedTypes. */
+  reserved: boolean;
+  /** The client shut down its sending side; end ours once every reply is out. */
+  readEnded: boolean;
+  /** Frames received and not handled yet (see drain). */
+  pending: string[];
+  draining: boolean;
+  /** Set once a message exceeded the size bound; the connection is dropped after `pending`. */
+  overflowBytes: number | null;
   closing: boolean;
   peer: number;
 }
@@ -105,7 +150,13 @@ interface NodeIpcServer {
 export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer> {
   const { socketPath, logger } = opts;
   const maxMessageBytes = opts.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES;
-  const frameTimeoutMs = opts.frameTimeoutMs ?? DEFAULT_FRAME_TIMEOUT_MS;
+  const frameTimeoutMs = opts.frameTimeoutMs ?? IPC_LIMIT_DEFAULTS.frameTimeoutMs;
+  const idleTimeoutMs = opts.idleTimeoutMs ?? IPC_LIMIT_DEFAULTS.idleTimeoutMs;
+  const maxConnections = opts.maxConnections ?? IPC_LIMIT_DEFAULTS.maxConnections;
+  const reservedConnections = opts.reservedConnections ?? IPC_LIMIT_DEFAULTS.reservedConnections;
+  const reservedTypes = new Set(opts.reservedTypes ?? [MESSAGE_TYPES.lifecycleEvent]);
+  const maxInFlight = opts.maxInFlightPerConnection ?? IPC_LIMIT_DEFAULTS.maxInFlightPerConnection;
+  const maxReplyBufferBytes = opts.maxReplyBufferBytes ?? IPC_LIMIT_DEFAULTS.maxReplyBufferBytes;
   const validators = compileValidators(opts.handlers);
   await prepareSocketPath(socketPath);
 
@@ -115,7 +166,8 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
     rawBuffer: true,
     encoding: 'utf8',
     unlink: false,
-    maxConnections: opts.maxConnections ?? DEFAULT_MAX_CONNECTIONS,
+    // Our own slots (see admit) answer CBT_IPC_BUSY; the listener's limit is only a last resort.
+    maxConnections: maxConnections + reservedConnections + REFUSAL_HEADROOM,
   });
 
   const connections = new Set<Connection>();
@@ -136,25 +188,89 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
         framer: new LineFramer(maxMessageBytes),
         inflight: new Map(),
         frameTimer: null,
+        idleTimer: null,
+        idleSince: Date.now(),
+        reserved: false,
+        readEnded: false,
+        pending: [],
+        draining: false,
+        overflowBytes: null,
         closing: false,
         peer: nextPeer++,
       };
       connections.add(conn);
       bySocket.set(socket, conn);
       socket.on('close', () => onClose(conn));
+      socket.on('end', () => onEnd(conn));
+      admit(conn);
     });
     server.on('data', (data: Buffer, socket: net.Socket) => {
       const conn = bySocket.get(socket);
       if (conn) onData(conn, data);
     });
     server.start();
+    // node-ipc creates its net.Server without options; each accepted socket takes this flag from it.
+    if (server.server) (server.server as net.Server & { allowHalfOpen: boolean }).allowHalfOpen = true;
   });
   fs.chmodSync(socketPath, 0o600);
   logger?.info('ipc server listening', { socketPath, types: Object.keys(opts.handlers) });
 
   function send(conn: Connection, frame: ServerFrame): void {
     if (conn.socket.destroyed || !conn.socket.writable) return;
+    if (conn.socket.writableLength > maxReplyBufferBytes) {
+      logger?.warn('ipc client dropped: it does not read its replies', { peer: conn.peer, unsentBytes: conn.socket.writableLength, maxReplyBufferBytes });
+      conn.closing = true;
+      conn.socket.destroy();
+      return;
+    }
     (ipc.server as unknown as NodeIpcServer).emit(conn.socket, encodeFrame(frame));
+  }
+
+  function openConnections(): Connection[] {
+    return [...connections].filter((c) => !c.closing);
+  }
+
+  /** Gives a new connection a slot: a free one, an idle one's, a reserved one, or none. */
+  function admit(conn: Connection): void {
+    let open = openConnections();
+    if (open.length <= maxConnections) return armIdleTimer(conn);
+    const idle = open.filter((c) => c !== conn && c.inflight.size === 0 && !c.reserved).sort((a, b) => a.idleSince - b.idleSince)[0];
+    if (idle) {
+      dropConnection(idle, IpcIdleError({ idleTimeoutMs, bufferedBytes: idle.framer.bufferedBytes, evicted: true }).toJSON());
+      open = openConnections();
+      if (open.length <= maxConnections) return armIdleTimer(conn);
+    }
+    if (open.length <= maxConnections + reservedConnections) {
+      conn.reserved = true;
+      return armIdleTimer(conn);
+    }
+    dropConnection(conn, IpcBusyError({ connections: open.length - 1, maxConnections }).toJSON());
+  }
+
+  function armIdleTimer(conn: Connection): void {
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    conn.idleSince = Date.now();
+    conn.idleTimer = setTimeout(() => {
+      conn.idleTimer = null;
+      if (conn.inflight.size === 0) dropConnection(conn, IpcIdleError({ idleTimeoutMs, bufferedBytes: conn.framer.bufferedBytes, evicted: false }).toJSON());
+    }, idleTimeoutMs);
+    conn.idleTimer.unref();
+  }
+
+  function onEnd(conn: Connection): void {
+    conn.readEnded = true;
+    if (conn.framer.bufferedBytes > 0 && !conn.closing) {
+      logger?.warn('ipc client closed with a half-written message', { peer: conn.peer, bytes: conn.framer.bufferedBytes });
+    }
+    endIfDone(conn);
+  }
+
+  /** A half-closed client whose last reply is out: close our side too. */
+  function endIfDone(conn: Connection): void {
+    if (!conn.readEnded || conn.inflight.size > 0 || conn.pending.length > 0 || conn.closing) return;
+    conn.closing = true;
+    conn.socket.end();
+    setTimeout(() => conn.socket.destroy(), 1000).unref();
   }
 
   function sendError(conn: Connection, id: string | null, error: ReplyError): void {
@@ -164,7 +280,9 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
 
   /** Answers a message that cannot be resynchronised, then closes the connection. */
   function dropConnection(conn: Connection, error: ReplyError): void {
+    if (conn.closing) return;
     conn.closing = true;
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
     logger?.warn('ipc connection dropped', { peer: conn.peer, code: error.code, details: error.details });
     sendError(conn, null, error);
     conn.socket.end();
@@ -174,18 +292,46 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   function onData(conn: Connection, data: Buffer): void {
     if (conn.closing) return;
     const { frames, overflowBytes } = conn.framer.push(data);
-    for (const frame of frames) onFrame(conn, frame);
-    if (overflowBytes !== null) {
-      dropConnection(conn, IpcTooLargeError({ maxMessageBytes, bytes: overflowBytes }).toJSON());
-      return;
-    }
+    conn.pending.push(...frames);
+    if (overflowBytes !== null) conn.overflowBytes = overflowBytes;
     armFrameTimer(conn);
+    if (!conn.draining) drain(conn);
   }
 
+  /**
+   * Handles a connection's received frames, FRAMES_PER_TURN at a time: with more left, reading
+   * from the socket pauses and the rest waits one event-loop turn, so a client that pipelines
+   * thousands of requests cannot keep the others waiting. What waits is bounded by one read.
+   */
+  function drain(conn: Connection): void {
+    conn.draining = false;
+    if (conn.closing) return;
+    for (const frame of conn.pending.splice(0, FRAMES_PER_TURN)) {
+      if (conn.closing) return;
+      onFrame(conn, frame);
+    }
+    if (conn.pending.length > 0) {
+      conn.draining = true;
+      conn.socket.pause();
+      setImmediate(() => drain(conn));
+      return;
+    }
+    if (conn.overflowBytes !== null) {
+      dropConnection(conn, IpcTooLargeError({ maxMessageBytes, bytes: conn.overflowBytes }).toJSON());
+      return;
+    }
+    if (conn.socket.isPaused()) conn.socket.resume();
+    endIfDone(conn);
+  }
+
+  /** Runs from the first byte of an unfinished message; more bytes of it do not restart it. */
   function armFrameTimer(conn: Connection): void {
-    if (conn.frameTimer) clearTimeout(conn.frameTimer);
-    conn.frameTimer = null;
-    if (conn.framer.bufferedBytes === 0) return;
+    if (conn.framer.bufferedBytes === 0) {
+      if (conn.frameTimer) clearTimeout(conn.frameTimer);
+      conn.frameTimer = null;
+      return;
+    }
+    if (conn.frameTimer) return;
     conn.frameTimer = setTimeout(() => {
       dropConnection(conn, IpcIncompleteError({ bytes: conn.framer.bufferedBytes, frameTimeoutMs }).toJSON());
     }, frameTimeoutMs);
@@ -194,7 +340,8 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
 
   function onClose(conn: Connection): void {
     if (conn.frameTimer) clearTimeout(conn.frameTimer);
-    if (conn.framer.bufferedBytes > 0 && !conn.closing) {
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    if (conn.framer.bufferedBytes > 0 && !conn.closing && !conn.readEnded) {
       logger?.warn('ipc client closed with a half-written message', { peer: conn.peer, bytes: conn.framer.bufferedBytes });
     }
     for (const ac of conn.inflight.values()) ac.abort();
@@ -242,12 +389,29 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       sendError(conn, req.id, IpcDuplicateIdError({ id: req.id }).toJSON());
       return;
     }
+    if (conn.reserved && !reservedTypes.has(req.type)) {
+      const open = openConnections().length;
+      logger?.warn('ipc request refused: daemon busy', { peer: conn.peer, code: 'CBT_IPC_BUSY', type: req.type, connections: open });
+      sendError(conn, req.id, IpcBusyError({ connections: open, maxConnections, reservedFor: [...reservedTypes] }).toJSON());
+      conn.closing = true;
+      conn.socket.end();
+      setTimeout(() => conn.socket.destroy(), 1000).unref();
+      return;
+    }
+    if (conn.inflight.size >= maxInFlight) {
+      const e = IpcTooManyRequestsError({ type: req.type, inFlight: conn.inflight.size, maxInFlight });
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
+      sendError(conn, req.id, e.toJSON());
+      return;
+    }
     void runHandler(conn, req, handler);
   }
 
   async function runHandler(conn: Connection, req: RequestEnvelope, handler: IpcHandler): Promise<void> {
     const ac = new AbortController();
     conn.inflight.set(req.id, ac);
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
+    conn.idleTimer = null;
     const ctx: IpcHandlerContext = {
       signal: ac.signal,
       progress: (p) => {
@@ -269,6 +433,10 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       }
     } finally {
       conn.inflight.delete(req.id);
+      if (conn.inflight.size === 0 && !conn.closing) {
+        armIdleTimer(conn);
+        endIfDone(conn);
+      }
     }
   }
 

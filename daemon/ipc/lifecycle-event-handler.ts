@@ -5,36 +5,14 @@
  * exits 0; nothing is lost and the next contact replays them.
  */
 import type { Logger } from 'winston';
-import {
-  GUEST_PHASES,
-  VMID_MAX,
-  VMID_MIN,
-  VZDUMP_GUEST_PHASES,
-  VZDUMP_JOB_PHASES,
-  VZDUMP_MODES,
-  type LifecycleEvent,
-  type LifecycleEventResult,
-} from '../../shared/ipc/messages';
+import type { LifecycleEvent, LifecycleEventResult } from '../../shared/ipc/messages';
 import type { Ledger } from '../ledger/ledger';
 import type { IpcHandler } from './ipc-server';
+import { LIFECYCLE_EVENT_SCHEMA } from './lifecycle-event-schema';
 import { replaySpool } from './spool-replay';
 
-/** Shape only; which phases need a vmid or a mode is checked by the ledger (CBT_LEDGER_BAD_EVENT). */
-export const LIFECYCLE_EVENT_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['phase', 'source', 'time'],
-  properties: {
-    vmid: { type: 'integer', minimum: VMID_MIN, maximum: VMID_MAX },
-    phase: { enum: [...new Set([...GUEST_PHASES, ...VZDUMP_JOB_PHASES, ...VZDUMP_GUEST_PHASES])] },
-    source: { enum: ['hookscript', 'vzdump'] },
-    mode: { enum: [...VZDUMP_MODES] },
-    time: { type: 'string', maxLength: 40, pattern: '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}:\\d{2}' },
-    migratedFrom: { type: 'string', minLength: 1, maxLength: 255 },
-    qemuPid: { type: 'integer', minimum: 1 },
-    seq: { type: 'string', minLength: 1, maxLength: 128 },
-  },
-} as const;
+/** Re-exported for callers that register the handler's schema themselves (tests). */
+export { LIFECYCLE_EVENT_SCHEMA };
 
 export function lifecycleEventHandler(opts: { ledger: Ledger; stateDir: string; logger?: Logger }): IpcHandler {
   const apply = (ev: LifecycleEvent): void => {

@@ -40,7 +40,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   }
   try {
     await recoverAtStartup(s);
-    const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s) });
+    const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s), idleTimeoutMs: config.ipcIdleTimeoutMs });
     const scheduler = createScheduler({
       jobs: scheduledJobs(config),
       clock: opts.clock ?? systemClock,

@@ -76,3 +76,22 @@ export const IpcBadReplyError = defineError<{ socketPath: string; reason: string
   'CBT_IPC_BAD_REPLY',
   (d) => `unreadable reply from ${d.socketPath}: ${d.reason}`,
 );
+/** The daemon refuses for load: all connection slots are taken (see ipc-server.ts, "Limits"). */
+export const IpcBusyError = defineError<{ connections: number; maxConnections: number; reservedFor?: string[] }>(
+  'CBT_IPC_BUSY',
+  (d) =>
+    d.reservedFor
+      ? `pve-cbt daemon is busy: only ${d.reservedFor.join(', ')} requests are served on its ${d.connections} connections now (limit ${d.maxConnections}); try again shortly`
+      : `pve-cbt daemon is busy: ${d.connections} connections are open (limit ${d.maxConnections}); try again shortly`,
+);
+export const IpcTooManyRequestsError = defineError<{ type: string; inFlight: number; maxInFlight: number }>(
+  'CBT_IPC_TOO_MANY_REQUESTS',
+  (d) => `"${d.type}" refused: ${d.inFlight} requests are already in flight on this connection (limit ${d.maxInFlight})`,
+);
+export const IpcIdleError = defineError<{ idleTimeoutMs: number; bufferedBytes: number; evicted: boolean }>(
+  'CBT_IPC_IDLE',
+  (d) =>
+    d.evicted
+      ? 'connection closed: it was idle and its slot was needed by a new client'
+      : `connection closed: no complete request for ${d.idleTimeoutMs} ms`,
+);

@@ -36,6 +36,7 @@ describe('defaults', () => {
     expect(c).toEqual({
       ...DEFAULTS,
       chunkSize: DEFAULT_CHUNK_SIZE,
+      ipcIdleTimeoutMs: 30_000,
       jobs: [],
       verify: { schedule: 'monthly', enabled: true },
     });

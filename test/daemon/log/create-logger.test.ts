@@ -91,3 +91,53 @@ test('a logger with no outputs is valid and silent', async () => {
   await closeLogger(logger);
   expect(fs.readdirSync(tmp)).toEqual([]);
 });
+
+test('log directory 0700 and log and audit files 0600 even under umask 000', async () => {
+  const old = process.umask(0);
+  try {
+    const dir = path.join(tmp, 'var', 'log', 'pve-cbt');
+    const logger = createLogger({ logDir: dir, console: false });
+    logger.info('hello');
+    await closeLogger(logger);
+    expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+    const files = fs.readdirSync(dir);
+    expect(files).toEqual(expect.arrayContaining(['.pve-cbt-audit.json']));
+    expect(files.length).toBeGreaterThanOrEqual(2);
+    for (const f of files) expect([f, fs.statSync(path.join(dir, f)).mode & 0o777]).toEqual([f, 0o600]);
+  } finally {
+    process.umask(old);
+  }
+});
+
+test('an existing log directory and file with loose modes are tightened', async () => {
+  const dir = path.join(tmp, 'log');
+  fs.mkdirSync(dir, { mode: 0o755 });
+  fs.chmodSync(dir, 0o755);
+  const first = createLogger({ logDir: dir, console: false });
+  first.info('one');
+  await closeLogger(first);
+  const [file] = listLogFiles(dir);
+  fs.chmodSync(file, 0o644);
+  fs.chmodSync(dir, 0o755);
+  const second = createLogger({ logDir: dir, console: false });
+  second.info('two');
+  await closeLogger(second);
+  expect(fs.statSync(dir).mode & 0o777).toBe(0o700);
+  expect(fs.statSync(file).mode & 0o777).toBe(0o600);
+  expect(readLog(dir).map((e) => e.message)).toEqual(['one', 'two']);
+});
+
+test('repeated warnings: the first 10 per message and code, then one summary at close', async () => {
+  const out = capture();
+  const logger = createLogger({ console: { stream: out.stream } });
+  for (let i = 0; i < 1000; i++) logger.warn('ipc message rejected', { code: 'CBT_IPC_MALFORMED', peer: i % 7 });
+  for (let i = 0; i < 3; i++) logger.warn('ipc message rejected', { code: 'CBT_IPC_UNKNOWN_TYPE' });
+  for (let i = 0; i < 20; i++) logger.info('not limited', { i });
+  await closeLogger(logger);
+  const lines = out.text().split('\n').filter(Boolean);
+  expect(lines.filter((l) => l.includes('code=CBT_IPC_MALFORMED') && !l.includes('suppressed'))).toHaveLength(10);
+  expect(lines.filter((l) => l.includes('code=CBT_IPC_UNKNOWN_TYPE'))).toHaveLength(3);
+  expect(lines.filter((l) => l.includes('not limited'))).toHaveLength(20);
+  expect(lines.filter((l) => l.includes('suppressed 990 similar: ipc message rejected') && l.includes('code=CBT_IPC_MALFORMED'))).toHaveLength(1);
+  expect(lines).toHaveLength(34);
+});
