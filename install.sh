@@ -309,7 +309,9 @@ install_hooks() {
     warn "pve-cbt will not learn about VM starts/stops. Install them with 'pve-cbt hooks install' once available."
     return 0
   fi
-  "$R$WRAPPER" hooks install --root "$ROOT" || die "'pve-cbt hooks install --root $ROOT' failed"
+  # The usual umask for what the CLI creates in Proxmox's own folders (snippets, vzdump.conf); it
+  # sets the modes of its own files explicitly.
+  (umask 022 && "$R$WRAPPER" hooks install --root "$ROOT") || die "'pve-cbt hooks install --root $ROOT' failed"
   record hooks -
 }
 

@@ -42,7 +42,7 @@ export interface RunHookOptions {
 export const STRICT_FAILURE_STATUS = 1;
 
 /** Time left after the daemon wait for writing the spool (an fsync) before the watchdog gives up. */
-export const WATCHDOG_GRACE_MS = 300;
+export const WATCHDOG_GRACE_MS = 500;
 
 export async function runHook(kind: HookKind, opts: RunHookOptions): Promise<number> {
   const problems: string[] = [];
