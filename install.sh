@@ -32,8 +32,9 @@
 # symlinks that stay inside it.
 # --uninstall trusts the manifest only if it is a regular file owned by root (or that user) and not
 # group/world-writable, and acts only on the exact paths this script writes (listed in
-# check_entry); any other line refuses the whole uninstall before anything is removed. Backups, catalog and logs under /var/lib/pve-cbt and /var/log/pve-cbt are data,
-# never removed by --uninstall.
+# check_entry); any other line refuses the whole uninstall before anything is removed.
+# Backups, catalog and logs under /var/lib/pve-cbt and /var/log/pve-cbt are data, never removed by
+# --uninstall.
 set -euo pipefail
 
 ROOT=/
@@ -241,8 +242,8 @@ production_modules() {
 }
 
 # Copies content (plain cp: no owner carried over; special files are refused), then sets owner and
-# modes (0755 for directories and anything executable, 0644 for the rest): the
-# stage is private (0700) until it is complete, so nobody can change it between copy and rename.
+# modes (0755 for directories and anything executable, 0644 for the rest). The stage is private
+# (0700) until it is complete, so nobody can change it between copy and rename.
 copy_app() {
   local stage="$R$APP.new" m bad
   rm -rf -- "$stage"

@@ -17,7 +17,7 @@ export type Delivery =
  * Never wait less than this for the daemon (unless hookTimeoutMs itself is smaller), even when a
  * slow start-up on a loaded host ate most of the budget: the run then takes at most this much longer.
  */
-const MIN_WAIT_MS = 500;
+export const MIN_WAIT_MS = 500;
 
 /** How long to wait for the daemon, `uptimeMs` into the run: hookTimeoutMs bounds the whole hook, so the time Node took to start counts against it. */
 export function ipcWaitMs(hookTimeoutMs: number, uptimeMs: number): number {

@@ -7,7 +7,9 @@
  *
  * Time bound: pve-cbt's own part (everything before the chained script) ends by hookTimeoutMs plus
  * WATCHDOG_GRACE_MS after the process started, whatever hangs: every file is read without blocking
- * (trusted-file.ts) and a watchdog abandons whatever is still running then. The chained script is
+ * (trusted-file.ts) and a watchdog abandons whatever is still running then. As for the daemon wait
+ * (deliver-event.ts), a start-up so slow that it ate the budget still leaves MIN_WAIT_MS plus the
+ * grace to pve-cbt's part: a loaded host then waits a little longer instead of losing every event. The chained script is
  * the admin's own and runs as long as it runs, as it did before pve-cbt.
  *
  * Trust: the config, hook-chain.json, the spool and the chained script are used only when nobody but
@@ -23,7 +25,7 @@ import type { LifecycleEvent } from '../shared/ipc/messages';
 import { parseGuestArgs, parseVzdumpArgs, type ParsedArgs } from './hook-args';
 import { checkChained, readTrustedHookChain, runChained, type ChainTarget } from './hook-chain';
 import { HOOK_DEFAULTS, HOOK_TIMEOUT_RANGE_MS, readHookConfig, type HookConfig } from './hook-config';
-import { deliverEvent, ipcWaitMs } from './deliver-event';
+import { MIN_WAIT_MS, deliverEvent, ipcWaitMs } from './deliver-event';
 import { readQemuPid } from './qemu-pid';
 import { Watchdog } from './watchdog';
 
@@ -53,8 +55,9 @@ export async function runHook(kind: HookKind, opts: RunHookOptions): Promise<num
     done: false,
   };
   // Until the config says otherwise, the longest bound a config may set.
-  const watchdog = new Watchdog(HOOK_TIMEOUT_RANGE_MS.max + WATCHDOG_GRACE_MS);
-  const own = ownPart(kind, opts, state, problems, watchdog)
+  const startedMs = process.uptime() * 1000;
+  const watchdog = new Watchdog(Math.max(HOOK_TIMEOUT_RANGE_MS.max, startedMs + MIN_WAIT_MS) + WATCHDOG_GRACE_MS);
+  const own = ownPart(kind, opts, state, problems, watchdog, startedMs)
     .catch((err: unknown) => {
       problems.push(`internal error: ${err instanceof Error ? err.message : String(err)}`);
     })
@@ -65,7 +68,7 @@ export async function runHook(kind: HookKind, opts: RunHookOptions): Promise<num
   watchdog.stop();
   // A snapshot: the abandoned part may still add to `problems` later, unreported.
   const reported = [...problems];
-  if (!state.done) reported.push(`gave up after ${Math.round(process.uptime() * 1000)} ms (watchdog, bound ${watchdog.deadline} ms): something blocked; event may not be recorded`);
+  if (!state.done) reported.push(`gave up after ${Math.round(process.uptime() * 1000)} ms (watchdog, bound ${Math.round(watchdog.deadline)} ms, hook code started at ${Math.round(startedMs)} ms): something blocked; event may not be recorded`);
   const strictFailure = !state.acked && state.parsed.ok && state.config.strictHooks;
 
   const report = opts.report ?? ((line: string) => process.stderr.write(`${line}\n`));
@@ -98,11 +101,13 @@ async function ownPart(
   state: { config: HookConfig; parsed: ParsedArgs; target?: ChainTarget; acked: boolean; done: boolean },
   problems: string[],
   watchdog: Watchdog,
+  startedMs: number,
 ): Promise<void> {
   const c = await readHookConfig(opts.env, opts.configPath);
   state.config = c.config;
   problems.push(...c.warnings);
-  watchdog.setDeadline(c.config.hookTimeoutMs + WATCHDOG_GRACE_MS);
+  const budget = c.config.hookTimeoutMs;
+  watchdog.setDeadline(Math.max(budget, startedMs + Math.min(MIN_WAIT_MS, budget)) + WATCHDOG_GRACE_MS);
   const parsed = kind === 'guest' ? parseGuestArgs(opts.argv) : parseVzdumpArgs(opts.argv);
   state.parsed = parsed;
   // Read before the delivery, so that a delivery the watchdog abandons still lets the chained script run.
