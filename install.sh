@@ -22,8 +22,19 @@
 #       hooks -       hooks were installed through the CLI
 #       systemd UNIT  the unit was enabled and started (only when ROOT is / under systemd)
 # A second install rewrites the same files and keeps the first install's entries, so the result
-# is identical. Backups, catalog and logs under /var/lib/pve-cbt and /var/log/pve-cbt are data,
-# never removed by --uninstall.
+# is identical.
+#
+# Ownership and modes are set explicitly, whatever the umask and whoever owns the checkout (root
+# runs this code at every VM start, so nobody else may be able to change it): everything installed
+# is owned by root (by the invoking user only for a --root test tree run without root), code
+# directories 0755, files 0644, executables 0755; /etc/pve-cbt and /var/lib/pve-cbt 0700, the
+# config and the manifest 0600. The copied tree may hold only directories, regular files and
+# symlinks that stay inside it.
+# --uninstall trusts the manifest only if it is a regular file owned by root (or that user) and not
+# group/world-writable, and acts only on the exact paths this script writes (listed in
+# check_entry); any other line refuses the whole uninstall before anything is removed.
+# Backups, catalog and logs under /var/lib/pve-cbt and /var/log/pve-cbt are data, never removed by
+# --uninstall.
 set -euo pipefail
 
 ROOT=/
@@ -54,10 +65,15 @@ die() { echo "install.sh: $*" >&2; exit 1; }
 
 [ -d "$ROOT" ] || die "root $ROOT does not exist"
 [ -d "$FROM" ] || die "app directory $FROM does not exist"
-ROOT="$(cd "$ROOT" && pwd)"
-FROM="$(cd "$FROM" && pwd)"
+# Physical paths: no symlink in ROOT may redirect what is written or removed.
+ROOT="$(cd "$ROOT" && pwd -P)"
+FROM="$(cd "$FROM" && pwd -P)"
 R="${ROOT%/}"   # prefix for paths: '' for /
 if [ "$ROOT" = / ] && [ "$(id -u)" -ne 0 ]; then die "installing into / needs root (sudo $0)"; fi
+# Every file is created private first and then given its mode explicitly.
+umask 077
+OWNER="$(id -u):$(id -g)"   # root:root for every real install (enforced above)
+[ "$(id -u)" -eq 0 ] && OWNER=0:0
 
 MANIFEST_DIR=/var/lib/pve-cbt
 MANIFEST="$MANIFEST_DIR/install-manifest"
@@ -82,25 +98,81 @@ have_entry() { # TYPE PATH
 record() { # TYPE PATH [SHA]
   have_entry "$1" "$2" || ENTRIES+=("$*")
 }
+# Owned by root (or by the invoking user, who is root on a real install), not group/world-writable.
+owned_safely() { # PATH (full, already lstat-able)
+  local st
+  st="$(stat -c '%u %a' -- "$1")" || return 1
+  local uid="${st%% *}" mode="${st##* }"
+  { [ "$uid" -eq 0 ] || [ "$uid" -eq "$(id -u)" ]; } && [ $(( 8#$mode & 8#022 )) -eq 0 ]
+}
+# The exact paths install.sh writes; every manifest line must be one of them.
+check_entry() { # LINE
+  local line="$1" a
+  case "$line" in
+    "tree $APP"|"file $WRAPPER"|"file $UNIT_PATH"|"hooks -"|"systemd $UNIT") return 0 ;;
+  esac
+  if [[ "$line" =~ ^config\ (/[^ ]+)\ [0-9a-f]{64}$ ]] && [ "${BASH_REMATCH[1]}" = "$CONFIG" ]; then return 0; fi
+  if [[ "$line" =~ ^dir\ (/[^ ]+)$ ]]; then
+    # Only the directories make_dir creates: the parents of what is installed, never / itself.
+    for a in "$MANIFEST_DIR" "${APP%/*}" "${WRAPPER%/*}" "${CONFIG%/*}" "${UNIT_PATH%/*}"; do
+      while [ -n "$a" ]; do
+        [ "${BASH_REMATCH[1]}" = "$a" ] && return 0
+        a="${a%/*}"
+      done
+    done
+  fi
+  return 1
+}
+# No component of ROOT/PATH below ROOT may be a symlink (the last one is checked too: a symlinked
+# tree or file is not what install.sh wrote).
+no_symlink_below_root() { # PATH (inside ROOT)
+  local p="$1"
+  while [ -n "$p" ]; do
+    [ -L "$R$p" ] && return 1
+    p="${p%/*}"
+  done
+  return 0
+}
 load_manifest() {
   ENTRIES=()
-  if [ -f "$R$MANIFEST" ]; then
-    while IFS= read -r line; do [ -n "$line" ] && ENTRIES+=("$line"); done < "$R$MANIFEST"
-  fi
+  local m="$R$MANIFEST" line a
+  [ -e "$m" ] || [ -L "$m" ] || return 0
+  [ -f "$m" ] && [ ! -L "$m" ] || die "refusing $MANIFEST: not a regular file; nothing was changed"
+  owned_safely "$m" && owned_safely "$R$MANIFEST_DIR" ||
+    die "refusing $MANIFEST: it or its directory is not owned by root or is group/world-writable; nothing was changed (check its content, then chown root:root and chmod 0600 it and 0700 its directory)"
+  no_symlink_below_root "$MANIFEST" || die "refusing $MANIFEST: a symlink is on its path; nothing was changed"
+  while IFS= read -r line || [ -n "$line" ]; do
+    [ -n "$line" ] || continue
+    check_entry "$line" || die "refusing $MANIFEST: unexpected entry '${line:0:200}' (not a path install.sh writes); nothing was changed"
+    read -r _ a _ <<< "$line"
+    case "$a" in /*) no_symlink_below_root "$a" || die "refusing $MANIFEST: $a is or lies under a symlink; nothing was changed" ;; esac
+    ENTRIES+=("$line")
+  done < "$m"
   return 0
 }
 save_manifest() {
-  printf '%s\n' "${ENTRIES[@]}" > "$R$MANIFEST.tmp"
-  mv "$R$MANIFEST.tmp" "$R$MANIFEST"
+  local tmp
+  tmp="$(mktemp "$R$MANIFEST.XXXXXX")"
+  printf '%s\n' "${ENTRIES[@]}" > "$tmp"
+  chown "$OWNER" "$tmp"
+  chmod 0600 "$tmp"
+  mv -f "$tmp" "$R$MANIFEST"
 }
-# mkdir -p that records each directory it creates, outermost first.
-make_dir() { # PATH (inside ROOT)
-  local p="$1" parent
+# mkdir -p that records each directory it creates, outermost first, root-owned with MODE (0755).
+make_dir() { # PATH (inside ROOT) [MODE]
+  local p="$1" mode="${2:-0755}" parent
   [ -d "$R$p" ] && return 0
   parent="$(dirname "$p")"
   [ "$parent" != "$p" ] && make_dir "$parent"
-  mkdir "$R$p"
+  install -d -o "${OWNER%:*}" -g "${OWNER#*:}" -m "$mode" "$R$p"
   record dir "$p"
+}
+# pve-cbt's own private directory: created or, when it exists, made root-owned 0700 again.
+private_dir() { # PATH (inside ROOT)
+  make_dir "$1" 0700
+  [ ! -L "$R$1" ] || die "$1 is a symlink: refusing to install"
+  chown "$OWNER" "$R$1"
+  chmod 0700 "$R$1"
 }
 
 # `pve-cbt hooks` comes from another part of the project; detect it from its generated help
@@ -129,8 +201,8 @@ do_uninstall() {
   for (( i=${#ENTRIES[@]}-1; i>=0; i-- )); do
     read -r type path sha <<< "${ENTRIES[$i]}"
     case "$type" in
-      file) rm -f "$R$path" ;;
-      tree) rm -rf "${R:?}$path" ;;
+      file) rm -f -- "$R$path" ;;
+      tree) rm -rf -- "$R$path" ;;
       config)
         if [ -f "$R$path" ] && [ "$(sha256sum < "$R$path" | cut -d' ' -f1)" = "$sha" ]; then
           rm -f "$R$path"
@@ -169,24 +241,37 @@ production_modules() {
   fi
 }
 
+# Copies content (plain cp: no owner carried over; special files are refused), then sets owner and
+# modes (0755 for directories and anything executable, 0644 for the rest). The stage is private
+# (0700) until it is complete, so nobody can change it between copy and rename.
 copy_app() {
-  local stage="$R$APP.new" m
-  rm -rf "$stage"
-  mkdir -p "$stage"
-  cp -a "$FROM/dist" "$FROM/package.json" "$stage/"
-  [ -f "$FROM/README.md" ] && cp -a "$FROM/README.md" "$stage/"
+  local stage="$R$APP.new" m bad
+  rm -rf -- "$stage"
+  install -d -o "${OWNER%:*}" -g "${OWNER#*:}" -m 0700 "$stage"
+  cp -R "$FROM/dist" "$FROM/package.json" "$stage/"
+  [ -f "$FROM/README.md" ] && cp "$FROM/README.md" "$stage/"
   while IFS= read -r m; do
     [ -n "$m" ] || continue
     mkdir -p "$stage/$(dirname "$m")"
-    cp -a "$FROM/$m" "$stage/$m"
+    cp -R "$FROM/$m" "$stage/$m"
   done < <(production_modules)
-  rm -rf "${R:?}$APP"
+  bad="$(find "$stage" ! -type d ! -type f ! -type l -print -quit)"
+  [ -z "$bad" ] || die "refusing to install ${bad#"$stage"/}: not a regular file, directory or symlink"
+  while IFS= read -r -d '' m; do
+    case "$(readlink -f -- "$m")/" in "$stage"/*) ;; *) die "refusing to install ${m#"$stage"/}: a symlink leading out of the app" ;; esac
+  done < <(find "$stage" -type l -print0)
+  chown -R -h "$OWNER" "$stage"
+  find "$stage" -type d -exec chmod 0755 {} +
+  find "$stage" -type f -perm /111 -exec chmod 0755 {} +
+  find "$stage" -type f ! -perm /111 -exec chmod 0644 {} +
+  rm -rf -- "$R$APP"
   mv "$stage" "$R$APP"
   record tree "$APP"
 }
 
 write_wrapper() {
   local node="$1"
+  rm -f -- "$R$WRAPPER.tmp"
   cat > "$R$WRAPPER.tmp" <<EOF
 #!/bin/sh
 # pve-cbt command, written by install.sh. Node.js was found at install time; the app is located
@@ -194,13 +279,14 @@ write_wrapper() {
 here="\$(dirname "\$(readlink -f "\$0")")"
 exec $node "\$here/../../lib/pve-cbt/dist/daemon/cli/main.js" "\$@"
 EOF
+  chown "$OWNER" "$R$WRAPPER.tmp"
   chmod 0755 "$R$WRAPPER.tmp"
-  mv "$R$WRAPPER.tmp" "$R$WRAPPER"
+  mv -f "$R$WRAPPER.tmp" "$R$WRAPPER"
   record file "$WRAPPER"
 }
 
 write_default_config() {
-  if [ -e "$R$CONFIG" ]; then
+  if [ -e "$R$CONFIG" ] || [ -L "$R$CONFIG" ]; then
     have_entry config "$CONFIG" || say "keeping existing $CONFIG"
     return 0
   fi
@@ -212,7 +298,8 @@ write_default_config() {
   "jobs": []
 }
 EOF
-  chmod 0644 "$R$CONFIG"
+  chown "$OWNER" "$R$CONFIG"
+  chmod 0600 "$R$CONFIG"
   record config "$CONFIG" "$(sha256sum < "$R$CONFIG" | cut -d' ' -f1)"
   say "wrote default $CONFIG (add jobs there)"
 }
@@ -223,7 +310,9 @@ install_hooks() {
     warn "pve-cbt will not learn about VM starts/stops. Install them with 'pve-cbt hooks install' once available."
     return 0
   fi
-  "$R$WRAPPER" hooks install --root "$ROOT" || die "'pve-cbt hooks install --root $ROOT' failed"
+  # The usual umask for what the CLI creates in Proxmox's own folders (snippets, vzdump.conf); it
+  # sets the modes of its own files explicitly.
+  (umask 022 && "$R$WRAPPER" hooks install --root "$ROOT") || die "'pve-cbt hooks install --root $ROOT' failed"
   record hooks -
 }
 
@@ -232,15 +321,15 @@ do_install() {
   local node
   node="$(find_node)"
   load_manifest
-  make_dir "$MANIFEST_DIR"
+  private_dir "$MANIFEST_DIR"
   make_dir "$(dirname "$APP")"
   copy_app
   make_dir "$(dirname "$WRAPPER")"
   write_wrapper "$node"
-  make_dir "$(dirname "$CONFIG")"
+  private_dir "$(dirname "$CONFIG")"
   write_default_config
   make_dir "$(dirname "$UNIT_PATH")"
-  install -m 0644 "$FROM/systemd/$UNIT" "$R$UNIT_PATH"
+  install -o "${OWNER%:*}" -g "${OWNER#*:}" -m 0644 "$FROM/systemd/$UNIT" "$R$UNIT_PATH"
   record file "$UNIT_PATH"
   save_manifest
   install_hooks

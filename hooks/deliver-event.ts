@@ -17,12 +17,15 @@ export type Delivery =
  * Never wait less than this for the daemon (unless hookTimeoutMs itself is smaller), even when a
  * slow start-up on a loaded host ate most of the budget: the run then takes at most this much longer.
  */
-const MIN_WAIT_MS = 500;
+export const MIN_WAIT_MS = 500;
 
-export async function deliverEvent(ev: LifecycleEvent, config: HookConfig): Promise<Delivery> {
+/** How long to wait for the daemon, `uptimeMs` into the run: hookTimeoutMs bounds the whole hook, so the time Node took to start counts against it. */
+export function ipcWaitMs(hookTimeoutMs: number, uptimeMs: number): number {
+  return Math.max(Math.min(MIN_WAIT_MS, hookTimeoutMs), hookTimeoutMs - Math.round(uptimeMs));
+}
+
+export async function deliverEvent(ev: LifecycleEvent, config: HookConfig, timeoutMs: number): Promise<Delivery> {
   let reason: string;
-  // hookTimeoutMs bounds the whole hook, so the time Node took to start counts against it.
-  const timeoutMs = Math.max(Math.min(MIN_WAIT_MS, config.hookTimeoutMs), config.hookTimeoutMs - Math.round(process.uptime() * 1000));
   try {
     await ipcRequest(config.socketPath, MESSAGE_TYPES.lifecycleEvent, ev, { timeoutMs });
     return { outcome: 'acked' };
@@ -30,8 +33,9 @@ export async function deliverEvent(ev: LifecycleEvent, config: HookConfig): Prom
     reason = isCbtError(err) ? `${err.code}: ${err.message}` : String(err);
   }
   try {
-    return { outcome: 'spooled', reason, spool: appendToSpool(config.stateDir, ev) };
+    return { outcome: 'spooled', reason, spool: await appendToSpool(config.stateDir, ev) };
   } catch (err) {
-    return { outcome: 'lost', reason: `${reason}; spool failed: ${(err as Error).message}` };
+    const why = isCbtError(err) ? `${err.code}: ${err.message}` : (err as Error).message;
+    return { outcome: 'lost', reason: `${reason}; spool failed: ${why}` };
   }
 }

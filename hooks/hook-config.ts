@@ -3,10 +3,16 @@
  * installed hook because vzdump empties the environment). Read with plain JSON.parse, not the
  * daemon's schema validator, so that a hook starts fast; only the keys a hook needs are taken and a
  * missing file means defaults. A malformed file or value is reported (one warning) and replaced by
- * its default: a hook never fails because of its configuration.
+ * its default: a hook never fails because of its configuration. A config that is not a trusted
+ * regular file (trusted-file.ts: root-owned, nobody else can write it or its directories) is not
+ * read at all, never blocks, and means defaults too.
  */
-import fs from 'node:fs';
+import { isCbtError } from '../shared/errors/cbt-error';
 import { CONFIG_ENV, DEFAULTS, DEFAULT_CONFIG_PATH } from '../shared/config/defaults';
+import { readTrustedFile } from './trusted-file';
+
+/** Far more than any real config; a bigger file is not read. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
 
 export interface HookConfig {
   socketPath: string;
@@ -33,16 +39,26 @@ function clampTimeout(ms: number): number {
   return Math.min(HOOK_TIMEOUT_RANGE_MS.max, Math.max(HOOK_TIMEOUT_RANGE_MS.min, ms));
 }
 
-export function readHookConfig(env: NodeJS.ProcessEnv, bakedConfigPath?: string): { config: HookConfig; configPath: string; warnings: string[] } {
-  const configPath = env[CONFIG_ENV] || bakedConfigPath || DEFAULT_CONFIG_PATH;
+export function hookConfigPath(env: NodeJS.ProcessEnv, bakedConfigPath?: string): string {
+  return env[CONFIG_ENV] || bakedConfigPath || DEFAULT_CONFIG_PATH;
+}
+
+export async function readHookConfig(
+  env: NodeJS.ProcessEnv,
+  bakedConfigPath?: string,
+): Promise<{ config: HookConfig; configPath: string; warnings: string[] }> {
+  const configPath = hookConfigPath(env, bakedConfigPath);
   const config: HookConfig = { ...HOOK_DEFAULTS };
   const warnings: string[] = [];
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(configPath, 'utf8'));
+    const text = await readTrustedFile(configPath, { follow: true, maxBytes: MAX_CONFIG_BYTES });
+    if (text === undefined) return { config, configPath, warnings };
+    raw = JSON.parse(text);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
-    if (e.code !== 'ENOENT') warnings.push(`config ${configPath} unreadable (${e.code ?? e.message}), using defaults`);
+    const why = isCbtError(err) ? `${err.code}: ${err.message}` : (e.code ?? e.message);
+    warnings.push(`config ${configPath} unreadable (${why}), using defaults`);
     return { config, configPath, warnings };
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {

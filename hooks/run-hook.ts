@@ -1,20 +1,33 @@
 /**
- * What both hooks do, in order: read the config, parse Proxmox's arguments, deliver the event
- * (daemon, else spool; bounded by hookTimeoutMs), then run the chained script pve-cbt replaced and
- * return its exit status. pve-cbt's own troubles never change the exit status (fail-open) unless
- * `strictHooks` is set; they are reported as one line on stderr, which Proxmox shows in the task log.
+ * What both hooks do, in order: read the config, parse Proxmox's arguments, read the chain file,
+ * deliver the event (daemon, else spool; the daemon wait bounded by hookTimeoutMs), then run the
+ * chained script pve-cbt replaced and return its exit status. pve-cbt's own troubles never change
+ * the exit status (fail-open) unless `strictHooks` is set; they are reported as one line on stderr,
+ * which Proxmox shows in the task log.
+ *
+ * Time bound: pve-cbt's own part (everything before the chained script) ends by hookTimeoutMs plus
+ * WATCHDOG_GRACE_MS after the process started, whatever hangs: every file is read without blocking
+ * (trusted-file.ts) and a watchdog abandons whatever is still running then. As for the daemon wait
+ * (deliver-event.ts), a start-up so slow that it ate the budget still leaves MIN_WAIT_MS plus the
+ * grace to pve-cbt's part: a loaded host then waits a little longer instead of losing every event. The chained script is
+ * the admin's own and runs as long as it runs, as it did before pve-cbt.
+ *
+ * Trust: the config, hook-chain.json, the spool and the chained script are used only when nobody but
+ * root can have written them (trusted-file.ts); otherwise they are ignored and reported.
  *
  * Start-up cost matters (a hook runs on every VM start): this module graph loads node-ipc and Node
  * built-ins only, never ajv, winston or better-sqlite3.
  */
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
+import { isCbtError } from '../shared/errors/cbt-error';
 import type { LifecycleEvent } from '../shared/ipc/messages';
 import { parseGuestArgs, parseVzdumpArgs, type ParsedArgs } from './hook-args';
-import { readHookChain, runChained, type ChainTarget } from './hook-chain';
-import { HOOK_DEFAULTS, readHookConfig, type HookConfig } from './hook-config';
-import { deliverEvent } from './deliver-event';
+import { checkChained, readTrustedHookChain, runChained, type ChainTarget } from './hook-chain';
+import { HOOK_DEFAULTS, HOOK_TIMEOUT_RANGE_MS, readHookConfig, type HookConfig } from './hook-config';
+import { MIN_WAIT_MS, deliverEvent, ipcWaitMs } from './deliver-event';
 import { readQemuPid } from './qemu-pid';
+import { Watchdog } from './watchdog';
 
 export type HookKind = 'guest' | 'vzdump';
 
@@ -30,49 +43,91 @@ export interface RunHookOptions {
 /** Exit status when strictHooks is on and the daemon did not acknowledge. */
 export const STRICT_FAILURE_STATUS = 1;
 
+/** Time left after the daemon wait for writing the spool (an fsync) before the watchdog gives up. */
+export const WATCHDOG_GRACE_MS = 500;
+
 export async function runHook(kind: HookKind, opts: RunHookOptions): Promise<number> {
   const problems: string[] = [];
-  let config: HookConfig = HOOK_DEFAULTS;
-  let parsed: ParsedArgs = { ok: false, error: 'not parsed' };
-  let strictFailure = false;
-  try {
-    const c = readHookConfig(opts.env, opts.configPath);
-    config = c.config;
-    problems.push(...c.warnings);
-    parsed = kind === 'guest' ? parseGuestArgs(opts.argv) : parseVzdumpArgs(opts.argv);
-    if (!parsed.ok) {
-      problems.push(`${parsed.error}; no event sent`);
-    } else {
-      const delivery = await deliverEvent(buildEvent(kind, parsed, opts.env, config), config);
-      if (delivery.outcome === 'spooled') problems.push(`daemon did not acknowledge (${delivery.reason}); event spooled to ${delivery.spool}`);
-      if (delivery.outcome === 'lost') problems.push(`event lost: ${delivery.reason}`);
-      strictFailure = delivery.outcome !== 'acked' && config.strictHooks;
-    }
-  } catch (err) {
-    problems.push(`internal error: ${err instanceof Error ? err.message : String(err)}`);
-  }
+  const state: { config: HookConfig; parsed: ParsedArgs; target?: ChainTarget; acked: boolean; done: boolean } = {
+    config: HOOK_DEFAULTS,
+    parsed: { ok: false, error: 'not parsed' },
+    acked: false,
+    done: false,
+  };
+  // Until the config says otherwise, the longest bound a config may set.
+  const startedMs = process.uptime() * 1000;
+  const watchdog = new Watchdog(Math.max(HOOK_TIMEOUT_RANGE_MS.max, startedMs + MIN_WAIT_MS) + WATCHDOG_GRACE_MS);
+  const own = ownPart(kind, opts, state, problems, watchdog, startedMs)
+    .catch((err: unknown) => {
+      problems.push(`internal error: ${err instanceof Error ? err.message : String(err)}`);
+    })
+    .then(() => {
+      state.done = true;
+    });
+  await Promise.race([own, watchdog.expired]);
+  watchdog.stop();
+  // A snapshot: the abandoned part may still add to `problems` later, unreported.
+  const reported = [...problems];
+  if (!state.done) reported.push(`gave up after ${Math.round(process.uptime() * 1000)} ms (watchdog, bound ${Math.round(watchdog.deadline)} ms, hook code started at ${Math.round(startedMs)} ms): something blocked; event may not be recorded`);
+  const strictFailure = !state.acked && state.parsed.ok && state.config.strictHooks;
 
-  let target: ChainTarget | undefined;
-  try {
-    const chain = readHookChain(config.stateDir);
-    target = kind === 'vzdump' ? chain.vzdump : parsed.vmid === undefined ? undefined : chain.guests[String(parsed.vmid)];
-  } catch (err) {
-    problems.push(`chain file unreadable, chained hook not run: ${(err as Error).message}`);
-  }
   const report = opts.report ?? ((line: string) => process.stderr.write(`${line}\n`));
-  if (problems.length > 0) report(`pve-cbt ${kind} hook ${opts.argv.join(' ').slice(0, 80)}: ${problems.join('; ')}`);
+  if (reported.length > 0) report(`pve-cbt ${kind} hook ${opts.argv.join(' ').slice(0, 80)}: ${reported.join('; ')}`);
 
   let status = 0;
+  let target = state.target;
   if (target && isSelf(target.path)) {
     report(`pve-cbt ${kind} hook: chain target ${target.path} is this hook itself; not run`);
     target = undefined;
   }
   if (target) {
-    const r = runChained(target, opts.argv, opts.env);
-    if (r.error) report(`pve-cbt ${kind} hook: ${r.error}`);
-    status = r.status;
+    const check = await checkChained(target);
+    if ('run' in check) {
+      const r = runChained(target, check.run, opts.argv, opts.env);
+      if (r.error) report(`pve-cbt ${kind} hook: ${r.error}`);
+      status = r.status;
+    } else {
+      report(`pve-cbt ${kind} hook: ${check.error}`);
+      status = check.status;
+    }
   }
   return status === 0 && strictFailure ? STRICT_FAILURE_STATUS : status;
+}
+
+/** pve-cbt's own part of the run, bounded by the watchdog: config, arguments, chain file, delivery. */
+async function ownPart(
+  kind: HookKind,
+  opts: RunHookOptions,
+  state: { config: HookConfig; parsed: ParsedArgs; target?: ChainTarget; acked: boolean; done: boolean },
+  problems: string[],
+  watchdog: Watchdog,
+  startedMs: number,
+): Promise<void> {
+  const c = await readHookConfig(opts.env, opts.configPath);
+  state.config = c.config;
+  problems.push(...c.warnings);
+  const budget = c.config.hookTimeoutMs;
+  watchdog.setDeadline(Math.max(budget, startedMs + Math.min(MIN_WAIT_MS, budget)) + WATCHDOG_GRACE_MS);
+  const parsed = kind === 'guest' ? parseGuestArgs(opts.argv) : parseVzdumpArgs(opts.argv);
+  state.parsed = parsed;
+  // Read before the delivery, so that a delivery the watchdog abandons still lets the chained script run.
+  try {
+    const chain = await readTrustedHookChain(state.config.stateDir);
+    state.target = kind === 'vzdump' ? chain.vzdump : parsed.vmid === undefined ? undefined : chain.guests[String(parsed.vmid)];
+  } catch (err) {
+    problems.push(`chain file ignored, chained hook not run: ${isCbtError(err) ? `${err.code}: ${err.message}` : (err as Error).message}`);
+  }
+  if (!parsed.ok) {
+    problems.push(`${parsed.error}; no event sent`);
+  } else {
+    const ev = await buildEvent(kind, parsed, opts.env, state.config);
+    const waitMs = ipcWaitMs(state.config.hookTimeoutMs, process.uptime() * 1000);
+    watchdog.setDeadline(Math.max(watchdog.deadline, process.uptime() * 1000 + waitMs + WATCHDOG_GRACE_MS));
+    const delivery = await deliverEvent(ev, state.config, waitMs);
+    if (delivery.outcome === 'spooled') problems.push(`daemon did not acknowledge (${delivery.reason}); event spooled to ${delivery.spool}`);
+    if (delivery.outcome === 'lost') problems.push(`event lost: ${delivery.reason}`);
+    state.acked = delivery.outcome === 'acked';
+  }
 }
 
 /** A chain pointing back at pve-cbt's own hook would make every run start itself again. */
@@ -84,7 +139,7 @@ function isSelf(targetPath: string): boolean {
   }
 }
 
-function buildEvent(kind: HookKind, args: ParsedArgs & { ok: true }, env: NodeJS.ProcessEnv, config: HookConfig): LifecycleEvent {
+async function buildEvent(kind: HookKind, args: ParsedArgs & { ok: true }, env: NodeJS.ProcessEnv, config: HookConfig): Promise<LifecycleEvent> {
   const ev: LifecycleEvent = {
     phase: args.phase,
     source: kind === 'guest' ? 'hookscript' : 'vzdump',
@@ -93,7 +148,7 @@ function buildEvent(kind: HookKind, args: ParsedArgs & { ok: true }, env: NodeJS
   };
   if (args.vmid !== undefined) {
     ev.vmid = args.vmid;
-    const pid = readQemuPid(config.qemuServerRunDir, args.vmid);
+    const pid = await readQemuPid(config.qemuServerRunDir, args.vmid);
     if (pid !== undefined) ev.qemuPid = pid;
   }
   if (args.mode !== undefined) ev.mode = args.mode;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { HOOK_DEFAULTS, readHookConfig } from '../../hooks/hook-config';
+import { HOOK_DEFAULTS, hookConfigPath, readHookConfig } from '../../hooks/hook-config';
 
 describe('hook config', () => {
   let dir: string;
@@ -25,16 +25,16 @@ describe('hook config', () => {
     ['relative path refused', '{"stateDir":"var/lib"}', {}, [/stateDir must be an absolute path/]],
     ['timeout clamped to the hard bound', '{"hookTimeoutMs":60000}', { hookTimeoutMs: 2000 }, []],
     ['bad types', '{"hookTimeoutMs":"1s","strictHooks":"yes"}', {}, [/hookTimeoutMs must be a number/, /strictHooks must be true or false/]],
-  ] as const)('%s', (_name, text, expected, warnings) => {
-    const r = withFile(text);
+  ] as const)('%s', async (_name, text, expected, warnings) => {
+    const r = await withFile(text);
     expect(r.config).toEqual({ ...HOOK_DEFAULTS, ...expected });
     expect(r.warnings).toHaveLength(warnings.length);
     warnings.forEach((w, i) => expect(r.warnings[i]).toMatch(w));
   });
 
   test('PVE_CBT_CONFIG wins over the baked path, which wins over /etc/pve-cbt/config.json', () => {
-    expect(readHookConfig({ PVE_CBT_CONFIG: '/a.json' }, '/b.json').configPath).toBe('/a.json');
-    expect(readHookConfig({}, '/b.json').configPath).toBe('/b.json');
-    expect(readHookConfig({}).configPath).toBe('/etc/pve-cbt/config.json');
+    expect(hookConfigPath({ PVE_CBT_CONFIG: '/a.json' }, '/b.json')).toBe('/a.json');
+    expect(hookConfigPath({}, '/b.json')).toBe('/b.json');
+    expect(hookConfigPath({})).toBe('/etc/pve-cbt/config.json');
   });
 });

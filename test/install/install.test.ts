@@ -50,9 +50,22 @@ console.error("error: unknown command '" + a[0] + "'"); process.exit(2);
   return app;
 }
 
-function sh(args: string[]) {
-  const r = spawnSync('bash', [SCRIPT, ...args], { encoding: 'utf8', env: { ...process.env, PATH: process.env.PATH } });
+function sh(args: string[], umask?: string) {
+  const argv = umask === undefined ? [SCRIPT, ...args] : ['-c', `umask ${umask}; exec bash "$0" "$@"`, SCRIPT, ...args];
+  const r = spawnSync('bash', argv, { encoding: 'utf8', env: { ...process.env, PATH: process.env.PATH } });
   return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+/** Every path under dir (dir included) with its owner and mode, for the ownership checks. */
+function owners(dir: string): Array<{ rel: string; uid: number; gid: number; mode: number; dir: boolean; link: boolean }> {
+  const out: Array<{ rel: string; uid: number; gid: number; mode: number; dir: boolean; link: boolean }> = [];
+  const visit = (p: string) => {
+    const st = fs.lstatSync(p);
+    out.push({ rel: p, uid: st.uid, gid: st.gid, mode: st.mode & 0o7777, dir: st.isDirectory(), link: st.isSymbolicLink() });
+    if (st.isDirectory()) for (const name of fs.readdirSync(p).sort()) visit(path.join(p, name));
+  };
+  visit(dir);
+  return out;
 }
 
 /** Every path under root with its type, mode and content hash: "the same result" means equal snapshots. */
@@ -63,7 +76,9 @@ function snapshot(root: string): Record<string, string> {
       const p = path.join(dir, name);
       const st = fs.lstatSync(p);
       const rel = path.relative(root, p);
-      if (st.isDirectory()) {
+      if (st.isSymbolicLink()) {
+        out[rel] = `link ${fs.readlinkSync(p)}`;
+      } else if (st.isDirectory()) {
         out[rel] = `dir ${(st.mode & 0o777).toString(8)}`;
         walk(p);
       } else {
@@ -183,4 +198,135 @@ test('refuses an unbuilt checkout with the command to run', () => {
   const r = sh(['--root', makeRoot(), '--from', app]);
   expect(r.code).toBe(1);
   expect(r.err).toMatch(/not built .* run 'bash scripts\/setup.sh' first/);
+});
+
+describe('ownership and modes (issue 13, point 9)', () => {
+  /** A checkout the way an ordinary user leaves it: owned by uid 65534, everything 0666/0777. */
+  const userOwnedApp = (): string => {
+    const app = fakeApp(true);
+    fs.writeFileSync(path.join(app, 'node_modules', 'dep', 'cli.js'), '#!/usr/bin/env node\n');
+    fs.chmodSync(path.join(app, 'node_modules', 'dep', 'cli.js'), 0o777);
+    fs.writeFileSync(path.join(app, 'README.md'), 'readme\n');
+    for (const e of owners(app)) {
+      fs.lchownSync(e.rel, 65534, 65534);
+      if (!e.link && !(e.rel.endsWith('cli.js'))) fs.chmodSync(e.rel, e.dir ? 0o777 : 0o666);
+    }
+    return app;
+  };
+
+  test('a checkout owned by an ordinary user installs root-owned with explicit modes, even under umask 000', () => {
+    const app = userOwnedApp();
+    const root = makeRoot();
+    const r = sh(['--root', root, '--from', app], '000');
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const installed = ['usr/lib', 'usr/local', 'etc/pve-cbt', 'etc/systemd', 'var/lib/pve-cbt'].flatMap((d) => owners(path.join(root, d)));
+    expect(installed.length).toBeGreaterThan(10);
+    for (const e of installed) {
+      expect({ path: e.rel, uid: e.uid, gid: e.gid }).toEqual({ path: e.rel, uid: 0, gid: 0 });
+      expect({ path: e.rel, groupOrWorldWritable: !e.link && (e.mode & 0o022) !== 0 }).toEqual({ path: e.rel, groupOrWorldWritable: false });
+    }
+    const mode = (rel: string): string => (fs.lstatSync(path.join(root, rel)).mode & 0o7777).toString(8);
+    expect({
+      app: mode('usr/lib/pve-cbt'),
+      appSubdir: mode('usr/lib/pve-cbt/dist/daemon/cli'),
+      appFile: mode('usr/lib/pve-cbt/dist/daemon/cli/main.js'),
+      readme: mode('usr/lib/pve-cbt/README.md'),
+      executable: mode('usr/lib/pve-cbt/node_modules/dep/cli.js'),
+      wrapper: mode('usr/local/bin/pve-cbt'),
+      configDir: mode('etc/pve-cbt'),
+      config: mode('etc/pve-cbt/config.json'),
+      unit: mode('etc/systemd/system/pve-cbtd.service'),
+      stateDir: mode('var/lib/pve-cbt'),
+      manifest: mode('var/lib/pve-cbt/install-manifest'),
+    }).toEqual({
+      app: '755', appSubdir: '755', appFile: '644', readme: '644', executable: '755', wrapper: '755',
+      configDir: '700', config: '600', unit: '644', stateDir: '700', manifest: '600',
+    });
+    // Still a working install, and a second one (under the same umask) changes nothing.
+    expect(spawnSync(path.join(root, 'usr/local/bin/pve-cbt'), ['--version'], { encoding: 'utf8' }).stdout).toBe('9.9.9\n');
+    const after = snapshot(root);
+    expect(sh(['--root', root, '--from', app], '000').code).toBe(0);
+    expect(snapshot(root)).toEqual(after);
+  });
+
+  test('a symlink leading out of the checkout is refused, not installed', () => {
+    const app = fakeApp(true);
+    fs.symlinkSync('/etc/hostname', path.join(app, 'node_modules', 'dep', 'escape.js'));
+    const root = makeRoot();
+    const r = sh(['--root', root, '--from', app]);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/refusing to install node_modules\/dep\/escape.js: a symlink leading out of the app/);
+    expect(fs.existsSync(path.join(root, 'usr/lib/pve-cbt'))).toBe(false);
+  });
+
+  describe('--uninstall trusts only the paths install.sh writes', () => {
+    let root: string;
+    let manifest: string;
+    let good: string;
+    let victim: string;
+    beforeEach(() => {
+      root = makeRoot();
+      expect(sh(['--root', root, '--from', fakeApp(true)]).code).toBe(0);
+      manifest = path.join(root, 'var/lib/pve-cbt/install-manifest');
+      good = fs.readFileSync(manifest, 'utf8');
+      fs.writeFileSync(path.join(root, 'etc/passwd'), 'root:x:0:0::/root:/bin/bash\n');
+      victim = path.join(tmp, 'victim');
+      fs.mkdirSync(victim);
+      fs.writeFileSync(path.join(victim, 'precious'), 'data\n');
+    });
+
+    const refusesAndKeepsAll = (what: string, expected: RegExp): void => {
+      const before = snapshot(root);
+      const r = sh(['--root', root, '--uninstall']);
+      expect({ what, code: r.code, refused: expected.test(r.err) && /nothing was changed/.test(r.err) }).toEqual({ what, code: 1, refused: true });
+      expect({ what, tree: snapshot(root) }).toEqual({ what, tree: before });
+      expect(fs.readFileSync(path.join(victim, 'precious'), 'utf8')).toBe('data\n');
+      expect(fs.readFileSync(path.join(tmp, 'hook-calls'), 'utf8')).not.toMatch(/uninstall/);
+    };
+
+    test('a manifest line naming any other path is refused, and nothing is removed', () => {
+      for (const line of [
+        'tree /usr/lib/pve-cbt/../../../../victim',
+        'tree /usr/lib/pve-cbt/../../etc',
+        'file /etc/passwd',
+        'file /usr/local/bin/../../../etc/passwd',
+        'tree /',
+        'tree /etc',
+        'dir /',
+        'config /etc/passwd 0000000000000000000000000000000000000000000000000000000000000000',
+        'tree  /usr/lib/pve-cbt',
+        'tree /usr/lib/pve-cbt extra',
+        'remove /etc/passwd',
+      ]) {
+        fs.writeFileSync(manifest, `${good}${line}\n`);
+        refusesAndKeepsAll(line, /refusing \/var\/lib\/pve-cbt\/install-manifest: unexpected entry/);
+      }
+      // The same manifest without the bad line still uninstalls.
+      fs.writeFileSync(manifest, good);
+      expect(sh(['--root', root, '--uninstall']).code).toBe(0);
+      expect(fs.existsSync(path.join(root, 'usr/lib/pve-cbt'))).toBe(false);
+      expect(fs.readFileSync(path.join(root, 'etc/passwd'), 'utf8')).toMatch(/^root/);
+    });
+
+    test('a recorded path that became a symlink is refused', () => {
+      fs.rmSync(path.join(root, 'usr/lib/pve-cbt'), { recursive: true });
+      fs.symlinkSync(victim, path.join(root, 'usr/lib/pve-cbt'));
+      refusesAndKeepsAll('symlink', /\/usr\/lib\/pve-cbt is or lies under a symlink/);
+    });
+
+    test('a manifest that others can write, or that another user owns, is refused', () => {
+      const m = manifest;
+      for (const [what, spoil, undo] of [
+        ['world-writable', () => fs.chmodSync(m, 0o666), () => fs.chmodSync(m, 0o600)],
+        ['group-writable', () => fs.chmodSync(m, 0o620), () => fs.chmodSync(m, 0o600)],
+        ['owned by another user', () => fs.chownSync(m, 65534, 65534), () => fs.chownSync(m, 0, 0)],
+        ['in a world-writable directory', () => fs.chmodSync(path.dirname(m), 0o777), () => fs.chmodSync(path.dirname(m), 0o700)],
+      ] as Array<[string, () => void, () => void]>) {
+        spoil();
+        refusesAndKeepsAll(what, /refusing \/var\/lib\/pve-cbt\/install-manifest: it or its directory is not owned by root or is group\/world-writable/);
+        undo();
+      }
+    });
+  });
 });

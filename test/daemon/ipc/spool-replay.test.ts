@@ -37,27 +37,27 @@ describe('spool replay', () => {
     expect(replaySpool(path.join(dir, 'state'), apply)).toEqual({ applied: 0, rejected: 0 });
   });
 
-  test('in order, exactly once, and the spool is gone afterwards', () => {
+  test('in order, exactly once, and the spool is gone afterwards', async () => {
     const state = path.join(dir, 'state');
-    appendToSpool(state, ev(100, 'pre-stop', 'a'));
-    appendToSpool(state, ev(100, 'post-stop', 'b'));
-    appendToSpool(state, ev(100, 'pre-start', 'c'));
+    await appendToSpool(state, ev(100, 'pre-stop', 'a'));
+    await appendToSpool(state, ev(100, 'post-stop', 'b'));
+    await appendToSpool(state, ev(100, 'pre-start', 'c'));
     expect(fs.statSync(spoolPaths(state).dir).mode & 0o777).toBe(0o700);
     expect(replaySpool(state, apply)).toEqual({ applied: 3, rejected: 0 });
     expect(ledger.events().map((e) => e.seq)).toEqual(['a', 'b', 'c']);
     expect(fs.readdirSync(spoolPaths(state).dir)).toEqual([]);
     expect(replaySpool(state, apply)).toEqual({ applied: 0, rejected: 0 });
     // The same events spooled again (a hook whose ack was lost) are applied once.
-    appendToSpool(state, ev(100, 'post-stop', 'b'));
+    await appendToSpool(state, ev(100, 'post-stop', 'b'));
     expect(replaySpool(state, apply)).toEqual({ applied: 1, rejected: 0 });
     expect(ledger.events()).toHaveLength(3);
   });
 
-  test('a replay interrupted by a crash is finished first, before newer lines, without double effects', () => {
+  test('a replay interrupted by a crash is finished first, before newer lines, without double effects', async () => {
     const state = path.join(dir, 'state');
     ledger.markValid({ vmid: 100, disk: 'scsi0', format: 'qcow2', bitmapName: 'b', generation: 1, qemuPid: 1, qemuStartTime: 1 });
-    appendToSpool(state, ev(100, 'post-stop', 'crash'));
-    appendToSpool(state, ev(100, 'pre-start', 'start'));
+    await appendToSpool(state, ev(100, 'post-stop', 'crash'));
+    await appendToSpool(state, ev(100, 'pre-start', 'start'));
     let calls = 0;
     expect(() =>
       replaySpool(state, (e) => {
@@ -67,7 +67,7 @@ describe('spool replay', () => {
     ).toThrow('disk full');
     const { live, replaying } = spoolPaths(state);
     expect(fs.existsSync(replaying)).toBe(true);
-    appendToSpool(state, ev(100, 'post-start', 'later'));
+    await appendToSpool(state, ev(100, 'post-start', 'later'));
     expect(fs.existsSync(live)).toBe(true);
     // The engine saw the suspect bitmap and made a fresh one before the daemon restarted.
     ledger.markValid({ vmid: 100, disk: 'scsi0', format: 'qcow2', bitmapName: 'b2', generation: 2, qemuPid: 1, qemuStartTime: 1 });
@@ -77,15 +77,15 @@ describe('spool replay', () => {
     expect(ledger.get(100, 'scsi0')?.state).toBe('valid');
   });
 
-  test('torn and malformed lines go to rejected.jsonl; the lines around them are applied', () => {
+  test('torn and malformed lines go to rejected.jsonl; the lines around them are applied', async () => {
     const state = path.join(dir, 'state');
-    appendToSpool(state, ev(100, 'pre-stop', 'a'));
+    await appendToSpool(state, ev(100, 'pre-stop', 'a'));
     const { live, rejected } = spoolPaths(state);
     fs.appendFileSync(live, '{"vmid":100,"phase":"post-st');
-    appendToSpool(state, ev(100, 'post-stop', 'b'));
+    await appendToSpool(state, ev(100, 'post-stop', 'b'));
     fs.appendFileSync(live, '[1,2]\n');
-    appendToSpool(state, ev(100, 'warp', 'c'));
-    appendToSpool(state, ev(100, 'pre-start', 'd'));
+    await appendToSpool(state, ev(100, 'warp', 'c'));
+    await appendToSpool(state, ev(100, 'pre-start', 'd'));
     expect(replaySpool(state, apply)).toEqual({ applied: 3, rejected: 3 });
     expect(ledger.events().map((e) => e.seq)).toEqual(['a', 'b', 'd']);
     expect(fs.readFileSync(rejected, 'utf8').split('\n').filter(Boolean)).toEqual([
@@ -150,10 +150,12 @@ describe('spool replay', () => {
       const w = Number(process.argv[1]);
       // 1 ms between appends keeps each writer alive for several replay rounds even on a loaded host.
       const pause = new Int32Array(new SharedArrayBuffer(4));
-      for (let i = 0; i < ${perWriter}; i++) {
-        appendToSpool(process.argv[2], { vmid: 100 + w, phase: 'post-start', source: 'hookscript', time: '${T}', seq: w + '-' + i });
-        Atomics.wait(pause, 0, 0, 1);
-      }`;
+      (async () => {
+        for (let i = 0; i < ${perWriter}; i++) {
+          await appendToSpool(process.argv[2], { vmid: 100 + w, phase: 'post-start', source: 'hookscript', time: '${T}', seq: w + '-' + i });
+          Atomics.wait(pause, 0, 0, 1);
+        }
+      })();`;
     const children = Array.from({ length: writers }, (_, w) =>
       new Promise<number | null>((resolve) => spawn(process.execPath, ['-e', script, String(w), state], { stdio: 'inherit' }).on('close', resolve)),
     );
