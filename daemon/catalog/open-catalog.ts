@@ -1,17 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { defineError } from '../../shared/errors/cbt-error';
+import { CatalogMigrationError, CatalogTooNewError } from './catalog-errors';
 import type { Migration } from './migration';
-
-export const CatalogMigrationError = defineError<{ file: string; reason: string }>(
-  'CBT_CATALOG_MIGRATION',
-  (d) => `catalog migration ${d.file} is invalid: ${d.reason}`,
-);
-export const CatalogTooNewError = defineError<{ dbVersion: number; knownVersion: number; file: string }>(
-  'CBT_CATALOG_TOO_NEW',
-  (d) => `catalog ${d.file} has schema version ${d.dbVersion}, newer than this pve-cbt knows (${d.knownVersion})`,
-);
 
 const MIGRATIONS_DIR = path.join(__dirname, 'migrations');
 

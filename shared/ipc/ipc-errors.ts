@@ -88,6 +88,7 @@ export const IpcTooManyRequestsError = defineError<{ type: string; inFlight: num
   'CBT_IPC_TOO_MANY_REQUESTS',
   (d) => `"${d.type}" refused: ${d.inFlight} requests are already in flight on this connection (limit ${d.maxInFlight})`,
 );
+/** The daemon closed a connection that sent no complete request for the idle timeout, or whose slot a new client needed. */
 export const IpcIdleError = defineError<{ idleTimeoutMs: number; bufferedBytes: number; evicted: boolean }>(
   'CBT_IPC_IDLE',
   (d) =>

@@ -7,8 +7,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { addImageBitmap, imageInfo, OfflineExport, removeImageBitmap } from '../../../daemon/backup/offline-session';
-import { run } from '../../../daemon/backup/fleece-session';
+import { addImageBitmap, imageInfo, ImageExport, removeImageBitmap } from '../../../daemon/backup/image-export';
+import { run } from '../../../daemon/proc/run-process';
 import type { SimVm } from '../../../daemon/sim/pve-node';
 import { usePveNode } from '../../sim/jest-cleanup';
 import { createEngineEnv, MiB, type EngineEnv } from './backup-helpers';
@@ -87,7 +87,7 @@ describe('file names after -- in real qemu-img and qemu-nbd', () => {
   });
 
   test('qemu-nbd exports a file named "--help"', async () => {
-    const exp = await OfflineExport.open({ vmid: 999, drive: 'scsi0', file: '--help', format: 'qcow2', workDir: path.join(dir, 'work') });
+    const exp = await ImageExport.open({ vmid: 999, drive: 'scsi0', file: '--help', format: 'qcow2', workDir: path.join(dir, 'work') });
     try {
       expect(fs.statSync(exp.socketPath).isSocket()).toBe(true);
     } finally {
