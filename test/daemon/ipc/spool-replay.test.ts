@@ -95,9 +95,9 @@ describe('spool replay', () => {
     ]);
   });
 
-  test('lines of the wrong types never reach SQLite: rejected once, replay goes on, two starts add no duplicates', () => {
+  test('lines of the wrong types never reach SQLite: rejected once, replay goes on, two starts add no duplicates', async () => {
     const state = path.join(dir, 'state');
-    appendToSpool(state, ev(100, 'pre-stop', 'a'));
+    await appendToSpool(state, ev(100, 'pre-stop', 'a'));
     const { live, rejected, replaying } = spoolPaths(state);
     const bad = [
       JSON.stringify({ ...ev(100, 'post-stop', 'x'), seq: true }),
@@ -106,7 +106,7 @@ describe('spool replay', () => {
       JSON.stringify({ ...ev(100, 'post-stop', 'w'), migratedFrom: ['node2'] }),
     ];
     for (const b of bad) fs.appendFileSync(live, `${b}\n`);
-    appendToSpool(state, ev(100, 'post-stop', 'b'));
+    await appendToSpool(state, ev(100, 'post-stop', 'b'));
     // First start: the catalog's disk fills up at the last line, after the bad lines were rejected.
     expect(() =>
       replaySpool(state, (e) => {
@@ -123,18 +123,18 @@ describe('spool replay', () => {
     expect(fs.statSync(rejected).mode & 0o777).toBe(0o600);
   });
 
-  test('a real catalog survives a `"seq": true` line at every start; rejected.jsonl keeps it once', () => {
+  test('a real catalog survives a `"seq": true` line at every start; rejected.jsonl keeps it once', async () => {
     const state = path.join(dir, 'state');
     const { live, rejected } = spoolPaths(state);
-    appendToSpool(state, ev(100, 'pre-stop', 'a'));
+    await appendToSpool(state, ev(100, 'pre-stop', 'a'));
     fs.appendFileSync(live, `${JSON.stringify({ ...ev(100, 'post-stop', 'x'), seq: true })}\n`);
-    appendToSpool(state, ev(100, 'post-stop', 'b'));
+    await appendToSpool(state, ev(100, 'post-stop', 'b'));
     for (let start = 0; start < 2; start++) {
       db.close();
       db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration]);
       ledger = new Ledger(db);
       expect(() => replaySpool(state, apply)).not.toThrow();
-      if (start === 0) appendToSpool(state, ev(100, 'pre-start', 'c'));
+      if (start === 0) await appendToSpool(state, ev(100, 'pre-start', 'c'));
     }
     expect(ledger.events().map((e) => e.seq)).toEqual(['a', 'b', 'c']);
     expect(fs.readFileSync(rejected, 'utf8').split('\n').filter(Boolean)).toHaveLength(1);
