@@ -13,6 +13,7 @@ import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
 import { pruneCommand } from './commands/prune';
 import { restoreCommand } from './commands/restore';
+import { serveCommand } from './commands/serve';
 import { showCommand } from './commands/show';
 import { statusCommand } from './commands/status';
 import { verifyCommand } from './commands/verify';
@@ -24,6 +25,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   listCommand,
   showCommand,
   restoreCommand,
+  serveCommand,
   verifyCommand,
   pruneCommand,
   gcCommand,
