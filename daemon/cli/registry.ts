@@ -14,6 +14,7 @@ import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
 import { pruneCommand } from './commands/prune';
 import { restoreCommand } from './commands/restore';
+import { serveCommand } from './commands/serve';
 import { showCommand } from './commands/show';
 import { statusCommand } from './commands/status';
 import { verifyCommand } from './commands/verify';
@@ -25,6 +26,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   listCommand,
   showCommand,
   restoreCommand,
+  serveCommand,
   verifyCommand,
   pruneCommand,
   gcCommand,
