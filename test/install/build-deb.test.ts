@@ -56,7 +56,7 @@ test('contents: app, wrapper, unit and config, root-owned, nothing group/world-w
   expect(entries.filter((e) => e.owner !== 'root/root')).toEqual([]);
   // A symlink's own mode is always lrwxrwxrwx and means nothing; its target is checked itself.
   expect(entries.filter((e) => e.mode[0] !== 'l' && (e.mode[5] === 'w' || e.mode[8] === 'w'))).toEqual([]);
-  expect([...names].filter((n) => /node_modules\/(jest|typescript|ts-jest|@types)\//.test(n))).toEqual([]);
+  expect([...names].filter((n) => /node_modules\/(jest|typescript|ts-jest|@types\/jest)\//.test(n))).toEqual([]);
   expect(entries.find((e) => e.name === './usr/bin/pve-cbt')?.mode).toBe('-rwxr-xr-x');
 });
 
