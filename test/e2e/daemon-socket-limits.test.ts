@@ -122,6 +122,8 @@ describe('daemon control socket limits', () => {
     const c = await rawConnect(stack.config.socketPath);
     c.socket.end(Array.from({ length: 20 }, (_, i) => request(`half${i}`, REQUESTS.status, {})).join(''));
     await c.closed;
-    expect(c.lines.map((l) => [l.id, l.ok])).toEqual(Array.from({ length: 20 }, (_, i) => [`half${i}`, true]));
+    // Replies carry their request's id and may complete in any order (status handlers run concurrently).
+    const byNumber = (a: [unknown, unknown], b: [unknown, unknown]): number => Number(String(a[0]).slice(4)) - Number(String(b[0]).slice(4));
+    expect(c.lines.map((l): [unknown, unknown] => [l.id, l.ok]).sort(byNumber)).toEqual(Array.from({ length: 20 }, (_, i) => [`half${i}`, true]));
   });
 });
