@@ -5,6 +5,7 @@
 import { InvalidArgumentError } from 'commander';
 import { isCbtError } from '../../shared/errors/cbt-error';
 import { parseSince } from '../log/read-log';
+import { normalizeBackupId } from '../repository/backup-id';
 
 /** A Proxmox VM id: an integer from 100 to 999999999. */
 export function parseVmid(raw: string): number {
@@ -24,6 +25,16 @@ export function parseSinceOption(raw: string): Date {
     return parseSince(raw, new Date());
   } catch (err) {
     if (isCbtError(err)) throw new InvalidArgumentError(`${err.message}`);
+    throw err;
+  }
+}
+
+/** A backup id, PBS form (`vm/101/2026-11-25T02:00:03Z`) or folder form (`…T02_00_03Z`). */
+export function parseBackupIdArg(raw: string): string {
+  try {
+    return normalizeBackupId(raw);
+  } catch (err) {
+    if (isCbtError(err)) throw new InvalidArgumentError(`'${raw}' is not a backup id (vm/VMID/YYYY-MM-DDThh:mm:ssZ)`);
     throw err;
   }
 }

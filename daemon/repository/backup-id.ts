@@ -2,6 +2,11 @@
  * Backup ids name a backup's folder in the repository, PBS style: `vm/<vmid>/<UTC time>`, with the
  * time's colons replaced by underscores so the name is safe on every file system
  * (`vm/100/2026-11-25T15_04_05Z`). Sorting ids of one VM as strings sorts them by time.
+ *
+ * Users type ids as PBS writes them, with colons (`vm/100/2026-11-25T15:04:05Z`, the form of the
+ * help examples). `normalizeBackupId` accepts both forms and returns the folder form. The folder
+ * name keeps its underscores: existing repositories, manifests (`id`, `parent`) and the catalog
+ * name backups that way, and a colon is not safe in every file system a repository may live on.
  */
 import { RepoBadBackupIdError } from './repository-errors';
 
@@ -17,6 +22,17 @@ export function parseBackupId(id: string): { vmid: number; time: Date } {
   const time = m ? new Date(`${m[2]}T${m[3]}:${m[4]}:${m[5]}Z`) : null;
   if (!m || !time || Number.isNaN(time.getTime())) throw RepoBadBackupIdError({ backupId: id });
   return { vmid: Number(m[1]), time };
+}
+
+const TYPED_RE = /^vm\/([1-9][0-9]{0,9})\/(\d{4}-\d{2}-\d{2})T(\d{2})[:_](\d{2})[:_](\d{2})Z$/;
+
+/** An id as typed (colons or underscores) in the folder form; throws CBT_REPO_BAD_BACKUP_ID. */
+export function normalizeBackupId(raw: string): string {
+  const m = TYPED_RE.exec(raw);
+  if (!m) throw RepoBadBackupIdError({ backupId: raw });
+  const id = `vm/${m[1]}/${m[2]}T${m[3]}_${m[4]}_${m[5]}Z`;
+  parseBackupId(id);
+  return id;
 }
 
 export function isBackupId(id: string): boolean {

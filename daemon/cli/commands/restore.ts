@@ -10,6 +10,7 @@
  */
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
+import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes } from '../progress';
 import { restoreTargetGuard } from '../../restore/restore-target-guard';
@@ -25,7 +26,7 @@ export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>(
   name: 'restore',
   summary: 'restore one disk of a backup to a file, a block device or stdout',
   usage: '[options] <backup> --disk <disk> --to <path>',
-  params: [{ name: 'backup', description: "backup id as printed by 'list'", required: true }],
+  params: [{ name: 'backup', description: "backup id as printed by 'list'", required: true, parse: parseBackupIdArg }],
   options: [
     { flags: '--disk <disk>', description: 'disk name, e.g. scsi0' },
     { flags: '--to <path>', description: "target file or device; '-' for stdout (raw)" },

@@ -1,5 +1,6 @@
 /** `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes) and verify state. */
 import { defineCommand } from '../command';
+import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes, formatDuration } from '../progress';
 import { textTable } from '../text-table';
@@ -7,7 +8,7 @@ import { textTable } from '../text-table';
 export const showCommand = defineCommand<Record<string, never>, { backup: string }>({
   name: 'show',
   summary: 'show one backup: per disk mode, reason, bytes and bitmap',
-  params: [{ name: 'backup', description: "backup id as printed by 'list' (vm/VMID/TIME)", required: true }],
+  params: [{ name: 'backup', description: "backup id as printed by 'list' (vm/VMID/TIME)", required: true, parse: parseBackupIdArg }],
   examples: ['pve-cbt show vm/101/2026-11-25T02:00:03Z'],
   async run(ctx) {
     const { manifest, verify } = await withStores(ctx, async (s) => ({

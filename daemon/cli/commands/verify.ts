@@ -4,6 +4,7 @@
  * marked bad in the catalog (the next backup of such a disk re-sends those blocks), exit code 5.
  */
 import { defineCommand } from '../command';
+import { parseBackupIdArg } from '../option-parsers';
 import { ExitCode } from '../exit-codes';
 import { withStores } from '../local-stores';
 import { formatDuration } from '../progress';
@@ -12,7 +13,7 @@ import { textTable } from '../text-table';
 export const verifyCommand = defineCommand<Record<string, never>, { backup?: string }>({
   name: 'verify',
   summary: 'verify backups: every page and chunk is present and intact',
-  params: [{ name: 'backup', description: 'only this backup (default: all)' }],
+  params: [{ name: 'backup', description: 'only this backup (default: all)', parse: parseBackupIdArg }],
   examples: ['pve-cbt verify', 'pve-cbt verify vm/101/2026-11-25T02:00:03Z --json'],
   async run(ctx) {
     const report = await withStores(ctx, async (s) => {
