@@ -11,7 +11,7 @@ import path from 'node:path';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import { catalogFile } from '../../daemon/service/services';
-import { addVm, createStack, diskOf, firstDifference, MiB, runCli, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
+import { addVm, createStack, diskOf, firstDifference, MiB, runCli, startChildDaemon, killChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
 
 const cli = (stack: Stack, args: string[]) => runCli(['--config', stack.configFile, ...args]);
 
@@ -31,7 +31,7 @@ describe('a catalog holding garbage', () => {
     stack = await createStack();
   }, 60_000);
   afterAll(async () => {
-    if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+    killChildDaemon(child);
     await stack?.cleanup();
   });
 

@@ -8,13 +8,11 @@
  * The signal is sent on the first progress frame the daemon streams for the backup, so it always
  * lands while the backup runs.
  */
-import fs from 'node:fs';
-import path from 'node:path';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import type { SimVm } from '../../daemon/sim/pve-node';
-import { addVm, createStack, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
+import { addVm, createStack, diskOf, MiB, startChildDaemon, killChildDaemon, lastStartupRecovery, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {
   return vm.qmp(async (q) => (await queryDisks(q))[0].bitmaps.filter((b) => b.name.startsWith('pve-cbt-')));
@@ -30,18 +28,6 @@ async function qemuLeftovers(vm: SimVm): Promise<{ jobs: unknown[]; nodes: strin
   });
 }
 
-/** The newest `startup recovery done` entry of the daemon logs. */
-function lastRecovery(logDir: string): { qemuCleanups: { vmid: number; actions: string[] }[] } {
-  const entries = fs
-    .readdirSync(logDir)
-    .filter((f) => f.endsWith('.log'))
-    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').split('\n'))
-    .filter((l) => l.includes('"startup recovery done"'))
-    .map((l) => JSON.parse(l) as { timestamp: string; qemuCleanups: { vmid: number; actions: string[] }[] })
-    .sort((a, b) => a.timestamp.localeCompare(b.timestamp));
-  if (entries.length === 0) throw new Error('no startup recovery logged');
-  return entries[entries.length - 1];
-}
 
 describe('a real daemon process interrupted during a backup', () => {
   let stack: Stack;
@@ -50,7 +36,7 @@ describe('a real daemon process interrupted during a backup', () => {
     stack = await createStack();
   }, 60_000);
   afterAll(async () => {
-    if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+    killChildDaemon(child);
     await stack?.cleanup();
   });
 
@@ -96,7 +82,7 @@ describe('a real daemon process interrupted during a backup', () => {
     if (signal === 'SIGTERM') expect(job).toMatchObject({ status: 'cancelled', backupId: null });
     else expect(job).toMatchObject({ status: 'failed', backupId: null, errorCode: 'CBT_JOB_INTERRUPTED' });
     // A graceful stop cleaned up itself; after a SIGKILL the next daemon's recovery had work to do.
-    const recovery = lastRecovery(stack.config.logDir);
+    const recovery = lastStartupRecovery<{ qemuCleanups: { vmid: number; actions: string[] }[] }>(stack.config.logDir);
     const cleaned = recovery.qemuCleanups.find((c) => c.vmid === vmid)?.actions ?? [];
     if (signal === 'SIGTERM') expect(cleaned).toEqual([]);
     else expect(cleaned.length).toBeGreaterThan(0);

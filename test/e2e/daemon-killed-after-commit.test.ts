@@ -7,27 +7,16 @@
  * QEMU keeps and the ledger trusts, and the next backup is an incremental, byte-exact.
  */
 import fs from 'node:fs';
-import path from 'node:path';
 import { ExitCode } from '../../daemon/cli/exit-codes';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { KILL_POINT_ENV } from '../../daemon/service/test-kill-point';
 import type { SimVm } from '../../daemon/sim/pve-node';
-import { addVm, createStack, runCli, diskOf, MiB, startChildDaemon, type ChildDaemon, type Stack } from './e2e-harness';
+import { addVm, createStack, runCli, diskOf, MiB, startChildDaemon, killChildDaemon, lastStartupRecovery, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<string[]> {
   return vm.qmp(async (q) => (await queryDisks(q))[0].bitmaps.filter((b) => b.name.startsWith('pve-cbt-')).map((b) => b.name));
 }
 
-function lastRecovery(logDir: string): { interruptedJobs: { jobId: string; backupId: string | null; bitmaps: { disk: string; valid: boolean }[] }[] } {
-  const entries = fs
-    .readdirSync(logDir)
-    .filter((f) => f.endsWith('.log'))
-    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').split('\n'))
-    .filter((l) => l.includes('"startup recovery done"'))
-    .map((l) => JSON.parse(l) as { timestamp: string; interruptedJobs: never[] })
-    .sort((a, b) => a.timestamp.localeCompare(b.timestamp));
-  return entries[entries.length - 1];
-}
 
 describe('a daemon killed right after the manifest commit', () => {
   let stack: Stack;
@@ -36,7 +25,7 @@ describe('a daemon killed right after the manifest commit', () => {
     stack = await createStack();
   }, 60_000);
   afterAll(async () => {
-    if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+    killChildDaemon(child);
     await stack?.cleanup();
   });
 
@@ -65,7 +54,7 @@ describe('a daemon killed right after the manifest commit', () => {
     expect(backups).toHaveLength(2);
     const committed = backups[1].id;
     // The interrupted job is settled as what it was: a committed backup.
-    const settled = lastRecovery(stack.config.logDir).interruptedJobs.find((j) => j.backupId === committed);
+    const settled = lastStartupRecovery<{ interruptedJobs: { jobId: string; backupId: string | null; bitmaps: { disk: string; valid: boolean }[] }[] }>(stack.config.logDir).interruptedJobs.find((j) => j.backupId === committed);
     expect(settled?.bitmaps).toEqual([{ disk: 'scsi0', bitmap: expect.any(String), valid: true }]);
     const job = s.catalog.listJobs({ vmid })[0];
     expect(job).toMatchObject({ status: 'ok', backupId: committed });

@@ -222,6 +222,24 @@ export async function startChildDaemon(stack: Stack, opts: { env?: NodeJS.Proces
   return { proc, output: () => out, exited };
 }
 
+/** SIGKILLs a child daemon a test left running (afterAll); nothing if it already ended. */
+export function killChildDaemon(child: ChildDaemon | undefined): void {
+  if (child && child.proc.exitCode === null && child.proc.signalCode === null) child.proc.kill('SIGKILL');
+}
+
+/** The newest `startup recovery done` entry of the daemon logs in logDir. */
+export function lastStartupRecovery<T>(logDir: string): T {
+  const entries = fs
+    .readdirSync(logDir)
+    .filter((f) => f.endsWith('.log'))
+    .flatMap((f) => fs.readFileSync(path.join(logDir, f), 'utf8').split('\n'))
+    .filter((l) => l.includes('"startup recovery done"'))
+    .map((l) => JSON.parse(l) as T & { timestamp: string })
+    .sort((a, b) => a.timestamp.localeCompare(b.timestamp));
+  if (entries.length === 0) throw new Error('no startup recovery logged');
+  return entries[entries.length - 1];
+}
+
 /** `pve-cbt ARGS` from dist/ as its own process, as an admin runs it; resolves with its exit code and output. */
 export function runCli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
