@@ -15,7 +15,9 @@
  *   Any failure before the commit aborts the writer (no manifest) and rolls the bitmaps back.
  */
 import { qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
-import { readVmConfig, resolveVmDisks, type VmDisk } from '../pve/vm-disks';
+import { resolveVmDisks, type VmDisk } from '../pve/vm-disks';
+import { readSavedVmConfig, type SavedVmConfig } from '../pve/saved-vm-config';
+import { parseVmConfig } from '../pve/vm-config';
 import type { BackupWriter } from '../repository/repository';
 import { BackupAbortedError, BackupNoDisksError } from './backup-errors';
 import { DEFAULT_GRANULARITY, workDirOf, type BackupResult, type BackupVmOptions, type DiskResult } from './backup-options';
@@ -35,7 +37,9 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const { vmid, config, repo, logger } = opts;
   await waitVzdumpDone(opts);
   opts.signal?.throwIfAborted();
-  const vmConfig = readVmConfig(config.qemuServerConfigDir, vmid);
+  // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
+  const saved = readSavedVmConfig(config.qemuServerConfigDir, vmid);
+  const vmConfig = parseVmConfig(vmid, saved.conf);
   const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
   if (disks.length === 0) throw BackupNoDisksError({ vmid });
   const lastByDisk = await lastBackupsByDisk(repo, vmid);
@@ -43,7 +47,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}) });
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
-    return await runBackup(opts, writer, disks, lastByDisk, vmConfig.agentEnabled);
+    return await runBackup(opts, writer, disks, lastByDisk, vmConfig.agentEnabled, saved);
   } catch (err) {
     await writer.abort().catch((e: Error) => logger?.error('abort of backup writer failed', { vmid, error: e.message }));
     logger?.error('backup failed', { vmid, backupId: writer.id, error: (err as Error).message, code: (err as { code?: string }).code });
@@ -51,7 +55,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   }
 }
 
-async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmDisk[], lastByDisk: Map<string, LastDiskBackup>, agent: boolean): Promise<BackupResult> {
+async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmDisk[], lastByDisk: Map<string, LastDiskBackup>, agent: boolean, saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
   const qemu = readQemuProcess(config.qemuServerRunDir, vmid);
   const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
@@ -88,7 +92,7 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     for (const s of sources) await s.assertIntact();
     for (const s of sources) await s.close();
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
-    manifestId = (await writer.commit(freezeNote ? { freezeNote } : {})).id;
+    manifestId = (await writer.commit(freezeNote ? { freezeNote } : {}, saved)).id;
   } catch (err) {
     for (const s of opened) {
       await s.close();

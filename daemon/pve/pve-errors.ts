@@ -23,3 +23,12 @@ export const PvePathRefusedError = defineError<{ vmid: number | null; volid: str
   'CBT_PVE_PATH_REFUSED',
   (d) => `${d.vmid === null ? '' : `VM ${d.vmid}: `}volume ${d.volid} resolves to ${JSON.stringify(d.path)}, which is refused: ${d.problem}`,
 );
+
+/**
+ * `pvesm alloc` or `pvesm free` failed (exit status, timeout, or output without a volume id).
+ * `exists` is true when the storage said the name is taken (PVE's dir plugin: "... already exists").
+ */
+export const PvesmCommandFailedError = defineError<{ pvesm: string; args: string[]; reason: string; exists: boolean }>(
+  'CBT_PVE_PVESM_COMMAND_FAILED',
+  (d) => `${d.pvesm} ${d.args.join(' ')} failed: ${d.reason}`,
+);

@@ -44,6 +44,14 @@ export function parseSize(text: string): number | undefined {
   return Math.round(Number(m[1]) * SIZE_UNITS[m[2].toUpperCase()]);
 }
 
+/** Proxmox writes sizes with the largest exact unit: 32G, 512M, 528K (the inverse of parseSize). */
+export function pveSize(bytes: number): string {
+  for (const [unit, factor] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
+    if (bytes % factor === 0) return `${bytes / factor}${unit}`;
+  }
+  return String(bytes);
+}
+
 /**
  * Splits a property string whose first element may omit its key (`1,fstrim_cloned_disks=1` or
  * `local:100/x.qcow2,size=4G`) into the default-key value and the named options.

@@ -15,7 +15,7 @@ import type { BadBlobRegistry } from './bad-blobs';
 import type { LockHandle, RepositoryLocks } from './repository-lock';
 import type { BlobWorkers } from './blob-workers';
 import { IndexDiskWriter, type DiskWriter, type DiskWriterContext } from './disk-writer';
-import { MANIFEST_FORMAT, sealManifest, serializeManifest, type Manifest } from './manifest';
+import { MANIFEST_FORMAT, sealManifest, serializeManifest, type Manifest, type SavedVmConfig } from './manifest';
 import { isValidChunkSize } from './disk-index';
 import { RepoDamagedReferenceError, RepoDiskNotFoundError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 
@@ -35,7 +35,8 @@ export interface BackupWriter {
   readonly vmid: number;
   readonly time: Date;
   openDisk(opts: OpenDiskOptions): Promise<DiskWriter>;
-  commit(extra?: Record<string, unknown>): Promise<Manifest>;
+  /** `config`: the VM's config at backup time, kept in the manifest. */
+  commit(extra?: Record<string, unknown>, config?: SavedVmConfig): Promise<Manifest>;
   abort(): Promise<void>;
 }
 
@@ -105,7 +106,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     return w;
   }
 
-  async commit(extra: Record<string, unknown> = {}): Promise<Manifest> {
+  async commit(extra: Record<string, unknown> = {}, config?: SavedVmConfig): Promise<Manifest> {
     this.checkOpen();
     const unfinished = [...this.disks.values()].filter((d) => !d.isFinished).map((d) => d.name);
     if (unfinished.length) throw RepoWriterStateError({ backupId: this.id, reason: `disks not finished: ${unfinished.join(', ')}` });
@@ -127,6 +128,7 @@ export class RepositoryBackupWriter implements BackupWriter {
         toolVersion: this.deps.toolVersion,
         disks: entries,
         extra,
+        ...(config ? { config: { conf: config.conf, firewall: config.firewall } } : {}),
       });
       await this.deps.storage.syncBatch(this.ctx.batch);
       await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, serializeManifest(manifest));

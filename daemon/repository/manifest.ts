@@ -6,6 +6,10 @@
  * It is JSON with a `checksum` field holding the SHA-256 of the canonical JSON (keys sorted, no
  * spaces) of everything else, so truncation or an edit is detected. Mutable state, such as the
  * verify result, lives beside it in `verify.json`, outside the checksum.
+ *
+ * `config` (since the VM config travels with the backup) holds the current section of VMID.conf and
+ * VMID.fw at backup time, inside the checksum. Older manifests have no `config` field and stay valid
+ * (same format name): readers treat a missing field as "no config saved".
  */
 import { sha256Hex } from './digest';
 import { decodePageList, geometry, isValidChunkSize } from './disk-index';
@@ -40,6 +44,14 @@ export interface DiskEntry {
   durationMs: number;
 }
 
+/** The VM's config at backup time (daemon/pve/saved-vm-config.ts reads it). */
+export interface SavedVmConfig {
+  /** The current section of VMID.conf, verbatim (no snapshot sections). */
+  readonly conf: string;
+  /** VMID.fw verbatim, or null when the VM had none. */
+  readonly firewall: string | null;
+}
+
 export interface Manifest {
   format: typeof MANIFEST_FORMAT;
   id: string;
@@ -50,6 +62,8 @@ export interface Manifest {
   toolVersion: string;
   disks: DiskEntry[];
   extra: Record<string, unknown>;
+  /** Absent in backups made before configs were saved. */
+  config?: SavedVmConfig;
   checksum: string;
 }
 
@@ -97,6 +111,10 @@ export function parseManifest(backupId: string, data: Buffer): Manifest {
   if (m.id !== backupId) return bad(`names backup ${m.id}`);
   if (formatBackupId(m.vmid, new Date(m.time)) !== backupId) return bad('vmid/time do not match the id');
   if (!Array.isArray(m.disks)) return bad('disks missing');
+  if (m.config !== undefined) {
+    const c = m.config as Partial<SavedVmConfig> | null;
+    if (!c || typeof c.conf !== 'string' || (c.firewall !== null && typeof c.firewall !== 'string')) return bad('config malformed');
+  }
   for (const d of m.disks) {
     if (!Number.isSafeInteger(d.size) || d.size < 0) return bad(`disk ${d.name}: bad size`);
     if (!isValidChunkSize(d.chunkSize)) return bad(`disk ${d.name}: bad chunk size`);

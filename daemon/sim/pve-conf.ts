@@ -5,6 +5,9 @@
  * `unused0` volume, and a snapshot section naming a disk the current config no longer has.
  */
 import fs from 'node:fs';
+import { pveSize } from '../pve/vm-config';
+
+export { pveSize };
 
 export interface ConfDisk {
   key: string;
@@ -82,14 +85,6 @@ export function readConfHookscript(confPath: string): string | undefined {
     if (m) return m[1];
   }
   return undefined;
-}
-
-/** Proxmox writes sizes with the largest exact unit: 32G, 512M, 528K. */
-export function pveSize(bytes: number): string {
-  for (const [unit, factor] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
-    if (bytes % factor === 0) return `${bytes / factor}${unit}`;
-  }
-  return String(bytes);
 }
 
 function section(entries: Record<string, string>): string {

@@ -5,7 +5,7 @@
  *   ROOT/etc/vzdump.conf                  `script: PATH` selects the vzdump hook
  *   ROOT/var/run/qemu-server/VMID.{qmp,pid,qga}
  *   ROOT/var/lib/vz/images/VMID/vm-VMID-disk-N.FMT, ROOT/var/lib/vz/snippets/, ROOT/var/lib/vz/dump/
- *   ROOT/usr/sbin/pvesm                   shim answering `pvesm path VOLID` for storage `local`
+ *   ROOT/usr/sbin/pvesm                   shim answering `pvesm path|alloc|free` for storage `local`
  *   ROOT/reference/VMID/KEY.raw           raw twin of every disk holding the bytes it must contain
  *
  * and runs real qemu-system-x86_64 (TCG, no guest OS) per VM with the hook phases of the facts table
@@ -22,6 +22,7 @@ import { ProcessReaper } from './process-reaper';
 import { renderConf } from './pve-conf';
 import type { DiskLayout } from './qemu-command';
 import { SimVmImpl } from './sim-vm';
+import { adoptedVmInit } from './adopted-vm';
 import type { HookRun } from './hook-runner';
 
 export type { HookRun } from './hook-runner';
@@ -98,6 +99,8 @@ export interface PveNode {
   /** Node name (`PVE::INotify::nodename`). */
   nodeName: string;
   addVm(spec: SimVmSpec): Promise<SimVm>;
+  /** A VM whose VMID.conf someone else wrote (e.g. a restore), learnt from that file (adopted-vm.ts). */
+  adoptVm(vmid: number): Promise<SimVm>;
   vm(vmid: number): SimVm;
   /** Writes or removes the `script:` line of vzdump.conf. */
   setVzdumpScript(scriptPath: string | undefined): void;
@@ -199,6 +202,13 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
       return vm;
     },
 
+    async adoptVm(vmid: number): Promise<SimVm> {
+      if (vms.has(vmid)) throw SimSpecError({ reason: `VM ${vmid} already exists` });
+      const vm = new SimVmImpl(ctx, await adoptedVmInit({ root, configDir, storageDir }, vmid));
+      vms.set(vmid, vm);
+      return vm;
+    },
+
     vm(vmid: number): SimVm {
       const vm = vms.get(vmid);
       if (!vm) throw SimStateError({ vmid, op: 'look up', reason: 'no such VM on this node' });
@@ -238,19 +248,59 @@ function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
   }
 }
 
-/** `pvesm path VOLID` for storage `local` (dir storage at ROOT/var/lib/vz); like pvesm, no existence check. */
+/**
+ * `pvesm path VOLID` for storage `local` (dir storage at ROOT/var/lib/vz); like pvesm, no existence
+ * check. `pvesm alloc local VMID NAME SIZE [--format raw|qcow2]` and `pvesm free VOLID` as PVE's dir
+ * plugin does them: NAME must be `vm-VMID-*` with the format's extension, the image goes to
+ * images/VMID/NAME (an existing one is refused: "disk image ... already exists"), SIZE is KiB unless
+ * suffixed M or G, and alloc prints `successfully created 'local:VMID/NAME'`.
+ */
 function pvesmShim(storageDir: string): string {
   return `#!/bin/bash
-# pvesm shim of the pve-cbt node simulator: only 'pvesm path VOLID' on storage 'local'.
-if [ "$1" != path ] || [ $# -ne 2 ]; then echo "pvesm shim: only 'pvesm path VOLID' is supported" >&2; exit 255; fi
-volid="$2"
-case "$volid" in
-  local:snippets/*) echo "${storageDir}/snippets/\${volid#local:snippets/}" ;;
-  local:iso/*) echo "${storageDir}/template/iso/\${volid#local:iso/}" ;;
-  local:backup/*) echo "${storageDir}/dump/\${volid#local:backup/}" ;;
-  local:[0-9]*/*) echo "${storageDir}/images/\${volid#local:}" ;;
-  *:*) echo "storage '\${volid%%:*}' does not exist" >&2; exit 255 ;;
-  *) echo "unable to parse volume ID '$volid'" >&2; exit 255 ;;
+# pvesm shim of the pve-cbt node simulator: 'path', 'alloc' and 'free' on storage 'local' (dir).
+images="${storageDir}/images"
+no_storage() { echo "storage '$1' does not exist" >&2; exit 255; }
+case "$1" in
+path)
+  [ $# -eq 2 ] || { echo "pvesm shim: usage: pvesm path VOLID" >&2; exit 255; }
+  volid="$2"
+  case "$volid" in
+    local:snippets/*) echo "${storageDir}/snippets/\${volid#local:snippets/}" ;;
+    local:iso/*) echo "${storageDir}/template/iso/\${volid#local:iso/}" ;;
+    local:backup/*) echo "${storageDir}/dump/\${volid#local:backup/}" ;;
+    local:[0-9]*/*) echo "$images/\${volid#local:}" ;;
+    *:*) no_storage "\${volid%%:*}" ;;
+    *) echo "unable to parse volume ID '$volid'" >&2; exit 255 ;;
+  esac ;;
+alloc)
+  storage="$2"; vmid="$3"; name="$4"; size="$5"; fmt=raw
+  if [ "$6" = --format ]; then fmt="$7"; [ $# -eq 7 ] || { echo "pvesm shim: usage: pvesm alloc STORAGE VMID NAME SIZE [--format FMT]" >&2; exit 255; }
+  elif [ $# -ne 5 ]; then echo "pvesm shim: usage: pvesm alloc STORAGE VMID NAME SIZE [--format FMT]" >&2; exit 255; fi
+  [ "$storage" = local ] || no_storage "$storage"
+  [[ "$vmid" =~ ^[1-9][0-9]{2,8}$ ]] || { echo "vmid: invalid format - value does not look like a valid VM ID" >&2; exit 255; }
+  case "$fmt" in raw|qcow2|vmdk) ;; *) echo "format: value '$fmt' does not have a value in the enumeration 'raw, qcow2, subvol, vmdk'" >&2; exit 255 ;; esac
+  [[ "$name" =~ ^vm-$vmid- ]] || { echo "illegal name '$name' - should be 'vm-$vmid-*'" >&2; exit 255; }
+  [[ "$name" =~ ^[^/]+\\.$fmt$ ]] || { echo "illegal name '$name' - wrong extension for format ('$fmt')" >&2; exit 255; }
+  case "$size" in
+    *G) kib=$(( \${size%G} * 1024 * 1024 )) ;; *M) kib=$(( \${size%M} * 1024 )) ;; *K) kib=\${size%K} ;;
+    *) [[ "$size" =~ ^[0-9]+$ ]] || { echo "size: value '$size' is not a size" >&2; exit 255; }; kib="$size" ;;
+  esac
+  mkdir -p "$images/$vmid"
+  file="$images/$vmid/$name"
+  [ -e "$file" ] && { echo "disk image '$file' already exists" >&2; exit 255; }
+  qemu-img create -q -f "$fmt" "$file" "\${kib}K" >&2 || { rm -f "$file"; echo "unable to create image: qemu-img failed" >&2; exit 255; }
+  echo "successfully created 'local:$vmid/$name'" ;;
+free)
+  [ $# -eq 2 ] || { echo "pvesm shim: usage: pvesm free VOLID" >&2; exit 255; }
+  volid="$2"
+  case "$volid" in
+    local:[0-9]*/*) file="$images/\${volid#local:}"
+      [ -f "$file" ] || { echo "unable to free '$volid': no such volume" >&2; exit 255; }
+      rm -f "$file" ;;
+    *:*) no_storage "\${volid%%:*}" ;;
+    *) echo "unable to parse volume ID '$volid'" >&2; exit 255 ;;
+  esac ;;
+*) echo "pvesm shim: only 'path', 'alloc' and 'free' are supported" >&2; exit 255 ;;
 esac
 `;
 }

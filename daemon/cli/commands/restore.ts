@@ -7,6 +7,7 @@
  * The target is checked before anything is written and again just before it is replaced
  * (daemon/restore/restore-target-guard.ts): a disk of a running VM or a file some process has
  * open is never written; a stopped VM's volume or an existing file or device only with --force.
+ * With --vmid it restores into a VM instead, like qmrestore (../restore-vm-cli.ts).
  */
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
@@ -14,28 +15,33 @@ import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes } from '../progress';
 import { restoreTargetGuard } from '../../restore/restore-target-guard';
+import { RESTORE_VM_EXAMPLES, RESTORE_VM_OPTIONS, refuseVmOptions, runRestoreVm, type RestoreVmCliOptions } from '../restore-vm-cli';
 
-interface RestoreOptions {
+interface RestoreOptions extends RestoreVmCliOptions {
   disk: string;
   to: string;
-  format: 'raw' | 'qcow2';
+  format?: 'raw' | 'qcow2';
   force?: boolean;
 }
 
 export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>({
   name: 'restore',
-  summary: 'restore one disk of a backup to a file, a block device or stdout',
-  usage: '[options] <backup> --disk <disk> --to <path>',
+  summary: 'restore one disk of a backup to a file, a block device or stdout, or a whole VM',
+  usage: '[options] <backup> (--disk <disk> --to <path> | --vmid <vmid> --storage <storage>)',
   params: [{ name: 'backup', description: "backup id as printed by 'list'", required: true, parse: parseBackupIdArg }],
   options: [
     { flags: '--disk <disk>', description: 'disk name, e.g. scsi0' },
     { flags: '--to <path>', description: "target file or device; '-' for stdout (raw)" },
-    { flags: '--format <format>', description: 'target format', choices: ['raw', 'qcow2'], default: 'raw' },
-    { flags: '--force', description: "replace an existing file or device, also a stopped VM's disk (never a running VM's, never one in use)" },
+    { flags: '--format <format>', description: "target format (default: raw; with --vmid: each disk's own)", choices: ['raw', 'qcow2'] },
+    { flags: '--force', description: "replace an existing file or device, also a stopped VM's disk (never a running VM's, never one in use); with --vmid: an existing VM" },
+    ...RESTORE_VM_OPTIONS,
   ],
-  examples: ['pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to /var/tmp/101-scsi0.raw', 'pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to - | sha256sum'],
+  examples: ['pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to /var/tmp/101-scsi0.raw', 'pve-cbt restore vm/101/2026-11-25T02:00:03Z --disk scsi0 --to - | sha256sum', ...RESTORE_VM_EXAMPLES],
   async run(ctx) {
-    const { disk, to, format } = ctx.opts;
+    if (ctx.opts.vmid !== undefined) return runRestoreVm(ctx);
+    refuseVmOptions(ctx.opts);
+    const { disk, to } = ctx.opts;
+    const format = ctx.opts.format ?? 'raw';
     const force = ctx.opts.force === true;
     if (!disk || !to) {
       throw CliUsageError({ command: 'restore', problem: 'both --disk and --to are required', hint: "see 'pve-cbt restore --help'" });

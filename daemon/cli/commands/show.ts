@@ -1,20 +1,33 @@
-/** `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes) and verify state. */
+/**
+ * `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes), verify state and the
+ * VM config kept with it; `--vm-config` / `--firewall` print that config raw (saved-config-text.ts).
+ */
 import { defineCommand } from '../command';
 import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes, formatDuration } from '../progress';
 import { textTable } from '../text-table';
+import { rawSavedConfig, savedConfigBlock } from '../saved-config-text';
 
-export const showCommand = defineCommand<Record<string, never>, { backup: string }>({
+export const showCommand = defineCommand<{ vmConfig?: boolean; firewall?: boolean }, { backup: string }>({
   name: 'show',
   summary: 'show one backup: per disk mode, reason, bytes and bitmap',
   params: [{ name: 'backup', description: "backup id as printed by 'list' (vm/VMID/TIME)", required: true, parse: parseBackupIdArg }],
-  examples: ['pve-cbt show vm/101/2026-11-25T02:00:03Z'],
+  options: [
+    // Not `--config`: that is the global option naming pve-cbt's own config file.
+    { flags: '--vm-config', description: 'print the VM config (VMID.conf) kept with the backup, raw' },
+    { flags: '--firewall', description: 'print the firewall file (VMID.fw) kept with the backup, raw' },
+  ],
+  examples: ['pve-cbt show vm/101/2026-11-25T02:00:03Z', 'pve-cbt show vm/101/2026-11-25T02:00:03Z --vm-config'],
   async run(ctx) {
     const { manifest, verify } = await withStores(ctx, async (s) => ({
       manifest: await s.repo.readManifest(ctx.args.backup),
       verify: await s.repo.readVerifyState(ctx.args.backup),
     }));
+    if (ctx.opts.vmConfig || ctx.opts.firewall) {
+      const text = rawSavedConfig(manifest, { conf: ctx.opts.vmConfig === true, firewall: ctx.opts.firewall === true });
+      return { data: { backup: manifest.id, vmid: manifest.vmid, config: manifest.config }, text };
+    }
     const rows = manifest.disks.map((d) => [
       d.name,
       d.format,
@@ -31,6 +44,7 @@ export const showCommand = defineCommand<Record<string, never>, { backup: string
       `backup ${manifest.id} of VM ${manifest.vmid} at ${manifest.time}`,
       `parent: ${manifest.parent ?? '-'}   tool: ${manifest.toolVersion}   verify: ${verify ? `${verify.state} (${verify.time})` : 'never'}`,
       textTable(['DISK', 'FORMAT', 'SIZE', 'MODE', 'READ', 'STORED', 'TIME', 'CONSISTENCY', 'BITMAP', 'REASON'], rows),
+      savedConfigBlock(manifest),
     ].join('\n');
     return { data: { ...manifest, verify }, text };
   },

@@ -1,0 +1,62 @@
+/**
+ * The whole-VM side of `pve-cbt restore`: `restore BACKUP --vmid ID --storage STORAGE [--format F]
+ * [--force] [--unique] [--disk DISK]` (daemon/restore/restore-vm.ts does the work). Kept apart from
+ * commands/restore.ts, which only adds these options and hands over when --vmid is given.
+ * Progress: one bar (or line series) per disk on stderr; `--json`: the RestoreVmResult.
+ */
+import type { CommandContext, CommandResult, OptionDefinition } from './command';
+import { CliUsageError } from './cli-errors';
+import { withStores } from './local-stores';
+import { parseVmid } from './option-parsers';
+import { restoreVm } from '../restore/restore-vm';
+
+export interface RestoreVmCliOptions {
+  vmid?: number;
+  storage?: string;
+  unique?: boolean;
+  disk?: string;
+  to?: string;
+  format?: 'raw' | 'qcow2';
+  force?: boolean;
+}
+
+export const RESTORE_VM_OPTIONS: readonly OptionDefinition[] = [
+  { flags: '--vmid <vmid>', description: 'restore the whole VM (like qmrestore) as this VMID; with --disk, replace that disk of the stopped VM', parse: parseVmid },
+  { flags: '--storage <storage>', description: "with --vmid: the Proxmox storage to allocate the volumes on ('pvesm alloc')" },
+  { flags: '--unique', description: 'with --vmid: new MAC addresses and smbios1 uuid, as qmrestore --unique' },
+];
+
+export const RESTORE_VM_EXAMPLES: readonly string[] = [
+  'pve-cbt restore vm/101/2026-11-25T02:00:03Z --vmid 9101 --storage local --unique',
+  'pve-cbt restore vm/101/2026-11-25T02:00:03Z --vmid 101 --storage local --disk scsi1 --force',
+];
+
+/** Disk mode (--disk/--to): the VM-only options would be ignored, so they are refused. */
+export function refuseVmOptions(opts: RestoreVmCliOptions): void {
+  const given = [opts.storage !== undefined && '--storage', opts.unique === true && '--unique'].filter((f) => f !== false);
+  if (given.length) throw CliUsageError({ command: 'restore', problem: `${given.join(' and ')} only apply with --vmid`, hint: "see 'pve-cbt restore --help'" });
+}
+
+export async function runRestoreVm(ctx: CommandContext<RestoreVmCliOptions, { backup: string }>): Promise<CommandResult> {
+  const { vmid, storage, disk, to } = ctx.opts;
+  const usage = (problem: string): Error => CliUsageError({ command: 'restore', problem, hint: "see 'pve-cbt restore --help'" });
+  if (vmid === undefined) throw usage('--vmid is required here');
+  if (!storage) throw usage('--vmid needs --storage (the Proxmox storage to allocate the disks on)');
+  if (to !== undefined) throw usage('--to and --vmid exclude each other: --to writes one disk to a path, --vmid restores into a VM');
+  const result = await withStores(ctx, (s) =>
+    restoreVm(
+      { backupId: ctx.args.backup, vmid, storage, format: ctx.opts.format, force: ctx.opts.force === true, unique: ctx.opts.unique === true, ...(disk ? { disk } : {}) },
+      { repo: s.repo, node: s.config, logger: s.logger, signal: ctx.signal, progress: (d, size) => ctx.progress(`restore ${d}`, size) },
+    ),
+  );
+  const lines = [
+    disk
+      ? `replaced ${disk} of VM ${vmid} from ${result.backup}: ${result.disks[0].volid}` + (result.keptAsUnused ? ` (old volume kept as ${result.keptAsUnused.key}: ${result.keptAsUnused.volid})` : '')
+      : `restored VM ${vmid} from ${result.backup}: ${result.disks.map((d) => `${d.disk}=${d.volid}`).join(', ')}`,
+    `config: ${result.conf}`,
+    ...result.dropped.map((l) => `not restored: ${l.key}: ${l.value} (${l.reason})`),
+    ...result.freed.map((v) => `freed old volume ${v}`),
+    ...result.leftover.map((l) => `warning: could not free old volume ${l.volid}: ${l.reason}`),
+  ];
+  return { data: result, text: lines.join('\n') };
+}
