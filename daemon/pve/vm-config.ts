@@ -46,6 +46,7 @@ export function parseSize(text: string): number | undefined {
 
 /** Proxmox writes sizes with the largest exact unit: 32G, 512M, 528K (the inverse of parseSize). */
 export function pveSize(bytes: number): string {
+  if (bytes === 0) return '0';
   for (const [unit, factor] of [['T', 2 ** 40], ['G', 2 ** 30], ['M', 2 ** 20], ['K', 2 ** 10]] as const) {
     if (bytes % factor === 0) return `${bytes / factor}${unit}`;
   }
