@@ -20,6 +20,7 @@ import { sha256Hex } from '../../../daemon/repository/digest';
 import type { SimVm } from '../../../daemon/sim/pve-node';
 import { usePveNode } from '../../sim/jest-cleanup';
 import { createEngineEnv, KiB, MiB, type EngineEnv } from '../backup/backup-helpers';
+import { backupImage } from '../repository/repo-test-helpers';
 
 const execFileP = promisify(execFile);
 const sim = usePveNode();
@@ -271,4 +272,25 @@ test('a corrupt chunk in the second disk: both allocated volumes are freed, no c
   } finally {
     fs.writeFileSync(file, original);
   }
+});
+
+test('a backup made before configs were kept: show says so, --vm-config and a VM restore refuse (usage), nothing is allocated', async () => {
+  const image = path.join(env.dir, 'old-style.raw');
+  fs.writeFileSync(image, refs.scsi1);
+  const old = await backupImage(env.repo, image, { vmid: 410, disk: 'scsi0' });
+  expect(old.config).toBeUndefined();
+  const show = await cli('show', old.id);
+  expect(show.code).toBe(0);
+  expect(show.stdout).toContain('config: not kept');
+  const raw = await cli('show', old.id, '--vm-config', '--json');
+  expect(raw.code).toBe(2);
+  expect(raw.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: old.id, file: 'conf' } });
+  const r = await cli('restore', old.id, '--vmid', '907', '--storage', 'local', '--json');
+  expect(r.code).toBe(2);
+  expect(r.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: old.id } });
+  expect(images(907)).toEqual([]);
+  // Its disk still restores the old way.
+  const to = path.join(env.dir, 'old-style-restored.raw');
+  expect((await cli('restore', old.id, '--disk', 'scsi0', '--to', to)).code).toBe(0);
+  expect(fs.readFileSync(to).equals(refs.scsi1)).toBe(true);
 });
