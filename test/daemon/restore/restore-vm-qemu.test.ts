@@ -294,3 +294,29 @@ test('a backup made before configs were kept: show says so, --vm-config and a VM
   expect((await cli('restore', old.id, '--disk', 'scsi0', '--to', to)).code).toBe(0);
   expect(fs.readFileSync(to).equals(refs.scsi1)).toBe(true);
 });
+
+test('the storage fills up at the second disk (a real tmpfs, real ENOSPC): what was allocated is freed, no config', async () => {
+  const small = await sim.node.addVm({ vmid: 420, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 4 }, { key: 'virtio1', format: 'raw', sizeMiB: 4 }] });
+  await small.writeData('scsi0', 0, Buffer.alloc(64 * KiB, 0x61));
+  await small.writeData('virtio1', 0, Buffer.alloc(3 * MiB, 0x62));
+  const id = (await env.backup(420)).id;
+  const dir = path.join(sim.node.storageDir, 'images', '908');
+  fs.mkdirSync(dir, { recursive: true });
+  await execFileP('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0700', 'cbt-test-vm-restore-full', dir]);
+  try {
+    const r = await cli('restore', id, '--vmid', '908', '--storage', 'local', '--json');
+    expect(r.code).toBe(1);
+    expect(r.json().error).toMatchObject({
+      code: 'CBT_RESTORE_VM_FAILED',
+      details: { vmid: 908, disk: 'virtio1', causeCode: 'CBT_REPO_NO_SPACE', freed: ['local:908/vm-908-disk-0.qcow2', 'local:908/vm-908-disk-1.raw'], leftover: [] },
+    });
+    expect(fs.readdirSync(dir)).toEqual([]);
+    expect(fs.existsSync(confOf(908))).toBe(false);
+  } finally {
+    await execFileP('umount', ['-l', dir]);
+  }
+  // With room, the same restore is exact.
+  expect((await cli('restore', id, '--vmid', '908', '--storage', 'local')).code).toBe(0);
+  expect((await contents(volPath('local:908/vm-908-disk-0.qcow2'), 'qcow2')).equals(fs.readFileSync(small.disks[0].reference))).toBe(true);
+  expect((await contents(volPath('local:908/vm-908-disk-1.raw'), 'raw')).equals(fs.readFileSync(small.disks[1].reference))).toBe(true);
+});
