@@ -22,7 +22,6 @@ import { createPveNode } from '../daemon/sim/pve-node';
 import type { BenchResult } from './support/bench-result';
 import { settle } from './support/settle';
 
-
 function fillAlternating(image: string, format: string, sizeMiB: number): void {
   const cmds: string[] = [];
   for (let at = 0; at < sizeMiB; at += 2) cmds.push('-c', `write -P ${(at / 2) % 251} ${at}M 1M`);

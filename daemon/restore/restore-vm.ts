@@ -131,15 +131,47 @@ function checkNotRunning(node: NodePaths, vmid: number): void {
   if (qemu) throw RestoreVmRunningError({ vmid, pid: qemu.pid, hint: `stop VM ${vmid} first, or restore to another VMID` });
 }
 
+/** What phase 1 found: the kept config, the target's config (if any) and the disks to restore. */
+interface RestorePlan {
+  readonly manifest: Manifest;
+  readonly saved: NonNullable<Manifest['config']>;
+  readonly confPath: string;
+  readonly existing: string | undefined;
+  readonly entries: Manifest['disks'];
+}
+
+/** What this restore created so far, for the undo. */
+interface Undo {
+  readonly allocated: string[];
+  /** The firewall file as it was before this restore wrote it (null: there was none). */
+  firewallBefore?: string | null;
+  /** The disk being worked on, for the error. */
+  disk: string | null;
+}
+
 export async function restoreVm(req: RestoreVmRequest, deps: RestoreVmDeps): Promise<RestoreVmResult> {
+  const plan = await refuseOrPlan(req, deps);
+  const undo: Undo = { allocated: [], disk: null };
+  try {
+    const disks = await writeDisks(req, deps, plan, undo);
+    const written = commitConfig(req, deps, plan, disks, undo);
+    // The new config is in place: the volumes of the one it replaced are garbage now.
+    const replaced = req.disk === undefined && plan.existing !== undefined ? ownedVolumes(req.vmid, plan.existing).filter((v) => !undo.allocated.includes(v)) : [];
+    const { freed, leftover } = await freeAll(deps, replaced);
+    return { backup: req.backupId, vmid: req.vmid, conf: plan.confPath, disks, ...written, freed, leftover };
+  } catch (err) {
+    throw await undoRestore(req, deps, undo, err);
+  }
+}
+
+/** Phase 1: every refusal before anything exists. */
+async function refuseOrPlan(req: RestoreVmRequest, deps: RestoreVmDeps): Promise<RestorePlan> {
   const { vmid, backupId } = req;
-  const { node, logger } = deps;
-  const random = deps.random ?? ((n: number) => crypto.randomBytes(n));
   const manifest = await deps.repo.readManifest(backupId);
   const saved = manifest.config;
   if (!saved) throw RestoreVmNoConfigError({ backupId, file: 'conf', hint: "restore its disks one by one with 'restore --disk DISK --to PATH'" });
-  const confPath = vmConfigFile(node.qemuServerConfigDir, vmid);
-  checkNotRunning(node, vmid);
+  const confPath = vmConfigFile(deps.node.qemuServerConfigDir, vmid);
+  checkNotRunning(deps.node, vmid);
   const existing = readOrUndefined(confPath);
   if (req.disk !== undefined && existing === undefined) {
     throw RestoreVmMissingError({ vmid, conf: confPath, hint: 'leave out --disk to restore the whole VM' });
@@ -151,82 +183,86 @@ export async function restoreVm(req: RestoreVmRequest, deps: RestoreVmDeps): Pro
   if (req.disk !== undefined && entries.length === 0) {
     throw RestoreVmDiskUnknownError({ backupId, vmid, disk: req.disk, where: 'backup', hint: `the backup has ${manifest.disks.map((d) => d.name).join(', ')}` });
   }
+  return { manifest, saved, confPath, existing, entries };
+}
 
-  const used = usedDiskIndices(vmid, existing ?? '');
-  const allocated: string[] = [];
+/** Phase 2: allocate and write each disk, in the backup's order. */
+async function writeDisks(req: RestoreVmRequest, deps: RestoreVmDeps, plan: RestorePlan, undo: Undo): Promise<RestoredDisk[]> {
+  const used = usedDiskIndices(req.vmid, plan.existing ?? '');
   const disks: RestoredDisk[] = [];
-  const fwPath = firewallFile(node.qemuServerConfigDir, vmid);
-  let oldFirewall: string | undefined;
-  let firewallWritten = false;
-  let current: string | null = null;
-  try {
-    for (const entry of entries) {
-      deps.signal?.throwIfAborted();
-      current = entry.name;
-      const format = req.format ?? (entry.format === 'qcow2' ? 'qcow2' : 'raw');
-      const volid = await allocate(req, deps, entry.name, entry.size, format, used);
-      allocated.push(volid);
-      const target = await pvesmPath(node.pvesmPath, volid, { vmid, timeoutMs: deps.pvesmTimeoutMs });
-      // The volume is ours and exists (force), but one some process holds or a running VM's never is.
-      const guard = restoreTargetGuard(target, node, { force: true });
-      await guard();
-      const bar = deps.progress?.(entry.name, entry.size);
-      try {
-        await deps.repo.restoreDisk(backupId, entry.name, { path: target, format, overwrite: true }, { onProgress: (d, t) => bar?.update(d, t), beforeCommit: guard });
-      } finally {
-        bar?.finish();
-      }
-      disks.push({ disk: entry.name, volid, format, size: entry.size });
-      logger?.info('restore: disk written', { backupId, vmid, disk: entry.name, volid });
-    }
-    current = null;
+  for (const entry of plan.entries) {
     deps.signal?.throwIfAborted();
-    checkNotRunning(node, vmid);
-    const now = readOrUndefined(confPath);
-    if (now !== existing) {
-      // Someone created (or changed) the VM meanwhile: its config is not ours to replace.
-      throw RestoreVmExistsError({ vmid, conf: confPath, hint: 'the config appeared or changed during the restore; nothing of it was touched' });
+    undo.disk = entry.name;
+    const format = req.format ?? (entry.format === 'qcow2' ? 'qcow2' : 'raw');
+    const volid = await allocate(req, deps, entry.name, entry.size, format, used);
+    undo.allocated.push(volid);
+    const target = await pvesmPath(deps.node.pvesmPath, volid, { vmid: req.vmid, timeoutMs: deps.pvesmTimeoutMs });
+    // The volume is ours and exists (force), but one some process holds or a running VM's never is.
+    const guard = restoreTargetGuard(target, deps.node, { force: true });
+    await guard();
+    const bar = deps.progress?.(entry.name, entry.size);
+    try {
+      await deps.repo.restoreDisk(req.backupId, entry.name, { path: target, format, overwrite: true }, { onProgress: (d, t) => bar?.update(d, t), beforeCommit: guard });
+    } finally {
+      bar?.finish();
     }
-    const volumes = new Map(disks.map((d) => [d.disk, { volid: d.volid, sizeBytes: d.size }]));
-    let result: Pick<RestoreVmResult, 'dropped' | 'keptAsUnused'>;
-    let text: string;
-    if (req.disk !== undefined) {
-      const backupValue = parseVmConfig(manifest.vmid, saved.conf).entries[req.disk];
-      const r = replaceDisk({ existingConf: existing as string, vmid, key: req.disk, backupValue, volume: volumes.get(req.disk)! });
-      text = r.text;
-      result = { dropped: [], ...(r.unusedKey && r.oldVolid ? { keptAsUnused: { key: r.unusedKey, volid: r.oldVolid } } : {}) };
-    } else {
-      const r = restoredConfig({ savedConf: saved.conf, volumes, unique: req.unique, random });
-      text = r.text;
-      result = { dropped: r.dropped };
-      if (saved.firewall !== null) {
-        oldFirewall = readOrUndefined(fwPath);
-        fs.mkdirSync(path.dirname(fwPath), { recursive: true });
-        writeFileAtomic(fwPath, saved.firewall);
-        firewallWritten = true;
-      }
-    }
-    writeFileAtomic(confPath, text);
-    logger?.info('restore: config written', { backupId, vmid, conf: confPath, disks: disks.map((d) => d.volid) });
-    const { freed, leftover } = req.disk === undefined && existing !== undefined ? await freeAll(deps, ownedVolumes(vmid, existing).filter((v) => !allocated.includes(v))) : { freed: [], leftover: [] };
-    return { backup: backupId, vmid, conf: confPath, disks, ...result, freed, leftover };
-  } catch (err) {
-    if (firewallWritten) {
-      try {
-        if (oldFirewall === undefined) fs.rmSync(fwPath, { force: true });
-        else writeFileAtomic(fwPath, oldFirewall);
-      } catch (e) {
-        logger?.error('restore: putting back the firewall file failed', { vmid, file: fwPath, error: reasonOf(e) });
-      }
-    }
-    if (allocated.length === 0) throw err; // nothing exists that needs undoing
-    const { freed, leftover } = await freeAll(deps, allocated);
-    logger?.error('restore failed; allocated volumes freed', { backupId, vmid, disk: current, error: reasonOf(err), freed, leftover });
-    throw RestoreVmFailedError(
-      { backupId, vmid, disk: current, reason: reasonOf(err), causeCode: isCbtError(err) ? err.code : null, freed, leftover },
-      err,
-    );
+    disks.push({ disk: entry.name, volid, format, size: entry.size });
+    deps.logger?.info('restore: disk written', { backupId: req.backupId, vmid: req.vmid, disk: entry.name, volid });
   }
+  undo.disk = null;
+  return disks;
+}
+
+/** Phase 3: check the VM again, then the firewall file and the config, last. */
+function commitConfig(req: RestoreVmRequest, deps: RestoreVmDeps, plan: RestorePlan, disks: RestoredDisk[], undo: Undo): Pick<RestoreVmResult, 'dropped' | 'keptAsUnused'> {
+  const { vmid } = req;
+  deps.signal?.throwIfAborted();
+  checkNotRunning(deps.node, vmid);
+  if (readOrUndefined(plan.confPath) !== plan.existing) {
+    // Someone created (or changed) the VM meanwhile: its config is not ours to replace.
+    throw RestoreVmExistsError({ vmid, conf: plan.confPath, hint: 'the config appeared or changed during the restore; nothing of it was touched' });
+  }
+  const volumes = new Map(disks.map((d) => [d.disk, { volid: d.volid, sizeBytes: d.size }]));
+  let text: string;
+  let result: Pick<RestoreVmResult, 'dropped' | 'keptAsUnused'>;
+  if (req.disk !== undefined) {
+    const backupValue = parseVmConfig(plan.manifest.vmid, plan.saved.conf).entries[req.disk];
+    const r = replaceDisk({ existingConf: plan.existing as string, vmid, key: req.disk, backupValue, volume: volumes.get(req.disk)! });
+    text = r.text;
+    result = { dropped: [], ...(r.unusedKey && r.oldVolid ? { keptAsUnused: { key: r.unusedKey, volid: r.oldVolid } } : {}) };
+  } else {
+    const random = deps.random ?? ((n: number) => crypto.randomBytes(n));
+    const r = restoredConfig({ savedConf: plan.saved.conf, volumes, unique: req.unique, random });
+    text = r.text;
+    result = { dropped: r.dropped };
+    if (plan.saved.firewall !== null) {
+      const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
+      undo.firewallBefore = readOrUndefined(fwPath) ?? null;
+      fs.mkdirSync(path.dirname(fwPath), { recursive: true });
+      writeFileAtomic(fwPath, plan.saved.firewall);
+    }
+  }
+  writeFileAtomic(plan.confPath, text);
+  deps.logger?.info('restore: config written', { backupId: req.backupId, vmid, conf: plan.confPath, disks: disks.map((d) => d.volid) });
+  return result;
+}
+
+/** After a failure: the firewall file put back, every allocated volume freed; the error to throw. */
+async function undoRestore(req: RestoreVmRequest, deps: RestoreVmDeps, undo: Undo, err: unknown): Promise<unknown> {
+  const { vmid, backupId } = req;
+  if (undo.firewallBefore !== undefined) {
+    const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
+    try {
+      if (undo.firewallBefore === null) fs.rmSync(fwPath, { force: true });
+      else writeFileAtomic(fwPath, undo.firewallBefore);
+    } catch (e) {
+      deps.logger?.error('restore: putting back the firewall file failed', { vmid, file: fwPath, error: reasonOf(e) });
+    }
+  }
+  if (undo.allocated.length === 0) return err; // nothing exists that needs undoing
+  const { freed, leftover } = await freeAll(deps, undo.allocated);
+  deps.logger?.error('restore failed; allocated volumes freed', { backupId, vmid, disk: undo.disk, error: reasonOf(err), freed, leftover });
+  return RestoreVmFailedError({ backupId, vmid, disk: undo.disk, reason: reasonOf(err), causeCode: isCbtError(err) ? err.code : null, freed, leftover }, err);
 }
 
 /** `pvesm alloc` with the lowest free disk name; a name the storage already has is skipped. */

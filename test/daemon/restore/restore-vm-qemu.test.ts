@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { COMMANDS } from '../../../daemon/cli/registry';
 import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
+import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { shardOf } from '../../../daemon/repository/chunk-store';
 import { sha256Hex } from '../../../daemon/repository/digest';
 import type { SimVm } from '../../../daemon/sim/pve-node';
@@ -319,4 +320,30 @@ test('the storage fills up at the second disk (a real tmpfs, real ENOSPC): what 
   expect((await cli('restore', id, '--vmid', '908', '--storage', 'local')).code).toBe(0);
   expect((await contents(volPath('local:908/vm-908-disk-0.qcow2'), 'qcow2')).equals(fs.readFileSync(small.disks[0].reference))).toBe(true);
   expect((await contents(volPath('local:908/vm-908-disk-1.raw'), 'raw')).equals(fs.readFileSync(small.disks[1].reference))).toBe(true);
+});
+
+test('a PVE 9 (-blockdev) VM backed up while running restores byte-exact and starts in the same layout', async () => {
+  const pve9 = await sim.node.addVm({ vmid: 430, layout: 'blockdev', disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 4 }, { key: 'virtio1', format: 'raw', sizeMiB: 4 }] });
+  await pve9.start();
+  try {
+    await pve9.write('scsi0', { pattern: 0x71, offset: 512 * KiB, length: 256 * KiB });
+    await pve9.write('virtio1', { pattern: 0x72, offset: 2 * MiB, length: 128 * KiB });
+    const want = { scsi0: fs.readFileSync(await pve9.snapshotReference('scsi0')), virtio1: fs.readFileSync(await pve9.snapshotReference('virtio1')) };
+    const id = (await env.backup(430)).id;
+    const r = await cli('restore', id, '--vmid', '909', '--storage', 'local', '--unique', '--json');
+    expect(r.code).toBe(0);
+    expect(confLines(909).machine).toBe('pc-i440fx-10.0+pve0');
+    const restored = await sim.node.adoptVm(909);
+    expect(restored.layout).toBe('blockdev');
+    for (const d of restored.disks) expect((await contents(d.path, d.format)).equals(want[d.key as 'scsi0' | 'virtio1'])).toBe(true);
+    await restored.start();
+    try {
+      const disks = await restored.qmp(queryDisks);
+      expect(disks.map((d) => [d.drive, d.file])).toEqual(restored.disks.map((d) => [d.key, d.path]));
+    } finally {
+      await restored.stop();
+    }
+  } finally {
+    await pve9.stop();
+  }
 });
