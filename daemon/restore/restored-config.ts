@@ -6,7 +6,8 @@
  *   restored), so does `lock:`;
  * - a restored disk keeps its options and gets the new volid and `size=`;
  * - a disk the backup lacks (`backup=0`, pass-through) is dropped and reported, never left naming
- *   the old VM's volume; cd-roms and `none` stay as they are;
+ *   the old VM's volume, and leaves the boot order; cd-roms and `none` stay as they are;
+ * - a restored disk without a line in the kept config gets one (a volume is never left unnamed);
  * - `unusedN` volumes of the old VM are dropped (they are not in the backup);
  * - `vmgenid` is always regenerated unless it is `0` (the guest must see a new generation);
  * - with `unique`, every `netN` MAC (`virtio=MAC` or `macaddr=MAC`) and the `smbios1` uuid are new,
@@ -119,6 +120,7 @@ export interface RestoredConfigInput {
 export function restoredConfig(input: RestoredConfigInput): { text: string; dropped: DroppedLine[] } {
   const out: string[] = [];
   const dropped: DroppedLine[] = [];
+  const emitted = new Set<string>();
   for (const line of input.savedConf.split('\n')) {
     if (line.trim().startsWith('[')) break;
     if (line.trim() === '') continue;
@@ -135,15 +137,26 @@ export function restoredConfig(input: RestoredConfigInput): { text: string; drop
     else if (/^unused\d+$/.test(key)) drop('unused volume');
     else if (DISK_KEY.test(key)) {
       const v = input.volumes.get(key);
-      if (v) out.push(`${key}: ${withVolume(value, v)}`);
-      else if (isCdromOrNone(value)) out.push(`${key}: ${value}`);
+      if (v) {
+        out.push(`${key}: ${withVolume(value, v)}`);
+        emitted.add(key);
+      } else if (isCdromOrNone(value)) out.push(`${key}: ${value}`);
       else drop('not in the backup');
     } else if (key === 'vmgenid' && value !== '0') out.push(`vmgenid: ${uuidFrom(input.random)}`);
     else if (input.unique && key === 'smbios1') out.push(`smbios1: ${newSmbiosUuid(value, input.random)}`);
     else if (input.unique && /^net\d+$/.test(key)) out.push(`${key}: ${newMac(value, input.random)}`);
     else out.push(`${key}: ${value}`);
   }
-  return { text: `${out.join('\n')}\n`, dropped };
+  // A restored volume the kept config has no line for must still be named, or it would be orphaned.
+  for (const [key, v] of input.volumes) if (!emitted.has(key)) out.push(`${key}: ${withVolume('', v)}`);
+  const gone = new Set(dropped.filter((d) => d.reason === 'not in the backup').map((d) => d.key));
+  const text = out.map((l) => (l.startsWith('boot:') && gone.size ? withoutBootDevices(l, gone) : l)).join('\n');
+  return { text: `${text}\n`, dropped };
+}
+
+/** `boot: order=a;b;c` without the devices that are gone (other boot options kept). */
+function withoutBootDevices(line: string, gone: ReadonlySet<string>): string {
+  return line.replace(/(order=)([^,]*)/, (_m, prefix: string, list: string) => prefix + list.split(';').filter((d) => !gone.has(d)).join(';'));
 }
 
 export interface ReplaceDiskInput {

@@ -94,15 +94,19 @@ describe('restoredConfig', () => {
     expect(new Set([mac0, mac1]).size).toBe(2);
   });
 
+  const ONE = new Map([['scsi0', V.get('scsi0')!]]);
+  const NONE = new Map<string, { volid: string; sizeBytes: number }>();
   test.each([
-    ['vmgenid 0 (disabled) stays 0', 'vmgenid: 0\n', false, 'vmgenid: 0\n'],
-    ['a net without MAC gets one with --unique', 'net0: model=virtio,bridge=vmbr0\n', true, 'net0: model=virtio,bridge=vmbr0,macaddr=BC:24:11:22:33:44\n'],
-    ['smbios1 without uuid gets one with --unique', 'smbios1: base64=1\n', true, `smbios1: uuid=${uuidFrom(counter())},base64=1\n`],
-    ['a cd-rom with an ISO stays', 'ide2: local:iso/debian.iso,media=cdrom\n', false, 'ide2: local:iso/debian.iso,media=cdrom\n'],
-    ['a disk line without size= gets one', 'scsi0: local:100/vm-100-disk-0.qcow2\n', false, 'scsi0: local:900/vm-900-disk-0.qcow2,size=4M\n'],
-    ['efidisk0 and tpmstate0 not in the backup are dropped', 'efidisk0: local:100/vm-100-disk-5.raw,size=528K\ntpmstate0: local:100/vm-100-disk-6.raw,size=4M\n', false, '\n'],
-  ])('%s', (_n, savedConf, unique, want) => {
-    expect(restoredConfig({ savedConf, volumes: V, unique, random: counter() }).text).toBe(want);
+    ['vmgenid 0 (disabled) stays 0', 'vmgenid: 0\n', NONE, false, 'vmgenid: 0\n'],
+    ['a net without MAC gets one with --unique', 'net0: model=virtio,bridge=vmbr0\n', NONE, true, 'net0: model=virtio,bridge=vmbr0,macaddr=BC:24:11:22:33:44\n'],
+    ['smbios1 without uuid gets one with --unique', 'smbios1: base64=1\n', NONE, true, `smbios1: uuid=${uuidFrom(counter())},base64=1\n`],
+    ['a cd-rom with an ISO stays', 'ide2: local:iso/debian.iso,media=cdrom\n', NONE, false, 'ide2: local:iso/debian.iso,media=cdrom\n'],
+    ['a disk line without size= gets one', 'scsi0: local:100/vm-100-disk-0.qcow2\n', ONE, false, 'scsi0: local:900/vm-900-disk-0.qcow2,size=4M\n'],
+    ['dropped disks leave the boot order', 'boot: order=sata0;scsi0;ide2,menu=1\nsata0: /dev/sdb,backup=0\nscsi0: local:100/vm-100-disk-0.qcow2\n', ONE, false, 'boot: order=scsi0;ide2,menu=1\nscsi0: local:900/vm-900-disk-0.qcow2,size=4M\n'],
+    ['a restored disk without a line gets one', 'name: x\n', V, false, 'name: x\nscsi0: local:900/vm-900-disk-0.qcow2,size=4M\nvirtio1: local:900/vm-900-disk-1.raw,size=8G\n'],
+    ['efidisk0 and tpmstate0 not in the backup are dropped', 'efidisk0: local:100/vm-100-disk-5.raw,size=528K\ntpmstate0: local:100/vm-100-disk-6.raw,size=4M\n', NONE, false, '\n'],
+  ])('%s', (_n, savedConf, volumes, unique, want) => {
+    expect(restoredConfig({ savedConf, volumes, unique, random: counter() }).text).toBe(want);
   });
 
   test('randomMac sets only the last three bytes', () => {
