@@ -218,12 +218,21 @@ test('refusals change nothing: existing VMID, running VM (also with --force), un
 });
 
 test('--force replaces a stopped VM: new volumes, byte-exact, old volumes freed after the config', async () => {
-  const r = await cli('restore', backupId, '--vmid', '902', '--storage', 'local', '--force', '--json');
+  // For people this time: what was restored where, and what was freed.
+  const r = await cli('restore', backupId, '--vmid', '902', '--storage', 'local', '--force');
   expect(r.code).toBe(0);
-  const out = r.json();
   // 0 and 1 are the old config's: the new ones take the next free names.
-  expect(out.disks).toMatchObject([{ volid: 'local:902/vm-902-disk-2.qcow2' }, { volid: 'local:902/vm-902-disk-3.raw' }]);
-  expect(out.freed).toEqual(['local:902/vm-902-disk-0.raw', 'local:902/vm-902-disk-1.raw']);
+  expect(r.stdout).toBe(
+    [
+      `restored VM 902 from ${backupId}: scsi0=local:902/vm-902-disk-2.qcow2, scsi1=local:902/vm-902-disk-3.raw`,
+      `config: ${confOf(902)}`,
+      'not restored: parent: before-upgrade (snapshot parent)',
+      'not restored: unused0: local:400/vm-400-disk-99.raw (unused volume)',
+      'freed old volume local:902/vm-902-disk-0.raw',
+      'freed old volume local:902/vm-902-disk-1.raw',
+      '',
+    ].join('\n'),
+  );
   expect(images(902)).toEqual(['vm-902-disk-2.qcow2', 'vm-902-disk-3.raw']);
   expect((await contents(volPath('local:902/vm-902-disk-2.qcow2'), 'qcow2')).equals(refs.scsi0)).toBe(true);
   expect((await contents(volPath('local:902/vm-902-disk-3.raw'), 'raw')).equals(refs.scsi1)).toBe(true);
