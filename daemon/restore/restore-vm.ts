@@ -15,6 +15,11 @@
  * Any failure in 2–3 frees every volume this restore allocated (and puts back the firewall file)
  * and is CBT_RESTORE_VM_FAILED naming the cause, what was freed and what could not be.
  * The config text comes from restored-config.ts (pure rules); this file does the I/O.
+ *
+ * Not done here, unlike qmrestore: no `lock:` and no flock on the VMID while it runs. A second
+ * restore or `qm create` of the same VMID meanwhile is caught by the re-check in phase 3 (the
+ * config must still be what phase 1 saw), except in the moment between that check and the rename.
+ * Volume names carry the format's extension (`vm-ID-disk-N.FMT`), as file storages name them.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
