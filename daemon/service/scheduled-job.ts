@@ -54,7 +54,7 @@ export async function runScheduledJob(s: Services, job: ScheduledJob): Promise<S
   });
   if (Object.keys(job.retention).length > 0) {
     for (const vmid of report.ok) {
-      const marks = await s.repo.prune({ ...job.retention, vmid });
+      const marks = await s.repo.prune({ ...job.retention, vmid, logger: log });
       report.pruned.push(...marks.filter((m) => !m.keep).map((m) => m.id));
     }
   }
