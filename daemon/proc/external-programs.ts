@@ -7,6 +7,8 @@
  * - `sync`: coreutils, for `sync --file-system` of the repository.
  * - `pvesm`: Proxmox's storage manager. Its path is the config key `pvesmPath` (default
  *   /usr/sbin/pvesm, where Proxmox installs it): hooks and daemons may run with a PATH without sbin.
+ * - `sendmail`: the MTA's mail interface for notifications; its path is the config key
+ *   `notify.sendmail` (default /usr/sbin/sendmail, Postfix on Proxmox VE), for the same reason.
  *
  * `programPath` returns the first executable regular file of that name in PATH's absolute
  * entries; without PATH it searches systemd's default. When none is found it returns the bare name,
