@@ -4,9 +4,14 @@
  * cancel running backups (each leaves no manifest and keeps its bitmap's changes), close the socket
  * and the catalog, release the lock. systemd's `Restart=on-failure` covers the
  * rest: an unexpected exit is recovered by the next start's `recoverAtStartup`.
+ * Under systemd (`Type=notify`) it says READY=1 once the socket accepts requests and STOPPING=1 on
+ * the way out (sd-notify.ts). A reload request (SIGHUP, wired by `pve-cbt daemon`) re-reads the
+ * config without touching running backups (reload-config.ts): RELOADING=1, then READY=1.
  */
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
+import { planReload } from './reload-config';
+import { sdNotify } from './sd-notify';
 import { startIpcServer } from '../ipc/ipc-server';
 import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
 import { requestHandlers } from './request-handlers';
@@ -23,6 +28,14 @@ export interface DaemonOptions {
   clock?: Clock;
   /** Called once the socket accepts requests (tests, the demo). */
   onReady?: (s: Services) => void;
+  /** Loads the config again for a reload; without it reload requests are refused with a warning. */
+  reloadConfig?: () => CbtConfig;
+  /** Subscribes to reload requests (SIGHUP); returns the unsubscribe. */
+  onReloadRequest?: (reload: () => void) => () => void;
+  /** NOTIFY_SOCKET is read here; default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Called after each reload attempt (tests). */
+  onReloaded?: (outcome: { ok: boolean; applied: string[]; needRestart: string[] }) => void;
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
@@ -41,17 +54,64 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
   try {
     await recoverAtStartup(s);
     const server = await startIpcServer({ socketPath: config.socketPath, logger, handlers: requestHandlers(s), idleTimeoutMs: config.ipcIdleTimeoutMs });
-    const scheduler = createScheduler({
-      jobs: scheduledJobs(config),
-      clock: opts.clock ?? systemClock,
-      logger,
-      onFire: (job) => runScheduledJob(s, job).then(() => undefined),
-    });
+    const services = s;
+    const schedulerFor = (c: CbtConfig) =>
+      createScheduler({
+        jobs: scheduledJobs(c),
+        clock: opts.clock ?? systemClock,
+        logger,
+        onFire: (job) => runScheduledJob(services, job).then(() => undefined),
+      });
+    let scheduler = schedulerFor(config);
     scheduler.start();
     logger.info('daemon ready', { socketPath: config.socketPath, repository: config.repository, jobs: scheduler.nextRuns() });
+    const notify = (fields: Record<string, string>) => sdNotify(fields, { env: opts.env, logger });
+    await notify({ READY: '1', STATUS: 'ready' });
     opts.onReady?.(s);
+    // One reload at a time; a SIGHUP during a reload runs one more afterwards.
+    let reloading: Promise<void> | undefined;
+    let again = false;
+    const reload = async (): Promise<void> => {
+      await notify({ RELOADING: '1', STATUS: 'reloading the config' });
+      let outcome = { ok: false, applied: [] as string[], needRestart: [] as string[] };
+      try {
+        if (!opts.reloadConfig) throw new Error('this daemon was started without a way to re-read its config');
+        const plan = planReload(services.config, opts.reloadConfig());
+        // Services hand out `config` at the moment of use; running backups keep what they started with.
+        (services as { config: CbtConfig }).config = plan.config;
+        logger.level = plan.config.logLevel;
+        if (plan.applied.some((k) => k === 'jobs' || k === 'verify')) {
+          scheduler.stop();
+          scheduler = schedulerFor(plan.config);
+          scheduler.start();
+        }
+        outcome = { ok: true, applied: plan.applied, needRestart: plan.needRestart };
+        logger.info('config reloaded', { applied: plan.applied, jobs: scheduler.nextRuns(), running: services.queue.list().filter((h) => h.state === 'running').map((h) => h.id) });
+        if (plan.needRestart.length) logger.warn('config changes that need a restart (systemctl restart pve-cbtd) were not applied', { keys: plan.needRestart });
+      } catch (err) {
+        logger.error('config reload refused: running on with the previous config', { error: err });
+      }
+      await notify({ READY: '1', STATUS: outcome.ok ? 'ready (config reloaded)' : 'ready (config reload refused, see the log)' });
+      opts.onReloaded?.(outcome);
+    };
+    const requestReload = (): void => {
+      if (reloading) {
+        again = true;
+        return;
+      }
+      reloading = (async () => {
+        do {
+          again = false;
+          await reload();
+        } while (again && !opts.signal.aborted);
+      })().finally(() => (reloading = undefined));
+    };
+    const unsubscribe = opts.onReloadRequest?.(requestReload);
     if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
+    unsubscribe?.();
+    await reloading;
     logger.info('daemon stopping', { reason: String(opts.signal.reason ?? 'signal') });
+    await notify({ STOPPING: '1', STATUS: 'stopping: cancelling running backups' });
     scheduler.stop();
     await s.queue.cancelAll('daemon stopping');
     await server.close();
