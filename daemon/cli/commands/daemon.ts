@@ -6,6 +6,7 @@
  */
 import { loadConfig } from '../../config/load-config';
 import { closeLogger, createLogger } from '../../log/create-logger';
+import { checkNodeAbi } from '../../service/node-abi';
 import { runDaemon } from '../../service/run-daemon';
 import { defineCommand, type CommandContext } from '../command';
 
@@ -34,6 +35,8 @@ export const daemonCommand = defineCommand({
 
 async function runWithConfig(ctx: CommandContext, onReloadRequest: (reload: () => void) => () => void): Promise<void> {
   const config = ctx.loadConfig();
+  // Before anything opens the catalog: a Node.js upgraded since install gets a clear refusal.
+  checkNodeAbi();
   const logger = createLogger({
     logDir: config.logDir,
     level: config.logLevel,
