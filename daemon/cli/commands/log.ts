@@ -40,13 +40,18 @@ export const logCommand = defineCommand<LogOptions>({
     const logDir = ctx.opts.dir ?? ctx.loadConfig().logDir;
     assertLogDir(logDir, ctx.opts.dir ? 'option' : 'config');
     const filter: LogFilter = { vmid: ctx.opts.vm, jobId: ctx.opts.job, since: ctx.opts.since, level: ctx.opts.level };
-    if (filter.jobId !== undefined) assertKnownJob(filter.jobId, configuredJobIds(ctx), readLog(logDir, {}));
+    const checkJob = (): void => {
+      if (filter.jobId !== undefined) assertKnownJob(filter.jobId, configuredJobIds(ctx), readLog(logDir, {}));
+    };
     const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(formatLogLine(e, { timestamp: true })));
     if (ctx.opts.follow) {
+      checkJob();
       await followLog({ logDir, filter, onEntry: show, signal: ctx.signal });
       return;
     }
     const entries = readLog(logDir, filter);
+    // Only an empty answer can hide a typo in --job; reading every entry again is for that case.
+    if (entries.length === 0) checkJob();
     entries.forEach(show);
     if (entries.length === 0 && !ctx.json) ctx.stderr.write(`pve-cbt: ${noEntriesNote(logDir, filterWords(ctx.opts))}\n`);
   },
