@@ -10,7 +10,7 @@
  */
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
-import { planReload } from './reload-config';
+import { createConfigReloader } from './config-reloader';
 import { sdNotify } from './sd-notify';
 import { startIpcServer } from '../ipc/ipc-server';
 import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
@@ -34,8 +34,6 @@ export interface DaemonOptions {
   onReloadRequest?: (reload: () => void) => () => void;
   /** NOTIFY_SOCKET is read here; default process.env. */
   env?: NodeJS.ProcessEnv;
-  /** Called after each reload attempt (tests). */
-  onReloaded?: (outcome: { ok: boolean; applied: string[]; needRestart: string[] }) => void;
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
@@ -68,48 +66,22 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     const notify = (fields: Record<string, string>) => sdNotify(fields, { env: opts.env, logger });
     await notify({ READY: '1', STATUS: 'ready' });
     opts.onReady?.(s);
-    // One reload at a time; a SIGHUP during a reload runs one more afterwards.
-    let reloading: Promise<void> | undefined;
-    let again = false;
-    const reload = async (): Promise<void> => {
-      await notify({ RELOADING: '1', STATUS: 'reloading the config' });
-      let outcome = { ok: false, applied: [] as string[], needRestart: [] as string[] };
-      try {
-        if (!opts.reloadConfig) throw new Error('this daemon was started without a way to re-read its config');
-        const plan = planReload(services.config, opts.reloadConfig());
-        // Services hand out `config` at the moment of use; running backups keep what they started with.
-        (services as { config: CbtConfig }).config = plan.config;
-        logger.level = plan.config.logLevel;
-        if (plan.applied.some((k) => k === 'jobs' || k === 'verify')) {
-          scheduler.stop();
-          scheduler = schedulerFor(plan.config);
-          scheduler.start();
-        }
-        outcome = { ok: true, applied: plan.applied, needRestart: plan.needRestart };
-        logger.info('config reloaded', { applied: plan.applied, jobs: scheduler.nextRuns(), running: services.queue.list().filter((h) => h.state === 'running').map((h) => h.id) });
-        if (plan.needRestart.length) logger.warn('config changes that need a restart (systemctl restart pve-cbtd) were not applied', { keys: plan.needRestart });
-      } catch (err) {
-        logger.error('config reload refused: running on with the previous config', { error: err });
-      }
-      await notify({ READY: '1', STATUS: outcome.ok ? 'ready (config reloaded)' : 'ready (config reload refused, see the log)' });
-      opts.onReloaded?.(outcome);
-    };
-    const requestReload = (): void => {
-      if (reloading) {
-        again = true;
-        return;
-      }
-      reloading = (async () => {
-        do {
-          again = false;
-          await reload();
-        } while (again && !opts.signal.aborted);
-      })().finally(() => (reloading = undefined));
-    };
-    const unsubscribe = opts.onReloadRequest?.(requestReload);
+    const reloader = createConfigReloader({
+      services,
+      logger,
+      load: opts.reloadConfig,
+      notify,
+      rescheduled: (c) => {
+        scheduler.stop();
+        scheduler = schedulerFor(c);
+        scheduler.start();
+        return scheduler.nextRuns();
+      },
+    });
+    const unsubscribe = opts.onReloadRequest?.(() => reloader.request());
     if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
     unsubscribe?.();
-    await reloading;
+    await reloader.idle();
     logger.info('daemon stopping', { reason: String(opts.signal.reason ?? 'signal') });
     await notify({ STOPPING: '1', STATUS: 'stopping: cancelling running backups' });
     scheduler.stop();
