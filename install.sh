@@ -9,6 +9,10 @@
 #   /usr/lib/pve-cbt/            a COPY of the built app: dist/, package.json, README.md and the
 #                                production node_modules. A copy, not a link, so the checkout can be
 #                                removed or rebuilt without touching the running service.
+#                                node-abi.json records the Node.js ABI (process.versions.modules)
+#                                the native SQLite addon was checked to load with; the daemon refuses
+#                                to start under another one (CBT_NODE_ABI_CHANGED), and installing
+#                                again rebuilds the addon for the new Node.js.
 #   /usr/local/bin/pve-cbt       sh wrapper: the node found now (absolute path) + the app, located
 #                                relative to the wrapper so the same file works inside ROOT.
 #   /etc/pve-cbt/config.json     a default config, only if there is none (never overwritten).
@@ -36,6 +40,8 @@
 # Backups, catalog and logs under /var/lib/pve-cbt and /var/log/pve-cbt are data, never removed by
 # --uninstall.
 set -euo pipefail
+# shellcheck source=scripts/node-range.sh
+source "$(dirname "${BASH_SOURCE[0]}")/scripts/node-range.sh"
 
 ROOT=/
 FROM="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -221,14 +227,36 @@ do_uninstall() {
 }
 
 # ---------------------------------------------------------------- install
+# The node to run with: it must fit package.json engines.node (the same reading as setup.sh), since
+# the native addon is built per Node ABI and only those majors are tested.
 find_node() {
-  local n="${NODE:-$(command -v node || true)}"
-  [ -n "$n" ] || die "node not found: install Node.js 20 (or pass --node PATH)"
+  local n="${NODE:-$(command -v node || true)}" range r=0 version
+  range="$(engines_node "$FROM/package.json")"
+  range="${range:->=20}"
+  [ -n "$n" ] || die "node not found: run 'bash scripts/setup.sh' (it installs a Node.js that fits '$range') or pass --node PATH"
   n="$(readlink -f "$n")"
-  local major
-  major="$("$n" -p 'process.versions.node.split(".")[0]')"
-  [ "$major" -ge 20 ] || die "$n is Node.js $major; pve-cbt needs 20 or newer"
+  version="$("$n" -p 'process.versions.node')" || die "$n does not run"
+  major_fits "$(major_of "$version")" "$range" || r=$?
+  [ "$r" -ne 2 ] || die "cannot read engines.node '$range' in $FROM/package.json"
+  [ "$r" -eq 0 ] || die "$n is Node.js $version; pve-cbt needs '$range' (package.json engines). Install a fitting Node.js (Proxmox VE 9 ships 20; otherwise NodeSource's node_20.x) or pass --node PATH"
   echo "$n"
+}
+
+# The native SQLite addon must load with NODE; when it does not (built for another Node ABI), it is
+# rebuilt in the stage for NODE (npm rebuild, from source when no prebuilt binary can be fetched:
+# setup.sh installs g++, make and python3). Then the ABI is recorded in node-abi.json.
+check_native_addon() { # STAGE NODE
+  local stage="$1" node="$2" addon="$1/node_modules/better-sqlite3"
+  if [ -d "$addon" ]; then
+    if ! "$node" -e 'new (require(process.argv[1]))(":memory:").close()' "$addon" 2>/dev/null; then
+      say "the SQLite addon does not load with Node.js $("$node" --version): rebuilding it for this Node.js"
+      (cd "$stage" && PATH="$(dirname "$node"):$PATH" npm rebuild better-sqlite3 --no-audit --no-fund >&2) ||
+        die "rebuilding better-sqlite3 for $node failed: run 'bash scripts/setup.sh' (compiler, headers) and try again"
+      "$node" -e 'new (require(process.argv[1]))(":memory:").close()' "$addon" ||
+        die "the rebuilt SQLite addon does not load with $node"
+    fi
+  fi
+  "$node" -e 'process.stdout.write(JSON.stringify({ modules: process.versions.modules, node: process.versions.node }) + "\n")' > "$stage/node-abi.json"
 }
 
 # The production dependencies' top-level folders (dev tools like jest and typescript stay out).
@@ -244,7 +272,7 @@ production_modules() {
 # Copies content (plain cp: no owner carried over; special files are refused), then sets owner and
 # modes (0755 for directories and anything executable, 0644 for the rest). The stage is private
 # (0700) until it is complete, so nobody can change it between copy and rename.
-copy_app() {
+copy_app() { # NODE
   local stage="$R$APP.new" m bad
   rm -rf -- "$stage"
   install -d -o "${OWNER%:*}" -g "${OWNER#*:}" -m 0700 "$stage"
@@ -255,6 +283,7 @@ copy_app() {
     mkdir -p "$stage/$(dirname "$m")"
     cp -R "$FROM/$m" "$stage/$m"
   done < <(production_modules)
+  check_native_addon "$stage" "$1"
   bad="$(find "$stage" ! -type d ! -type f ! -type l -print -quit)"
   [ -z "$bad" ] || die "refusing to install ${bad#"$stage"/}: not a regular file, directory or symlink"
   while IFS= read -r -d '' m; do
@@ -323,7 +352,7 @@ do_install() {
   load_manifest
   private_dir "$MANIFEST_DIR"
   make_dir "$(dirname "$APP")"
-  copy_app
+  copy_app "$node"
   make_dir "$(dirname "$WRAPPER")"
   write_wrapper "$node"
   private_dir "$(dirname "$CONFIG")"

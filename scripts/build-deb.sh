@@ -30,6 +30,8 @@ cp -r dist package.json package-lock.json README.md "$app/"
 rm -rf "$app/dist/bench"
 npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$PWD/##" | grep -E '^node_modules/(@[^/]+/)?[^/]+$' |
   while IFS= read -r m; do mkdir -p "$app/$(dirname "$m")"; cp -r "$m" "$app/$m"; done
+# The Node.js ABI the native addon was built for; the daemon refuses another (service/node-abi.ts).
+node -e 'process.stdout.write(JSON.stringify({ modules: process.versions.modules, node: process.versions.node }) + "\n")' > "$app/node-abi.json"
 
 cat > "$stage/usr/bin/pve-cbt" <<'WRAPPER'
 #!/bin/sh

@@ -44,7 +44,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   if (disks.length === 0) throw BackupNoDisksError({ vmid });
   const lastByDisk = await lastBackupsByDisk(repo, vmid);
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
-  const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}) });
+  const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) });
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
     return await runBackup(opts, writer, disks, lastByDisk, vmConfig.agentEnabled, saved);

@@ -12,6 +12,7 @@ import { gcCommand } from './commands/gc';
 import { hooksCommand } from './commands/hooks';
 import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
+import { notifyCommand } from './commands/notify';
 import { pruneCommand } from './commands/prune';
 import { restoreCommand } from './commands/restore';
 import { serveCommand } from './commands/serve';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   gcCommand,
   catalogCommand,
   logCommand,
+  notifyCommand,
   hooksCommand,
   configCommand,
   demoCommand,

@@ -6,11 +6,14 @@
  * (calendar syntax, the repository's parent directory, unique job ids) live in `load-config.ts`.
  * When adding a key: add it to the schema, to `CbtConfig`, and (if hooks read it) to shared defaults.
  */
-import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
+import { DEFAULTS, DEFAULT_CHUNK_SIZE, NOTIFY_DEFAULTS } from '../../shared/config/defaults';
 import { IPC_LIMIT_DEFAULTS } from '../ipc/ipc-limits';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const NOTIFY_ON = ['failure', 'always'] as const;
+export type NotifyOn = (typeof NOTIFY_ON)[number];
 
 export const COMPRESSIONS = ['auto', 'none'] as const;
 export type Compression = (typeof COMPRESSIONS)[number];
@@ -63,6 +66,29 @@ export interface CbtConfig {
   readonly ipcIdleTimeoutMs: number;
   readonly jobs: readonly JobConfig[];
   readonly verify: VerifyConfig;
+  readonly notify: NotifyConfig;
+}
+
+/**
+ * Who hears about backups, verifies and scheduled jobs (daemon/notify/): mail through sendmail
+ * (to root by default, as Proxmox does) and an optional webhook that gets the JSON summary.
+ */
+export interface NotifyConfig {
+  /** Recipients; a string is one recipient. An empty list sends no mail. */
+  readonly mailto: string | readonly string[];
+  /** 'failure' (default): only failed runs; 'always': every run. */
+  readonly on: NotifyOn;
+  /** The MTA's sendmail interface (Postfix on Proxmox VE). */
+  readonly sendmail: string;
+  readonly webhook?: WebhookConfig;
+}
+
+export interface WebhookConfig {
+  /** http:// or https://; gets an HTTP POST of the JSON summary. */
+  readonly url: string;
+  /** Extra request headers, e.g. an Authorization token. */
+  readonly headers: Readonly<Record<string, string>>;
+  readonly timeoutMs: number;
 }
 
 /** The verify job: re-reads the whole repository; monthly by default, as PBS recommends. */
@@ -195,6 +221,43 @@ export const CONFIG_SCHEMA = {
       properties: {
         schedule: { type: 'string', default: 'monthly', description: 'a Proxmox calendar event', examples: ['monthly', 'sat 03:00'] },
         enabled: { type: 'boolean', default: true, examples: [true] },
+      },
+    },
+    notify: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'who is told about failed (or all) backups, verifies and scheduled jobs',
+      properties: {
+        mailto: {
+          description: 'mail recipients: an address, or a list ([] sends no mail)',
+          default: NOTIFY_DEFAULTS.mailto,
+          examples: ['root', ['root', 'admin@example.com']],
+          anyOf: [
+            { type: 'string', pattern: '^[^\\s<>,]+$' },
+            { type: 'array', uniqueItems: true, items: { type: 'string', pattern: '^[^\\s<>,]+$' } },
+          ],
+        },
+        on: { type: 'string', enum: NOTIFY_ON, default: NOTIFY_DEFAULTS.on, description: "'failure': only failed runs; 'always': every run", examples: ['failure'] },
+        sendmail: absolutePath(NOTIFY_DEFAULTS.sendmail, 'the sendmail program mail goes through'),
+        webhook: {
+          type: 'object',
+          additionalProperties: false,
+          required: ['url'],
+          description: 'an HTTP endpoint that gets a POST of the JSON summary',
+          examples: [{ url: 'https://hooks.example.com/pve-cbt' }],
+          properties: {
+            url: { type: 'string', pattern: '^https?://[^\\s]+$', description: 'an http:// or https:// URL', examples: ['https://hooks.example.com/pve-cbt'] },
+            headers: {
+              type: 'object',
+              default: {},
+              additionalProperties: { type: 'string' },
+              description: 'extra request headers',
+              examples: [{ Authorization: 'Bearer TOKEN' }],
+            },
+            timeoutMs: { type: 'integer', minimum: 100, maximum: 120_000, default: 10_000, description: 'give up on the request after this many ms', examples: [10_000] },
+          },
+        },
       },
     },
   },

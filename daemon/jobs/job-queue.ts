@@ -117,7 +117,8 @@ export function createJobQueue(opts: JobQueueOptions): JobQueue {
     running.set(e.handle.id, e);
     busyVms.add(e.handle.vmid);
     const log = logFor(e);
-    log?.info(`${e.handle.kind} started`);
+    // `task …` (kind in the context): the work itself logs `backup started` / `backup finished`.
+    log?.info('task started');
     const progress: ProgressFn = (p) => {
       e.progress = p;
       for (const fn of e.listeners) fn(p);
@@ -126,12 +127,12 @@ export function createJobQueue(opts: JobQueueOptions): JobQueue {
       try {
         const result = await e.spec.run(e.abort.signal, progress, e.handle.id);
         e.state = 'done';
-        log?.info(`${e.handle.kind} finished`, { durationMs: Date.now() - (e.startedAt?.getTime() ?? 0) });
+        log?.info('task finished', { durationMs: Date.now() - (e.startedAt?.getTime() ?? 0) });
         e.resolve(result);
       } catch (err) {
         e.state = e.abort.signal.aborted ? 'cancelled' : 'failed';
-        if (e.state === 'cancelled') log?.warn(`${e.handle.kind} cancelled`, { err });
-        else log?.error(`${e.handle.kind} failed`, { err });
+        if (e.state === 'cancelled') log?.warn('task cancelled', { err });
+        else log?.error('task failed', { err });
         e.reject(err);
       } finally {
         running.delete(e.handle.id);

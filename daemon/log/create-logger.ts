@@ -4,7 +4,9 @@
  *   … for the same day), old files removed after `maxFiles`; the audit file that
  *   winston-daily-rotate-file needs is `<logDir>/.pve-cbt-audit.json`. `read-log.ts` reads these.
  * - one human line per entry on stdout for journald (no timestamp, journald adds one; colours only
- *   on a TTY).
+ *   on a TTY). When stdout is the journal (JOURNAL_STREAM, journal-stream.ts) each line starts with
+ *   its syslog priority `<3>` error, `<4>` warn, `<6>` info, `<7>` verbose/debug, so journald files
+ *   it at that level; so do the fallback lines on stderr (`<3>`).
  * Context goes in child loggers: `logger.child({ vmid, disk, jobId })`. Error objects anywhere in
  * the metadata are written as `{ message, code, details, stack }` instead of winston's `{}`.
  *
@@ -26,6 +28,7 @@ import winston, { type Logger } from 'winston';
 import DailyRotateFile from 'winston-daily-rotate-file';
 import { DEFAULTS } from '../../shared/config/defaults';
 import type { LogLevel } from '../config/config-schema';
+import { isJournalStream, journalPrefix } from './journal-stream';
 import { formatLogLine, type LogEntry } from './log-entry';
 import { RepeatLimiter, type RepeatLimiterOptions } from './repeat-limiter';
 
@@ -41,8 +44,13 @@ export interface CreateLoggerOptions {
   maxSize?: string;
   /** Keep this many files ('10') or days ('14d'). */
   maxFiles?: string;
-  /** Human lines; default process.stdout. `false` turns them off. */
-  console?: false | { stream?: NodeJS.WritableStream; colors?: boolean };
+  /**
+   * Human lines; default process.stdout. `false` turns them off. `journal`: prefix each line with
+   * its syslog priority; default: when the stream is the journal stream named by JOURNAL_STREAM.
+   */
+  console?: false | { stream?: NodeJS.WritableStream; colors?: boolean; journal?: boolean };
+  /** Where JOURNAL_STREAM is read; default process.env. */
+  env?: NodeJS.ProcessEnv;
   /** Fields on every entry (e.g. `{ component: 'daemon' }`). */
   defaultMeta?: Record<string, unknown>;
   /** Where failures of the log files themselves are reported; default process.stderr. */
@@ -79,10 +87,12 @@ const errorsToJson = winston.format((info) => {
 export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   const transports: winston.transport[] = [];
   const fallback = opts.fallbackStream ?? process.stderr;
+  const env = opts.env ?? process.env;
+  const fallbackPrefix = isJournalStream(fallback, env) ? journalPrefix('error') : '';
   const report = (message: string, err: unknown): void => {
     const e = err as NodeJS.ErrnoException | undefined;
     try {
-      fallback.write(`pve-cbt: ${message}${e ? `: ${e.code ? `${e.code} ` : ''}${e.message ?? String(e)}` : ''}\n`);
+      fallback.write(`${fallbackPrefix}pve-cbt: ${message}${e ? `: ${e.code ? `${e.code} ` : ''}${e.message ?? String(e)}` : ''}\n`);
     } catch {
       // Nowhere left to say it; logging still must not throw.
     }
@@ -140,10 +150,11 @@ export function createLogger(opts: CreateLoggerOptions = {}): Logger {
   if (opts.console !== false) {
     const stream = opts.console?.stream ?? process.stdout;
     const colors = opts.console?.colors ?? (stream as NodeJS.WriteStream).isTTY === true;
+    const journal = opts.console?.journal ?? isJournalStream(stream, env);
     transports.push(
       new winston.transports.Stream({
         stream,
-        format: winston.format.printf((info) => formatLogLine(info as LogEntry, { colors })),
+        format: winston.format.printf((info) => `${journal ? journalPrefix(info.level) : ''}${formatLogLine(info as LogEntry, { colors: colors && !journal })}`),
       }),
     );
   }

@@ -5,8 +5,11 @@
  * - `qemu-img`, `qemu-nbd`, `qemu-io`: QEMU's tools; the version on PATH must match the QEMU that
  *   runs the VMs, so there is no fixed /usr/bin default anywhere.
  * - `sync`: coreutils, for `sync --file-system` of the repository.
+ * - `systemd-notify`: systemd's, for sd_notify READY/RELOADING/STOPPING (service/sd-notify.ts).
  * - `pvesm`: Proxmox's storage manager. Its path is the config key `pvesmPath` (default
  *   /usr/sbin/pvesm, where Proxmox installs it): hooks and daemons may run with a PATH without sbin.
+ * - `sendmail`: the MTA's mail interface for notifications; its path is the config key
+ *   `notify.sendmail` (default /usr/sbin/sendmail, Postfix on Proxmox VE), for the same reason.
  *
  * `programPath` returns the first executable regular file of that name in PATH's absolute
  * entries; without PATH it searches systemd's default. When none is found it returns the bare name,
@@ -16,7 +19,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync'] as const;
+export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'systemd-notify'] as const;
 export type ExternalProgram = (typeof EXTERNAL_PROGRAMS)[number];
 
 /** systemd's PATH for services, used when the environment has none. */

@@ -182,7 +182,8 @@ export class Repository {
    * lives. The id is the start time in whole seconds; without an explicit `time` it moves to the
    * next free second if the current one is taken.
    */
-  async startBackup(opts: { vmid: number; parent?: string; time?: Date }): Promise<BackupWriter> {
+  /** `logger`: the caller's (child) logger, so the writer's `backup committed` carries its job context. */
+  async startBackup(opts: { vmid: number; parent?: string; time?: Date; logger?: Logger }): Promise<BackupWriter> {
     if (!Number.isSafeInteger(opts.vmid) || opts.vmid < 1) {
       throw RepoInvalidArgumentError({ what: 'vmid', value: opts.vmid, hint: 'a positive integer' });
     }
@@ -203,7 +204,9 @@ export class Repository {
       }
       await this.locks.update(lock, { backupId: id });
       const bad = await this.badRegistry.load();
-      this.logger?.info('backup started', { backupId: id, vmid: opts.vmid, parent: opts.parent ?? null });
+      const logger = opts.logger ?? this.logger;
+      // The engine logs `backup started` with the disks; here only the directory taken.
+      logger?.debug('backup directory reserved', { backupId: id, vmid: opts.vmid, parent: opts.parent ?? null });
       return new RepositoryBackupWriter(
         {
           storage: this.storage,
@@ -214,7 +217,7 @@ export class Repository {
           locks: this.locks,
           toolVersion: toolVersion(),
           defaultChunkSize: this.chunkSize,
-          logger: this.logger,
+          logger,
           readManifest: (bid) => this.readManifest(bid),
           onCommit: (m) => this.catalog?.recordBackup(m),
         },
@@ -304,7 +307,7 @@ export class Repository {
    * the backup stops existing atomically, then the writer locks are checked: a backup that a
    * running writer cloned from is put back and CBT_REPO_BACKUP_IN_USE is raised.
    */
-  async removeBackup(backupId: string): Promise<void> {
+  async removeBackup(backupId: string, opts: { logger?: Logger } = {}): Promise<void> {
     parseBackupId(backupId);
     const aside = `${backupId}/manifest.removed`;
     if (!(await this.storage.rename(`${backupId}/manifest.json`, aside))) throw RepoBackupNotFoundError({ backupId });
@@ -315,14 +318,15 @@ export class Repository {
     }
     await this.storage.removeTree(backupId);
     this.catalog?.forgetBackup(backupId);
-    this.logger?.info('backup removed', { backupId });
+    (opts.logger ?? this.logger)?.info('backup removed', { backupId, vmid: parseBackupId(backupId).vmid });
   }
 
   /**
    * Applies retention to each VM's backups (or one VM's). Backups in use as a base are kept this
    * time (reason 'in-use'). `dryRun` only computes the marks.
    */
-  async prune(opts: PruneOptions & { vmid?: number; dryRun?: boolean }): Promise<PruneMark[]> {
+  /** `logger`: the caller's (child) logger, so `backup removed` carries e.g. the job's id. */
+  async prune(opts: PruneOptions & { vmid?: number; dryRun?: boolean; logger?: Logger }): Promise<PruneMark[]> {
     const all = await this.listBackups(opts.vmid);
     const byVm = new Map<number, BackupInfo[]>();
     for (const b of all) byVm.set(b.vmid, [...(byVm.get(b.vmid) ?? []), b]);
@@ -331,7 +335,7 @@ export class Repository {
       for (const mark of computePrune(list, opts)) {
         if (!mark.keep && !opts.dryRun) {
           try {
-            await this.removeBackup(mark.id);
+            await this.removeBackup(mark.id, { logger: opts.logger });
           } catch (err) {
             if (!RepoInUseError.is(err)) throw err;
             marks.push({ ...mark, keep: true, reason: 'in-use' });

@@ -9,6 +9,7 @@ import type { JobHandle } from '../jobs/job-queue';
 import { replaySpool } from '../ipc/spool-replay';
 import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
+import { notifyBackupTask } from './notify-events';
 import { workDir, type Services } from './services';
 
 export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
@@ -46,11 +47,14 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
         });
         // The engine (given `log`) and the repository log the story: mode and reason per disk, bytes, commit.
         s.catalog.recordJobEnd(taskId, { status: 'ok', backupId: result.id, result });
+        // A job's run is notified as a whole (scheduled-job.ts); a backup on its own here.
+        if (!opts.jobId) void notifyBackupTask(s, log, { vmid, taskId, result });
         return result;
       } catch (err) {
         const cancelled = signal.aborted || JobCancelledError.is(err);
         const { code, message } = errorJson(err);
         s.catalog.recordJobEnd(taskId, { status: cancelled ? 'cancelled' : 'failed', error: { code, message } });
+        if (!opts.jobId && !cancelled) void notifyBackupTask(s, log, { vmid, taskId, error: err });
         throw err; // the queue logs the failure with the task's context
       }
     },

@@ -11,6 +11,7 @@
 import type { CbtConfig, JobConfig } from '../config/config-schema';
 import type { LastVerify } from '../repository/verify-record';
 import { enqueueBackup } from './backup-task';
+import { withJobNotification } from './notify-events';
 import { selectVms } from './select-vms';
 import type { Services } from './services';
 
@@ -28,7 +29,7 @@ export type ScheduledJob = JobConfig | VerifyJob;
 export interface ScheduledRunReport {
   jobId: string;
   ok: number[];
-  failed: { vmid: number; code: string }[];
+  failed: { vmid: number; code: string; message?: string }[];
   pruned: string[];
 }
 
@@ -41,8 +42,12 @@ function isVerifyJob(job: ScheduledJob): job is VerifyJob {
   return (job as VerifyJob).kind === 'verify';
 }
 
-export async function runScheduledJob(s: Services, job: ScheduledJob): Promise<ScheduledRunReport | LastVerify> {
-  if (isVerifyJob(job)) return runVerifyJob(s, job);
+/** One firing; its outcome is notified as `notify` says (notify-events.ts). */
+export function runScheduledJob(s: Services, job: ScheduledJob): Promise<ScheduledRunReport | LastVerify> {
+  return withJobNotification<ScheduledRunReport | LastVerify>(s, job, () => (isVerifyJob(job) ? runVerifyJob(s, job) : runBackupJob(s, job)));
+}
+
+async function runBackupJob(s: Services, job: JobConfig): Promise<ScheduledRunReport> {
   const log = s.logger.child({ jobId: job.id });
   const vmids = selectVms(job.vms, s.config.qemuServerConfigDir);
   log.info('scheduled job fired', { vmids });
@@ -50,11 +55,11 @@ export async function runScheduledJob(s: Services, job: ScheduledJob): Promise<S
   const report: ScheduledRunReport = { jobId: job.id, ok: [], failed: [], pruned: [] };
   outcomes.forEach((o, i) => {
     if (o.status === 'fulfilled') report.ok.push(vmids[i]);
-    else report.failed.push({ vmid: vmids[i], code: (o.reason as { code?: string }).code ?? 'CBT_INTERNAL' });
+    else report.failed.push({ vmid: vmids[i], code: (o.reason as { code?: string }).code ?? 'CBT_INTERNAL', message: (o.reason as Error).message });
   });
   if (Object.keys(job.retention).length > 0) {
     for (const vmid of report.ok) {
-      const marks = await s.repo.prune({ ...job.retention, vmid });
+      const marks = await s.repo.prune({ ...job.retention, vmid, logger: log });
       report.pruned.push(...marks.filter((m) => !m.keep).map((m) => m.id));
     }
   }

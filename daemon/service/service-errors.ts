@@ -12,3 +12,12 @@ export const JobInterruptedError = defineError<{ jobId: string; kind: string; vm
   'CBT_JOB_INTERRUPTED',
   (d) => `the daemon stopped during ${d.kind} job ${d.jobId}${d.vmid === null ? '' : ` of VM ${d.vmid}`} before it committed anything`,
 );
+/**
+ * The installed app's native SQLite addon was built for another Node.js ABI than the one running
+ * (Node.js was upgraded after install): refused at daemon start with the way out, instead of a
+ * loader error deep in the catalog.
+ */
+export const NodeAbiChangedError = defineError<{ recordFile: string; builtModules: string; builtNode: string; runningModules: string; runningNode: string; hint: string }>(
+  'CBT_NODE_ABI_CHANGED',
+  (d) => `pve-cbt was installed for Node.js ${d.builtNode} (ABI ${d.builtModules}) but runs on Node.js ${d.runningNode} (ABI ${d.runningModules}): its SQLite addon does not load`,
+);

@@ -24,6 +24,13 @@ export const DEFAULTS = Object.freeze({
   strictHooks: false,
 });
 
+/** `notify` in the config: as Proxmox does by default, mail to root through the local MTA, on failures. */
+export const NOTIFY_DEFAULTS = Object.freeze({
+  mailto: 'root',
+  on: 'failure',
+  sendmail: '/usr/sbin/sendmail',
+});
+
 /**
  * Repository chunk size in bytes: a power of two and a multiple of 64 KiB (QEMU's default dirty
  * bitmap granularity), so a dirty cluster never straddles two chunks. 256 KiB by measurement

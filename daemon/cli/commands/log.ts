@@ -2,11 +2,15 @@
  * `pve-cbt log`: the daemon's JSON-lines logs, filtered by VM, job, age and level. Human output is
  * one line per entry with its timestamp; `--json` prints the entries as JSON lines (one object per
  * line, also with --follow), exactly as stored. `--follow` keeps printing new entries until Ctrl-C.
+ * A missing log directory or an unknown `--job` is an error (exit 1, log-query.ts); a filter that
+ * matches nothing prints a "no log entries" note on stderr and exits 0 (with --json: no lines).
  */
 import type { LogLevel } from '../../config/config-schema';
 import { LOG_LEVELS } from '../../config/config-schema';
 import { formatLogLine, type LogEntry } from '../../log/log-entry';
+import { assertKnownJob, assertLogDir, noEntriesNote } from '../../log/log-query';
 import { followLog, readLog, type LogFilter } from '../../log/read-log';
+import { VERIFY_JOB_ID } from '../../service/scheduled-job';
 import { defineCommand } from '../command';
 import { parseSinceOption, parseVmid } from '../option-parsers';
 
@@ -34,12 +38,40 @@ export const logCommand = defineCommand<LogOptions>({
   examples: ['pve-cbt log --vm 101 --since 2h', 'pve-cbt log --job nightly --level warn', 'pve-cbt log --follow --json'],
   async run(ctx) {
     const logDir = ctx.opts.dir ?? ctx.loadConfig().logDir;
+    assertLogDir(logDir, ctx.opts.dir ? 'option' : 'config');
     const filter: LogFilter = { vmid: ctx.opts.vm, jobId: ctx.opts.job, since: ctx.opts.since, level: ctx.opts.level };
+    const checkJob = (): void => {
+      if (filter.jobId !== undefined) assertKnownJob(filter.jobId, configuredJobIds(ctx), readLog(logDir, {}));
+    };
     const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(formatLogLine(e, { timestamp: true })));
     if (ctx.opts.follow) {
+      checkJob();
       await followLog({ logDir, filter, onEntry: show, signal: ctx.signal });
       return;
     }
-    readLog(logDir, filter).forEach(show);
+    const entries = readLog(logDir, filter);
+    // Only an empty answer can hide a typo in --job; reading every entry again is for that case.
+    if (entries.length === 0) checkJob();
+    entries.forEach(show);
+    if (entries.length === 0 && !ctx.json) ctx.stderr.write(`pve-cbt: ${noEntriesNote(logDir, filterWords(ctx.opts))}\n`);
   },
 });
+
+/** The configured job ids (and the verify job's); with --dir an unreadable config just adds none. */
+function configuredJobIds(ctx: { opts: LogOptions; loadConfig(): { jobs: readonly { id: string }[] } }): string[] {
+  try {
+    return [VERIFY_JOB_ID, ...ctx.loadConfig().jobs.map((j) => j.id)];
+  } catch (err) {
+    if (ctx.opts.dir) return [VERIFY_JOB_ID];
+    throw err;
+  }
+}
+
+function filterWords(o: LogOptions): string[] {
+  const words: string[] = [];
+  if (o.vm !== undefined) words.push(`--vm ${o.vm}`);
+  if (o.job !== undefined) words.push(`--job ${o.job}`);
+  if (o.since !== undefined) words.push(`--since ${o.since.toISOString()}`);
+  if (o.level !== undefined) words.push(`--level ${o.level}`);
+  return words;
+}

@@ -39,6 +39,7 @@ describe('defaults', () => {
       ipcIdleTimeoutMs: 30_000,
       jobs: [],
       verify: { schedule: 'monthly', enabled: true },
+      notify: { mailto: 'root', on: 'failure', sendmail: '/usr/sbin/sendmail' },
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.jobs)).toBe(true);
@@ -96,6 +97,13 @@ describe('refusals: CBT_CONFIG_INVALID with key path and hint', () => {
     ['retention keep 0', () => job({ retention: { keepLast: 0 } }), '/jobs/0/retention/keepLast', /must be >= 1/, /7/],
     ['duplicate job ids', () => ({ jobs: [{ id: 'a', vms: 'all', schedule: 'daily' }, { id: 'a', vms: 'all', schedule: 'sat' }] }), '/jobs/1/id', /duplicate job id 'a' \(also \/jobs\/0\/id\)/, /unique/],
     ['jobs not an array', () => ({ jobs: {} }), '/jobs', /must be an array, not an object/, /nightly/],
+    ['notify: misspelt key', () => ({ notify: { mailTo: 'root' } }), '/notify/mailTo', /unknown key/, /did you mean 'mailto'/],
+    ['notify.on not in the list', () => ({ notify: { on: 'sometimes' } }), '/notify/on', /"sometimes" is not allowed/, /one of: "failure", "always"/],
+    ['notify.mailto with a space', () => ({ notify: { mailto: 'root admin' } }), '/notify/mailto', /not allowed/, /root/],
+    ['notify.sendmail relative', () => ({ notify: { sendmail: 'sendmail' } }), '/notify/sendmail', /not an absolute path/, /\/usr\/sbin\/sendmail/],
+    ['notify.webhook without url', () => ({ notify: { webhook: {} } }), '/notify/webhook/url', /missing required key 'url'/, /https:\/\/hooks.example.com/],
+    ['notify.webhook.url not http', () => ({ notify: { webhook: { url: 'ftp://x' } } }), '/notify/webhook/url', /wrong form/, /https:\/\//],
+    ['notify.webhook.timeoutMs too small', () => ({ notify: { webhook: { url: 'http://x', timeoutMs: 1 } } }), '/notify/webhook/timeoutMs', /must be >= 100/, /10000/],
   ])('%s', (_name, make, keyPath, problem, hint) => {
     const e = refusal(() => validateConfig(make(), '/etc/pve-cbt/config.json', NOW));
     expect(e.code).toBe('CBT_CONFIG_INVALID');
