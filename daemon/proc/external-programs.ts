@@ -5,6 +5,7 @@
  * - `qemu-img`, `qemu-nbd`, `qemu-io`: QEMU's tools; the version on PATH must match the QEMU that
  *   runs the VMs, so there is no fixed /usr/bin default anywhere.
  * - `sync`: coreutils, for `sync --file-system` of the repository.
+ * - `flock`: util-linux, to hold Proxmox's per-VM lock (daemon/pve/pve-lock.ts).
  * - `pvesm`: Proxmox's storage manager. Its path is the config key `pvesmPath` (default
  *   /usr/sbin/pvesm, where Proxmox installs it): hooks and daemons may run with a PATH without sbin.
  *
@@ -16,7 +17,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync'] as const;
+export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'flock'] as const;
 export type ExternalProgram = (typeof EXTERNAL_PROGRAMS)[number];
 
 /** systemd's PATH for services, used when the environment has none. */
