@@ -47,6 +47,8 @@ describe('living with Proxmox VE offline operations (issue 14 points 1-3)', () =
   });
 
   test('qm stop parks the bitmap outside the image; qm start puts it back and the next backup is incremental', async () => {
+    // Written before the stop: only the parked and restored bitmap knows this block changed.
+    await vm.write('scsi0', { pattern: 0x5a, offset: 7 * MiB, length: 65536 });
     await vm.stop();
     expect(await ownBitmapsInImage(vm)).toEqual([]);
     expect(fs.existsSync(path.join(stack.config.stateDir, 'parked', '501', 'scsi0.json'))).toBe(true);
@@ -58,9 +60,11 @@ describe('living with Proxmox VE offline operations (issue 14 points 1-3)', () =
   });
 
   test('stopped VM: offline backups are incremental from the parked bitmap and leave it parked', async () => {
+    await vm.write('scsi0', { pattern: 0x5b, offset: 6 * MiB, length: 65536 });
     await vm.stop();
     const d = await backup();
     expect(d.mode).toBe('incremental');
+    expect(d.bytesRead).toBeGreaterThan(0);
     expect(d.consistency).toBe('offline');
     expect(await ownBitmapsInImage(vm)).toEqual([]);
     expect((await backup()).mode).toBe('incremental');
