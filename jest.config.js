@@ -22,6 +22,7 @@ const qemuSuites = [
   '<rootDir>/test/daemon/restore/**/*.test.ts',
   '<rootDir>/test/e2e/**/*.test.ts',
   '<rootDir>/test/hooks/hooks-e2e.test.ts',
+  '<rootDir>/test/daemon/parking/**/*.test.ts',
 ];
 module.exports = {
   testTimeout: 120000,

@@ -26,6 +26,7 @@ import { parseGuestArgs, parseVzdumpArgs, type ParsedArgs } from './hook-args';
 import { checkChained, readTrustedHookChain, runChained, type ChainTarget } from './hook-chain';
 import { HOOK_DEFAULTS, HOOK_TIMEOUT_RANGE_MS, readHookConfig, type HookConfig } from './hook-config';
 import { MIN_WAIT_MS, deliverEvent, ipcWaitMs } from './deliver-event';
+import { removeBitmapsWithoutDaemon } from './park-fallback';
 import { readQemuPid } from './qemu-pid';
 import { Watchdog } from './watchdog';
 
@@ -127,6 +128,12 @@ async function ownPart(
     if (delivery.outcome === 'spooled') problems.push(`daemon did not acknowledge (${delivery.reason}); event spooled to ${delivery.spool}`);
     if (delivery.outcome === 'lost') problems.push(`event lost: ${delivery.reason}`);
     state.acked = delivery.outcome === 'acked';
+    // No daemon to park the bitmaps: take them out of the stopped images here (park-fallback.ts).
+    if (kind === 'guest' && parsed.phase === 'post-stop' && parsed.vmid !== undefined && delivery.outcome !== 'acked' && delivery.reason.startsWith('CBT_IPC_UNAVAILABLE')) {
+      const end = process.uptime() * 1000 + state.config.hookTimeoutMs;
+      watchdog.setDeadline(Math.max(watchdog.deadline, end + WATCHDOG_GRACE_MS));
+      problems.push(...(await removeBitmapsWithoutDaemon(state.config.stateDir, parsed.vmid, end)).map((p) => `bitmap removal: ${p}`));
+    }
   }
 }
 

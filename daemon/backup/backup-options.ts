@@ -12,6 +12,12 @@ import type { BackupMode } from './mode-decision';
 export interface BackupVmConfig {
   readonly qemuServerConfigDir: string;
   readonly qemuServerRunDir: string;
+  /**
+   * Parking of a stopped VM's bitmaps (daemon/parking/): with both set, an offline backup holds
+   * Proxmox's VM lock, puts parked bitmaps back first and parks them again after.
+   */
+  readonly stateDir?: string;
+  readonly qemuServerLockDir?: string;
   readonly pvesmPath: string;
   /** Chunk size of new indexes; an existing disk keeps its base's. */
   readonly chunkSize?: number;
@@ -35,7 +41,7 @@ export interface BackupVmConfig {
 }
 
 export type { BackupRepository } from './last-backups';
-export type BackupLedger = Pick<Ledger, 'get' | 'markValid' | 'isVzdumpBusy' | 'lastEventId'>;
+export type BackupLedger = Pick<Ledger, 'get' | 'markValid' | 'isVzdumpBusy' | 'lastEventId' | 'markInvalid'>;
 
 export interface BackupProgress {
   readonly vmid: number;

@@ -29,12 +29,13 @@ import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
 import { waitVzdumpDone } from './wait-vzdump';
+import { withOfflineParking } from '../parking/parking-service';
 
 export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, DiskConsistency, DiskResult } from './backup-options';
 export type { BackupRepository } from './last-backups';
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
-  const { vmid, config, repo, logger } = opts;
+  const { vmid, config, logger } = opts;
   await waitVzdumpDone(opts);
   opts.signal?.throwIfAborted();
   // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
@@ -42,12 +43,23 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const vmConfig = parseVmConfig(vmid, saved.conf);
   const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
   if (disks.length === 0) throw BackupNoDisksError({ vmid });
+  const { stateDir, qemuServerLockDir } = config;
+  if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
+    // A stopped VM: under Proxmox's lock, with its parked bitmaps back in the images (daemon/parking).
+    const paths = { ...config, stateDir, qemuServerLockDir, hookTimeoutMs: 0 };
+    return withOfflineParking(paths, opts.ledger, vmid, disks, () => backupDisks(opts, vmConfig.agentEnabled, disks, saved), logger);
+  }
+  return backupDisks(opts, vmConfig.agentEnabled, disks, saved);
+}
+
+async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[], saved: SavedVmConfig): Promise<BackupResult> {
+  const { vmid, repo, logger } = opts;
   const lastByDisk = await lastBackupsByDisk(repo, vmid);
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
   const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) });
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
-    return await runBackup(opts, writer, disks, lastByDisk, vmConfig.agentEnabled, saved);
+    return await runBackup(opts, writer, disks, lastByDisk, agent, saved);
   } catch (err) {
     await writer.abort().catch((e: Error) => logger?.error('abort of backup writer failed', { vmid, error: e.message }));
     logger?.error('backup failed', { vmid, backupId: writer.id, error: (err as Error).message, code: (err as { code?: string }).code });

@@ -43,6 +43,8 @@ export interface JobConfig {
 export interface CbtConfig {
   readonly qemuServerConfigDir: string;
   readonly qemuServerRunDir: string;
+  /** Where qemu-server keeps its per-VM flock files (`lock-VMID.conf`). */
+  readonly qemuServerLockDir: string;
   readonly pvesmPath: string;
   readonly qmPath: string;
   readonly repository: string;
@@ -158,6 +160,7 @@ export const CONFIG_SCHEMA = {
   properties: {
     qemuServerConfigDir: absolutePath(DEFAULTS.qemuServerConfigDir, 'where qemu-server keeps VM configs'),
     qemuServerRunDir: absolutePath(DEFAULTS.qemuServerRunDir, 'where qemu-server keeps QMP sockets and pid files'),
+    qemuServerLockDir: absolutePath(DEFAULTS.qemuServerLockDir, "where qemu-server keeps its per-VM lock files (lock-VMID.conf), which pve-cbt's offline work also locks"),
     pvesmPath: absolutePath(DEFAULTS.pvesmPath, 'the pvesm binary'),
     qmPath: absolutePath(DEFAULTS.qmPath, 'the qm binary'),
     repository: absolutePath(DEFAULTS.repository, 'the backup repository directory (its parent must exist)'),

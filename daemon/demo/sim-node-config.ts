@@ -10,6 +10,7 @@ export function simNodeConfig(node: PveNode, work: string): Record<string, unkno
   return {
     qemuServerConfigDir: node.configDir,
     qemuServerRunDir: node.runDir,
+    qemuServerLockDir: node.lockDir,
     pvesmPath: node.pvesmPath,
     repository: path.join(work, 'repository'),
     stateDir: path.join(work, 'state'),

@@ -14,7 +14,13 @@ import { replaySpool } from './spool-replay';
 /** Re-exported for callers that register the handler's schema themselves (tests). */
 export { LIFECYCLE_EVENT_SCHEMA };
 
-export function lifecycleEventHandler(opts: { ledger: Ledger; stateDir: string; logger?: Logger }): IpcHandler {
+export function lifecycleEventHandler(opts: {
+  ledger: Ledger;
+  stateDir: string;
+  logger?: Logger;
+  /** Runs after a live event was stored for the first time, before the hook gets its reply (daemon/parking). */
+  afterRecord?: (ev: LifecycleEvent) => Promise<void>;
+}): IpcHandler {
   const apply = (ev: LifecycleEvent): void => {
     opts.ledger.recordEvent(ev);
   };
@@ -24,6 +30,7 @@ export function lifecycleEventHandler(opts: { ledger: Ledger; stateDir: string; 
       replaySpool(opts.stateDir, apply, opts.logger);
       const r = opts.ledger.recordEvent(ev);
       opts.logger?.debug('lifecycle event', { vmid: ev.vmid, phase: ev.phase, source: ev.source, duplicate: r.duplicate });
+      if (!r.duplicate && opts.afterRecord) await opts.afterRecord(ev);
       return r;
     },
   };

@@ -32,3 +32,15 @@ export const PvesmCommandFailedError = defineError<{ pvesm: string; args: string
   'CBT_PVE_PVESM_COMMAND_FAILED',
   (d) => `${d.pvesm} ${d.args.join(' ')} failed: ${d.reason}`,
 );
+
+/** Proxmox's per-VM lock (pve-lock.ts) stayed held by someone else for the whole bounded wait. */
+export const PveLockTimeoutError = defineError<{ vmid: number; file: string; timeoutMs: number }>(
+  'CBT_PVE_LOCK_TIMEOUT',
+  (d) => `VM ${d.vmid} is locked by Proxmox VE (${d.file}) and stayed locked for ${d.timeoutMs} ms; pve-cbt did not touch its images`,
+);
+
+/** flock(1) could not be run or could not open the lock file. */
+export const PveLockFailedError = defineError<{ vmid: number; file: string; reason: string }>(
+  'CBT_PVE_LOCK_FAILED',
+  (d) => `could not take Proxmox VE's lock ${d.file} for VM ${d.vmid}: ${d.reason}`,
+);

@@ -30,6 +30,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
           config: {
             qemuServerConfigDir: s.config.qemuServerConfigDir,
             qemuServerRunDir: s.config.qemuServerRunDir,
+            qemuServerLockDir: s.config.qemuServerLockDir,
+            stateDir: s.config.stateDir,
             pvesmPath: s.config.pvesmPath,
             chunkSize: s.config.chunkSize,
             workDir: workDir(s.config.stateDir),

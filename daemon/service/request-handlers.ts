@@ -7,6 +7,7 @@ import { errorJson } from '../../shared/errors/cbt-error';
 import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { IpcHandler } from '../ipc/ipc-server';
 import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
+import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
 import { enqueueBackup } from './backup-task';
 import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
 import type { Services } from './services';
@@ -77,7 +78,12 @@ function tasksHandler(s: Services): IpcHandler {
 
 export function requestHandlers(s: Services): Record<string, IpcHandler> {
   return {
-    [MESSAGE_TYPES.lifecycleEvent]: lifecycleEventHandler({ ledger: s.ledger, stateDir: s.config.stateDir, logger: s.logger }),
+    [MESSAGE_TYPES.lifecycleEvent]: lifecycleEventHandler({
+      ledger: s.ledger,
+      stateDir: s.config.stateDir,
+      logger: s.logger,
+      afterRecord: (ev) => parkingOnEvent(parkingPaths(s.config), s.ledger, ev, s.logger),
+    }),
     [REQUESTS.backup]: backupHandler(s),
     [REQUESTS.status]: statusHandler(s),
     [REQUESTS.tasks]: tasksHandler(s),

@@ -5,11 +5,13 @@
  * remove pve-cbt's exports, jobs and scratch nodes, settling bitmaps like the interrupted backup's
  * commit or rollback (daemon/backup/recover-vm.ts); last, jobs the previous daemon left running are
  * settled: a backup that had committed has its commit finished (catalog row, ledger), the others
- * are recorded as interrupted (interrupted-jobs.ts).
+ * are recorded as interrupted (interrupted-jobs.ts); finally stopped VMs' bitmaps are parked
+ * (daemon/parking/parking-service.ts).
  */
 import fs from 'node:fs';
 import { recoverVm } from '../backup/recover-vm';
 import { replaySpool } from '../ipc/spool-replay';
+import { parkAtStartup, parkingPaths } from '../parking/parking-service';
 import { settleInterruptedJobs, type SettledJob } from './interrupted-jobs';
 import type { Services } from './services';
 import { workDir } from './services';
@@ -43,6 +45,9 @@ export async function recoverAtStartup(s: Services): Promise<RecoveryReport> {
     }
   }
   report.interruptedJobs = await settleInterruptedJobs(s);
+  // Stopped VMs' images must not hold pve-cbt bitmaps (qm rollback); see daemon/parking.
+  const parked = await parkAtStartup(parkingPaths(s.config), s.ledger, listNodeVmids(s.config.qemuServerConfigDir), s.logger);
+  if (parked.length > 0) s.logger.info('bitmap parking at start', { parked });
   s.logger.info('startup recovery done', { ...report });
   return report;
 }

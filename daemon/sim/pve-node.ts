@@ -4,6 +4,7 @@
  *   ROOT/etc/pve/qemu-server/VMID.conf    VM configs in qemu-server syntax (see pve-conf.ts)
  *   ROOT/etc/vzdump.conf                  `script: PATH` selects the vzdump hook
  *   ROOT/var/run/qemu-server/VMID.{qmp,pid,qga}
+ *   ROOT/var/lock/qemu-server/lock-VMID.conf  qemu-server's per-VM flock (daemon/pve/pve-lock.ts)
  *   ROOT/var/lib/vz/images/VMID/vm-VMID-disk-N.FMT, ROOT/var/lib/vz/snippets/, ROOT/var/lib/vz/dump/
  *   ROOT/usr/sbin/pvesm                   shim answering `pvesm path|alloc|free` for storage `local`
  *   ROOT/reference/VMID/KEY.raw           raw twin of every disk holding the bytes it must contain
@@ -91,6 +92,8 @@ export interface PveNode {
   root: string;
   configDir: string;
   runDir: string;
+  /** qemu-server's flock files (`lock-VMID.conf`). */
+  lockDir: string;
   storageDir: string;
   snippetsDir: string;
   dumpDir: string;
@@ -113,6 +116,7 @@ export interface PveNode {
 export interface NodeContext {
   root: string;
   runDir: string;
+  lockDir: string;
   snippetsDir: string;
   dumpDir: string;
   vzdumpConfPath: string;
@@ -129,11 +133,12 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
   const root = fs.mkdtempSync(path.join(opts.baseDir ?? os.tmpdir(), 'cbt-pve-'));
   const configDir = path.join(root, 'etc/pve/qemu-server');
   const runDir = path.join(root, 'var/run/qemu-server');
+  const lockDir = path.join(root, 'var/lock/qemu-server');
   const storageDir = path.join(root, 'var/lib/vz');
   const snippetsDir = path.join(storageDir, 'snippets');
   const dumpDir = path.join(storageDir, 'dump');
   const sbinDir = path.join(root, 'usr/sbin');
-  for (const d of [configDir, runDir, path.join(storageDir, 'images'), snippetsDir, dumpDir, sbinDir]) {
+  for (const d of [configDir, runDir, lockDir, path.join(storageDir, 'images'), snippetsDir, dumpDir, sbinDir]) {
     fs.mkdirSync(d, { recursive: true });
   }
   const pvesmPath = path.join(sbinDir, 'pvesm');
@@ -144,6 +149,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
   const ctx: NodeContext = {
     root,
     runDir,
+    lockDir,
     snippetsDir,
     dumpDir,
     vzdumpConfPath,
@@ -159,6 +165,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     root,
     configDir,
     runDir,
+    lockDir,
     storageDir,
     snippetsDir,
     dumpDir,

@@ -11,6 +11,11 @@
  *                       qmeventd's `qm cleanup` runs it; noticed by polling the pid every 50 ms
  *   vzdump              vzdump hook phases with vzdump's emptied environment (order in `vzdump`)
  *
+ * Proxmox's per-VM flock (lock-VMID.conf) is held as qemu-server holds it: `qm start` around
+ * pre-start..post-start, `qm stop` around pre-stop and the quit, and qmeventd's `qm cleanup` around
+ * post-stop (so post-stop comes after the stopping command released it). qm-rollback.ts drives the
+ * same steps for `qm rollback`.
+ *
  * Only pre-start failures are fatal; other hook failures are recorded in hookLog and ignored.
  * Every write goes to the disk AND its raw reference twin, so tests compare restores against
  * bytes the tool never produced itself.
@@ -23,6 +28,7 @@ import { hmp } from '../qmp/hmp';
 import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
 import { QmpDisconnectedError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
+import { withPveLock } from '../pve/pve-lock';
 import { runHook, type HookRun } from './hook-runner';
 import type { NodeContext, SimDisk, SimVm } from './pve-node';
 import { readConfHookscript, setConfHookscript } from './pve-conf';
@@ -96,7 +102,7 @@ export class SimVmImpl implements SimVm {
     this.requireStopped('start');
     // QEMU may have died between the two checks: its post-stop comes first.
     await this.settle();
-    await this.startWithHooks(opts);
+    await this.pveLocked(() => this.startWithHooks(opts));
   }
 
   async stop(): Promise<void> {
@@ -116,7 +122,7 @@ export class SimVmImpl implements SimVm {
     await this.settle();
     this.requireRunning('reboot');
     await this.stopWithHooks();
-    await this.startWithHooks({});
+    await this.pveLocked(() => this.startWithHooks({}));
   }
 
   async reset(): Promise<void> {
@@ -144,7 +150,7 @@ export class SimVmImpl implements SimVm {
     } finally {
       this.expectingExit = false;
     }
-    await this.guestHook('post-stop', this.ctx.env);
+    await this.qmCleanup();
   }
 
   /** Resolves once QEMU has exited and the post-stop of that exit has run. */
@@ -319,28 +325,54 @@ export class SimVmImpl implements SimVm {
     this.expectingExit = false;
   }
 
-  private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string }): Promise<void> {
+  /** Runs `fn` holding Proxmox's per-VM lock, as qemu-server's lock_config does (10 s wait). */
+  pveLocked<T>(fn: () => Promise<T>): Promise<T> {
+    return withPveLock(this.ctx.lockDir, this.vmid, fn);
+  }
+
+  /** qmeventd's `qm cleanup`: post-stop under the VM lock. */
+  qmCleanup(): Promise<void> {
+    return this.pveLocked(async () => {
+      await this.guestHook('post-stop', this.ctx.env);
+    });
+  }
+
+  /** vm_stop's part of a qemu-server operation that holds the lock itself (qm-rollback.ts): pre-stop, quit. */
+  async stopInsideLock(): Promise<void> {
+    await this.settle();
+    if (!this.running()) return;
+    await this.guestHook('pre-stop', this.ctx.env);
+    await this.quit();
+  }
+
+  /** vm_start's part of a qemu-server operation that holds the lock itself; `loadvm` resumes an internal snapshot's vmstate. */
+  startInsideLock(opts: { paused?: boolean; loadvm?: string } = {}): Promise<void> {
+    return this.startWithHooks(opts);
+  }
+
+  private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string; loadvm?: string }): Promise<void> {
     const env = opts.migratedFrom ? { ...this.ctx.env, PVE_MIGRATED_FROM: opts.migratedFrom } : this.ctx.env;
     const pre = await this.guestHook('pre-start', env);
     if (pre && pre.exitCode !== 0) {
       throw SimHookAbortError({ vmid: this.vmid, phase: 'pre-start', script: pre.script, exitCode: pre.exitCode, stderr: pre.stderr });
     }
-    await this.launch(opts.paused === true);
+    await this.launch(opts.paused === true, opts.loadvm);
     await this.guestHook('post-start', env);
   }
 
   private async stopWithHooks(): Promise<void> {
-    await this.guestHook('pre-stop', this.ctx.env);
-    await this.quit();
-    await this.guestHook('post-stop', this.ctx.env);
+    await this.pveLocked(async () => {
+      await this.guestHook('pre-stop', this.ctx.env);
+      await this.quit();
+    });
+    await this.qmCleanup();
   }
 
-  private async launch(paused: boolean): Promise<void> {
+  private async launch(paused: boolean, loadvm?: string): Promise<void> {
     for (const f of [this.qmpPath, this.pidPath, this.qgaPath]) fs.rmSync(f, { force: true });
     const run = (directIo: boolean): Promise<void> =>
-      execFileP(
-        'qemu-system-x86_64',
-        qemuArgs({
+      execFileP('qemu-system-x86_64', [
+        ...qemuArgs({
           vmid: this.vmid,
           name: this.name,
           qmpPath: this.qmpPath,
@@ -351,7 +383,8 @@ export class SimVmImpl implements SimVm {
           layout: this.layout,
           directIo,
         }),
-      ).then(() => undefined);
+        ...(loadvm === undefined ? [] : ['-loadvm', loadvm]),
+      ]).then(() => undefined);
     try {
       await run(this.ctx.directIo);
     } catch (err) {
@@ -414,7 +447,8 @@ export class SimVmImpl implements SimVm {
     if (pid === undefined || this.expectingExit || isAlive(pid)) return;
     this.forget(pid);
     const previous = this.exitHandled;
-    this.exitHandled = previous.then(() => this.guestHook('post-stop', this.ctx.env)).then(() => undefined);
+    // A `qm cleanup` that cannot get the lock only fails its own task, as on a real node.
+    this.exitHandled = previous.then(() => this.qmCleanup()).catch(() => undefined);
   }
 
   /** Handles an unnoticed exit now, so that its post-stop comes before whatever the caller does next. */

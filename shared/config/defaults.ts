@@ -8,6 +8,7 @@ export const CONFIG_ENV = 'PVE_CBT_CONFIG';
 export const DEFAULTS = Object.freeze({
   qemuServerConfigDir: '/etc/pve/qemu-server',
   qemuServerRunDir: '/var/run/qemu-server',
+  qemuServerLockDir: '/var/lock/qemu-server',
   pvesmPath: '/usr/sbin/pvesm',
   repository: '/var/lib/pve-cbt/repository',
   stateDir: '/var/lib/pve-cbt',
