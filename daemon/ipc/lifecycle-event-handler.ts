@@ -14,7 +14,13 @@ import { replaySpool } from './spool-replay';
 /** Re-exported for callers that register the handler's schema themselves (tests). */
 export { LIFECYCLE_EVENT_SCHEMA };
 
-export function lifecycleEventHandler(opts: { ledger: Ledger; stateDir: string; logger?: Logger }): IpcHandler {
+export function lifecycleEventHandler(opts: {
+  ledger: Ledger;
+  stateDir: string;
+  logger?: Logger;
+  /** Called once a live event is stored (not for duplicates); must not throw or block. */
+  onRecorded?: (ev: LifecycleEvent) => void;
+}): IpcHandler {
   const apply = (ev: LifecycleEvent): void => {
     opts.ledger.recordEvent(ev);
   };
@@ -23,6 +29,7 @@ export function lifecycleEventHandler(opts: { ledger: Ledger; stateDir: string; 
     handle: async (ev: LifecycleEvent): Promise<LifecycleEventResult> => {
       replaySpool(opts.stateDir, apply, opts.logger);
       const r = opts.ledger.recordEvent(ev);
+      if (!r.duplicate) opts.onRecorded?.(ev);
       opts.logger?.debug('lifecycle event', { vmid: ev.vmid, phase: ev.phase, source: ev.source, duplicate: r.duplicate });
       return r;
     },

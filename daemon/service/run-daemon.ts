@@ -8,6 +8,8 @@
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
 import { startIpcServer } from '../ipc/ipc-server';
+import { migrationDepsOf } from '../migration/migration-deps';
+import { startMigrationWatcher } from '../migration/migration-watcher';
 import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
 import { requestHandlers } from './request-handlers';
 import { runScheduledJob, scheduledJobs } from './scheduled-job';
@@ -48,11 +50,13 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       onFire: (job) => runScheduledJob(s, job).then(() => undefined),
     });
     scheduler.start();
+    const migrations = startMigrationWatcher(migrationDepsOf(s));
     logger.info('daemon ready', { socketPath: config.socketPath, repository: config.repository, jobs: scheduler.nextRuns() });
     opts.onReady?.(s);
     if (!opts.signal.aborted) await new Promise((resolve) => opts.signal.addEventListener('abort', resolve, { once: true }));
     logger.info('daemon stopping', { reason: String(opts.signal.reason ?? 'signal') });
     scheduler.stop();
+    await migrations.stop();
     await s.queue.cancelAll('daemon stopping');
     await server.close();
   } finally {
