@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { diskOf } from './e2e-harness';
+import { diskOf, startChildDaemon } from './e2e-harness';
 import { addClusterVm, createClusterStack, eventually, startDaemons, type ClusterStack } from './cluster-harness';
 import { handoffKey } from '../../daemon/migration/handoff-format';
 
@@ -82,4 +82,35 @@ it('a live-migrated VM continues with incrementals on the target node, qcow2 and
   expect([diskOf(inc3, 'scsi0').mode, diskOf(inc3, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
   expect(pve1.daemon?.proc.exitCode).toBeNull();
   expect(pve2.daemon?.proc.exitCode).toBeNull();
+});
+
+it('without the target daemon at the migrated pre-start nothing is handed over: the next backup on the target is a full-compare, byte-exact', async () => {
+  const pve1 = cs.stack('pve1');
+  const pve2 = cs.stack('pve2');
+  const vm = await addClusterVm(pve1, 802, [
+    { key: 'scsi0', format: 'qcow2', sizeMiB: 8 },
+    { key: 'scsi1', format: 'raw', sizeMiB: 8 },
+  ]);
+  await vm.start();
+  await pve1.backupAndCheck([vm]);
+  await vm.write('scsi0', { pattern: 0x13, offset: 1 * MiB, length: 64 * 1024 });
+  const before = (await pve1.backupAndCheck([vm])).get(802);
+  expect([diskOf(before, 'scsi0').mode, diskOf(before, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
+
+  // pve2's daemon is down while the VM arrives: its hooks spool the events, no claim is written.
+  pve2.daemon!.proc.kill('SIGTERM');
+  await pve2.daemon!.exited;
+  const moved = await cs.cluster.migrate(802, 'pve2');
+  await moved.write('scsi1', { pattern: 0x14, offset: 2 * MiB, length: 64 * 1024 });
+  pve2.daemon = await startChildDaemon(pve2);
+
+  await eventually('pve1 to drop its rows', () => (ledgerRows('pve1', 802).length === 0 ? true : undefined));
+  expect(fs.existsSync(path.join(cs.repository, ...handoffKey(802).split('/')))).toBe(false);
+  const after = (await pve2.backupAndCheck([moved])).get(802);
+  expect([diskOf(after, 'scsi0').mode, diskOf(after, 'scsi1').mode]).toEqual(['full-compare', 'full-compare']);
+  expect(diskOf(after, 'scsi0').reason).toMatch(/^ledger-no-record: /);
+  // The spooled migrated pre-start reached pve2's ledger all the same.
+  expect(pve2.catalog((db) => db.prepare("SELECT migrated_from FROM lifecycle_events WHERE vmid = 802 AND phase = 'pre-start'").all())).toEqual([{ migrated_from: 'pve1' }]);
+  const next = (await pve2.backupAndCheck([moved])).get(802);
+  expect([diskOf(next, 'scsi0').mode, diskOf(next, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
 });
