@@ -12,7 +12,10 @@
  *                   on the target (`cont`), the source QEMU stopped with nocheck (`quit`: no pre-stop,
  *                   and qmeventd's `qm cleanup` finds no config on this node, so no post-stop either),
  *                   `qm unlock` on the target
- *   failure         phase2_cleanup: the target QEMU is stopped, the lock removed, the source goes on
+ *   failure         phase2_cleanup: the target QEMU is killed, the lock removed, the source goes on
+ *                   (qemu-server's `qm stop --migratedfrom` on the target SIGTERMs it and, where its
+ *                   cleanup flag is used, also runs post-stop there; the simulator runs no hook). QEMU
+ *                   itself refuses to live-migrate a vmdk disk ("does not support live migration").
  *
  * So the source node fires no hook at all, the target node pre-start and post-start (table in
  * shared/docs/pve-qemu-facts.md). The migration stream goes straight to the target's unix socket

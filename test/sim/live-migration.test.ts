@@ -103,6 +103,19 @@ describe.each<[DiskLayout, number]>([
 });
 
 describe('live migration refusals', () => {
+  it('QEMU refuses to live-migrate a vmdk disk: the target QEMU goes, the VM runs on at the source with its config unlocked', async () => {
+    const [pve1, pve2] = sim.cluster.nodes;
+    const vm = await pve1.addVm({ vmid: 630, disks: [{ key: 'scsi0', format: 'vmdk', sizeMiB: 4 }] });
+    await vm.start();
+    const conf = fs.readFileSync(vm.confPath, 'utf8');
+    await expect(sim.cluster.migrate(630, 'pve2')).rejects.toThrow(/vmdk format .* does not support live migration/);
+    expect(vm.running()).toBe(true);
+    expect(sim.cluster.nodeOf(630)).toBe(pve1);
+    expect(fs.readFileSync(vm.confPath, 'utf8')).toBe(conf);
+    expect(fs.existsSync(path.join(pve2.runDir, '630.pid')) && isAlive(Number(fs.readFileSync(path.join(pve2.runDir, '630.pid'), 'utf8')))).toBe(false);
+    await vm.stop();
+  });
+
   it('refuses a stopped VM and a VM that is not on the source node', async () => {
     const [pve1] = sim.cluster.nodes;
     await pve1.addVm({ vmid: 620, disks: [{ key: 'scsi0', format: 'raw', sizeMiB: 4 }] });
