@@ -17,7 +17,7 @@ import { attachHook, installHooks, type HookAdminOptions } from '../../daemon/ho
 import { Repository } from '../../daemon/repository/repository';
 import { REQUESTS, type BackupOutcome, type BackupResult } from '../../daemon/service/requests';
 import { createPveCluster, type PveCluster } from '../../daemon/sim/pve-cluster';
-import type { PveNode, SimVm } from '../../daemon/sim/pve-node';
+import type { DiskLayout, PveNode, SimVm } from '../../daemon/sim/pve-node';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { DIST, firstDifference, killChildDaemon, requireDist, startChildDaemon, type ChildDaemon } from './e2e-harness';
 
@@ -133,8 +133,13 @@ export async function startDaemons(cs: ClusterStack): Promise<void> {
 }
 
 /** Adds a VM on `ns`'s node with the given disks (data written while stopped) and pve-cbt's hookscript attached. */
-export async function addClusterVm(ns: NodeStack, vmid: number, disks: Array<{ key: string; format: 'qcow2' | 'raw' | 'vmdk'; sizeMiB: number }>): Promise<SimVm> {
-  const vm = await ns.node.addVm({ vmid, name: `vm-${vmid}`, disks });
+export async function addClusterVm(
+  ns: NodeStack,
+  vmid: number,
+  disks: Array<{ key: string; format: 'qcow2' | 'raw' | 'vmdk'; sizeMiB: number }>,
+  layout: DiskLayout = 'drive',
+): Promise<SimVm> {
+  const vm = await ns.node.addVm({ vmid, name: `vm-${vmid}`, disks, layout });
   attachHook(ns.hookOpts, vmid);
   for (const [i, d] of disks.entries()) {
     for (let k = 0; k < 3; k++) await vm.writeData(d.key, k * 2 * 1024 * 1024, Buffer.alloc(192 * 1024, (vmid + i * 7 + k) % 251));

@@ -1,7 +1,7 @@
 /**
- * Issue 14 point 6: a VM with a qcow2 and a raw disk, backed up on node pve1, live-migrated to pve2
- * (QEMU carries both bitmaps with the dirty-bitmaps capability), then backed up by pve2's daemon as
- * an INCREMENTAL on both disks: pve1's daemon handed its ledger records over through the shared
+ * Issue 14 point 6: a VM with a qcow2 and a raw disk (PVE 7/8 -drive and PVE 9 -blockdev layouts),
+ * backed up on node pve1, live-migrated to pve2 (QEMU carries both bitmaps with the dirty-bitmaps
+ * capability), then backed up by pve2's daemon as an INCREMENTAL on both disks: pve1's daemon handed its ledger records over through the shared
  * repository and dropped its rows, pve2's daemon adopted them for the QEMU that received the
  * migration. Every backup is restored and compared byte for byte.
  */
@@ -10,6 +10,7 @@ import path from 'node:path';
 import { diskOf, startChildDaemon } from './e2e-harness';
 import { addClusterVm, createClusterStack, eventually, startDaemons, type ClusterStack } from './cluster-harness';
 import { handoffKey } from '../../daemon/migration/handoff-format';
+import type { DiskLayout } from '../../daemon/sim/pve-node';
 
 const MiB = 1024 * 1024;
 let cs: ClusterStack;
@@ -34,51 +35,59 @@ function eventCount(node: string, vmid: number): number {
   return cs.stack(node).catalog((db) => (db.prepare('SELECT COUNT(*) AS n FROM lifecycle_events WHERE vmid = ?').get(vmid) as { n: number }).n);
 }
 
-it('a live-migrated VM continues with incrementals on the target node, qcow2 and raw, restores byte-exact', async () => {
+it.each<[DiskLayout, number]>([
+  ['drive', 801],
+  ['blockdev', 803],
+])('a live-migrated VM (%s layout) continues with incrementals on the target node, qcow2 and raw, restores byte-exact', async (layout, vmid) => {
   const pve1 = cs.stack('pve1');
   const pve2 = cs.stack('pve2');
-  const vm = await addClusterVm(pve1, 801, [
-    { key: 'scsi0', format: 'qcow2', sizeMiB: 16 },
-    { key: 'scsi1', format: 'raw', sizeMiB: 16 },
-  ]);
+  const vm = await addClusterVm(
+    pve1,
+    vmid,
+    [
+      { key: 'scsi0', format: 'qcow2', sizeMiB: 16 },
+      { key: 'scsi1', format: 'raw', sizeMiB: 16 },
+    ],
+    layout,
+  );
   await vm.start();
-  const full = (await pve1.backupAndCheck([vm])).get(801);
+  const full = (await pve1.backupAndCheck([vm])).get(vmid);
   expect(['full', 'full']).toEqual([diskOf(full, 'scsi0').mode, diskOf(full, 'scsi1').mode]);
   await vm.write('scsi0', { pattern: 0x41, offset: 3 * MiB, length: 256 * 1024 });
   await vm.write('scsi1', { pattern: 0x42, offset: 5 * MiB, length: 256 * 1024 });
-  const inc1 = (await pve1.backupAndCheck([vm])).get(801);
+  const inc1 = (await pve1.backupAndCheck([vm])).get(vmid);
   expect([diskOf(inc1, 'scsi0').mode, diskOf(inc1, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
-  expect(ledgerRows('pve1', 801).map((r) => r.state)).toEqual(['valid', 'valid']);
+  expect(ledgerRows('pve1', vmid).map((r) => r.state)).toEqual(['valid', 'valid']);
 
   // Writes before and after the migration: both must be in the target's incremental.
   await vm.write('scsi0', { pattern: 0x51, offset: 7 * MiB, length: 128 * 1024 });
   await vm.write('scsi1', { pattern: 0x52, offset: 9 * MiB, length: 128 * 1024 });
-  const sourceEvents = eventCount('pve1', 801);
-  const moved = await cs.cluster.migrate(801, 'pve2');
+  const sourceEvents = eventCount('pve1', vmid);
+  const moved = await cs.cluster.migrate(vmid, 'pve2');
   await moved.write('scsi0', { pattern: 0x61, offset: 11 * MiB, length: 64 * 1024 });
   await moved.write('scsi1', { pattern: 0x62, offset: 13 * MiB, length: 64 * 1024 });
 
   // pve1's daemon notices the config in pve2's folder, hands its records over and drops its rows.
-  const handoffFile = path.join(cs.repository, ...handoffKey(801).split('/'));
+  const handoffFile = path.join(cs.repository, ...handoffKey(vmid).split('/'));
   const handoff = await eventually('the handoff from pve1', () => (fs.existsSync(handoffFile) ? JSON.parse(fs.readFileSync(handoffFile, 'utf8')) : undefined));
-  expect(handoff).toMatchObject({ vmid: 801, from: 'pve1', to: 'pve2' });
+  expect(handoff).toMatchObject({ vmid, from: 'pve1', to: 'pve2' });
   expect(typeof handoff.claimId).toBe('string');
   expect(handoff.disks.map((d: { disk: string }) => d.disk).sort()).toEqual(['scsi0', 'scsi1']);
-  await eventually('pve1 to drop its rows', () => (ledgerRows('pve1', 801).length === 0 ? true : undefined));
+  await eventually('pve1 to drop its rows', () => (ledgerRows('pve1', vmid).length === 0 ? true : undefined));
   // The source fired no hook: nothing was recorded there, no crash, no stop.
-  expect(eventCount('pve1', 801)).toBe(sourceEvents);
+  expect(eventCount('pve1', vmid)).toBe(sourceEvents);
 
-  const inc2 = (await pve2.backupAndCheck([moved])).get(801);
+  const inc2 = (await pve2.backupAndCheck([moved])).get(vmid);
   expect([diskOf(inc2, 'scsi0').mode, diskOf(inc2, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
   // Only the changed ranges were read (granularity 64 KiB): 128 KiB + 64 KiB per disk.
   expect(diskOf(inc2, 'scsi0').bytesRead).toBe(192 * 1024);
   expect(diskOf(inc2, 'scsi1').bytesRead).toBe(192 * 1024);
   expect(fs.existsSync(handoffFile)).toBe(false);
-  expect(ledgerRows('pve2', 801).map((r) => r.state)).toEqual(['valid', 'valid']);
+  expect(ledgerRows('pve2', vmid).map((r) => r.state)).toEqual(['valid', 'valid']);
 
   // And on: the bitmaps pve2 started are its own now.
   await moved.write('scsi1', { pattern: 0x71, offset: 1 * MiB, length: 64 * 1024 });
-  const inc3 = (await pve2.backupAndCheck([moved])).get(801);
+  const inc3 = (await pve2.backupAndCheck([moved])).get(vmid);
   expect([diskOf(inc3, 'scsi0').mode, diskOf(inc3, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
   expect(pve1.daemon?.proc.exitCode).toBeNull();
   expect(pve2.daemon?.proc.exitCode).toBeNull();
