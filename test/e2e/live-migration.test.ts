@@ -123,3 +123,29 @@ it('without the target daemon at the migrated pre-start nothing is handed over: 
   const next = (await pve2.backupAndCheck([moved])).get(802);
   expect([diskOf(next, 'scsi0').mode, diskOf(next, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
 });
+
+it('with the source node\'s daemon down during the migration, it hands the records over when it comes back: incremental on the target', async () => {
+  const pve1 = cs.stack('pve1');
+  const pve2 = cs.stack('pve2');
+  const vm = await addClusterVm(pve1, 804, [
+    { key: 'scsi0', format: 'qcow2', sizeMiB: 8 },
+    { key: 'scsi1', format: 'raw', sizeMiB: 8 },
+  ]);
+  await vm.start();
+  await pve1.backupAndCheck([vm]);
+  await vm.write('scsi0', { pattern: 0x23, offset: 1 * MiB, length: 64 * 1024 });
+  await vm.write('scsi1', { pattern: 0x24, offset: 1 * MiB, length: 64 * 1024 });
+
+  pve1.daemon!.proc.kill('SIGTERM');
+  await pve1.daemon!.exited;
+  const moved = await cs.cluster.migrate(804, 'pve2');
+  await moved.write('scsi1', { pattern: 0x25, offset: 3 * MiB, length: 64 * 1024 });
+  const handoffFile = path.join(cs.repository, ...handoffKey(804).split('/'));
+  expect(fs.existsSync(handoffFile)).toBe(false);
+  pve1.daemon = await startChildDaemon(pve1);
+
+  await eventually('pve1 to drop its rows', () => (ledgerRows('pve1', 804).length === 0 ? true : undefined));
+  const after = (await pve2.backupAndCheck([moved])).get(804);
+  expect([diskOf(after, 'scsi0').mode, diskOf(after, 'scsi1').mode]).toEqual(['incremental', 'incremental']);
+  expect(diskOf(after, 'scsi1').bytesRead).toBe(128 * 1024);
+});
