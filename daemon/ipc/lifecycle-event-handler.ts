@@ -20,6 +20,8 @@ export function lifecycleEventHandler(opts: {
   logger?: Logger;
   /** Runs after a live event was stored for the first time, before the hook gets its reply (daemon/parking). */
   afterRecord?: (ev: LifecycleEvent) => Promise<void>;
+  /** Called once a live event is stored (not for duplicates); must not throw or block (daemon/migration). */
+  onRecorded?: (ev: LifecycleEvent) => void;
 }): IpcHandler {
   const apply = (ev: LifecycleEvent): void => {
     opts.ledger.recordEvent(ev);
@@ -29,6 +31,7 @@ export function lifecycleEventHandler(opts: {
     handle: async (ev: LifecycleEvent): Promise<LifecycleEventResult> => {
       replaySpool(opts.stateDir, apply, opts.logger);
       const r = opts.ledger.recordEvent(ev);
+      if (!r.duplicate) opts.onRecorded?.(ev);
       opts.logger?.debug('lifecycle event', { vmid: ev.vmid, phase: ev.phase, source: ev.source, duplicate: r.duplicate });
       if (!r.duplicate && opts.afterRecord) await opts.afterRecord(ev);
       return r;

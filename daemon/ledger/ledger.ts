@@ -242,6 +242,25 @@ export class Ledger {
     })();
   }
 
+  /** Every VM the ledger holds a bitmap record or activity of. */
+  knownVmids(): number[] {
+    const rows = this.db.prepare('SELECT vmid FROM bitmap_state UNION SELECT vmid FROM vm_activity ORDER BY vmid').all() as Array<{ vmid: number }>;
+    return rows.map((r) => r.vmid);
+  }
+
+  /**
+   * Drops a VM's bitmap records and activity (it runs on another node now: daemon/migration/).
+   * Its events stay, as history. Returns how many disk records went.
+   */
+  forgetVm(vmid: number, reason: string): number {
+    return this.db.transaction((): number => {
+      const disks = this.db.prepare('DELETE FROM bitmap_state WHERE vmid = ?').run(vmid).changes;
+      this.db.prepare('DELETE FROM vm_activity WHERE vmid = ?').run(vmid);
+      this.logger?.info(`ledger rows dropped: ${reason}`, { vmid, disks });
+      return disks;
+    })();
+  }
+
   isVzdumpBusy(vmid: number): boolean {
     return this.activity(vmid)?.vzdumpBusy ?? false;
   }

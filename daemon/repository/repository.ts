@@ -10,6 +10,8 @@
  *   vm/<vmid>/<time>/manifest.json the commit marker of one backup (manifest.ts)
  *   vm/<vmid>/<time>/verify.json   last verify result (verify.ts)
  *   verify-last.json               last verify of the whole repository (verify-record.ts)
+ *   .handoff/<vmid>/{claim,handoff}.json  bitmap records following a live-migrated VM between
+ *                                  the nodes' daemons (daemon/migration/handoff-format.ts)
  *
  * Every backup is a synthetic full: its manifest reaches every chunk of every disk directly, so
  * restore never replays a chain, and any backup can be removed independently. Unchanged data is

@@ -7,6 +7,8 @@ import { errorJson } from '../../shared/errors/cbt-error';
 import { backupVm, type BackupResult } from '../backup/backup-vm';
 import type { JobHandle } from '../jobs/job-queue';
 import { replaySpool } from '../ipc/spool-replay';
+import { adoptMigratedBitmaps } from '../migration/adopt-migrated';
+import { migrationDepsOf } from '../migration/migration-deps';
 import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
 import { notifyBackupTask } from './notify-events';
@@ -21,6 +23,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
     run: async (signal, progress, taskId) => {
       // Events a hook spooled while the daemon was unreachable must count before the mode decision.
       replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
+      // A VM live-migrated here takes over the bitmap records its source node handed over.
+      await adoptMigratedBitmaps(migrationDepsOf(s), vmid).catch((err: Error) => s.logger.warn(`adopting migrated bitmap records failed: ${err.message}`, { vmid }));
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();

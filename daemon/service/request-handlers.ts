@@ -7,6 +7,8 @@ import { errorJson } from '../../shared/errors/cbt-error';
 import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { IpcHandler } from '../ipc/ipc-server';
 import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
+import { migrationDepsOf } from '../migration/migration-deps';
+import { publishClaim } from '../migration/publish-claim';
 import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
 import { enqueueBackup } from './backup-task';
 import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
@@ -83,6 +85,8 @@ export function requestHandlers(s: Services): Record<string, IpcHandler> {
       stateDir: s.config.stateDir,
       logger: s.logger,
       afterRecord: (ev) => parkingOnEvent(parkingPaths(s.config), s.ledger, ev, s.logger),
+      // A migrated pre-start claims the source node's bitmap records (daemon/migration/).
+      onRecorded: (ev) => void publishClaim(migrationDepsOf(s), ev),
     }),
     [REQUESTS.backup]: backupHandler(s),
     [REQUESTS.status]: statusHandler(s),

@@ -13,6 +13,8 @@ import type { CbtConfig } from '../config/config-schema';
 import { createConfigReloader } from './config-reloader';
 import { sdNotify } from './sd-notify';
 import { startIpcServer } from '../ipc/ipc-server';
+import { migrationDepsOf } from '../migration/migration-deps';
+import { startMigrationWatcher } from '../migration/migration-watcher';
 import { createScheduler, systemClock, type Clock } from '../schedule/scheduler';
 import { requestHandlers } from './request-handlers';
 import { runScheduledJob, scheduledJobs } from './scheduled-job';
@@ -62,6 +64,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
       });
     let scheduler = schedulerFor(config);
     scheduler.start();
+    const migrations = startMigrationWatcher(migrationDepsOf(s));
     logger.info('daemon ready', { socketPath: config.socketPath, repository: config.repository, jobs: scheduler.nextRuns() });
     const notify = (fields: Record<string, string>) => sdNotify(fields, { env: opts.env, logger });
     await notify({ READY: '1', STATUS: 'ready' });
@@ -85,6 +88,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     logger.info('daemon stopping', { reason: String(opts.signal.reason ?? 'signal') });
     await notify({ STOPPING: '1', STATUS: 'stopping: cancelling running backups' });
     scheduler.stop();
+    await migrations.stop();
     await s.queue.cancelAll('daemon stopping');
     await server.close();
   } finally {

@@ -112,6 +112,17 @@ export interface PveNode {
   cleanup(): Promise<void>;
 }
 
+/**
+ * A node's seat in a simulated cluster (pve-cluster.ts): its name, the cluster-wide config tree
+ * (pmxcfs: `nodes/NODE/qemu-server/VMID.conf`, linked as ROOT/etc/pve/qemu-server like on PVE) and
+ * the image directory every node of the cluster shares (ROOT/var/lib/vz/images links to it).
+ */
+export interface ClusterSeat {
+  nodeName: string;
+  pmxcfsDir: string;
+  sharedImagesDir: string;
+}
+
 /** Node-wide state shared with the VMs. */
 export interface NodeContext {
   root: string;
@@ -129,7 +140,20 @@ export interface NodeContext {
 
 const DISK_KEY = /^(ide[0-3]|sata[0-5]|scsi([12]?[0-9]|30)|virtio(1[0-5]|[0-9])|efidisk0|tpmstate0)$/;
 
-export async function createPveNode(opts: { baseDir?: string; env?: Record<string, string> } = {}): Promise<PveNode> {
+/** What live-migration.ts needs besides the public API: the node's context and its VM table. */
+export interface NodeInternals {
+  ctx: NodeContext;
+  vms: Map<number, SimVmImpl>;
+}
+const internals = new WeakMap<PveNode, NodeInternals>();
+
+export function nodeInternals(node: PveNode): NodeInternals {
+  const i = internals.get(node);
+  if (!i) throw SimStateError({ vmid: 0, op: 'use the node', reason: 'not created by createPveNode' });
+  return i;
+}
+
+export async function createPveNode(opts: { baseDir?: string; env?: Record<string, string>; cluster?: ClusterSeat } = {}): Promise<PveNode> {
   const root = fs.mkdtempSync(path.join(opts.baseDir ?? os.tmpdir(), 'cbt-pve-'));
   const configDir = path.join(root, 'etc/pve/qemu-server');
   const runDir = path.join(root, 'var/run/qemu-server');
@@ -138,6 +162,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
   const snippetsDir = path.join(storageDir, 'snippets');
   const dumpDir = path.join(storageDir, 'dump');
   const sbinDir = path.join(root, 'usr/sbin');
+  if (opts.cluster) linkClusterSeat(root, opts.cluster);
   for (const d of [configDir, runDir, lockDir, path.join(storageDir, 'images'), snippetsDir, dumpDir, sbinDir]) {
     fs.mkdirSync(d, { recursive: true });
   }
@@ -153,7 +178,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     snippetsDir,
     dumpDir,
     vzdumpConfPath,
-    nodeName: 'pve-sim',
+    nodeName: opts.cluster?.nodeName ?? 'pve-sim',
     env: { ...(process.env as Record<string, string>), ...(opts.env ?? {}) },
     hookLog: [],
     reaper: new ProcessReaper(root, runDir),
@@ -161,7 +186,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
   };
   const vms = new Map<number, SimVmImpl>();
 
-  return {
+  const node: PveNode = {
     root,
     configDir,
     runDir,
@@ -235,6 +260,20 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
       fs.rmSync(root, { recursive: true, force: true });
     },
   };
+  internals.set(node, { ctx, vms });
+  return node;
+}
+
+/** PVE's /etc/pve/qemu-server is a link to nodes/NODE/qemu-server in pmxcfs; images are shared storage. */
+function linkClusterSeat(root: string, seat: ClusterSeat): void {
+  const nodeConfDir = path.join(seat.pmxcfsDir, 'nodes', seat.nodeName, 'qemu-server');
+  fs.mkdirSync(nodeConfDir, { recursive: true });
+  fs.mkdirSync(path.join(root, 'etc/pve'), { recursive: true });
+  fs.symlinkSync(nodeConfDir, path.join(root, 'etc/pve/qemu-server'));
+  fs.symlinkSync(path.join(seat.pmxcfsDir, 'nodes'), path.join(root, 'etc/pve/nodes'));
+  fs.mkdirSync(seat.sharedImagesDir, { recursive: true });
+  fs.mkdirSync(path.join(root, 'var/lib/vz'), { recursive: true });
+  fs.symlinkSync(seat.sharedImagesDir, path.join(root, 'var/lib/vz/images'));
 }
 
 function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {

@@ -30,6 +30,8 @@ export interface QemuLaunch {
   qgaPath?: string;
   disks: QemuDiskArg[];
   paused: boolean;
+  /** `-incoming URI -S`: the target of a live migration (qemu-server's StateFile.pm). */
+  incoming?: string;
   layout: DiskLayout;
   /** `cache=none,aio=io_uring` where O_DIRECT and io_uring work, else `cache=writeback,aio=threads`. */
   directIo: boolean;
@@ -49,7 +51,8 @@ export function qemuArgs(l: QemuLaunch): string[] {
     '-mon', 'chardev=qmp,mode=control',
     '-device', 'virtio-scsi-pci,id=scsihw0',
   ];
-  if (l.paused) args.push('-S');
+  if (l.incoming) args.push('-incoming', l.incoming, '-S');
+  else if (l.paused) args.push('-S');
   if (l.qgaPath) {
     args.push(
       '-chardev', `socket,path=${l.qgaPath},server=on,wait=off,id=qga0`,

@@ -32,6 +32,7 @@ import { withPveLock } from '../pve/pve-lock';
 import { runHook, type HookRun } from './hook-runner';
 import type { NodeContext, SimDisk, SimVm } from './pve-node';
 import { readConfHookscript, setConfHookscript } from './pve-conf';
+import { setMigrationCaps } from './migration-caps';
 import { isAlive, waitForExit } from './process-reaper';
 import { qemuArgs, type DiskLayout } from './qemu-command';
 import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError, SimVzdumpError } from './sim-errors';
@@ -61,8 +62,8 @@ export class SimVmImpl implements SimVm {
   readonly pidPath: string;
   readonly qgaPath: string;
   readonly disks: SimDisk[];
-  private readonly name: string;
-  private readonly agent: boolean;
+  readonly name: string;
+  readonly agent: boolean;
   readonly layout: DiskLayout;
   private readonly ctx: NodeContext;
   private currentPid: number | undefined;
@@ -350,14 +351,29 @@ export class SimVmImpl implements SimVm {
     return this.startWithHooks(opts);
   }
 
-  private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string; loadvm?: string }): Promise<void> {
+  
+  /**
+   * The target side of a live migration (live-migration.ts has the whole sequence): `qm start
+   * --migratedfrom NODE --stateuri unix` loads the config from the source node, runs pre-start with
+   * PVE_MIGRATED_FROM, starts QEMU with `-incoming URI -S`, sets the migration capabilities, and
+   * runs post-start before any state has arrived.
+   */
+  async startIncoming(migratedFrom: string, uri: string, sourceConfPath: string): Promise<void> {
+    await this.settle();
+    this.requireStopped('start for an incoming migration');
+    await this.startWithHooks({ migratedFrom, incoming: { uri, sourceConfPath } });
+  }
+
+  private async startWithHooks(opts: { paused?: boolean; migratedFrom?: string; loadvm?: string; incoming?: { uri: string; sourceConfPath: string } }): Promise<void> {
     const env = opts.migratedFrom ? { ...this.ctx.env, PVE_MIGRATED_FROM: opts.migratedFrom } : this.ctx.env;
-    const pre = await this.guestHook('pre-start', env);
+    const confPath = opts.incoming?.sourceConfPath;
+    const pre = await this.guestHook('pre-start', env, confPath);
     if (pre && pre.exitCode !== 0) {
       throw SimHookAbortError({ vmid: this.vmid, phase: 'pre-start', script: pre.script, exitCode: pre.exitCode, stderr: pre.stderr });
     }
-    await this.launch(opts.paused === true, opts.loadvm);
-    await this.guestHook('post-start', env);
+    await this.launch(opts.paused === true, { loadvm: opts.loadvm, incoming: opts.incoming?.uri });
+    if (opts.incoming) await this.qmp((q) => setMigrationCaps(q));
+    await this.guestHook('post-start', env, confPath);
   }
 
   private async stopWithHooks(): Promise<void> {
@@ -368,7 +384,8 @@ export class SimVmImpl implements SimVm {
     await this.qmCleanup();
   }
 
-  private async launch(paused: boolean, loadvm?: string): Promise<void> {
+  private async launch(paused: boolean, extra: { loadvm?: string; incoming?: string } = {}): Promise<void> {
+    const { loadvm, incoming } = extra;
     for (const f of [this.qmpPath, this.pidPath, this.qgaPath]) fs.rmSync(f, { force: true });
     const run = (directIo: boolean): Promise<void> =>
       execFileP('qemu-system-x86_64', [
@@ -380,6 +397,7 @@ export class SimVmImpl implements SimVm {
           qgaPath: this.agent ? this.qgaPath : undefined,
           disks: this.disks.map((d) => ({ key: d.key, format: d.format, path: d.path, volid: d.volid })),
           paused,
+          ...(incoming ? { incoming } : {}),
           layout: this.layout,
           directIo,
         }),
@@ -458,8 +476,8 @@ export class SimVmImpl implements SimVm {
   }
 
   /** Runs the hookscript named in the config (read afresh, like qemu-server does each phase). */
-  private async guestHook(phase: string, env: Record<string, string>): Promise<HookRun | undefined> {
-    const volid = readConfHookscript(this.confPath);
+  private async guestHook(phase: string, env: Record<string, string>, confPath = this.confPath): Promise<HookRun | undefined> {
+    const volid = readConfHookscript(confPath);
     if (volid === undefined) return undefined;
     const script = volid.startsWith('local:snippets/')
       ? path.join(this.ctx.snippetsDir, volid.slice('local:snippets/'.length))

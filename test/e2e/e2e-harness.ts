@@ -199,7 +199,7 @@ export interface ChildDaemon {
 }
 
 /** `pve-cbt daemon --config` from dist/ as its own process (as systemd runs it); resolves once it answers. */
-export async function startChildDaemon(stack: Stack, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildDaemon> {
+export async function startChildDaemon(stack: Pick<Stack, 'configFile' | 'request'>, opts: { env?: NodeJS.ProcessEnv } = {}): Promise<ChildDaemon> {
   const proc = spawn(process.execPath, [CLI, 'daemon', '--config', stack.configFile], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...opts.env } });
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
