@@ -103,6 +103,8 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
     bar = new SingleBar({
       stream: opts.stream,
       format: `${opts.label} [{bar}] {percentage}% | {bytes} | {speed} | ETA {etaText}{reuse}`,
+      // A short bar leaves room for the figures on an 80- or 100-column terminal.
+      barsize: 20,
       hideCursor: true,
       clearOnComplete: false,
       etaBuffer: 50,
