@@ -24,8 +24,12 @@ export const CTRL_C_REASON = 'Ctrl-C on pve-cbt backup';
 
 type Ctx = CommandContext<unknown, unknown>;
 
+/**
+ * Starts the tasks. Not aborted by Ctrl-C: once the daemon may have queued them the CLI must learn
+ * their ids, so a Ctrl-C meanwhile cancels them right after (followBackups sees the signal).
+ */
 export function startBackups(ctx: Ctx, vmids: number[]): Promise<BackupStarted[]> {
-  return ipcRequest<BackupStarted[]>(ctx.loadConfig().socketPath, REQUESTS.backup, { vmids, detach: true }, { timeoutMs: START_TIMEOUT_MS, signal: ctx.signal });
+  return ipcRequest<BackupStarted[]>(ctx.loadConfig().socketPath, REQUESTS.backup, { vmids, detach: true }, { timeoutMs: START_TIMEOUT_MS });
 }
 
 const CANCELLED_HINT = 'nothing was written (no manifest) and the dirty bitmaps keep every change; the next backup covers them';

@@ -170,6 +170,11 @@ describe('backup tasks: Ctrl-C, --detach, task list/show/log/cancel', () => {
     expect(head.split(/\s+/)).toEqual(['ID', 'VM', 'KIND', 'STATUS', 'START', 'END', 'INFO']);
     expect(row.split(/\s+/)).toEqual([id, '902', 'backup', 'ok', expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), end.backupId]);
 
+    // `pve-cbt task` alone is the list.
+    const bare = await run(stack, ['task']);
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).toMatch(new RegExp(`^${id}\\s+902\\s+backup\\s+ok\\s`, 'm'));
+
     // Its log: only this task's entries, the whole story.
     const log = await run(stack, ['task', 'log', id, '--json']);
     expect(log.code).toBe(0);
