@@ -58,19 +58,18 @@ export async function followBackups(ctx: Ctx, started: BackupStarted[], onProgre
   const socketPath = ctx.loadConfig().socketPath;
   const ids = started.map((s) => s.taskId);
   let cancelled = false;
-  let cancelError: unknown;
   const onAbort = (): void => {
     cancelled = true;
     ctx.stderr.write(`\ncancelling ${ids.join(', ')}: the backup stops and its bitmaps roll back (Ctrl-C again leaves that to the daemon)\n`);
-    ipcRequest(socketPath, TASK_REQUESTS.cancel, { ids, reason: CTRL_C_REASON, ifActive: true }, { timeoutMs: CANCEL_TIMEOUT_MS }).catch((err: unknown) => {
-      cancelError = err;
+    // The outcome comes from task-wait either way; a failed cancel only means the tasks run on.
+    ipcRequest(socketPath, TASK_REQUESTS.cancel, { ids, reason: CTRL_C_REASON, ifActive: true }, { timeoutMs: CANCEL_TIMEOUT_MS }).catch((err: Error) => {
+      ctx.stderr.write(`pve-cbt: the cancel was not delivered (${err.message}); the backup goes on\n`);
     });
   };
   if (ctx.signal.aborted) onAbort();
   else ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
     const ended = await ipcRequest<TaskOutcome[]>(socketPath, TASK_REQUESTS.wait, { ids }, { timeoutMs: FOLLOW_TIMEOUT_MS, onProgress: (p) => onProgress(p as BackupProgress) });
-    if (cancelError && ended.every((t) => t.status !== 'cancelled')) throw cancelError;
     return { outcomes: ended.map((t, i) => outcomeOf(t, started[i].vmid, cancelled)), cancelled };
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);
