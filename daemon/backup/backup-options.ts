@@ -49,6 +49,9 @@ export interface BackupProgress {
   readonly mode: BackupMode;
   readonly bytesDone: number;
   readonly bytesTotal: number;
+  /** Chunk bytes the repository has taken so far, and of those the ones it already had (reuse). */
+  readonly chunkBytes: number;
+  readonly reusedBytes: number;
 }
 
 export interface BackupVmOptions {

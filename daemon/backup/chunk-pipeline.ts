@@ -9,6 +9,11 @@
  * after the assembler is done with it and every insert started from it settled. Chunks built in a
  * buffer of their own (partial chunks, an incremental's base + dirty bytes) come from a second pool
  * (chunk-buffers.ts) and go back to it when their insert settled.
+ *
+ * Reuse (PBS's "reused N %"): each chunk whose insert settled counts its length in `chunkBytes`, and
+ * in `reusedBytes` too when the repository already had it (unchanged base copy, a known digest, a zero
+ * chunk). Progress is reported after every chunk and once more when every insert has settled, so
+ * the last report has the final figures.
  */
 import type { NbdClient } from '../nbd/nbd-client';
 import { readRanges } from '../nbd/nbd-reader';
@@ -34,7 +39,13 @@ export interface ChunkPipelineInput {
   readonly reader: { readonly connections?: number; readonly inFlight?: number; readonly requestSize?: number };
   readonly signal?: AbortSignal;
   /** After every chunk, with the bytes read so far; reading pauses while it runs. */
-  readonly onProgress: (bytesDone: number) => Promise<void>;
+  readonly onProgress: (bytesDone: number, reuse: ChunkReuse) => Promise<void>;
+}
+
+/** Of the chunk bytes the repository has taken so far, those it already had. */
+export interface ChunkReuse {
+  readonly chunkBytes: number;
+  readonly reusedBytes: number;
 }
 
 /**
@@ -46,6 +57,14 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
   const window = new InsertWindow(PUT_WINDOW);
   let lease: PieceLease | undefined;
   const buffers = new ChunkBuffers(dw.chunkSize);
+  const reuse = { chunkBytes: 0, reusedBytes: 0 };
+  const put = async (i: number, data: Buffer): Promise<unknown> => {
+    const length = data.length; // a pooled buffer may be handed on once its insert settled
+    const r = await dw.putChunk(i, data);
+    reuse.chunkBytes += length;
+    if (!r.stored) reuse.reusedBytes += length;
+    return r;
+  };
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
     (i) => dw.readBaseChunk(i, buffers.take(chunkLength(i, input.diskSize, dw.chunkSize), false)),
@@ -59,8 +78,8 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       onChunk: async (i, data, pooled) => {
         window.check();
         const drop = pooled ? () => buffers.give(data) : lease?.hold();
-        await window.track(dw.putChunk(i, data), drop);
-        await input.onProgress(assembler.received);
+        await window.track(put(i, data), drop);
+        await input.onProgress(assembler.received, { ...reuse });
       },
       onUntouched: async (i) => {
         if (!input.incremental) dw.putZero(i);
@@ -90,6 +109,7 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
     });
     await assembler.finish();
     await window.finish();
+    await input.onProgress(assembler.received, { ...reuse });
   } catch (err) {
     await window.stop();
     throw err;

@@ -68,8 +68,8 @@ export async function backupDisk(
         ...(c.nbdRequestSize !== undefined ? { requestSize: c.nbdRequestSize } : {}),
       },
       ...(signal ? { signal } : {}),
-      onProgress: async (bytesDone) => {
-        await opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone, bytesTotal: plan.bytesToRead });
+      onProgress: async (bytesDone, reuse) => {
+        await opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone, bytesTotal: plan.bytesToRead, ...reuse });
       },
     });
   } catch (err) {

@@ -186,7 +186,16 @@ export class BackupCatalog implements CatalogSink {
         ? this.db.prepare('SELECT * FROM jobs ORDER BY started_at DESC, id LIMIT ?').all(filter.limit ?? -1)
         : this.db.prepare('SELECT * FROM jobs WHERE vmid = ? ORDER BY started_at DESC, id LIMIT ?').all(filter.vmid, filter.limit ?? -1)
     ) as JobRow[];
-    return rows.map((r) => ({
+    return rows.map((r) => this.jobFromRow(r));
+  }
+
+  getJob(id: string): CatalogJob | null {
+    const row = this.db.prepare('SELECT * FROM jobs WHERE id = ?').get(id) as JobRow | undefined;
+    return row ? this.jobFromRow(row) : null;
+  }
+
+  private jobFromRow(r: JobRow): CatalogJob {
+    return {
       id: r.id,
       kind: r.kind,
       vmid: r.vmid,
@@ -197,7 +206,7 @@ export class BackupCatalog implements CatalogSink {
       errorCode: r.error_code,
       errorMessage: r.error_message,
       result: r.result === null ? null : (JSON.parse(r.result) as unknown),
-    }));
+    };
   }
 
   /**

@@ -15,3 +15,9 @@ export const CliLogUnwritableError = defineError<{ logDir: string; reason: strin
   'CBT_CLI_LOG_UNWRITABLE',
   (d) => `cannot write the log in ${d.logDir}: ${d.reason}`,
 );
+
+/** Ctrl-C cancelled the command's daemon task (a backup: nothing written, bitmaps kept); exit code 130. */
+export const CliCancelledError = defineError<{ what: string; taskId: string; reason: string; hint: string }>(
+  'CBT_CLI_CANCELLED',
+  (d) => `${d.what} cancelled (${d.reason}, task ${d.taskId})`,
+);

@@ -9,6 +9,7 @@
  * | 3    | config-invalid    | the config file was refused (CBT_CONFIG_INVALID)                |
  * | 4    | daemon-unavailable| the daemon could not be reached (CBT_IPC_UNAVAILABLE, …)        |
  * | 5    | partial           | done, but with findings (e.g. verify found bad chunks)          |
+ * | 130  | cancelled         | Ctrl-C (SIGINT) cancelled it; nothing half-done was kept        |
  *
  * A command returns `exitCode: ExitCode.Partial` for 5; every other code comes from the error.
  */
@@ -21,6 +22,8 @@ export const ExitCode = Object.freeze({
   ConfigInvalid: 3,
   DaemonUnavailable: 4,
   Partial: 5,
+  /** 128 + SIGINT, the shell's code for a command stopped by Ctrl-C. */
+  Cancelled: 130,
 } as const);
 export type ExitCode = (typeof ExitCode)[keyof typeof ExitCode];
 
@@ -31,6 +34,7 @@ export const EXIT_CODE_TABLE: readonly { code: ExitCode; name: string; meaning: 
   { code: ExitCode.ConfigInvalid, name: 'config-invalid', meaning: 'the config file was refused' },
   { code: ExitCode.DaemonUnavailable, name: 'daemon-unavailable', meaning: 'the daemon could not be reached' },
   { code: ExitCode.Partial, name: 'partial', meaning: 'done, but with findings (e.g. verify found problems)' },
+  { code: ExitCode.Cancelled, name: 'cancelled', meaning: 'Ctrl-C cancelled it (a backup: nothing written, bitmaps kept)' },
 ];
 
 /** Error codes with an exit code other than 1. Add codes here, not in commands. */
@@ -49,6 +53,7 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<string, ExitCode>> = Object.fre
   CBT_IPC_CONNECTION_LOST: ExitCode.DaemonUnavailable,
   CBT_IPC_SHUTTING_DOWN: ExitCode.DaemonUnavailable,
   CBT_IPC_BUSY: ExitCode.DaemonUnavailable,
+  CBT_CLI_CANCELLED: ExitCode.Cancelled,
 });
 
 export function exitCodeFor(err: unknown): ExitCode {

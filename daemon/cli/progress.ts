@@ -4,6 +4,9 @@
  * - 'lines' otherwise (pipes, journald, CI): one plain line at most every `intervalMs` (5 s) and one
  *   at 100 %, so logs stay readable;
  * - 'silent' with --json, where stdout belongs to the JSON result.
+ * A backup also reports reuse, like PBS's "reused N %": of the chunk bytes the repository took so
+ * far, the share it already had (unchanged, known digest, zero). Shown on the bar, in every line and
+ * in the final line once a backup reported it.
  * Throughput is measured over the last 10 s, so a slow start does not spoil the ETA forever.
  * Time comes from `now()` so the line mode is tested without timers.
  */
@@ -23,8 +26,14 @@ export interface ProgressOptions {
   now?: () => number;
 }
 
+/** Of the chunk bytes the repository took so far, those it already had. */
+export interface ReuseFigures {
+  chunkBytes: number;
+  reusedBytes: number;
+}
+
 export interface ProgressReporter {
-  update(done: number, total?: number): void;
+  update(done: number, total?: number, reuse?: ReuseFigures): void;
   /** Ends the display; prints the final line in line mode. Idempotent. */
   finish(): void;
 }
@@ -47,6 +56,13 @@ export function formatDuration(ms: number): string {
   return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m`;
 }
 
+/** `reused 42%` (floor; `100%` only when everything was reused), or '' before any chunk settled. */
+export function formatReuse(r: ReuseFigures | undefined): string {
+  if (!r || r.chunkBytes <= 0) return '';
+  const pct = r.reusedBytes >= r.chunkBytes ? 100 : Math.floor((r.reusedBytes / r.chunkBytes) * 100);
+  return `reused ${pct}%`;
+}
+
 export function createProgressReporter(opts: ProgressOptions): ProgressReporter {
   const mode: ProgressMode = opts.mode ?? (opts.json ? 'silent' : opts.stream.isTTY ? 'bar' : 'lines');
   const now = opts.now ?? Date.now;
@@ -57,6 +73,12 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
   let finished = false;
   let lastLine = started;
   let printedComplete = false;
+  let reuse: ReuseFigures | undefined;
+  let reuseAtComplete = '';
+  const reuseSuffix = (sep: string): string => {
+    const r = formatReuse(reuse);
+    return r ? `${sep}${r}` : '';
+  };
   const samples: { t: number; done: number }[] = [{ t: started, done: 0 }];
 
   const rate = (): number => {
@@ -80,37 +102,41 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
   if (mode === 'bar') {
     bar = new SingleBar({
       stream: opts.stream,
-      format: `${opts.label} [{bar}] {percentage}% | {bytes} | {speed} | ETA {etaText}`,
+      format: `${opts.label} [{bar}] {percentage}% | {bytes} | {speed} | ETA {etaText}{reuse}`,
+      // A short bar leaves room for the figures on an 80- or 100-column terminal.
+      barsize: 20,
       hideCursor: true,
       clearOnComplete: false,
       etaBuffer: 50,
       fps: 5,
     });
-    bar.start(Math.max(total, 1), 0, { ...stats(), etaText: '?' });
+    bar.start(Math.max(total, 1), 0, { ...stats(), etaText: '?', reuse: '' });
   }
 
   const line = (): void => {
     const s = stats();
     const pct = s.percent === undefined ? '' : ` (${s.percent}%)`;
-    opts.stream.write(`${opts.label}: ${s.bytes}${pct}, ${s.speed}, ETA ${s.eta}\n`);
+    opts.stream.write(`${opts.label}: ${s.bytes}${pct}, ${s.speed}, ETA ${s.eta}${reuseSuffix(', ')}\n`);
   };
 
   return {
-    update(value: number, newTotal?: number): void {
+    update(value: number, newTotal?: number, newReuse?: ReuseFigures): void {
       if (finished) return;
       done = value;
+      if (newReuse) reuse = newReuse;
       if (newTotal !== undefined) total = newTotal;
       samples.push({ t: now(), done });
       if (mode === 'bar' && bar) {
         if (newTotal !== undefined) bar.setTotal(Math.max(total, 1));
         const s = stats();
-        bar.update(done, { ...s, etaText: s.eta });
+        bar.update(done, { ...s, etaText: s.eta, reuse: reuseSuffix(' | ') });
       } else if (mode === 'lines') {
         const complete = total > 0 && done >= total;
         if (complete ? !printedComplete : now() - lastLine >= intervalMs) {
           line();
           lastLine = now();
           printedComplete = complete;
+          reuseAtComplete = formatReuse(reuse);
         }
       }
     },
@@ -118,10 +144,11 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
       if (finished) return;
       finished = true;
       if (bar) bar.stop();
-      if (mode === 'lines' && !printedComplete) {
+      // The final reuse figure comes once every insert settled, after the 100 % line.
+      if (mode === 'lines' && (!printedComplete || formatReuse(reuse) !== reuseAtComplete)) {
         const elapsed = now() - started;
         const avg = elapsed > 0 ? (done * 1000) / elapsed : 0;
-        opts.stream.write(`${opts.label}: ${formatBytes(done)} in ${formatDuration(elapsed)} (${formatBytes(Math.round(avg))}/s)\n`);
+        opts.stream.write(`${opts.label}: ${formatBytes(done)} in ${formatDuration(elapsed)} (${formatBytes(Math.round(avg))}/s)${reuseSuffix(', ')}\n`);
       }
     },
   };

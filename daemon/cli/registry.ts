@@ -18,12 +18,14 @@ import { restoreCommand } from './commands/restore';
 import { serveCommand } from './commands/serve';
 import { showCommand } from './commands/show';
 import { statusCommand } from './commands/status';
+import { taskCommand } from './commands/task';
 import { verifyCommand } from './commands/verify';
 
 export const COMMANDS: readonly CommandDefinition[] = [
   daemonCommand,
   statusCommand,
   backupCommand,
+  taskCommand,
   listCommand,
   showCommand,
   restoreCommand,

@@ -25,6 +25,9 @@ export interface JobProgress {
   total: number;
   phase?: string;
   disk?: string;
+  /** Backups: chunk bytes the repository took so far, and of those the ones it already had. */
+  chunkBytes?: number;
+  reusedBytes?: number;
 }
 
 export type ProgressFn = (p: JobProgress) => void;

@@ -16,6 +16,8 @@ import { LogSinceInvalidError } from './log-errors';
 export interface LogFilter {
   vmid?: number;
   jobId?: string;
+  /** Entries of one queue task (`taskId`, as `pve-cbt task log` shows them). */
+  taskId?: string;
   since?: Date;
   /** Show this level and more severe ones. */
   level?: LogLevel;
@@ -37,6 +39,7 @@ export function parseSince(text: string, now: Date): Date {
 export function matchesFilter(entry: LogEntry, filter: LogFilter): boolean {
   if (filter.vmid !== undefined && entry.vmid !== filter.vmid) return false;
   if (filter.jobId !== undefined && entry.jobId !== filter.jobId) return false;
+  if (filter.taskId !== undefined && entry.taskId !== filter.taskId) return false;
   if (filter.level !== undefined && !isAtLeast(entry.level, filter.level)) return false;
   if (filter.since !== undefined) {
     const t = entry.timestamp === undefined ? NaN : Date.parse(entry.timestamp);

@@ -1,7 +1,8 @@
 /**
  * One VM's backup as a queued task: the same path for `pve-cbt backup` and for scheduled jobs, so
  * both obey the queue's one-job-per-VM and concurrency rules. The task is recorded in the catalog's
- * jobs table (start, end, result or error) and its story is logged with vmid and taskId.
+ * jobs table (start, end, result or error) and its story is logged with vmid and taskId. A task
+ * cancelled while still queued is recorded too (started = queued time), so `task list` shows it.
  */
 import { errorJson } from '../../shared/errors/cbt-error';
 import { backupVm, type BackupResult } from '../backup/backup-vm';
@@ -15,6 +16,20 @@ import { notifyBackupTask } from './notify-events';
 import { workDir, type Services } from './services';
 
 export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
+  const h = enqueue(s, vmid, opts);
+  h.promise.catch((err: unknown) => {
+    if (h.startedAt !== undefined || s.catalog.getJob(h.id)) return;
+    try {
+      s.catalog.recordJobStart({ id: h.id, kind: h.kind, vmid, startedAt: h.queuedAt });
+      s.catalog.recordJobEnd(h.id, { status: 'cancelled', error: { code: errorJson(err).code, message: errorJson(err).message } });
+    } catch (e) {
+      s.logger.warn('could not record a task cancelled in the queue', { taskId: h.id, vmid, error: (e as Error).message });
+    }
+  });
+  return h;
+}
+
+function enqueue(s: Services, vmid: number, opts: { jobId?: string }): JobHandle<BackupResult> {
   return s.queue.enqueue<BackupResult>({
     vmid,
     kind: 'backup',
@@ -45,7 +60,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
           logger: log,
           signal,
           onProgress: (p) => {
-            progress({ done: p.bytesDone, total: p.bytesTotal, disk: p.disk, phase: p.mode });
+            progress({ done: p.bytesDone, total: p.bytesTotal, disk: p.disk, phase: p.mode, chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes });
             let logProgress = progressLogs.get(p.disk);
             if (!logProgress) progressLogs.set(p.disk, (logProgress = createProgressLog({ logger: log.child({ disk: p.disk }), message: 'backup progress' })));
             logProgress({ done: p.bytesDone, total: p.bytesTotal });

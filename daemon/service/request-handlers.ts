@@ -11,8 +11,9 @@ import { migrationDepsOf } from '../migration/migration-deps';
 import { publishClaim } from '../migration/publish-claim';
 import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
 import { enqueueBackup } from './backup-task';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
+import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
 import type { Services } from './services';
+import { taskHandlers } from './task-handlers';
 import { nodeStatus } from './vm-status';
 
 /** Progress frames per task at most this often (plus the last one of each disk). */
@@ -26,11 +27,13 @@ function backupHandler(s: Services): IpcHandler {
       type: 'object',
       additionalProperties: false,
       required: ['vmids'],
-      properties: { vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true } },
+      properties: { vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true }, detach: { type: 'boolean' } },
     },
     // The backups keep running if the CLI goes away, like a PVE task does when its client closes.
-    handle: async (req: BackupRequest, ctx): Promise<BackupOutcome[]> => {
+    // `detach`: answers at once with the task ids (`task-wait`/`task-cancel` follow them).
+    handle: async (req: BackupRequest, ctx): Promise<BackupOutcome[] | BackupStarted[]> => {
       const handles = req.vmids.map((vmid) => enqueueBackup(s, vmid));
+      if (req.detach) return handles.map((h) => ({ vmid: h.vmid, taskId: h.id }));
       return Promise.all(
         handles.map(async (h): Promise<BackupOutcome> => {
           let lastSent = 0;
@@ -38,7 +41,7 @@ function backupHandler(s: Services): IpcHandler {
             const now = Date.now();
             if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
             lastSent = now;
-            const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total };
+            const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total, chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes };
             ctx.progress(frame);
           });
           try {
@@ -91,5 +94,6 @@ export function requestHandlers(s: Services): Record<string, IpcHandler> {
     [REQUESTS.backup]: backupHandler(s),
     [REQUESTS.status]: statusHandler(s),
     [REQUESTS.tasks]: tasksHandler(s),
+    ...taskHandlers(s),
   };
 }

@@ -11,6 +11,13 @@ export const REQUESTS = Object.freeze({
 
 export interface BackupRequest {
   vmids: number[];
+  /** Answer at once with the task ids (BackupStarted[]) instead of waiting for the outcomes. */
+  detach?: boolean;
+}
+
+export interface BackupStarted {
+  vmid: number;
+  taskId: string;
 }
 
 export interface BackupDiskResult {
@@ -44,6 +51,9 @@ export interface BackupProgress {
   phase?: string;
   done: number;
   total: number;
+  /** Chunk bytes the repository took so far, and of those the ones it already had (reuse). */
+  chunkBytes?: number;
+  reusedBytes?: number;
 }
 
 export interface TaskInfo {
@@ -53,5 +63,5 @@ export interface TaskInfo {
   state: string;
   queuedAt: string;
   startedAt: string | null;
-  progress: { done: number; total: number; disk?: string; phase?: string } | null;
+  progress: { done: number; total: number; disk?: string; phase?: string; chunkBytes?: number; reusedBytes?: number } | null;
 }

@@ -1,25 +1,40 @@
 /**
- * What `pve-cbt status` shows per disk: format, the bitmap pve-cbt tracks, the ledger's state and
- * reason, the dirty bytes QEMU reports now, and the last committed backup. QEMU is asked in one
- * short QMP session per running VM; a VM whose QMP socket is busy or broken still reports the
- * ledger's view, with the QMP problem named.
+ * What `pve-cbt status` shows per disk: format, the bitmap pve-cbt tracks, its state and reason as
+ * the next backup would judge them (status-check.ts: ledger, last backup and QEMU's own view; the
+ * ledger's alone in `ledgerState`), the next backup's mode, the dirty bytes QEMU reports now, and
+ * the last committed backup. Per VM also the task working on it now (a running backup with its
+ * progress). QEMU is asked in one short QMP session per running VM, qemu-img for a stopped VM's
+ * images; a VM whose QMP socket is busy or broken still reports the ledger's view, with the QMP
+ * problem named.
  */
 import type { Logger } from 'winston';
 import { isCbtError } from '../../shared/errors/cbt-error';
+import { DEFAULT_GRANULARITY } from '../backup/backup-options';
 import { isOwnName } from '../backup/bitmap-names';
+import { imageInfo, type ImageInfo } from '../backup/image-export';
+import { lastBackupsByDisk } from '../backup/last-backups';
+import type { ModeDecision } from '../backup/mode-decision';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks, type QemuDisk } from '../qmp/query-disks';
 import { qmpSocketPath, readQemuProcess } from '../pve/qemu-process';
-import { readVmConfig } from '../pve/vm-disks';
+import { readVmConfig, resolveVmDisks } from '../pve/vm-disks';
+import type { VmConfig } from '../pve/vm-config';
 import type { Services } from './services';
 import { listNodeVmids } from './select-vms';
+import { checkDisk } from './status-check';
+import type { TaskRecord } from './task-records';
 
 export interface DiskStatus {
   disk: string;
   format: string;
   bitmap: string | null;
+  /** As the next backup judges it: the ledger's state, or `invalid` when QEMU contradicts it. */
   state: string;
   reason: string | null;
+  /** The ledger's own record (fed by the hooks), before QEMU was asked. */
+  ledgerState: string;
+  /** The next backup's mode and reason; null while a backup runs or when QEMU could not be asked. */
+  nextBackup: ModeDecision | null;
   since: string | null;
   dirtyBytes: number | null;
   lastBackup: { id: string; time: string; mode: string } | null;
@@ -31,7 +46,33 @@ export interface VmStatus {
   qemuPid: number | null;
   vzdumpBusy: boolean;
   qmpError: string | null;
+  /** The task working on this VM now (queued or running), with its progress; null when none. */
+  task: Pick<TaskRecord, 'id' | 'kind' | 'status' | 'queuedAt' | 'startedAt' | 'progress'> | null;
   disks: DiskStatus[];
+}
+
+/** qemu-img's view of a stopped VM's images, by disk key; a disk it cannot read is left out. */
+async function imageViews(s: Services, conf: VmConfig): Promise<Map<string, ImageInfo>> {
+  const out = new Map<string, ImageInfo>();
+  try {
+    const disks = await resolveVmDisks(conf, { qemuServerConfigDir: s.config.qemuServerConfigDir, pvesmPath: s.config.pvesmPath });
+    for (const d of disks) {
+      try {
+        out.set(d.key, await imageInfo(d.path, d.format));
+      } catch (err) {
+        s.logger.warn('status: qemu-img info failed', { vmid: conf.vmid, disk: d.key, error: (err as Error).message });
+      }
+    }
+  } catch (err) {
+    s.logger.warn('status: disks of a stopped VM not resolved', { vmid: conf.vmid, error: (err as Error).message });
+  }
+  return out;
+}
+
+function currentTask(s: Services, vmid: number): VmStatus['task'] {
+  const h = s.queue.list().find((x) => x.vmid === vmid);
+  if (!h) return null;
+  return { id: h.id, kind: h.kind, status: h.state === 'running' ? 'running' : 'queued', queuedAt: h.queuedAt.toISOString(), startedAt: h.startedAt?.toISOString() ?? null, progress: h.progress ?? null };
 }
 
 async function qemuDisks(runDir: string, vmid: number, logger?: Logger): Promise<{ disks: QemuDisk[]; error: string | null }> {
@@ -46,25 +87,43 @@ async function qemuDisks(runDir: string, vmid: number, logger?: Logger): Promise
 export async function vmStatus(s: Services, vmid: number): Promise<VmStatus> {
   const conf = readVmConfig(s.config.qemuServerConfigDir, vmid);
   const proc = readQemuProcess(s.config.qemuServerRunDir, vmid);
+  const task = currentTask(s, vmid);
   const q = proc ? await qemuDisks(s.config.qemuServerRunDir, vmid, s.logger) : { disks: [], error: null };
+  const images = proc ? new Map<string, ImageInfo>() : await imageViews(s, conf);
   const backups = await s.repo.listBackups(vmid);
+  const lastByDisk = await lastBackupsByDisk(s.repo, vmid);
   const disks = conf.disks.map((d): DiskStatus => {
     const rec = s.ledger.get(vmid, d.key);
     const qd = q.disks.find((x) => x.drive === d.key);
     const own = qd?.bitmaps.find((b) => b.name === rec?.bitmapName) ?? qd?.bitmaps.find((b) => isOwnName(b.name));
     const last = [...backups].reverse().find((b) => b.disks.some((x) => x.name === d.key));
+    const img = images.get(d.key);
+    const check = checkDisk({
+      disk: d.key,
+      format: d.format,
+      size: proc ? qd?.size : img?.virtualSize,
+      vmRunning: proc !== undefined,
+      qemu: proc ? { pid: proc.pid, startTime: proc.startTime } : undefined,
+      lastBackup: lastByDisk.get(d.key),
+      ledger: rec,
+      bitmaps: proc ? (q.error ? undefined : (qd?.bitmaps ?? [])) : img?.bitmaps,
+      granularity: DEFAULT_GRANULARITY,
+      taskRunning: task?.status === 'running' && task.kind === 'backup',
+    });
     return {
       disk: d.key,
       format: qd?.format ?? d.format,
       bitmap: own?.name ?? rec?.bitmapName ?? null,
-      state: rec?.state ?? 'unknown',
-      reason: rec?.reason ?? null,
+      state: check.state,
+      reason: check.reason,
+      ledgerState: rec?.state ?? 'unknown',
+      nextBackup: check.nextBackup,
       since: rec?.changedAt ?? null,
       dirtyBytes: own ? own.count : null,
       lastBackup: last ? { id: last.id, time: last.time.toISOString(), mode: last.disks.find((x) => x.name === d.key)?.mode ?? '' } : null,
     };
   });
-  return { vmid, running: proc !== undefined, qemuPid: proc?.pid ?? null, vzdumpBusy: s.ledger.isVzdumpBusy(vmid), qmpError: q.error, disks };
+  return { vmid, running: proc !== undefined, qemuPid: proc?.pid ?? null, vzdumpBusy: s.ledger.isVzdumpBusy(vmid), qmpError: q.error, task, disks };
 }
 
 export async function nodeStatus(s: Services, vmid?: number): Promise<VmStatus[]> {

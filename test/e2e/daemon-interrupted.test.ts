@@ -12,6 +12,8 @@ import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import type { SimVm } from '../../daemon/sim/pve-node';
+import { TASK_REQUESTS } from '../../daemon/service/task-handlers';
+import type { TaskRecord } from '../../daemon/service/task-records';
 import { addVm, createStack, diskOf, MiB, startChildDaemon, killChildDaemon, lastStartupRecovery, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {
@@ -81,6 +83,9 @@ describe('a real daemon process interrupted during a backup', () => {
     const job = s.catalog.listJobs({ vmid })[0];
     if (signal === 'SIGTERM') expect(job).toMatchObject({ status: 'cancelled', backupId: null });
     else expect(job).toMatchObject({ status: 'failed', backupId: null, errorCode: 'CBT_JOB_INTERRUPTED' });
+    // `pve-cbt task list` (the catalog's history, from the previous daemon) shows it as such.
+    const [task] = await stack.request<TaskRecord[]>(TASK_REQUESTS.list, { vmid, limit: 1 });
+    expect(task).toMatchObject({ id: job.id, vmid, kind: 'backup', status: signal === 'SIGTERM' ? 'cancelled' : 'interrupted', endedAt: expect.any(String) });
     // A graceful stop cleaned up itself; after a SIGKILL the next daemon's recovery had work to do.
     const recovery = lastStartupRecovery<{ qemuCleanups: { vmid: number; actions: string[] }[] }>(stack.config.logDir);
     const cleaned = recovery.qemuCleanups.find((c) => c.vmid === vmid)?.actions ?? [];

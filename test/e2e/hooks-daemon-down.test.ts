@@ -179,9 +179,11 @@ describe('hooks with the daemon down or missing, and a hostile socket', () => {
     const logStart = stack.node.hookLog.length;
     await vm.reboot();
     expect(stack.node.hookLog.slice(logStart).filter((r) => r.argv[0] === '402')).toEqual([]);
-    // The ledger heard nothing and still believes its bitmap valid ...
+    // The ledger heard nothing and still believes its bitmap valid; status asks QEMU as the engine does ...
     const st = await stack.status(402);
-    expect(st.disks[0].state).toBe('valid');
+    expect(st.disks[0].ledgerState).toBe('valid');
+    expect(st.disks[0].state).toBe('invalid');
+    expect(st.disks[0].nextBackup?.mode).toBe('full-compare');
     await vm.write('scsi0', { pattern: 0x52, offset: 2 * MiB, length: 65536 });
     // ... but QEMU disagrees: the new process has no such bitmap (and another pid).
     const d = diskOf((await stack.backupAndCheck([vm])).get(402));

@@ -2,45 +2,49 @@
  * `pve-cbt backup VMID...`: asks the daemon to back up these VMs now, through the same queue and
  * locks as scheduled jobs, and shows each disk's progress as the daemon streams it.
  * `--json` prints `{id, vmid, disks: [{disk, format, mode, reason, size, bytesRead, bytesStored,
- * durationMs}]}` for one VM, an array of those for several.
+ * durationMs}]}` for one VM, an array of those for several. Tasks, Ctrl-C and `--detach`
+ * (`[{vmid, taskId}]`): backup-tasks.ts.
  */
 import { CbtError } from '../../../shared/errors/cbt-error';
 import { IpcConnectionLostError } from '../../../shared/ipc/ipc-errors';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupResult } from '../../service/requests';
+import type { BackupOutcome, BackupResult } from '../../service/requests';
+import { detachedText, followBackups, startBackups } from '../backup-tasks';
 import { defineCommand } from '../command';
-import { daemonRequest } from '../daemon-request';
 import { ExitCode } from '../exit-codes';
 import { parseVmid } from '../option-parsers';
 import { formatBytes, formatDuration, type ProgressReporter } from '../progress';
 import { textTable } from '../text-table';
-
-/** A backup may take hours; the daemon bounds its own steps. */
-const BACKUP_TIMEOUT_MS = 7 * 24 * 3600 * 1000;
 
 export function backupText(r: BackupResult): string {
   const rows = r.disks.map((d) => [d.disk, d.format, d.mode, formatBytes(d.size), formatBytes(d.bytesRead), formatBytes(d.bytesStored), formatDuration(d.durationMs), d.reason]);
   return `VM ${r.vmid}: backup ${r.id}\n${textTable(['DISK', 'FORMAT', 'MODE', 'SIZE', 'READ', 'STORED', 'TIME', 'REASON'], rows)}`;
 }
 
-export const backupCommand = defineCommand<Record<string, never>, { vmids: number[] }>({
+export const backupCommand = defineCommand<{ detach?: boolean }, { vmids: number[] }>({
   name: 'backup',
   summary: 'back up VMs now (full, incremental or full-compare per disk)',
+  description:
+    'Back up VMs now, one daemon task per VM. Ctrl-C cancels them cleanly (no backup written, bitmaps kept; exit 130); --detach returns at once with the task ids.',
   params: [{ name: 'vmids', description: 'VM ids', required: true, variadic: true, parse: parseVmid }],
-  examples: ['pve-cbt backup 101', 'pve-cbt backup 101 102 --json'],
+  options: [{ flags: '--detach', description: 'start the backups and return with their task ids (see pve-cbt task)' }],
+  examples: ['pve-cbt backup 101', 'pve-cbt backup 101 102 --json', 'pve-cbt backup 101 --detach'],
   async run(ctx) {
+    if (ctx.opts.detach) {
+      const started = await startBackups(ctx, ctx.args.vmids);
+      return { data: started, text: detachedText(started) };
+    }
     const bars = new Map<string, ProgressReporter>();
     let outcomes: BackupOutcome[];
+    let cancelled: boolean;
     try {
-      outcomes = await daemonRequest<BackupOutcome[]>(ctx, REQUESTS.backup, { vmids: ctx.args.vmids }, {
-        timeoutMs: BACKUP_TIMEOUT_MS,
-        onProgress: (raw) => {
-          const p = raw as BackupProgress;
-          const key = `${p.vmid}/${p.disk ?? ''}`;
-          let bar = bars.get(key);
-          if (!bar) bars.set(key, (bar = ctx.progress(`VM ${p.vmid} ${p.disk ?? ''} ${p.phase ?? ''}`.trim(), p.total)));
-          bar.update(p.done, p.total);
-        },
-      });
+      const started = await startBackups(ctx, ctx.args.vmids);
+      ({ outcomes, cancelled } = await followBackups(ctx, started, (p) => {
+        if (p.disk === undefined) return;
+        const key = `${p.vmid}/${p.disk}`;
+        let bar = bars.get(key);
+        if (!bar) bars.set(key, (bar = ctx.progress(`VM ${p.vmid} ${p.disk} ${p.phase ?? ''}`.trim(), p.total)));
+        bar.update(p.done, p.total, p.chunkBytes === undefined ? undefined : { chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes ?? 0 });
+      }));
     } catch (err) {
       // The daemon died mid-request: the backup may have committed (its next start finishes that).
       if (!IpcConnectionLostError.is(err)) throw err;
@@ -58,7 +62,7 @@ export const backupCommand = defineCommand<Record<string, never>, { vmids: numbe
     const text = outcomes
       .map((o) => (o.result ? backupText(o.result) : `VM ${o.vmid}: FAILED ${o.error!.code}: ${o.error!.message}`))
       .join('\n\n');
-    const exitCode = failed.length === 0 ? undefined : failed.length === outcomes.length ? ExitCode.Failure : ExitCode.Partial;
+    const exitCode = failed.length === 0 ? undefined : cancelled ? ExitCode.Cancelled : failed.length === outcomes.length ? ExitCode.Failure : ExitCode.Partial;
     return { data: data.length === 1 ? data[0] : data, text, exitCode };
   },
 });

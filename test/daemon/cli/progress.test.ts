@@ -1,5 +1,5 @@
 import { PassThrough } from 'node:stream';
-import { createProgressReporter, formatBytes, formatDuration } from '../../../daemon/cli/progress';
+import { createProgressReporter, formatBytes, formatDuration, formatReuse } from '../../../daemon/cli/progress';
 
 function sink(isTTY: boolean): PassThrough & { text(): string; isTTY?: boolean } {
   const s = new PassThrough() as PassThrough & { text(): string; isTTY?: boolean };
@@ -87,4 +87,39 @@ test('a bar with bytes, speed and ETA on a TTY', () => {
   p.finish();
   const text = out.text();
   expect(text).toMatch(/scsi0 \[[^\]]+\] 50% \| 5\.0 MiB\/10\.0 MiB \| 5\.0 MiB\/s \| ETA 1s/);
+});
+
+test.each<[number, number, string]>([
+  [0, 0, ''],
+  [100, 0, 'reused 0%'],
+  [100, 42, 'reused 42%'],
+  [1000, 999, 'reused 99%'],
+  [100, 100, 'reused 100%'],
+])('formatReuse(%i chunk bytes, %i reused) = %p', (chunkBytes, reusedBytes, s) => expect(formatReuse({ chunkBytes, reusedBytes })).toBe(s));
+
+test('reuse off a TTY: in every line and in the final line once every insert settled', () => {
+  const out = sink(false);
+  let t = 0;
+  const p = createProgressReporter({ label: 'VM 101 scsi0 incremental', total: 40 * MiB, stream: out, now: () => t });
+  t = 5000;
+  p.update(20 * MiB, 40 * MiB, { chunkBytes: 16 * MiB, reusedBytes: 4 * MiB });
+  t = 8000;
+  p.update(40 * MiB, 40 * MiB, { chunkBytes: 32 * MiB, reusedBytes: 8 * MiB });
+  p.update(40 * MiB, 40 * MiB, { chunkBytes: 40 * MiB, reusedBytes: 20 * MiB }); // the last inserts settled
+  p.finish();
+  expect(out.text().trim().split('\n')).toEqual([
+    'VM 101 scsi0 incremental: 20.0 MiB/40.0 MiB (50%), 4.0 MiB/s, ETA 5s, reused 25%',
+    'VM 101 scsi0 incremental: 40.0 MiB/40.0 MiB (100%), 5.0 MiB/s, ETA 0s, reused 25%',
+    'VM 101 scsi0 incremental: 40.0 MiB in 8s (5.0 MiB/s), reused 50%',
+  ]);
+});
+
+test('reuse on a TTY: on the bar, and on the bar left at the end', () => {
+  const out = sink(true);
+  const p = createProgressReporter({ label: 'VM 101 scsi0 full', total: 8 * MiB, stream: out });
+  p.update(4 * MiB, 8 * MiB, { chunkBytes: 4 * MiB, reusedBytes: MiB });
+  p.update(8 * MiB, 8 * MiB, { chunkBytes: 8 * MiB, reusedBytes: 6 * MiB });
+  p.finish();
+  const screen = out.text();
+  expect(screen).toMatch(/VM 101 scsi0 full \[.*\] 100% \| 8\.0 MiB\/8\.0 MiB \| .* \| ETA \S+ \| reused 75%/);
 });

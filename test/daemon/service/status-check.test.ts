@@ -1,0 +1,37 @@
+import type { BitmapView, LedgerView } from '../../../daemon/backup/mode-decision';
+import { checkDisk, type StatusCheckInput } from '../../../daemon/service/status-check';
+
+const G = 65536;
+const bitmap = (name: string, over: Partial<BitmapView> = {}): BitmapView => ({ name, granularity: G, recording: true, busy: false, persistent: true, inconsistent: false, ...over });
+const ledger = (over: Partial<LedgerView> = {}): LedgerView => ({ state: 'valid', reason: null, bitmapName: 'pve-cbt-scsi0-g2', generation: 2, qemuPid: 10, qemuStartTime: 99, ...over });
+const base: StatusCheckInput = {
+  disk: 'scsi0',
+  format: 'qcow2',
+  size: 8 << 20,
+  vmRunning: true,
+  qemu: { pid: 10, startTime: 99 },
+  lastBackup: { backupId: 'vm/101/x', size: 8 << 20, bitmap: { name: 'pve-cbt-scsi0-g2', generation: 2 } },
+  ledger: ledger(),
+  bitmaps: [bitmap('pve-cbt-scsi0-g2')],
+  granularity: G,
+  taskRunning: false,
+};
+
+test.each<[string, Partial<StatusCheckInput>, { state: string; reason: RegExp | null; next: string | null }]>([
+  ['ledger and QEMU agree: valid, next incremental', {}, { state: 'valid', reason: null, next: 'incremental' }],
+  ['kill -9 unseen, qcow2 restarted: QEMU marks the bitmap inconsistent', { bitmaps: [bitmap('pve-cbt-scsi0-g2', { inconsistent: true })] }, { state: 'invalid', reason: /^bitmap-inconsistent: ledger says valid/, next: 'full-compare' }],
+  ['kill -9 unseen, raw restarted: QEMU has no such bitmap', { format: 'raw', bitmaps: [] }, { state: 'invalid', reason: /^bitmap-missing: ledger says valid/, next: 'full-compare' }],
+  ['raw bitmap of another QEMU process', { format: 'raw', bitmaps: [bitmap('pve-cbt-scsi0-g2', { persistent: false })], qemu: { pid: 11, startTime: 120 } }, { state: 'invalid', reason: /^qemu-restarted/, next: 'full-compare' }],
+  ['stopped raw disk keeps no bitmap', { format: 'raw', vmRunning: false, qemu: undefined, bitmaps: [] }, { state: 'invalid', reason: /^stopped-transient/, next: 'full-compare' }],
+  ['ledger suspect, QEMU consistent: stays suspect, next incremental', { ledger: ledger({ state: 'suspect', reason: 'unclean stop' }) }, { state: 'suspect', reason: /unclean stop/, next: 'incremental' }],
+  ['ledger invalid: its own reason', { ledger: ledger({ state: 'invalid', reason: 'hookscript pre-stop' }) }, { state: 'invalid', reason: /^hookscript pre-stop$/, next: 'full-compare' }],
+  ['no backup yet: ledger unknown, next full', { ledger: undefined, lastBackup: undefined, bitmaps: [] }, { state: 'unknown', reason: null, next: 'full' }],
+  ['a backup runs: nothing decided, the ledger is shown', { taskRunning: true, bitmaps: [bitmap('pve-cbt-scsi0-g2', { busy: true })] }, { state: 'valid', reason: null, next: null }],
+  ['QEMU could not be asked: the ledger is shown', { bitmaps: undefined }, { state: 'valid', reason: null, next: null }],
+])('%s', (_what, over, expected) => {
+  const c = checkDisk({ ...base, ...over });
+  expect(c.state).toBe(expected.state);
+  if (expected.reason === null) expect(c.reason).toBeNull();
+  else expect(c.reason).toMatch(expected.reason);
+  expect(c.nextBackup?.mode ?? null).toBe(expected.next);
+});
