@@ -11,7 +11,7 @@ import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
 import { workDir, type Services } from './services';
 
-export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
+export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string; forceFull?: boolean } = {}): JobHandle<BackupResult> {
   return s.queue.enqueue<BackupResult>({
     vmid,
     kind: 'backup',
@@ -37,6 +37,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
           ledger: s.ledger,
           logger: log,
           signal,
+          forceFull: opts.forceFull,
           onProgress: (p) => {
             progress({ done: p.bytesDone, total: p.bytesTotal, disk: p.disk, phase: p.mode });
             let logProgress = progressLogs.get(p.disk);

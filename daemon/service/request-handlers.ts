@@ -8,6 +8,7 @@ import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { IpcHandler } from '../ipc/ipc-server';
 import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
 import { enqueueBackup } from './backup-task';
+import { resolveBackupSelection } from './backup-selection';
 import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
 import type { Services } from './services';
 import { nodeStatus } from './vm-status';
@@ -22,12 +23,18 @@ function backupHandler(s: Services): IpcHandler {
     schema: {
       type: 'object',
       additionalProperties: false,
-      required: ['vmids'],
-      properties: { vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true } },
+      oneOf: [{ required: ['vmids'] }, { required: ['all'] }, { required: ['pool'] }],
+      properties: {
+        vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true },
+        all: { const: true },
+        pool: { type: 'string', minLength: 1, maxLength: 200 },
+        mode: { enum: ['auto', 'full'] },
+      },
     },
     // The backups keep running if the CLI goes away, like a PVE task does when its client closes.
     handle: async (req: BackupRequest, ctx): Promise<BackupOutcome[]> => {
-      const handles = req.vmids.map((vmid) => enqueueBackup(s, vmid));
+      const vmids = resolveBackupSelection(req, s.config.qemuServerConfigDir);
+      const handles = vmids.map((vmid) => enqueueBackup(s, vmid, { forceFull: req.mode === 'full' }));
       return Promise.all(
         handles.map(async (h): Promise<BackupOutcome> => {
           let lastSent = 0;

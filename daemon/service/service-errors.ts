@@ -12,3 +12,11 @@ export const JobInterruptedError = defineError<{ jobId: string; kind: string; vm
   'CBT_JOB_INTERRUPTED',
   (d) => `the daemon stopped during ${d.kind} job ${d.jobId}${d.vmid === null ? '' : ` of VM ${d.vmid}`} before it committed anything`,
 );
+/**
+ * `backup --all` or `--pool NAME` selected no VM of this node: the pool does not exist in
+ * /etc/pve/user.cfg, it has no member on this node, or the node has no VM.
+ */
+export const BackupSelectionEmptyError = defineError<{ selection: string; reason: string; hint: string }>(
+  'CBT_BACKUP_SELECTION_EMPTY',
+  (d) => `${d.selection} selects no VM: ${d.reason}`,
+);

@@ -1,8 +1,10 @@
 /**
  * `pve-cbt log`: the daemon's JSON-lines logs, filtered by VM, job, age and level. Human output is
  * one line per entry with its timestamp; `--json` prints the entries as JSON lines (one object per
- * line, also with --follow), exactly as stored. `--follow` keeps printing new entries until Ctrl-C.
+ * line, also with --follow), exactly as stored (a stream: no envelope, see output.ts); people see
+ * backup ids in the PBS form. `--follow` keeps printing new entries until Ctrl-C.
  */
+import { displayBackupIdsIn } from '../../repository/backup-id';
 import type { LogLevel } from '../../config/config-schema';
 import { LOG_LEVELS } from '../../config/config-schema';
 import { formatLogLine, type LogEntry } from '../../log/log-entry';
@@ -35,7 +37,7 @@ export const logCommand = defineCommand<LogOptions>({
   async run(ctx) {
     const logDir = ctx.opts.dir ?? ctx.loadConfig().logDir;
     const filter: LogFilter = { vmid: ctx.opts.vm, jobId: ctx.opts.job, since: ctx.opts.since, level: ctx.opts.level };
-    const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(formatLogLine(e, { timestamp: true })));
+    const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(displayBackupIdsIn(formatLogLine(e, { timestamp: true }))));
     if (ctx.opts.follow) {
       await followLog({ logDir, filter, onEntry: show, signal: ctx.signal });
       return;

@@ -1,5 +1,11 @@
-/** `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes) and verify state. */
+/**
+ * `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes) and verify state.
+ * Read-only. JSON `data`: the manifest (`id`, `vmid`, `time`, `parent`, `toolVersion`, `disks`,
+ * `extra`, `checksum`, …) with `verify: { state, time, problems } | null`.
+ */
+import { manifestView, verifyStateView } from '../backup-view';
 import { defineCommand } from '../command';
+import { formatTime } from '../format-time';
 import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes, formatDuration } from '../progress';
@@ -14,7 +20,9 @@ export const showCommand = defineCommand<Record<string, never>, { backup: string
     const { manifest, verify } = await withStores(ctx, async (s) => ({
       manifest: await s.repo.readManifest(ctx.args.backup),
       verify: await s.repo.readVerifyState(ctx.args.backup),
-    }));
+    }), { readOnly: true });
+    const m = manifestView(manifest);
+    const v = verifyStateView(verify);
     const rows = manifest.disks.map((d) => [
       d.name,
       d.format,
@@ -28,10 +36,10 @@ export const showCommand = defineCommand<Record<string, never>, { backup: string
       d.reason,
     ]);
     const text = [
-      `backup ${manifest.id} of VM ${manifest.vmid} at ${manifest.time}`,
-      `parent: ${manifest.parent ?? '-'}   tool: ${manifest.toolVersion}   verify: ${verify ? `${verify.state} (${verify.time})` : 'never'}`,
+      `backup ${m.id} of VM ${m.vmid} at ${formatTime(m.time)}`,
+      `parent: ${m.parent ?? '-'}   tool: ${m.toolVersion}   verify: ${v ? `${v.state} (${v.time})` : 'never'}`,
       textTable(['DISK', 'FORMAT', 'SIZE', 'MODE', 'READ', 'STORED', 'TIME', 'CONSISTENCY', 'BITMAP', 'REASON'], rows),
     ].join('\n');
-    return { data: { ...manifest, verify }, text };
+    return { data: { ...m, verify: v }, text };
   },
 });
