@@ -6,7 +6,7 @@
  * a backup of nothing must not look like success.
  */
 import fs from 'node:fs';
-import { BackupSelectionEmptyError } from './service-errors';
+import { BackupSelectionEmptyError, BackupSelectionInvalidError } from './service-errors';
 import { listNodeVmids, poolMembers, selectVms, userCfgPath } from './select-vms';
 
 export interface BackupSelection {
@@ -33,6 +33,8 @@ function readUserCfg(configDir: string): string {
 }
 
 export function resolveBackupSelection(sel: BackupSelection, configDir: string): number[] {
+  const given = (['vmids', 'all', 'pool'] as const).filter((k) => sel[k] !== undefined);
+  if (given.length !== 1) throw BackupSelectionInvalidError({ given: [...given] });
   if (sel.vmids) return sel.vmids;
   if (sel.all) {
     const vmids = listNodeVmids(configDir);

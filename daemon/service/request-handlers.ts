@@ -23,7 +23,6 @@ function backupHandler(s: Services): IpcHandler {
     schema: {
       type: 'object',
       additionalProperties: false,
-      oneOf: [{ required: ['vmids'] }, { required: ['all'] }, { required: ['pool'] }],
       properties: {
         vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true },
         all: { const: true },

@@ -12,6 +12,11 @@ export const JobInterruptedError = defineError<{ jobId: string; kind: string; vm
   'CBT_JOB_INTERRUPTED',
   (d) => `the daemon stopped during ${d.kind} job ${d.jobId}${d.vmid === null ? '' : ` of VM ${d.vmid}`} before it committed anything`,
 );
+/** A backup request names its VMs in more than one way, or in none (the CLI never sends that). */
+export const BackupSelectionInvalidError = defineError<{ given: string[] }>(
+  'CBT_BACKUP_SELECTION_INVALID',
+  (d) => `a backup request names its VMs by exactly one of vmids, all, pool (given: ${d.given.length ? d.given.join(', ') : 'none'})`,
+);
 /**
  * `backup --all` or `--pool NAME` selected no VM of this node: the pool does not exist in
  * /etc/pve/user.cfg, it has no member on this node, or the node has no VM.
