@@ -158,6 +158,18 @@ test('--mode full: every disk read in full, the reason recorded in the manifest;
   expect(next.env.data!.backups[0].disks![0].mode).toBe('incremental');
 });
 
+test('forget the newest backup of a disk: the next backup is a full-compare (its bitmap went with it), byte-exact', async () => {
+  const before = (await listIds()).filter((id) => id.startsWith('vm/121/'));
+  const newest = before[before.length - 1];
+  const forgot = await cli(['forget', newest]);
+  expect([forgot.code, forgot.stdout]).toEqual([0, `removed backup ${newest}; its data is freed by the next 'pve-cbt gc'\n`]);
+  expect(await listIds()).not.toContain(newest);
+  await vms.get(121)!.write('scsi0', { pattern: 0x7f, offset: 2 * MiB, length: 64 * 1024 });
+  const next = await backup(['121'], [121]);
+  expect(next.code).toBe(0);
+  expect(next.env.data!.backups[0].disks![0]).toMatchObject({ mode: 'full-compare', reason: expect.stringMatching(/^ledger-mismatch: /) });
+});
+
 test('--all: every VM of the node, running or stopped', async () => {
   const r = await backup(['--all'], [121, 122, 123]);
   expect(r.code).toBe(0);
