@@ -4,9 +4,11 @@
  */
 import { defineError } from '../../shared/errors/cbt-error';
 
-export const BackupVzdumpBusyError = defineError<{ vmid: number; waitedMs: number }>(
+/** `waitedMs` 0 (the default: no waiting) is not mentioned; a real wait is, in seconds. */
+export const BackupVzdumpBusyError = defineError<{ vmid: number; waitedMs: number; hint?: string }>(
   'CBT_BACKUP_VZDUMP_BUSY',
-  (d) => `VM ${d.vmid} is being backed up by vzdump (waited ${d.waitedMs} ms); pve-cbt does not start a backup meanwhile`,
+  (d) =>
+    `VM ${d.vmid} is being backed up by vzdump${d.waitedMs >= 1000 ? ` (still after waiting ${Math.round(d.waitedMs / 1000)} s)` : ''}; pve-cbt does not start a backup meanwhile`,
 );
 
 export const BackupNbdBusyError = defineError<{ vmid: number; waitedMs: number; desc: string }>(

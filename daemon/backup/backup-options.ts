@@ -61,6 +61,8 @@ export interface BackupVmOptions {
   readonly ledger: BackupLedger;
   readonly logger?: Logger;
   readonly signal?: AbortSignal;
+  /** Back every disk up in full (`pve-cbt backup --mode full`); the manifest's reason says so. */
+  readonly forceFull?: boolean;
   /** Called after every chunk; a returned promise is awaited (reading pauses meanwhile). */
   readonly onProgress?: (p: BackupProgress) => void | Promise<void>;
 }

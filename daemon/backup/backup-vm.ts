@@ -76,7 +76,7 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) });
   }
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs = planDisks({ vmid, qemu, granularity, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket) });
+  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
   const sources = sourcesFor(opts, jobs, qemu, agent, granularity);
   // Events stored from here on may have cost a bitmap created in QEMU its validity (Ledger.markValid).

@@ -33,7 +33,8 @@ export type ReasonCode =
   | 'bitmap-busy'
   | 'bitmap-granularity'
   | 'qemu-restarted'
-  | 'not-in-qemu';
+  | 'not-in-qemu'
+  | 'forced-full';
 
 export interface LastBackupView {
   readonly backupId: string;
@@ -145,6 +146,15 @@ export function decideMode(input: ModeInput): ModeDecision {
   }
   const suspect = ledger.state === 'suspect' ? ` (ledger suspect: ${ledger.reason ?? 'unclean stop'}; ${where} reports it consistent)` : '';
   return { mode: 'incremental', code: 'bitmap-valid', reason: `${expected} is valid in ledger and ${where}${suspect}` };
+}
+
+/**
+ * The decision when a full backup was asked for (`pve-cbt backup --mode full`): read every allocated
+ * block whatever the bitmaps say, and say so in the manifest. `otherwise` is what would have been
+ * done, kept in the reason so the log shows what the full replaced.
+ */
+export function forcedFull(otherwise: ModeDecision): ModeDecision {
+  return { mode: 'full', code: 'forced-full', reason: `full backup requested (--mode full); otherwise ${otherwise.mode} (${otherwise.code})` };
 }
 
 /** The reason as recorded in manifests and logs: `code: sentence`. */

@@ -17,6 +17,7 @@
  *
  * Rules:
  * - mode: mode-decision.ts (an incremental reads the bitmap the last committed backup started);
+ *   `forceFull` makes every disk `full` (code `forced-full`), still starting a new bitmap;
  * - generation of the new bitmap: one more than any seen, in QEMU or the image (own bitmaps of the
  *   drive), in the last committed manifest or in the ledger, so a name is never reused.
  */
@@ -26,7 +27,7 @@ import { BackupDiskMismatchError } from './backup-errors';
 import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { bitmapPersists } from './bitmap-persistence';
 import type { LastDiskBackup } from './last-backups';
-import { decideMode, type BitmapView, type LastBackupView, type LedgerView, type ModeDecision, type QemuIdentity } from './mode-decision';
+import { decideMode, forcedFull, type BitmapView, type LastBackupView, type LedgerView, type ModeDecision, type QemuIdentity } from './mode-decision';
 
 /** qemu-server gives these volumes to another program (swtpm), never to QEMU as a block device. */
 const VOLUMES_OUTSIDE_QEMU: ReadonlySet<string> = new Set(['tpmstate0']);
@@ -53,6 +54,8 @@ export interface PlanFacts {
   readonly qemu: QemuIdentity | undefined;
   readonly granularity: number;
   readonly disks: readonly DiskFacts[];
+  /** Every disk full, whatever the bitmaps say (`backup --mode full`); the reason says so. */
+  readonly forceFull?: boolean;
 }
 
 export interface NewBitmap {
@@ -123,9 +126,10 @@ function planDisk(facts: PlanFacts, f: DiskFacts): DiskJob {
     };
   }
   if (facts.qemu && f.image && readFromVolume(disk)) {
-    const decision: ModeDecision = last
+    const auto: ModeDecision = last
       ? { mode: 'full-compare', code: 'not-in-qemu', reason: `${disk.key} is not a QEMU block device (swtpm holds it); no bitmap is possible` }
       : { mode: 'full', code: 'first-backup', reason: `no committed backup of ${disk.key} yet` };
+    const decision = facts.forceFull ? forcedFull(auto) : auto;
     return { kind: 'volume', disk, size: f.image.virtualSize, decision, last, readBitmap: undefined };
   }
   if (facts.qemu || !f.image) {
@@ -147,7 +151,7 @@ function planDisk(facts: PlanFacts, f: DiskFacts): DiskJob {
 }
 
 function decide(facts: PlanFacts, f: DiskFacts, size: number, bitmaps: readonly BitmapView[]): ModeDecision {
-  return decideMode({
+  const auto = decideMode({
     disk: f.disk.key,
     format: f.disk.format,
     diskSize: size,
@@ -158,6 +162,7 @@ function decide(facts: PlanFacts, f: DiskFacts, size: number, bitmaps: readonly 
     qemu: facts.qemu,
     expectedGranularity: facts.granularity,
   });
+  return facts.forceFull ? forcedFull(auto) : auto;
 }
 
 function readBitmapOf(decision: ModeDecision, last: LastBackupView | undefined): string | undefined {

@@ -10,7 +10,7 @@
  * the start and leaves the tasks running (`pve-cbt task list|show|cancel`).
  */
 import { ipcRequest } from '../../shared/ipc/ipc-client';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupResult, type BackupStarted } from '../service/requests';
+import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type BackupResult, type BackupStarted } from '../service/requests';
 import { TASK_REQUESTS, type TaskOutcome } from '../service/task-handlers';
 import { TaskNoResultError } from '../service/task-errors';
 import { CliCancelledError } from './cli-errors';
@@ -28,8 +28,8 @@ type Ctx = CommandContext<unknown, unknown>;
  * Starts the tasks. Not aborted by Ctrl-C: once the daemon may have queued them the CLI must learn
  * their ids, so a Ctrl-C meanwhile cancels them right after (followBackups sees the signal).
  */
-export function startBackups(ctx: Ctx, vmids: number[]): Promise<BackupStarted[]> {
-  return ipcRequest<BackupStarted[]>(ctx.loadConfig().socketPath, REQUESTS.backup, { vmids, detach: true }, { timeoutMs: START_TIMEOUT_MS });
+export function startBackups(ctx: Ctx, request: BackupRequest): Promise<BackupStarted[]> {
+  return ipcRequest<BackupStarted[]>(ctx.loadConfig().socketPath, REQUESTS.backup, { ...request, detach: true }, { timeoutMs: START_TIMEOUT_MS });
 }
 
 const CANCELLED_HINT = 'nothing was written (no manifest) and the dirty bitmaps keep every change; the next backup covers them';

@@ -6,6 +6,24 @@ export const CliUsageError = defineError<{ command: string; problem: string; hin
   (d) => d.problem,
 );
 
+/**
+ * `restore --to -` with stdout on a terminal: the disk's raw bytes would flood it (and could drive
+ * the terminal with escape sequences). Pipe or redirect stdout instead; exit code 2.
+ */
+export const CliStdoutIsTerminalError = defineError<{ command: string; hint: string }>(
+  'CBT_CLI_STDOUT_TTY',
+  (d) => `${d.command} --to - would write a raw disk image to the terminal`,
+);
+
+/**
+ * A CLI command found no repository where the config says (`repository`): nothing was backed up
+ * with this config yet, or the config names another place. CLI commands never create one; the
+ * daemon does when it starts.
+ */
+export const CliNoRepositoryError = defineError<{ repository: string; configFile: string; hint: string }>(
+  'CBT_CLI_NO_REPOSITORY',
+  (d) => `no pve-cbt repository at ${d.repository}`,
+);
 
 /**
  * The CLI cannot write its log entries into logDir (read-only or full file system, no permission,

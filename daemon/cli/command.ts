@@ -9,6 +9,7 @@
  */
 import type { CbtConfig } from '../config/config-schema';
 import type { ExitCode } from './exit-codes';
+import type { OutputFormat } from './output';
 import type { ProgressReporter } from './progress';
 
 export interface ParamDefinition {
@@ -41,7 +42,9 @@ export interface CommandOutput {
 export interface CommandContext<O = Record<string, unknown>, A = Record<string, unknown>> {
   args: A;
   opts: O;
+  /** True for `--json` and `--output-format json|json-pretty`. */
   json: boolean;
+  outputFormat: OutputFormat;
   /** `--config` as given (undefined: PVE_CBT_CONFIG or the default file). */
   configPath: string | undefined;
   env: NodeJS.ProcessEnv;
@@ -49,7 +52,7 @@ export interface CommandContext<O = Record<string, unknown>, A = Record<string, 
   loadConfig(): CbtConfig;
   out: CommandOutput;
   /** Bytes progress on stderr: bar on a TTY, periodic lines otherwise, nothing with --json. */
-  progress(label: string, total: number): ProgressReporter;
+  progress(label: string, total: number, opts?: { unit?: 'bytes' | 'items' }): ProgressReporter;
   /** Aborted on SIGINT/SIGTERM: stop, clean up, then return or throw. */
   signal: AbortSignal;
   now(): Date;
@@ -58,12 +61,17 @@ export interface CommandContext<O = Record<string, unknown>, A = Record<string, 
 }
 
 export interface CommandResult {
-  /** Printed as JSON with --json (an object or array, as documented per command). */
+  /** Printed as the envelope's `data` with --json (the shape documented per command; see output.ts). */
   data?: unknown;
   /** Printed for people without --json. */
   text?: string;
   /** Only needed for ExitCode.Partial; errors pick their own code. */
   exitCode?: ExitCode;
+  /**
+   * The command failed after doing part of its work (`backup` of VMs that all failed): shown like a
+   * thrown error (stderr, or the envelope's `error` beside `data`) and it picks the exit code.
+   */
+  error?: unknown;
 }
 
 export interface CommandDefinition<O = Record<string, unknown>, A = Record<string, unknown>> {

@@ -40,6 +40,7 @@ export const EXIT_CODE_TABLE: readonly { code: ExitCode; name: string; meaning: 
 /** Error codes with an exit code other than 1. Add codes here, not in commands. */
 export const EXIT_CODE_BY_ERROR: Readonly<Record<string, ExitCode>> = Object.freeze({
   CBT_CLI_USAGE: ExitCode.Usage,
+  CBT_CLI_STDOUT_TTY: ExitCode.Usage,
   CBT_LOG_SINCE_INVALID: ExitCode.Usage,
   CBT_RESTORE_TARGET_EXISTS: ExitCode.Usage,
   CBT_RESTORE_TARGET_DIR_MISSING: ExitCode.Usage,

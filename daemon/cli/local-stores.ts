@@ -1,7 +1,10 @@
 /**
  * For commands that work on the repository and catalog directly (list, show, restore, verify,
- * prune, gc): the repository's own locks make this safe next to a running daemon, and these
- * commands keep working while the daemon is down. Their log entries go to the same log files as
+ * prune, gc, forget): the repository's own locks make this safe next to a running daemon, and these
+ * commands keep working while the daemon is down. None of them creates a repository: one that is
+ * missing is CBT_CLI_NO_REPOSITORY (a typo in `repository` must not leave an empty repository
+ * behind). Read-only ones (`{ readOnly: true }`: list, show, restore, verify) create nothing at all:
+ * no stateDir, no catalog file (an in-memory one stands in), no logDir (no log then). Their log entries go to the same log files as
  * the daemon's (component `cli`), so `pve-cbt log` tells the whole story.
  * A logDir the CLI cannot write is CBT_CLI_LOG_UNWRITABLE before the command starts (a probe file
  * is created and removed); a write that fails later (the log transport's 'error') never crashes the
@@ -11,9 +14,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
+import { REPOSITORY_MARKER } from '../repository/repository';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { openStores, type Services } from '../service/services';
-import { CliLogUnwritableError } from './cli-errors';
+import { CliLogUnwritableError, CliNoRepositoryError } from './cli-errors';
 import type { CommandContext } from './command';
 
 export type Stores = Omit<Services, 'queue'>;
@@ -62,12 +66,28 @@ export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () 
   return logger;
 }
 
-export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (s: Stores) => Promise<T>): Promise<T> {
+export interface WithStoresOptions {
+  /** The command only reads: create no directory or file (see the header). */
+  readOnly?: boolean;
+}
+
+function requireRepository(ctx: CommandContext<unknown, unknown>, config: CbtConfig): void {
+  if (fs.existsSync(path.join(config.repository, REPOSITORY_MARKER))) return;
+  const configFile = ctx.configPath ?? ctx.env.PVE_CBT_CONFIG ?? '(defaults)';
+  throw CliNoRepositoryError({
+    repository: config.repository,
+    configFile,
+    hint: `nothing was backed up with this config yet, or 'repository' in ${configFile} names another place (pve-cbtd creates the repository when it starts)`,
+  });
+}
+
+export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (s: Stores) => Promise<T>, opts: WithStoresOptions = {}): Promise<T> {
   const config = ctx.loadConfig();
+  requireRepository(ctx, config);
   let logError: Error | undefined;
-  const logger = cliLogger(config, (err) => (logError ??= err));
+  const logger = opts.readOnly && !fs.existsSync(config.logDir) ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err));
   try {
-    const stores = await openStores(config, logger);
+    const stores = await openStores(config, logger, { createRepository: false, readOnly: opts.readOnly });
     try {
       return await fn(stores);
     } finally {

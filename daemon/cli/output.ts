@@ -1,11 +1,24 @@
 /**
  * The one exit path of `pve-cbt`: every result and every error of every command ends here.
  * People get `summary` on the first line and `detail` (hint, other problems, error code) below it
- * on stderr; `--json` gets `{ "ok": false, "error": { code, message, details } }` on stdout, so a
- * script reads one stream. Errors that are not CbtErrors are bugs: CBT_CLI_INTERNAL, and the stack
- * is shown when PVE_CBT_DEBUG is set.
+ * on stderr. Errors that are not CbtErrors are bugs: CBT_CLI_INTERNAL, and the stack is shown when
+ * PVE_CBT_DEBUG is set.
+ *
+ * JSON (`--json` or `--output-format json|json-pretty`, as the Proxmox CLIs name it) is one
+ * document on stdout, so a script reads one stream, in one envelope for every command, like the
+ * Proxmox API's `{ "data": … }`:
+ *
+ *     { "ok": true,  "data": <the command's documented shape> }                 exit 0
+ *     { "ok": false, "data": <same shape> }                                     exit 5 (done, with findings)
+ *     { "ok": false, "error": { "code", "message", "details" } }                exit 1-4
+ *     { "ok": false, "data": <same shape>, "error": {…} }                       exit 1-4, with what was done
+ *
+ * `ok` is true exactly when the exit code is 0. `data` has the same shape for one item or many
+ * (a list is always an array inside an object, never a bare array). `json` is one line,
+ * `json-pretty` indented. Streams (`log`, `serve`) print JSON lines instead, one record per line.
  */
 import { isCbtError } from '../../shared/errors/cbt-error';
+import { displayBackupIdsIn } from '../repository/backup-id';
 import type { CommandResult } from './command';
 import { ExitCode, exitCodeFor } from './exit-codes';
 
@@ -19,8 +32,32 @@ export interface JsonError {
   error: { code: string; message: string; details: Record<string, unknown> };
 }
 
+export const OUTPUT_FORMATS = ['text', 'json', 'json-pretty'] as const;
+export type OutputFormat = (typeof OUTPUT_FORMATS)[number];
+
+export function isJsonFormat(f: OutputFormat): boolean {
+  return f !== 'text';
+}
+
+export interface JsonEnvelope {
+  ok: boolean;
+  data?: unknown;
+  error?: JsonError['error'];
+}
+
+function stringify(value: unknown, format: OutputFormat): string {
+  return `${format === 'json-pretty' ? JSON.stringify(value, null, 2) : JSON.stringify(value)}\n`;
+}
+
+/** Backup ids in errors as pve-cbt prints them everywhere (PBS form), in strings and string lists. */
+function displayIdsInDetails(details: Record<string, unknown>): Record<string, unknown> {
+  const show = (v: unknown): unknown =>
+    typeof v === 'string' ? displayBackupIdsIn(v) : Array.isArray(v) ? v.map((x) => (typeof x === 'string' ? displayBackupIdsIn(x) : x)) : v;
+  return Object.fromEntries(Object.entries(details).map(([k, v]) => [k, show(v)]));
+}
+
 export function toJsonError(err: unknown): JsonError {
-  if (isCbtError(err)) return { ok: false, error: { code: err.code, message: err.message, details: err.details } };
+  if (isCbtError(err)) return { ok: false, error: { code: err.code, message: displayBackupIdsIn(err.message), details: displayIdsInDetails(err.details) } };
   const message = err instanceof Error ? err.message : String(err);
   return { ok: false, error: { code: 'CBT_CLI_INTERNAL', message, details: {} } };
 }
@@ -35,7 +72,7 @@ export function toHumanError(err: unknown, env: NodeJS.ProcessEnv = {}): HumanEr
   }
   const d = err.details as { hint?: unknown; problems?: unknown };
   const detail: string[] = [];
-  if (typeof d.hint === 'string' && d.hint) detail.push(`hint: ${d.hint}`);
+  if (typeof d.hint === 'string' && d.hint) detail.push(`hint: ${displayBackupIdsIn(d.hint)}`);
   if (Array.isArray(d.problems) && d.problems.length > 1) {
     detail.push('also:');
     for (const p of d.problems.slice(1) as { keyPath: string; problem: string; hint: string }[]) {
@@ -43,7 +80,7 @@ export function toHumanError(err: unknown, env: NodeJS.ProcessEnv = {}): HumanEr
     }
   }
   detail.push(`(${err.code})`);
-  return { summary: err.message, detail };
+  return { summary: displayBackupIdsIn(err.message), detail };
 }
 
 export interface Rendered {
@@ -52,19 +89,38 @@ export interface Rendered {
   exitCode: ExitCode;
 }
 
-export function renderError(err: unknown, json: boolean, env: NodeJS.ProcessEnv = {}): Rendered {
+/** `format` may also be a boolean (true: `json`) for callers that only know `--json`. */
+export function renderError(err: unknown, format: OutputFormat | boolean, env: NodeJS.ProcessEnv = {}): Rendered {
+  const f: OutputFormat = format === true ? 'json' : format === false ? 'text' : format;
   const exitCode = exitCodeFor(err);
-  if (json) return { stdout: `${JSON.stringify(toJsonError(err))}\n`, stderr: '', exitCode };
-  const h = toHumanError(err, env);
-  return { stdout: '', stderr: [`pve-cbt: ${h.summary}`, ...h.detail.map((l) => `  ${l}`)].join('\n') + '\n', exitCode };
+  if (isJsonFormat(f)) return { stdout: stringify(toJsonError(err), f), stderr: '', exitCode };
+  return { stdout: '', stderr: humanErrorText(err, env), exitCode };
 }
 
-export function renderResult(result: CommandResult | void, json: boolean): Rendered {
-  const exitCode = result?.exitCode ?? ExitCode.Ok;
-  if (json) {
-    const data = result?.data;
-    return { stdout: data === undefined ? '' : `${JSON.stringify(data, null, 2)}\n`, stderr: '', exitCode };
+function humanErrorText(err: unknown, env: NodeJS.ProcessEnv): string {
+  const h = toHumanError(err, env);
+  return [`pve-cbt: ${h.summary}`, ...h.detail.map((l) => `  ${l}`)].join('\n') + '\n';
+}
+
+/**
+ * A result, with `result.error` when the command failed after doing part of its work (the error
+ * then picks the exit code). A command that returns nothing printed its output itself (streams).
+ */
+export function renderResult(result: CommandResult | void, format: OutputFormat | boolean, env: NodeJS.ProcessEnv = {}): Rendered {
+  const f: OutputFormat = format === true ? 'json' : format === false ? 'text' : format;
+  const error = result?.error;
+  const exitCode = error !== undefined ? exitCodeFor(error) : (result?.exitCode ?? ExitCode.Ok);
+  if (isJsonFormat(f)) {
+    if (!result) return { stdout: '', stderr: '', exitCode };
+    const envelope: JsonEnvelope = { ok: exitCode === ExitCode.Ok };
+    if (result.data !== undefined) envelope.data = result.data;
+    if (error !== undefined) envelope.error = toJsonError(error).error;
+    return { stdout: stringify(envelope, f), stderr: '', exitCode };
   }
   const text = result?.text;
-  return { stdout: text ? (text.endsWith('\n') ? text : `${text}\n`) : '', stderr: '', exitCode };
+  return {
+    stdout: text ? (text.endsWith('\n') ? text : `${text}\n`) : '',
+    stderr: error !== undefined ? humanErrorText(error, env) : '',
+    exitCode,
+  };
 }

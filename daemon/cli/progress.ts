@@ -24,6 +24,11 @@ export interface ProgressOptions {
   json?: boolean;
   intervalMs?: number;
   now?: () => number;
+  /**
+   * What `total` counts: bytes (default) or items (gc's backups and shards), shown as plain numbers
+   * and without the final `N in Ts (rate)` line.
+   */
+  unit?: 'bytes' | 'items';
 }
 
 /** Of the chunk bytes the repository took so far, those it already had. */
@@ -34,8 +39,11 @@ export interface ReuseFigures {
 
 export interface ProgressReporter {
   update(done: number, total?: number, reuse?: ReuseFigures): void;
-  /** Ends the display; prints the final line in line mode. Idempotent. */
-  finish(): void;
+  /**
+   * Ends the display; prints the final line in line mode. Idempotent. `'failed'` ends it without
+   * the final line: the error says what happened, not a misleading `0 B in 0s`.
+   */
+  finish(outcome?: 'done' | 'failed'): void;
 }
 
 const WINDOW_MS = 10_000;
@@ -80,6 +88,8 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
     return r ? `${sep}${r}` : '';
   };
   const samples: { t: number; done: number }[] = [{ t: started, done: 0 }];
+  const items = opts.unit === 'items';
+  const amount = (n: number): string => (items ? String(n) : formatBytes(n));
 
   const rate = (): number => {
     const t = now();
@@ -91,8 +101,8 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
     const r = rate();
     const eta = total > 0 && r > 0 ? ((total - done) / r) * 1000 : Infinity;
     return {
-      bytes: total > 0 ? `${formatBytes(done)}/${formatBytes(total)}` : formatBytes(done),
-      speed: `${formatBytes(Math.round(r))}/s`,
+      bytes: total > 0 ? `${amount(done)}/${amount(total)}` : amount(done),
+      speed: `${items ? r.toFixed(1) : formatBytes(Math.round(r))}/s`,
       eta: formatDuration(eta),
       percent: total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : undefined,
     };
@@ -140,12 +150,14 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
         }
       }
     },
-    finish(): void {
+    finish(outcome: 'done' | 'failed' = 'done'): void {
       if (finished) return;
       finished = true;
       if (bar) bar.stop();
-      // The final reuse figure comes once every insert settled, after the 100 % line.
-      if (mode === 'lines' && (!printedComplete || formatReuse(reuse) !== reuseAtComplete)) {
+      // The final reuse figure comes once every insert settled, after the 100 % line. Counted items
+      // have no meaningful rate (the command's own summary says what was done), and a failed run
+      // ends without a misleading `0 B in 0s`.
+      if (mode === 'lines' && (!printedComplete || formatReuse(reuse) !== reuseAtComplete) && outcome === 'done' && !items) {
         const elapsed = now() - started;
         const avg = elapsed > 0 ? (done * 1000) / elapsed : 0;
         opts.stream.write(`${opts.label}: ${formatBytes(done)} in ${formatDuration(elapsed)} (${formatBytes(Math.round(avg))}/s)${reuseSuffix(', ')}\n`);

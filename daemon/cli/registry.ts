@@ -8,6 +8,7 @@ import { catalogCommand } from './commands/catalog';
 import { configCommand } from './commands/config';
 import { daemonCommand } from './commands/daemon';
 import { demoCommand } from './commands/demo';
+import { forgetCommand } from './commands/forget';
 import { gcCommand } from './commands/gc';
 import { hooksCommand } from './commands/hooks';
 import { listCommand } from './commands/list';
@@ -32,6 +33,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   serveCommand,
   verifyCommand,
   pruneCommand,
+  forgetCommand,
   gcCommand,
   catalogCommand,
   logCommand,

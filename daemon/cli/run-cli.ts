@@ -3,7 +3,8 @@
  * code. Everything a run touches comes in through `RunCliOptions` (argv, streams, env, signal,
  * clock), so tests drive the real CLI in-process. Nothing here calls process.exit.
  *
- * Global options `--json` and `--config <path>` are accepted before or after the command name.
+ * Global options `--json`, `--output-format <text|json|json-pretty>` (`--json` is `--output-format
+ * json`, as in the Proxmox CLIs) and `--config <path>` are accepted before or after the command name.
  * commander's own errors (unknown option, missing argument, a parser's InvalidArgumentError) become
  * CBT_CLI_USAGE (exit 2) and go through `output.ts` like every other error.
  */
@@ -14,7 +15,7 @@ import { isCbtError } from '../../shared/errors/cbt-error';
 import { CliUsageError } from './cli-errors';
 import type { CommandContext, CommandDefinition, CommandResult } from './command';
 import { ExitCode, exitCodeHelp } from './exit-codes';
-import { renderError, renderResult, type Rendered } from './output';
+import { OUTPUT_FORMATS, isJsonFormat, renderError, renderResult, type OutputFormat, type Rendered } from './output';
 import { createProgressReporter } from './progress';
 
 type Stream = NodeJS.WritableStream & { isTTY?: boolean };
@@ -74,7 +75,8 @@ function parseParam(p: { variadic?: boolean; parse?: (raw: string) => unknown },
 export function buildProgram(commands: readonly CommandDefinition[], out: { stdout: Stream; stderr: Stream; version?: string }, onInvoke: (inv: Invocation) => void): Command {
   const program = new Command('pve-cbt')
     .description('Changed-block-tracking backups for Proxmox VE')
-    .option('--json', 'machine-readable output on stdout (errors too)')
+    .option('--json', 'machine-readable output on stdout (errors too); same as --output-format json')
+    .addOption(new Option('--output-format <format>', 'text for people, or one JSON document (json: one line, json-pretty: indented)').choices(OUTPUT_FORMATS))
     .option('--config <path>', 'config file (default: $PVE_CBT_CONFIG or /etc/pve-cbt/config.json)')
     .exitOverride()
     .configureOutput({
@@ -103,11 +105,27 @@ function usageError(err: CommanderError, argv: readonly string[], commands: read
 function withoutHelpForUnknown(argv: readonly string[], commands: readonly CommandDefinition[]): string[] {
   let operand: string | undefined;
   for (let i = 0; i < argv.length && operand === undefined; i++) {
-    if (argv[i] === '--config') i++;
+    if (argv[i] === '--config' || argv[i] === '--output-format') i++;
     else if (!argv[i].startsWith('-')) operand = argv[i];
   }
   const unknown = operand !== undefined && operand !== 'help' && !commands.some((c) => c.name === operand);
   return unknown ? argv.filter((a) => a !== '--help' && a !== '-h') : [...argv];
+}
+
+/**
+ * The output format asked for, read from the words themselves: also when commander refuses the
+ * command line, so that its usage error is JSON for a script. An unknown format word is text.
+ */
+export function requestedFormat(argv: readonly string[]): OutputFormat {
+  let format: OutputFormat = 'text';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--') break;
+    if (a === '--json' && format === 'text') format = 'json';
+    const value = a === '--output-format' ? argv[i + 1] : a.startsWith('--output-format=') ? a.slice('--output-format='.length) : undefined;
+    if (value !== undefined && (OUTPUT_FORMATS as readonly string[]).includes(value)) format = value as OutputFormat;
+  }
+  return format;
 }
 
 function write(rendered: Rendered, stdout: Stream, stderr: Stream): ExitCode {
@@ -121,7 +139,7 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
   const env = opts.env ?? process.env;
   const signal = opts.signal ?? new AbortController().signal;
   const now = opts.now ?? (() => new Date());
-  const jsonRequested = opts.argv.includes('--json');
+  const formatRequested = requestedFormat(opts.argv);
   let invocation: Invocation | undefined;
   try {
     const program = buildProgram(opts.commands, { stdout: opts.stdout, stderr: opts.stderr, version: opts.version }, (inv) => {
@@ -132,16 +150,21 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
     if (err instanceof CommanderError) {
       if (err.exitCode === 0) return ExitCode.Ok; // --help, --version
       if (err.code === 'commander.help') return ExitCode.Usage; // help for a missing (sub)command was shown
-      return write(renderError(usageError(err, opts.argv, opts.commands), jsonRequested, env), opts.stdout, opts.stderr);
+      return write(renderError(usageError(err, opts.argv, opts.commands), formatRequested, env), opts.stdout, opts.stderr);
     }
-    if (isCbtError(err)) return write(renderError(err, jsonRequested, env), opts.stdout, opts.stderr);
+    if (isCbtError(err)) return write(renderError(err, formatRequested, env), opts.stdout, opts.stderr);
     throw err;
   }
   // commander shows help and throws when no command is named, so a completed parse has one.
   if (!invocation) return ExitCode.Usage;
   const { def, command } = invocation;
-  const globals = command.optsWithGlobals<{ json?: boolean; config?: string }>();
-  const json = globals.json === true;
+  const globals = command.optsWithGlobals<{ json?: boolean; outputFormat?: OutputFormat; config?: string }>();
+  if (globals.json === true && globals.outputFormat === 'text') {
+    const err = CliUsageError({ command: def.name, problem: '--json and --output-format text contradict each other', hint: 'give one of them' });
+    return write(renderError(err, 'text', env), opts.stdout, opts.stderr);
+  }
+  const outputFormat: OutputFormat = globals.outputFormat ?? (globals.json === true ? 'json' : 'text');
+  const json = isJsonFormat(outputFormat);
   let config: CbtConfig | undefined;
   const args: Record<string, unknown> = {};
   (def.params ?? []).forEach((p, i) => {
@@ -151,6 +174,7 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
     args,
     opts: command.opts(),
     json,
+    outputFormat,
     configPath: globals.config,
     env,
     loadConfig: () => (config ??= loadConfig({ path: globals.config, env })),
@@ -162,7 +186,7 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
         if (json) opts.stdout.write(`${JSON.stringify(value)}\n`);
       },
     },
-    progress: (label, total) => createProgressReporter({ label, total, stream: opts.stderr, json }),
+    progress: (label, total, o) => createProgressReporter({ label, total, stream: opts.stderr, json, unit: o?.unit }),
     signal,
     now,
     stdout: opts.stdout,
@@ -172,7 +196,7 @@ export async function runCli(opts: RunCliOptions): Promise<ExitCode> {
   try {
     result = await def.run?.(ctx);
   } catch (err) {
-    return write(renderError(err, json, env), opts.stdout, opts.stderr);
+    return write(renderError(err, outputFormat, env), opts.stdout, opts.stderr);
   }
-  return write(renderResult(result, json), opts.stdout, opts.stderr);
+  return write(renderResult(result, outputFormat, env), opts.stdout, opts.stderr);
 }

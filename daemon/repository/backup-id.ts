@@ -7,6 +7,7 @@
  * help examples). `normalizeBackupId` accepts both forms and returns the folder form. The folder
  * name keeps its underscores: existing repositories, manifests (`id`, `parent`) and the catalog
  * name backups that way, and a colon is not safe in every file system a repository may live on.
+ * What pve-cbt prints (tables, JSON, log messages meant for people) is the PBS form: `displayBackupId`.
  */
 import { RepoBadBackupIdError } from './repository-errors';
 
@@ -33,6 +34,22 @@ export function normalizeBackupId(raw: string): string {
   const id = `vm/${m[1]}/${m[2]}T${m[3]}_${m[4]}_${m[5]}Z`;
   parseBackupId(id);
   return id;
+}
+
+/**
+ * The PBS form of a folder-form id, as pve-cbt prints it (`vm/100/2026-11-25T15:04:05Z`). Anything
+ * that is not a folder-form id (already PBS form, or not an id at all) is returned unchanged.
+ */
+export function displayBackupId(id: string): string {
+  const m = ID_RE.exec(id);
+  return m ? `vm/${m[1]}/${m[2]}T${m[3]}:${m[4]}:${m[5]}Z` : id;
+}
+
+const IDS_IN_TEXT_RE = /\bvm\/([1-9][0-9]{0,9})\/(\d{4}-\d{2}-\d{2})T(\d{2})_(\d{2})_(\d{2})Z/g;
+
+/** Every folder-form id inside a text (an error message, a hint) in the PBS form. */
+export function displayBackupIdsIn(text: string): string {
+  return text.replace(IDS_IN_TEXT_RE, 'vm/$1/$2T$3:$4:$5Z');
 }
 
 export function isBackupId(id: string): boolean {

@@ -32,9 +32,9 @@ export const RepoBackupExistsError = defineError<{ backupId: string }>(
 );
 export const RepoBadBackupIdError = defineError<{ backupId: string }>(
   'CBT_REPO_BAD_BACKUP_ID',
-  (d) => `'${d.backupId}' is not a backup id (expected vm/VMID/YYYY-MM-DDTHH_MM_SSZ)`,
+  (d) => `'${d.backupId}' is not a backup id (expected vm/VMID/YYYY-MM-DDThh:mm:ssZ)`,
 );
-export const RepoDiskNotFoundError = defineError<{ backupId: string; disk: string }>(
+export const RepoDiskNotFoundError = defineError<{ backupId: string; disk: string; has?: string[]; hint?: string }>(
   'CBT_REPO_DISK_NOT_FOUND',
   (d) => `backup ${d.backupId} has no disk ${d.disk}`,
 );

@@ -15,7 +15,7 @@ import { createProgressLog } from '../log/progress-log';
 import { notifyBackupTask } from './notify-events';
 import { workDir, type Services } from './services';
 
-export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
+export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string; forceFull?: boolean } = {}): JobHandle<BackupResult> {
   const h = enqueue(s, vmid, opts);
   h.promise.catch((err: unknown) => {
     if (h.startedAt !== undefined || s.catalog.getJob(h.id)) return;
@@ -29,7 +29,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
   return h;
 }
 
-function enqueue(s: Services, vmid: number, opts: { jobId?: string }): JobHandle<BackupResult> {
+function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: boolean }): JobHandle<BackupResult> {
   return s.queue.enqueue<BackupResult>({
     vmid,
     kind: 'backup',
@@ -59,6 +59,7 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string }): JobHandle
           ledger: s.ledger,
           logger: log,
           signal,
+          forceFull: opts.forceFull,
           onProgress: (p) => {
             progress({ done: p.bytesDone, total: p.bytesTotal, disk: p.disk, phase: p.mode, chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes });
             let logProgress = progressLogs.get(p.disk);

@@ -11,6 +11,7 @@ import { migrationDepsOf } from '../migration/migration-deps';
 import { publishClaim } from '../migration/publish-claim';
 import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
 import { enqueueBackup } from './backup-task';
+import { resolveBackupSelection } from './backup-selection';
 import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
 import type { Services } from './services';
 import { taskHandlers } from './task-handlers';
@@ -26,13 +27,19 @@ function backupHandler(s: Services): IpcHandler {
     schema: {
       type: 'object',
       additionalProperties: false,
-      required: ['vmids'],
-      properties: { vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true }, detach: { type: 'boolean' } },
+      properties: {
+        vmids: { type: 'array', items: VMID, minItems: 1, maxItems: 1000, uniqueItems: true },
+        all: { const: true },
+        pool: { type: 'string', minLength: 1, maxLength: 200 },
+        mode: { enum: ['auto', 'full'] },
+        detach: { type: 'boolean' },
+      },
     },
     // The backups keep running if the CLI goes away, like a PVE task does when its client closes.
     // `detach`: answers at once with the task ids (`task-wait`/`task-cancel` follow them).
     handle: async (req: BackupRequest, ctx): Promise<BackupOutcome[] | BackupStarted[]> => {
-      const handles = req.vmids.map((vmid) => enqueueBackup(s, vmid));
+      const vmids = resolveBackupSelection(req, s.config.qemuServerConfigDir);
+      const handles = vmids.map((vmid) => enqueueBackup(s, vmid, { forceFull: req.mode === 'full' }));
       if (req.detach) return handles.map((h) => ({ vmid: h.vmid, taskId: h.id }));
       return Promise.all(
         handles.map(async (h): Promise<BackupOutcome> => {

@@ -9,8 +9,12 @@ export const REQUESTS = Object.freeze({
   tasks: 'tasks',
 });
 
+/** Exactly one of `vmids`, `all`, `pool` (backup-selection.ts). `mode: 'full'` forces full backups. */
 export interface BackupRequest {
-  vmids: number[];
+  vmids?: number[];
+  all?: boolean;
+  pool?: string;
+  mode?: 'auto' | 'full';
   /** Answer at once with the task ids (BackupStarted[]) instead of waiting for the outcomes. */
   detach?: boolean;
 }

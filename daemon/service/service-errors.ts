@@ -21,3 +21,16 @@ export const NodeAbiChangedError = defineError<{ recordFile: string; builtModule
   'CBT_NODE_ABI_CHANGED',
   (d) => `pve-cbt was installed for Node.js ${d.builtNode} (ABI ${d.builtModules}) but runs on Node.js ${d.runningNode} (ABI ${d.runningModules}): its SQLite addon does not load`,
 );
+/** A backup request names its VMs in more than one way, or in none (the CLI never sends that). */
+export const BackupSelectionInvalidError = defineError<{ given: string[] }>(
+  'CBT_BACKUP_SELECTION_INVALID',
+  (d) => `a backup request names its VMs by exactly one of vmids, all, pool (given: ${d.given.length ? d.given.join(', ') : 'none'})`,
+);
+/**
+ * `backup --all` or `--pool NAME` selected no VM of this node: the pool does not exist in
+ * /etc/pve/user.cfg, it has no member on this node, or the node has no VM.
+ */
+export const BackupSelectionEmptyError = defineError<{ selection: string; reason: string; hint: string }>(
+  'CBT_BACKUP_SELECTION_EMPTY',
+  (d) => `${d.selection} selects no VM: ${d.reason}`,
+);

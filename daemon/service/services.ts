@@ -4,12 +4,14 @@
  * job queue. Everything that serves a request or a schedule receives this object; nothing else
  * holds global state.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
 import { BackupCatalog } from '../catalog/backup-catalog';
 import { openCatalogOrSetAside } from '../catalog/damaged-catalog';
+import { openMemoryCatalog } from '../catalog/memory-catalog';
 import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
@@ -41,19 +43,27 @@ export function workDir(stateDir: string): string {
   return path.join(stateDir, 'work');
 }
 
+export interface OpenStoresOptions {
+  /** Create the repository if it does not exist (the daemon does; CLI commands never do). Default true. */
+  createRepository?: boolean;
+  /** Create nothing: no stateDir, and a catalog in memory when the node has no catalog file. */
+  readOnly?: boolean;
+}
+
 /**
  * Opens catalog and repository for one process (daemon or a local CLI command). A catalog SQLite
  * cannot read is set aside and rebuilt from the repository (damaged-catalog.ts), logged at error
  * level, and the process goes on.
  */
-export async function openStores(config: CbtConfig, logger: Logger): Promise<Omit<Services, 'queue'>> {
-  ensurePrivateDir(config.stateDir);
+export async function openStores(config: CbtConfig, logger: Logger, opts: OpenStoresOptions = {}): Promise<Omit<Services, 'queue'>> {
   const file = catalogFile(config.stateDir);
-  const { db, setAside } = openCatalogOrSetAside(file);
+  const inMemory = opts.readOnly === true && !fs.existsSync(file);
+  if (!inMemory) ensurePrivateDir(config.stateDir);
+  const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file);
   try {
     const catalog = new BackupCatalog(db);
     const repo = await Repository.open(config.repository, {
-      create: true,
+      create: opts.createRepository ?? true,
       compression: config.compression,
       chunkSize: config.chunkSize,
       // The catalog as the repository's sink, with the test-only kill point right after a commit.

@@ -3,6 +3,7 @@
  *
  *   ROOT/etc/pve/qemu-server/VMID.conf    VM configs in qemu-server syntax (see pve-conf.ts)
  *   ROOT/etc/vzdump.conf                  `script: PATH` selects the vzdump hook
+ *   ROOT/etc/pve/user.cfg                 pools, once `setPool` is called (user-cfg.ts)
  *   ROOT/var/run/qemu-server/VMID.{qmp,pid,qga}
  *   ROOT/var/lock/qemu-server/lock-VMID.conf  qemu-server's per-VM flock (daemon/pve/pve-lock.ts)
  *   ROOT/var/lib/vz/images/VMID/vm-VMID-disk-N.FMT, ROOT/var/lib/vz/snippets/, ROOT/var/lib/vz/dump/
@@ -21,6 +22,7 @@ import type { QmpClient } from '../qmp/qmp-client';
 import { SimSpecError, SimStateError } from './sim-errors';
 import { ProcessReaper } from './process-reaper';
 import { renderConf } from './pve-conf';
+import { renderUserCfg, type SimPool } from './user-cfg';
 import type { DiskLayout } from './qemu-command';
 import { SimVmImpl } from './sim-vm';
 import { adoptedVmInit } from './adopted-vm';
@@ -107,6 +109,8 @@ export interface PveNode {
   vm(vmid: number): SimVm;
   /** Writes or removes the `script:` line of vzdump.conf. */
   setVzdumpScript(scriptPath: string | undefined): void;
+  /** Creates or replaces a pool in /etc/pve/user.cfg (`pveum pool add` + `modify --vms`), as PVE writes it. */
+  setPool(name: string, pool: SimPool): void;
   /** Every hookscript and vzdump hook invocation, in order. */
   hookLog: HookRun[];
   cleanup(): Promise<void>;
@@ -185,6 +189,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     directIo: supportsDirectIo(storageDir),
   };
   const vms = new Map<number, SimVmImpl>();
+  const pools = new Map<string, SimPool>();
 
   const node: PveNode = {
     root,
@@ -252,6 +257,11 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
       while (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
       if (scriptPath !== undefined) lines.push(`script: ${scriptPath}`);
       fs.writeFileSync(vzdumpConfPath, `${lines.join('\n')}\n`);
+    },
+
+    setPool(name: string, pool: SimPool): void {
+      pools.set(name, pool);
+      fs.writeFileSync(path.join(root, 'etc/pve/user.cfg'), renderUserCfg(pools));
     },
 
     async cleanup(): Promise<void> {

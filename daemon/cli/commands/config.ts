@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { resolveConfigPath } from '../../config/load-config';
 import { nextRun, parseCalendarEvent } from '../../schedule/calendar-event';
 import { defineCommand } from '../command';
+import { formatTime } from '../format-time';
 
 const checkCommand = defineCommand({
   name: 'check',
@@ -19,7 +20,7 @@ const checkCommand = defineCommand({
     const fileExists = fs.existsSync(file);
     const jobs = config.jobs.map((j) => {
       const next = j.enabled ? nextRun(parseCalendarEvent(j.schedule), ctx.now()) : null;
-      return `  ${j.id}: ${j.schedule}${j.enabled ? `, next run ${next?.toLocaleString() ?? 'never'}` : ' (disabled)'}`;
+      return `  ${j.id}: ${j.schedule}${j.enabled ? `, next run ${next ? formatTime(next) : 'never'}` : ' (disabled)'}`;
     });
     return {
       data: { ok: true, file, fileExists, config },

@@ -1,8 +1,11 @@
 /**
  * `pve-cbt demo`: README's "run it" command on a machine without Proxmox — see daemon/demo/run-demo.ts.
  * Prints the story as it happens and ends with a table of backups, modes and bytes read.
+ * JSON `data`: `{ backups: [{ step, backupId, vmid, disk, format, mode, reason, bytesRead, bytesStored,
+ * restoredByteExact, ... }] }`.
  */
 import { runDemo } from '../../demo/run-demo';
+import { displayBackupId } from '../../repository/backup-id';
 import { defineCommand } from '../command';
 import { formatBytes } from '../progress';
 import { textTable } from '../text-table';
@@ -18,6 +21,6 @@ export const demoCommand = defineCommand<{ keep?: boolean }>({
       ['STEP', 'VMID', 'DISK', 'FORMAT', 'MODE', 'READ', 'STORED', 'RESTORE'],
       rows.map((r) => [r.step, r.vmid, r.disk, r.format, r.mode, formatBytes(r.bytesRead), formatBytes(r.bytesStored), r.restoredByteExact ? 'byte-exact' : 'MISMATCH']),
     );
-    return { data: rows, text: `\nBackups made in this demo:\n${table}` };
+    return { data: { backups: rows.map((r) => ({ ...r, backupId: displayBackupId(r.backupId) })) }, text: `\nBackups made in this demo:\n${table}` };
   },
 });

@@ -1,5 +1,11 @@
-/** `pve-cbt list [VMID]`: committed backups, oldest first, read from the repository itself. */
+/**
+ * `pve-cbt list [VMID]`: committed backups, oldest first, read from the repository itself.
+ * Read-only: a repository that does not exist is an error, never created (local-stores.ts).
+ * JSON `data`: `{ backups: [{ id, vmid, time, parent, disks: [...], verifyState }] }`.
+ */
 import type { BackupInfo } from '../../repository/repository';
+import { backupInfoView } from '../backup-view';
+import { formatTime } from '../format-time';
 import { defineCommand } from '../command';
 import { withStores } from '../local-stores';
 import { parseVmid } from '../option-parsers';
@@ -9,9 +15,9 @@ import { textTable } from '../text-table';
 export function listText(list: BackupInfo[]): string {
   if (list.length === 0) return 'no backups';
   const rows = list.map((b) => [
-    b.id,
+    backupInfoView(b).id,
     b.vmid,
-    b.time.toISOString(),
+    formatTime(b.time),
     b.disks.map((d) => `${d.name}:${d.mode}`).join(' '),
     formatBytes(b.disks.reduce((n, d) => n + d.bytesRead, 0)),
     formatBytes(b.disks.reduce((n, d) => n + d.bytesStored, 0)),
@@ -26,7 +32,7 @@ export const listCommand = defineCommand<Record<string, never>, { vmid?: number 
   params: [{ name: 'vmid', description: 'only this VM', parse: parseVmid }],
   examples: ['pve-cbt list', 'pve-cbt list 101 --json'],
   async run(ctx) {
-    const list = await withStores(ctx, (s) => s.repo.listBackups(ctx.args.vmid));
-    return { data: list.map((b) => ({ ...b, time: b.time.toISOString() })), text: listText(list) };
+    const list = await withStores(ctx, (s) => s.repo.listBackups(ctx.args.vmid), { readOnly: true });
+    return { data: { backups: list.map(backupInfoView) }, text: listText(list) };
   },
 });

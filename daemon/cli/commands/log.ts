@@ -1,10 +1,12 @@
 /**
  * `pve-cbt log`: the daemon's JSON-lines logs, filtered by VM, job, age and level. Human output is
  * one line per entry with its timestamp; `--json` prints the entries as JSON lines (one object per
- * line, also with --follow), exactly as stored. `--follow` keeps printing new entries until Ctrl-C.
+ * line, also with --follow), exactly as stored (a stream: no envelope, see output.ts); people see
+ * backup ids in the PBS form. `--follow` keeps printing new entries until Ctrl-C.
  * A missing log directory or an unknown `--job` is an error (exit 1, log-query.ts); a filter that
  * matches nothing prints a "no log entries" note on stderr and exits 0 (with --json: no lines).
  */
+import { displayBackupIdsIn } from '../../repository/backup-id';
 import type { LogLevel } from '../../config/config-schema';
 import { LOG_LEVELS } from '../../config/config-schema';
 import { formatLogLine, type LogEntry } from '../../log/log-entry';
@@ -43,7 +45,7 @@ export const logCommand = defineCommand<LogOptions>({
     const checkJob = (): void => {
       if (filter.jobId !== undefined) assertKnownJob(filter.jobId, configuredJobIds(ctx), readLog(logDir, {}));
     };
-    const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(formatLogLine(e, { timestamp: true })));
+    const show = (e: LogEntry): void => (ctx.json ? ctx.out.json(e) : ctx.out.line(displayBackupIdsIn(formatLogLine(e, { timestamp: true }))));
     if (ctx.opts.follow) {
       checkJob();
       await followLog({ logDir, filter, onEntry: show, signal: ctx.signal });

@@ -2,7 +2,10 @@
  * `pve-cbt prune`: applies retention (PBS/vzdump `prune-backups` semantics). With keep options it
  * applies them to the VMs selected; without, each configured job's retention to that job's VMs.
  * `--dry-run` only shows the marks. Chunks are freed by the next `gc`.
+ * JSON `data`: `{ dryRun, removed, backups: [{ id, keep, reason }] }` (`removed`: how many were,
+ * or with --dry-run would be, removed).
  */
+import { pruneMarkView } from '../backup-view';
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
 import { withStores } from '../local-stores';
@@ -46,7 +49,8 @@ export const pruneCommand = defineCommand<PruneCliOptions>({
     });
     const removed = marks.filter((m) => !m.keep);
     const verb = ctx.opts.dryRun ? 'would remove' : 'removed';
-    const text = `${verb} ${removed.length} of ${marks.length} backup(s)${marks.length ? `\n${textTable(['ID', 'ACTION', 'REASON'], marks.map((m) => [m.id, m.keep ? 'keep' : verb, m.reason]))}` : ''}`;
-    return { data: marks, text };
+    const views = marks.map(pruneMarkView);
+    const text = `${verb} ${removed.length} of ${marks.length} backup(s)${marks.length ? `\n${textTable(['ID', 'ACTION', 'REASON'], views.map((m) => [m.id, m.keep ? 'keep' : verb, m.reason]))}` : ''}`;
+    return { data: { dryRun: ctx.opts.dryRun === true, removed: removed.length, backups: views }, text };
   },
 });

@@ -1,15 +1,19 @@
 /**
  * `pve-cbt restore BACKUP --disk DISK --to PATH [--format raw|qcow2] [--force]`: one disk,
  * byte-exact and sparse (zero chunks become holes), written 0600. `--to -` writes raw bytes to
- * stdout. The target appears under its name only when the restore is complete; a missing or
- * corrupt chunk fails with the offsets.
+ * stdout (refused when stdout is a terminal). The target appears under its name only when the
+ * restore is complete; a missing or corrupt chunk fails with the offsets. A disk the backup does not
+ * have is refused before anything starts, naming the disks it has. Creates no repository.
+ * JSON `data`: `{ backup, disk, to, format, bytes }`.
  *
  * The target is checked before anything is written and again just before it is replaced
  * (daemon/restore/restore-target-guard.ts): a disk of a running VM or a file some process has
  * open is never written; a stopped VM's volume or an existing file or device only with --force.
  * With --vmid it restores into a VM instead, like qmrestore (../restore-vm-cli.ts).
  */
-import { CliUsageError } from '../cli-errors';
+import { CliStdoutIsTerminalError, CliUsageError } from '../cli-errors';
+import { displayBackupId } from '../../repository/backup-id';
+import { RepoDiskNotFoundError } from '../../repository/repository-errors';
 import { defineCommand } from '../command';
 import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
@@ -47,22 +51,32 @@ export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>(
       throw CliUsageError({ command: 'restore', problem: 'both --disk and --to are required', hint: "see 'pve-cbt restore --help'" });
     }
     const toStdout = to === '-';
+    if (toStdout && ctx.stdout.isTTY === true) {
+      throw CliStdoutIsTerminalError({ command: 'restore', hint: `pipe it (--to - | sha256sum), redirect it (--to - > FILE), or give a file: --to /var/tmp/${disk}.raw` });
+    }
+    const backup = displayBackupId(ctx.args.backup);
     const result = await withStores(ctx, async (s) => {
       const manifest = await s.repo.readManifest(ctx.args.backup);
+      const entry = manifest.disks.find((d) => d.name === disk);
+      if (!entry) {
+        const has = manifest.disks.map((d) => d.name);
+        throw RepoDiskNotFoundError({ backupId: ctx.args.backup, disk, has, hint: `this backup has ${has.length ? has.join(', ') : 'no disks'} ('pve-cbt show ${backup}')` });
+      }
       const checkTarget = restoreTargetGuard(to, s.config, { force });
       if (!toStdout) await checkTarget();
-      const size = manifest.disks.find((d) => d.name === disk)?.size ?? 0;
-      const bar = toStdout ? undefined : ctx.progress(`restore ${disk}`, size);
+      const bar = toStdout ? undefined : ctx.progress(`restore ${disk}`, entry.size);
       try {
-        return await s.repo.restoreDisk(ctx.args.backup, disk, toStdout ? { stream: ctx.stdout } : { path: to, format, overwrite: force }, {
+        const r = await s.repo.restoreDisk(ctx.args.backup, disk, toStdout ? { stream: ctx.stdout } : { path: to, format, overwrite: force }, {
           onProgress: (done, total) => bar?.update(done, total),
           beforeCommit: toStdout ? undefined : checkTarget,
         });
-      } finally {
         bar?.finish();
+        return r;
+      } finally {
+        bar?.finish('failed');
       }
-    });
+    }, { readOnly: true });
     if (toStdout) return;
-    return { data: { backup: ctx.args.backup, disk, to, format, bytes: result.bytes }, text: `restored ${disk} of ${ctx.args.backup} to ${to} (${format}, ${formatBytes(result.bytes)})` };
+    return { data: { backup, disk, to, format, bytes: result.bytes }, text: `restored ${disk} of ${backup} to ${to} (${format}, ${formatBytes(result.bytes)})` };
   },
 });

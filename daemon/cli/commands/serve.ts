@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { NbdExportServer } from '../../nbd/nbd-server';
 import { BackupDiskReader } from '../../repository/backup-reader';
+import { displayBackupId } from '../../repository/backup-id';
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
 
@@ -51,15 +52,17 @@ export const serveCommand = defineCommand<ServeOptions, { backup: string }>({
         typeof addr === 'string'
           ? `nbd+unix:///${disk}?socket=${addr}`
           : `nbd://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}/${disk}`;
-      const info = { backup: ctx.args.backup, disk, size: reader.size, uri };
+      const shown = displayBackupId(ctx.args.backup);
+      const info = { backup: shown, disk, size: reader.size, uri };
       if (ctx.json) ctx.out.json(info);
-      else ctx.out.line(`serving ${disk} of ${ctx.args.backup} read-only at ${uri} (Ctrl-C to stop)`);
+      else ctx.out.line(`serving ${disk} of ${shown} read-only at ${uri} (Ctrl-C to stop)`);
       await new Promise<void>((resolve) => {
         if (ctx.signal.aborted) resolve();
         ctx.signal.addEventListener('abort', () => resolve(), { once: true });
       });
       await server.close();
-      return { text: `stopped serving ${disk} of ${ctx.args.backup}` };
+      // A stream: its one JSON line was the output; no envelope follows it.
+      return ctx.json ? undefined : { text: `stopped serving ${disk} of ${shown}` };
     } finally {
       await reader.close();
     }

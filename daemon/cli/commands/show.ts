@@ -1,8 +1,12 @@
 /**
  * `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes), verify state and the
  * VM config kept with it; `--vm-config` / `--firewall` print that config raw (saved-config-text.ts).
+ * Read-only. JSON `data`: the manifest (`id`, `vmid`, `time`, `parent`, `toolVersion`, `disks`,
+ * `extra`, `checksum`, `config`, …) with `verify: { state, time, problems } | null`.
  */
+import { manifestView, verifyStateView } from '../backup-view';
 import { defineCommand } from '../command';
+import { formatTime } from '../format-time';
 import { parseBackupIdArg } from '../option-parsers';
 import { withStores } from '../local-stores';
 import { formatBytes, formatDuration } from '../progress';
@@ -23,11 +27,13 @@ export const showCommand = defineCommand<{ vmConfig?: boolean; firewall?: boolea
     const { manifest, verify } = await withStores(ctx, async (s) => ({
       manifest: await s.repo.readManifest(ctx.args.backup),
       verify: await s.repo.readVerifyState(ctx.args.backup),
-    }));
+    }), { readOnly: true });
+    const m = manifestView(manifest);
     if (ctx.opts.vmConfig || ctx.opts.firewall) {
       const text = rawSavedConfig(manifest, { conf: ctx.opts.vmConfig === true, firewall: ctx.opts.firewall === true });
-      return { data: { backup: manifest.id, vmid: manifest.vmid, config: manifest.config }, text };
+      return { data: { backup: m.id, vmid: manifest.vmid, config: manifest.config }, text };
     }
+    const v = verifyStateView(verify);
     const rows = manifest.disks.map((d) => [
       d.name,
       d.format,
@@ -41,11 +47,11 @@ export const showCommand = defineCommand<{ vmConfig?: boolean; firewall?: boolea
       d.reason,
     ]);
     const text = [
-      `backup ${manifest.id} of VM ${manifest.vmid} at ${manifest.time}`,
-      `parent: ${manifest.parent ?? '-'}   tool: ${manifest.toolVersion}   verify: ${verify ? `${verify.state} (${verify.time})` : 'never'}`,
+      `backup ${m.id} of VM ${m.vmid} at ${formatTime(m.time)}`,
+      `parent: ${m.parent ?? '-'}   tool: ${m.toolVersion}   verify: ${v ? `${v.state} (${v.time})` : 'never'}`,
       textTable(['DISK', 'FORMAT', 'SIZE', 'MODE', 'READ', 'STORED', 'TIME', 'CONSISTENCY', 'BITMAP', 'REASON'], rows),
       savedConfigBlock(manifest),
     ].join('\n');
-    return { data: { ...manifest, verify }, text };
+    return { data: { ...m, verify: v }, text };
   },
 });

@@ -159,3 +159,35 @@ test('only swtpm volumes are read beside QEMU', () => {
   expect(readFromVolume({ key: 'tpmstate0' })).toBe(true);
   expect(readFromVolume({ key: 'efidisk0' })).toBe(false);
 });
+
+describe('forceFull (backup --mode full)', () => {
+  const force = (qemu: PlanFacts['qemu'], facts: DiskFacts) => planDisks({ vmid: 100, qemu, granularity: G, disks: [facts], forceFull: true })[0];
+  test.each<[string, PlanFacts['qemu'], DiskFacts, ReturnType<typeof summary>, RegExp]>([
+    [
+      'a valid bitmap is not read: full, and a new bitmap starts',
+      QEMU,
+      { disk: vmDisk('scsi0', 'qcow2'), qemuDisk: qemuDisk('scsi0', 'qcow2', [bm('pve-cbt-scsi0-g3')]), last: last(3), ledger: ledger(3) },
+      { kind: 'fleece', mode: 'full', code: 'forced-full', readBitmap: null, newBitmap: 'pve-cbt-scsi0-g4', persistent: true, oldBitmaps: null },
+      /otherwise incremental \(bitmap-valid\)$/,
+    ],
+    [
+      'a stopped raw disk that would be full-compared',
+      undefined,
+      { disk: vmDisk('scsi1', 'raw'), image: { virtualSize: SIZE, bitmaps: [] }, last: last(2, 'scsi1'), ledger: ledger(2, 'scsi1') },
+      { kind: 'image', mode: 'full', code: 'forced-full', readBitmap: null, newBitmap: null, persistent: null, oldBitmaps: null },
+      /otherwise full-compare \(stopped-transient\)$/,
+    ],
+    [
+      'a first backup: still full, the reason says it was asked for',
+      QEMU,
+      { disk: vmDisk('scsi0', 'qcow2'), qemuDisk: qemuDisk('scsi0', 'qcow2', []), last: undefined, ledger: undefined },
+      { kind: 'fleece', mode: 'full', code: 'forced-full', readBitmap: null, newBitmap: 'pve-cbt-scsi0-g1', persistent: true, oldBitmaps: null },
+      /otherwise full \(first-backup\)$/,
+    ],
+  ])('%s', (_name, qemu, facts, want, reason) => {
+    const job = force(qemu, facts);
+    expect(summary(job)).toEqual(want);
+    expect(job.decision.reason).toMatch(/^full backup requested \(--mode full\)/);
+    expect(job.decision.reason).toMatch(reason);
+  });
+});

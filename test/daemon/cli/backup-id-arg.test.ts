@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import { COMMANDS } from '../../../daemon/cli/registry';
 import { parseBackupIdArg } from '../../../daemon/cli/option-parsers';
-import { normalizeBackupId } from '../../../daemon/repository/backup-id';
+import { displayBackupId, displayBackupIdsIn, normalizeBackupId } from '../../../daemon/repository/backup-id';
 
 describe('backup ids as typed', () => {
   test.each([
@@ -22,5 +22,22 @@ describe('backup ids as typed', () => {
     const ids = COMMANDS.flatMap((c) => (c.examples ?? []).flatMap((e) => e.match(/vm\/\S+/g) ?? []));
     expect(ids.length).toBeGreaterThan(0);
     for (const id of ids) expect(() => parseBackupIdArg(id)).not.toThrow();
+  });
+});
+
+describe('backup ids as printed', () => {
+  test.each([
+    ['vm/101/2026-11-25T02_00_03Z', 'vm/101/2026-11-25T02:00:03Z'],
+    ['vm/101/2026-11-25T02:00:03Z', 'vm/101/2026-11-25T02:00:03Z'], // already printed form
+    ['not an id', 'not an id'],
+  ])('%s -> %s, and back to the folder form', (id, shown) => {
+    expect(displayBackupId(id)).toBe(shown);
+    if (shown.startsWith('vm/')) expect(normalizeBackupId(shown)).toBe(id.startsWith('vm/') ? normalizeBackupId(id) : id);
+  });
+
+  test('ids inside a message are shown in the PBS form, other underscores left alone', () => {
+    expect(displayBackupIdsIn('backup vm/101/2026-11-25T02_00_03Z has no disk scsi1 (base vm/7001/2026-01-01T00_00_00Z) in my_repo')).toBe(
+      'backup vm/101/2026-11-25T02:00:03Z has no disk scsi1 (base vm/7001/2026-01-01T00:00:00Z) in my_repo',
+    );
   });
 });

@@ -7,12 +7,15 @@ import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Repository } from '../../../daemon/repository/repository';
 
 const CLI = path.resolve(__dirname, '..', '..', '..', 'dist', 'daemon', 'cli', 'main.js');
 
 let tmp: string;
-beforeEach(() => {
+beforeEach(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
+  // CLI commands never create a repository (the daemon does): these tests are about the log.
+  await Repository.open(path.join(tmp, 'state', 'repo'), { create: true });
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

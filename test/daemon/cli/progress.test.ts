@@ -123,3 +123,25 @@ test('reuse on a TTY: on the bar, and on the bar left at the end', () => {
   const screen = out.text();
   expect(screen).toMatch(/VM 101 scsi0 full \[.*\] 100% \| 8\.0 MiB\/8\.0 MiB \| .* \| ETA \S+ \| reused 75%/);
 });
+
+test("finish('failed') prints no summary line: the error says what happened, not `0 B in 0s`", () => {
+  const out = sink(false);
+  let t = 0;
+  const p = createProgressReporter({ label: 'restore scsi1', total: 8 * MiB, stream: out, now: () => t });
+  t = 100;
+  p.finish('failed');
+  p.finish(); // idempotent: the first finish decided
+  expect(out.text()).toBe('');
+});
+
+test('items (gc): counts shown as numbers, never as bytes, and no rate summary at the end', () => {
+  const out = sink(false);
+  let t = 0;
+  const p = createProgressReporter({ label: 'gc mark', total: 19, stream: out, now: () => t, unit: 'items' });
+  t = 5000;
+  p.update(10);
+  t = 6000;
+  p.update(18);
+  p.finish();
+  expect(out.text()).toBe('gc mark: 10/19 (52%), 2.0/s, ETA 5s\n');
+});
