@@ -108,7 +108,7 @@ function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefi
   const bitmap = newBitmapOf(j);
   if (!bitmap) return;
   const { vmid, ledger } = opts;
-  const record = { vmid, disk: j.disk.key, format: j.disk.format, bitmapName: bitmap.name, generation: bitmap.generation };
+  const record = { vmid, disk: j.disk.key, format: j.disk.format, bitmapName: bitmap.name, generation: bitmap.generation, volid: j.disk.volid, path: j.disk.path };
   ledger.markValid({ ...record, qemuPid: qemu?.pid ?? null, qemuStartTime: qemu?.startTime ?? null }, sinceEventId === undefined ? {} : { sinceEventId });
 }
 

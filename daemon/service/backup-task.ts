@@ -9,6 +9,7 @@ import type { JobHandle } from '../jobs/job-queue';
 import { replaySpool } from '../ipc/spool-replay';
 import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
+import { reconcileLedgerWithConfigs } from './reconcile-ledger';
 import { workDir, type Services } from './services';
 
 export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string } = {}): JobHandle<BackupResult> {
@@ -20,6 +21,8 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
     run: async (signal, progress, taskId) => {
       // Events a hook spooled while the daemon was unreachable must count before the mode decision.
       replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
+      // Disks detached, removed or moved since the last job (no hook tells of them).
+      reconcileLedgerWithConfigs(s, [vmid]);
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();
