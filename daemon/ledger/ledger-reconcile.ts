@@ -9,6 +9,8 @@
  *   disk key names another volume than recorded (`qm disk move`,
  *     another volume attached under the key)                        → invalid, reason naming both
  *
+ * The volume a detached or moved-away disk leaves behind is named (`left`), so that the daemon can
+ * take pve-cbt's bitmaps out of it (service/release-volume-bitmaps.ts).
  * Dropped records make the disk's next backup (if it comes back) a full-compare against its previous
  * backups (`ledger-no-record`); the backups themselves are never touched. A config that cannot be
  * read for another reason changes nothing. Pure, so every row is table-tested
@@ -21,10 +23,20 @@ export type ConfigView =
   | { readonly kind: 'gone' }
   | { readonly kind: 'present'; readonly entries: Readonly<Record<string, string>>; readonly disks: ReadonlyArray<{ readonly key: string; readonly volid: string }> };
 
+/**
+ * A qcow2 volume the disk key no longer uses (detached, or moved away from), by its recorded path:
+ * pve-cbt's bitmaps of that key in it serve nothing any more, and while they are in it qemu-img
+ * refuses to apply a snapshot to it (`qm rollback` to a snapshot from before the change).
+ */
+export interface LeftVolume {
+  readonly path: string;
+  readonly format: string;
+}
+
 export type ReconcileAction =
   | { readonly kind: 'forget-vm'; readonly vmid: number; readonly reason: string }
-  | { readonly kind: 'forget-disk'; readonly vmid: number; readonly disk: string; readonly reason: string }
-  | { readonly kind: 'invalidate'; readonly vmid: number; readonly disk: string; readonly reason: string };
+  | { readonly kind: 'forget-disk'; readonly vmid: number; readonly disk: string; readonly reason: string; readonly left?: LeftVolume }
+  | { readonly kind: 'invalidate'; readonly vmid: number; readonly disk: string; readonly reason: string; readonly left?: LeftVolume };
 
 /** Actions for the records of the VMs in `configs` (records of other VMs are left alone). */
 export function reconcileLedger(records: readonly DiskBitmapRecord[], configs: ReadonlyMap<number, ConfigView>): ReconcileAction[] {
@@ -38,14 +50,17 @@ export function reconcileLedger(records: readonly DiskBitmapRecord[], configs: R
     }
     for (const r of records.filter((x) => x.vmid === vmid)) {
       const disk = conf.disks.find((d) => d.key === r.disk);
+      // A volume another node may hold now (the VM migrated away) is never named: only these two.
+      const left = r.path && r.format === 'qcow2' ? { left: { path: r.path, format: r.format } } : {};
       if (!disk) {
-        actions.push({ kind: 'forget-disk', vmid, disk: r.disk, reason: goneReason(r, conf.entries) });
+        actions.push({ kind: 'forget-disk', vmid, disk: r.disk, reason: goneReason(r, conf.entries), ...left });
       } else if (r.volid && r.volid !== disk.volid && r.state !== 'invalid') {
         actions.push({
           kind: 'invalidate',
           vmid,
           disk: r.disk,
           reason: `${r.disk} is now volume ${disk.volid}, the bitmap was made for ${r.volid} (qm disk move, or another volume attached)`,
+          ...left,
         });
       }
     }

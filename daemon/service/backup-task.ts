@@ -22,7 +22,7 @@ export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string 
       // Events a hook spooled while the daemon was unreachable must count before the mode decision.
       replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
       // Disks detached, removed or moved since the last job (no hook tells of them).
-      reconcileLedgerWithConfigs(s, [vmid]);
+      await reconcileLedgerWithConfigs(s, [vmid]);
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();

@@ -1,7 +1,8 @@
 /**
  * Applies ledger/ledger-reconcile.ts before a job: reads the configs of the VMs the ledger has
  * records of (or of the given VMs), drops the records of disks and VMs that are gone and invalidates
- * those whose disk key names another volume, logging each with its reason. Fail-open: a config that
+ * those whose disk key names another volume, logging each with its reason; then pve-cbt's bitmaps
+ * leave the volumes those disks no longer use (release-volume-bitmaps.ts). Fail-open: a config that
  * cannot be read (other than missing from a readable config folder) changes nothing, and an error
  * here is logged and never fails the job.
  */
@@ -9,9 +10,10 @@ import fs from 'node:fs';
 import { reconcileLedger, type ConfigView, type ReconcileAction } from '../ledger/ledger-reconcile';
 import { PveConfigMissingError } from '../pve/pve-errors';
 import { readVmConfig } from '../pve/vm-disks';
+import { releaseVolumeBitmaps } from './release-volume-bitmaps';
 import type { Services } from './services';
 
-export function reconcileLedgerWithConfigs(s: Pick<Services, 'ledger' | 'config' | 'logger'>, vmids?: readonly number[]): ReconcileAction[] {
+export async function reconcileLedgerWithConfigs(s: Pick<Services, 'ledger' | 'config' | 'logger'>, vmids?: readonly number[]): Promise<ReconcileAction[]> {
   try {
     const records = s.ledger.list().filter((r) => vmids === undefined || vmids.includes(r.vmid));
     const configs = new Map<number, ConfigView>();
@@ -26,6 +28,7 @@ export function reconcileLedgerWithConfigs(s: Pick<Services, 'ledger' | 'config'
       else s.ledger.markInvalid(a.vmid, a.disk, a.reason);
       s.logger.info(`ledger: ${a.kind}: ${a.reason}`, { vmid: a.vmid, ...(a.kind === 'forget-vm' ? {} : { disk: a.disk }) });
     }
+    await releaseVolumeBitmaps(actions, s.logger);
     return actions;
   } catch (err) {
     s.logger.warn('ledger reconciliation with the VM configs failed; the mode decision still checks each disk', { error: (err as Error).message });

@@ -52,7 +52,7 @@ function isVerifyJob(job: ScheduledJob): job is VerifyJob {
 export async function runScheduledJob(s: Services, job: ScheduledJob): Promise<ScheduledRunReport | LastVerify> {
   if (isVerifyJob(job)) return runVerifyJob(s, job);
   const log = s.logger.child({ jobId: job.id });
-  reconcileLedgerWithConfigs(s);
+  await reconcileLedgerWithConfigs(s);
   const vmids = selectVms(job.vms, s.config.qemuServerConfigDir);
   log.info('scheduled job fired', { vmids });
   const outcomes = await Promise.allSettled(vmids.map((vmid) => enqueueBackup(s, vmid, { jobId: job.id }).promise));

@@ -4,10 +4,14 @@
  * succeeds for every VM still on the node, the ledger drops the records of what is gone, the backups
  * stay and restore byte for byte, and a re-attached disk's next backup is a full-compare against
  * its earlier backups (its record was dropped: the bitmap in the image is not trusted alone).
+ * The volume a disk leaves behind (detached, or a disk move's kept source) loses pve-cbt's bitmaps
+ * at the next job, so that `qemu-img snapshot -a` (`qm rollback`) works on it again.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { createLogger, transports } from 'winston';
 import { validateConfig } from '../../daemon/config/load-config';
 import { runScheduledJob, type ScheduledRunReport } from '../../daemon/service/scheduled-job';
@@ -15,6 +19,9 @@ import { openServices, type Services } from '../../daemon/service/services';
 import { confEntries } from '../../daemon/sim/conf-edit';
 import type { DiskLayout } from '../../daemon/sim/pve-node';
 import { qmDestroy, qmDiskAttach, qmDiskDetach, qmDiskRemove } from '../../daemon/sim/qm-disk-config';
+import { qmDiskMove } from '../../daemon/sim/qm-disk-move';
+import { qmSnapshot } from '../../daemon/sim/qm-snapshot';
+import { imageBitmaps } from './pve-ops-helpers';
 import { usePveNode } from '../sim/jest-cleanup';
 
 const sim = usePveNode();
@@ -153,3 +160,38 @@ test('a job naming only destroyed VMs, or a VM left without disks, runs without 
   await expectRestore(b.id, 'scsi0', ref);
 });
 
+
+const execFileP = promisify(execFile);
+
+test('the source a running disk move keeps, and a detached volume, lose pve-cbt bitmaps at the next job: snapshot -a works on them', async () => {
+  const vmid = 340;
+  const vm = await sim.node.addVm({ vmid, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 4 }, { key: 'scsi1', format: 'qcow2', sizeMiB: 4 }] });
+  await vm.start();
+  await vm.write('scsi0', { pattern: 0xa1, offset: 0, length: 256 * KiB });
+  await vm.write('scsi1', { pattern: 0xa2, offset: 0, length: 256 * KiB });
+  await qmSnapshot(vm, 'early');
+  expect(await runJobOn([vmid])).toMatchObject({ ok: [vmid], failed: [] });
+  const oldPath = vm.disks[0].path;
+  await qmDiskMove(vm, 'scsi0');
+  const { volid: detachedVolid } = await qmDiskDetach(vm, 'scsi1');
+  const detachedPath = path.join(path.dirname(oldPath), detachedVolid.split('/')[1]);
+  // QEMU closed both images with pve-cbt's bitmap stored: qemu-img refuses to apply a snapshot.
+  for (const f of [oldPath, detachedPath]) {
+    expect((await imageBitmaps(f)).length).toBe(1);
+    await expect(execFileP('qemu-img', ['snapshot', '-a', 'early', f])).rejects.toMatchObject({ stderr: expect.stringContaining('active dirty bitmaps') });
+  }
+  await vm.write('scsi0', { pattern: 0xa3, offset: MiB, length: 64 * KiB });
+  expect(await runJobOn([vmid])).toMatchObject({ ok: [vmid], failed: [] });
+  const after = await latest(vmid);
+  expect(after.disks.scsi0).toMatchObject({ mode: 'full-compare', reason: expect.stringMatching(/^volume-changed: /) });
+  await expectRestore(after.id, 'scsi0', vm.disks[0].reference);
+  for (const f of [oldPath, detachedPath]) {
+    expect(await imageBitmaps(f)).toEqual([]);
+    await execFileP('qemu-img', ['snapshot', '-a', 'early', f]);
+  }
+  // The moved disk's new volume keeps its own, new bitmap: the next backup is incremental.
+  await vm.write('scsi0', { pattern: 0xa4, offset: 2 * MiB, length: 64 * KiB });
+  expect(await runJobOn([vmid])).toMatchObject({ ok: [vmid], failed: [] });
+  expect((await latest(vmid)).disks.scsi0.mode).toBe('incremental');
+  await expectRestore((await latest(vmid)).id, 'scsi0', vm.disks[0].reference);
+});
