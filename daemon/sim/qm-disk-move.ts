@@ -40,7 +40,14 @@ export interface DiskMoveResult {
   readonly unusedKey?: string;
 }
 
-export async function qmDiskMove(vm: SimVm, key: string, opts: { format?: SimDiskFormat; delete?: boolean } = {}): Promise<DiskMoveResult> {
+export interface DiskMoveOptions {
+  readonly format?: SimDiskFormat;
+  readonly delete?: boolean;
+  /** Running move: called while the mirror job is ready and still mirroring (before block-job-complete). */
+  readonly whileMirroring?: () => Promise<void>;
+}
+
+export async function qmDiskMove(vm: SimVm, key: string, opts: DiskMoveOptions = {}): Promise<DiskMoveResult> {
   const command = `disk move ${vm.vmid} ${key} local${opts.format ? ` --format ${opts.format}` : ''}${opts.delete ? ' --delete' : ''}`;
   const disk = vm.disks.find((d) => d.key === key);
   if (!disk) throw SimQmError({ vmid: vm.vmid, command, reason: `disk '${key}' does not exist` });
@@ -53,7 +60,7 @@ export async function qmDiskMove(vm: SimVm, key: string, opts: { format?: SimDis
   const { volid, file } = allocateVolume(vm, text, format);
   await execFileP('qemu-img', ['create', '-q', '-f', format, file, String(disk.sizeBytes)]);
   try {
-    if (vm.running()) await mirror(vm, command, disk, { volid, file, format });
+    if (vm.running()) await mirror(vm, command, disk, { volid, file, format }, opts.whileMirroring);
     else await convert(vm, command, disk, file, format);
   } catch (err) {
     fs.rmSync(file, { force: true });
@@ -84,7 +91,7 @@ function allocateVolume(vm: SimVm, text: string, format: string): { volid: strin
   }
 }
 
-async function mirror(vm: SimVm, command: string, disk: SimDisk, to: { volid: string; file: string; format: string }): Promise<void> {
+async function mirror(vm: SimVm, command: string, disk: SimDisk, to: { volid: string; file: string; format: string }, during?: () => Promise<void>): Promise<void> {
   const jobId = `mirror-drive-${disk.key}`;
   if (vm.layout === 'blockdev') {
     const nodes = await vm.qmp((q) => queryDisks(q));
@@ -104,6 +111,7 @@ async function mirror(vm: SimVm, command: string, disk: SimDisk, to: { volid: st
     await vm.qmp((q) => q.execute('drive-mirror', { 'job-id': jobId, device: `drive-${disk.key}`, target: to.file, format: to.format, mode: 'existing', sync: 'full' }));
   }
   await waitBlockJob(vm, command, jobId, 'ready');
+  if (during) await during();
   await vm.qmp((q) => q.execute('block-job-complete', { device: jobId }));
   await waitBlockJob(vm, command, jobId, 'gone');
   const now = (await vm.qmp((q) => queryDisks(q))).find((n) => n.drive === disk.key);
