@@ -28,7 +28,13 @@ import { SimQmError } from './qm-errors';
 
 const execFileP = promisify(execFile);
 
-export async function qmSnapshot(vm: SimVm, name: string, opts: { vmstate?: boolean } = {}): Promise<void> {
+export interface SnapshotOptions {
+  readonly vmstate?: boolean;
+  /** Called once `lock: snapshot` is in the config, before QEMU is asked (as qemu-server's prepare step). */
+  readonly whileLocked?: () => Promise<void>;
+}
+
+export async function qmSnapshot(vm: SimVm, name: string, opts: SnapshotOptions = {}): Promise<void> {
   const command = `snapshot ${vm.vmid} ${name}${opts.vmstate ? ' --vmstate' : ''}`;
   const text = fs.readFileSync(vm.confPath, 'utf8');
   checkSnapshotName(vm, command, name);
@@ -38,6 +44,7 @@ export async function qmSnapshot(vm: SimVm, name: string, opts: { vmstate?: bool
   const running = vm.running();
   if (opts.vmstate && !running) throw SimQmError({ vmid: vm.vmid, command, reason: 'vmstate needs a running VM' });
   await withConfLock(vm, command, 'snapshot', async () => {
+    if (opts.whileLocked) await opts.whileLocked();
     if (running && opts.vmstate) {
       const nodes = (await vm.qmp((q) => queryDisks(q))).filter((d) => vm.disks.some((x) => x.key === d.drive));
       const jobId = `snapshot-save-${name}`;

@@ -7,7 +7,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { confEntries, snapshotNames } from '../../daemon/sim/conf-edit';
+import { Writable } from 'node:stream';
+import { createLogger, transports } from 'winston';
+import type { BackupResult } from '../../daemon/backup/backup-vm';
+import { confEntries, confSet, snapshotNames } from '../../daemon/sim/conf-edit';
 import type { DiskLayout } from '../../daemon/sim/pve-node';
 import { qmDelsnapshot, qmSnapshot } from '../../daemon/sim/qm-snapshot';
 import { createEngineEnv, type EngineEnv } from '../daemon/backup/backup-helpers';
@@ -100,4 +103,82 @@ test('a VM with a raw disk cannot be snapshotted, as on PVE dir storage', async 
   const vm = await sim.node.addVm({ vmid: 302, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 4 }, { key: 'scsi1', format: 'raw', sizeMiB: 4 }] });
   await expect(qmSnapshot(vm, 'nope')).rejects.toMatchObject({ code: 'CBT_SIM_QM', message: expect.stringContaining('snapshot feature is not available') });
   expect(snapshotNames(fs.readFileSync(vm.confPath, 'utf8'))).toEqual(['before-upgrade']);
+});
+
+describe.each<[DiskLayout, number]>([
+  ['drive', 303],
+  ['blockdev', 304],
+])('%s layout, with a pve-cbt backup at the same time', (layout, vmid) => {
+  test('a backup waits while qemu-server holds lock: snapshot, so the snapshot succeeds; then it runs, incremental and exact', async () => {
+    const vm = await sim.node.addVm({ vmid, layout, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 8 }] });
+    await vm.start();
+    await vm.write('scsi0', { pattern: 0xb1, offset: 0, length: 2 * MiB });
+    const log = new BackupLog();
+    await log.record(env, vm, await env.backup(vmid));
+    await vm.write('scsi0', { pattern: 0xb2, offset: 3 * MiB, length: 64 * KiB });
+    const lines: string[] = [];
+    const logger = createLogger({ transports: [new transports.Stream({ stream: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) })] });
+    let backup: Promise<BackupResult> | undefined;
+    await qmSnapshot(vm, 'locked', {
+      whileLocked: async () => {
+        backup = env.backup(vmid, { logger }, { configLockWaitMs: 20_000 });
+        while (!lines.some((l) => l.includes('VM config is locked (snapshot), waiting'))) await new Promise((r) => setTimeout(r, 20));
+      },
+    });
+    const r = await (backup as Promise<BackupResult>);
+    expect(diskOf(r, 'scsi0').mode).toBe('incremental');
+    await log.record(env, vm, r);
+    expect(snapshotNames(fs.readFileSync(vm.confPath, 'utf8'))).toEqual(['before-upgrade', 'locked']);
+    await log.recheck(env);
+  });
+
+  test('a config lock that stays ends the wait with CBT_BACKUP_CONFIG_LOCKED; nothing is lost', async () => {
+    const vm = sim.node.vm(vmid);
+    fs.writeFileSync(vm.confPath, confSet(fs.readFileSync(vm.confPath, 'utf8'), { lock: 'snapshot-delete' }));
+    await expect(env.backup(vmid, {}, { configLockWaitMs: 300 })).rejects.toMatchObject({ code: 'CBT_BACKUP_CONFIG_LOCKED', details: { vmid, lock: 'snapshot-delete' } });
+    fs.writeFileSync(vm.confPath, confSet(fs.readFileSync(vm.confPath, 'utf8'), { lock: undefined }));
+    await vm.write('scsi0', { pattern: 0xb3, offset: 5 * MiB, length: 64 * KiB });
+    const r = await env.backup(vmid);
+    expect(diskOf(r, 'scsi0').mode).toBe('incremental');
+    await env.expectRestoreEquals(r.id, 'scsi0', vm.disks[0].reference);
+  });
+
+  test('once a backup has begun, QEMU refuses internal snapshots on the drive its job holds: qm snapshot/delsnapshot fail cleanly and work after it', async () => {
+    const vm = sim.node.vm(vmid);
+    const log = new BackupLog();
+    const during = async (op: () => Promise<void>): Promise<{ r: BackupResult; error: unknown }> => {
+      await vm.write('scsi0', { pattern: 0xc1, offset: 6 * MiB, length: 64 * KiB });
+      const atStart = await vm.snapshotReference('scsi0');
+      let error: unknown;
+      let ran = false;
+      const r = await env.backup(vmid, {
+        onProgress: async () => {
+          if (ran) return;
+          ran = true;
+          error = await op().then(() => undefined, (e: unknown) => e);
+          await vm.write('scsi0', { pattern: 0xc2, offset: 6 * MiB + 4 * KiB, length: 4 * KiB });
+        },
+      }, { nbdConnections: 1, nbdInFlight: 1, nbdRequestSize: 4 * KiB });
+      expect(ran).toBe(true);
+      expect(diskOf(r, 'scsi0').mode).toBe('incremental');
+      await env.expectRestoreEquals(r.id, 'scsi0', atStart);
+      return { r, error };
+    };
+    const refused = { message: expect.stringContaining('Need a root block node') };
+    expect((await during(() => qmSnapshot(vm, 'mid'))).error).toMatchObject(refused);
+    const text = fs.readFileSync(vm.confPath, 'utf8');
+    expect(snapshotNames(text)).not.toContain('mid');
+    expect(confEntries(text).lock).toBeUndefined();
+    // QEMU's snapshot-save job (the simulator's vmstate snapshot) is not refused.
+    expect((await during(() => qmSnapshot(vm, 'midstate', { vmstate: true }))).error).toBeUndefined();
+    expect((await during(() => qmDelsnapshot(vm, 'midstate'))).error).toMatchObject(refused);
+    expect(snapshotNames(fs.readFileSync(vm.confPath, 'utf8'))).toContain('midstate');
+    // After the backup both work, and the chain stays incremental.
+    await qmSnapshot(vm, 'mid');
+    await qmDelsnapshot(vm, 'mid');
+    await qmDelsnapshot(vm, 'midstate');
+    const r = await env.backup(vmid);
+    expect(diskOf(r, 'scsi0').mode).toBe('incremental');
+    await log.record(env, vm, r);
+  });
 });
