@@ -13,7 +13,7 @@ const shared = {
   transform: { '^.+\\.ts$': ['ts-jest', { tsconfig: 'tsconfig.test.json' }] },
   testTimeout: 120000,
 };
-/** The suites that start QEMU, qemu-nbd or qemu-img (simulator, engine, NBD against QEMU, e2e). */
+/** The suites that start QEMU, qemu-nbd or qemu-img (simulator, engine, NBD against QEMU, e2e, PVE operations). */
 const qemuSuites = [
   '<rootDir>/test/sim/**/*.test.ts',
   '<rootDir>/test/daemon/backup/**/*.test.ts',
@@ -23,6 +23,7 @@ const qemuSuites = [
   '<rootDir>/test/e2e/**/*.test.ts',
   '<rootDir>/test/hooks/hooks-e2e.test.ts',
   '<rootDir>/test/daemon/parking/**/*.test.ts',
+  '<rootDir>/test/pve-ops/**/*.test.ts',
 ];
 module.exports = {
   testTimeout: 120000,

@@ -28,6 +28,8 @@ export interface BackupVmConfig {
   readonly nbdBusyTimeoutMs?: number;
   /** How long to wait for a running vzdump of the VM to end before failing (default 0: fail at once). */
   readonly vzdumpWaitMs?: number;
+  /** How long a backup waits while qemu-server keeps the VM config locked (wait-config-lock.ts, default 30 s). */
+  readonly configLockWaitMs?: number;
   readonly freezeTimeoutMs?: number;
   readonly jobPollMs?: number;
   readonly qemuImg?: string;

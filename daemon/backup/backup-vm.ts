@@ -2,7 +2,8 @@
  * Backup of one VM: the engine's entry point (README.md draws one incremental's path through the files).
  *
  * Order of events (the bitmap and the manifest must never disagree in a way that loses changes):
- *   1. vzdump busy (ledger) → CBT_BACKUP_VZDUMP_BUSY. Disks come from the VM config (+ pvesm path).
+ *   1. vzdump busy (ledger) → CBT_BACKUP_VZDUMP_BUSY; a qemu-server `lock:` in the config is waited
+ *      out, bounded (wait-config-lock.ts). Disks come from the VM config (+ pvesm path).
  *   2. The repository writer is started first: it takes the VM's lock, so two engines never work on
  *      one VM, and only then are a crashed engine's leftovers in QEMU cleaned (recover-fleece.ts).
  *   3. Each disk is planned (plan-disks.ts) from the last committed backup, the ledger and QEMU's
@@ -28,6 +29,7 @@ import { lastBackupsByDisk, type LastDiskBackup } from './last-backups';
 import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
+import { waitConfigUnlocked } from './wait-config-lock';
 import { waitVzdumpDone } from './wait-vzdump';
 import { withOfflineParking } from '../parking/parking-service';
 
@@ -37,6 +39,7 @@ export type { BackupRepository } from './last-backups';
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
   await waitVzdumpDone(opts);
+  await waitConfigUnlocked(opts);
   opts.signal?.throwIfAborted();
   // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
   const saved = readSavedVmConfig(config.qemuServerConfigDir, vmid);
@@ -124,7 +127,7 @@ function markValid(opts: BackupVmOptions, j: DiskJob, qemu: QemuProcess | undefi
   const bitmap = newBitmapOf(j);
   if (!bitmap) return;
   const { vmid, ledger } = opts;
-  const record = { vmid, disk: j.disk.key, format: j.disk.format, bitmapName: bitmap.name, generation: bitmap.generation };
+  const record = { vmid, disk: j.disk.key, format: j.disk.format, bitmapName: bitmap.name, generation: bitmap.generation, volid: j.disk.volid, path: j.disk.path };
   ledger.markValid({ ...record, qemuPid: qemu?.pid ?? null, qemuStartTime: qemu?.startTime ?? null }, sinceEventId === undefined ? {} : { sinceEventId });
 }
 

@@ -8,7 +8,9 @@
  *   which QEMU's `inconsistent` flag then settles), under the same name and generation;
  * - QEMU itself (or `qemu-img info` for a stopped qcow2) shows the bitmap under that name: recording,
  *   not inconsistent, not busy, with the expected granularity;
- * - for a transient bitmap (raw/vmdk), QEMU's pid and start time equal those the ledger recorded.
+ * - for a transient bitmap (raw/vmdk), QEMU's pid and start time equal those the ledger recorded;
+ * - the disk is still the volume the ledger recorded (volume id and path): `qm disk move` and
+ *   attaching another volume under the same key fire no Proxmox hook, so this is how they are seen.
  * A catalog/ledger entry alone never makes a disk eligible; QEMU's own view is always checked.
  * When sides disagree the reason names both, so an operator can see which one was wrong.
  */
@@ -34,7 +36,8 @@ export type ReasonCode =
   | 'bitmap-granularity'
   | 'qemu-restarted'
   | 'not-in-qemu'
-  | 'forced-full';
+  | 'forced-full'
+  | 'volume-changed';
 
 export interface LastBackupView {
   readonly backupId: string;
@@ -52,6 +55,9 @@ export interface LedgerView {
   readonly generation?: number | null;
   readonly qemuPid?: number | null;
   readonly qemuStartTime?: number | null;
+  /** Volume id and path the record was made for; null or absent when not recorded. */
+  readonly volid?: string | null;
+  readonly path?: string | null;
 }
 
 /** What QEMU (or `qemu-img info` offline) reports for a bitmap. */
@@ -82,6 +88,8 @@ export interface ModeInput {
   /** The running QEMU's identity; undefined when stopped. */
   readonly qemu: QemuIdentity | undefined;
   readonly expectedGranularity: number;
+  /** The disk's volume now (config volume id, `pvesm path`); compared with the ledger's record. */
+  readonly volume?: { readonly volid: string; readonly path: string };
 }
 
 export interface ModeDecision {
@@ -102,6 +110,8 @@ function ledgerText(l: LedgerView): string {
 export function decideMode(input: ModeInput): ModeDecision {
   const { lastBackup: last, ledger } = input;
   if (!last) return { mode: 'full', code: 'first-backup', reason: `no committed backup of ${input.disk} yet` };
+  const moved = volumeChange(input.volume, ledger);
+  if (moved) return fullCompare('volume-changed', `${input.disk} ${moved} since the ledger recorded its bitmap (qm disk move, or another volume attached); compared against backup ${last.backupId}`);
   if (last.size !== input.diskSize) {
     return fullCompare('disk-resized', `disk size ${input.diskSize} differs from ${last.size} in backup ${last.backupId}`);
   }
@@ -155,6 +165,14 @@ export function decideMode(input: ModeInput): ModeDecision {
  */
 export function forcedFull(otherwise: ModeDecision): ModeDecision {
   return { mode: 'full', code: 'forced-full', reason: `full backup requested (--mode full); otherwise ${otherwise.mode} (${otherwise.code})` };
+}
+
+/** How the disk's volume differs from the one the ledger recorded, or undefined (same, or not recorded). */
+function volumeChange(now: ModeInput['volume'], ledger: LedgerView | undefined): string | undefined {
+  if (!now || !ledger) return undefined;
+  if (ledger.volid && ledger.volid !== now.volid) return `is volume ${now.volid}, was ${ledger.volid}`;
+  if (ledger.path && ledger.path !== now.path) return `is at ${now.path}, was at ${ledger.path}`;
+  return undefined;
 }
 
 /** The reason as recorded in manifests and logs: `code: sentence`. */

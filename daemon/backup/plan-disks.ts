@@ -16,7 +16,8 @@
  * A running VM's disk that is neither in QEMU nor such a volume is CBT_BACKUP_DISK_MISMATCH.
  *
  * Rules:
- * - mode: mode-decision.ts (an incremental reads the bitmap the last committed backup started);
+ * - mode: mode-decision.ts (an incremental reads the bitmap the last committed backup started; the
+ *   disk's volume id and path are compared with the ledger's, which sees a `qm disk move`);
  *   `forceFull` makes every disk `full` (code `forced-full`), still starting a new bitmap;
  * - generation of the new bitmap: one more than any seen, in QEMU or the image (own bitmaps of the
  *   drive), in the last committed manifest or in the ledger, so a name is never reused.
@@ -161,6 +162,7 @@ function decide(facts: PlanFacts, f: DiskFacts, size: number, bitmaps: readonly 
     bitmaps,
     qemu: facts.qemu,
     expectedGranularity: facts.granularity,
+    volume: { volid: f.disk.volid, path: f.disk.path },
   });
   return facts.forceFull ? forcedFull(auto) : auto;
 }

@@ -40,6 +40,9 @@ export interface DiskBitmapRecord {
   generation: number | null;
   qemuPid: number | null;
   qemuStartTime: number | null;
+  /** Volume id and path of the disk the record was made for (null: made before they were recorded). */
+  volid?: string | null;
+  path?: string | null;
 }
 
 /** What the rules remember about a VM between events. */

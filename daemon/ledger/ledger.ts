@@ -62,6 +62,9 @@ export interface MarkValidInput {
   generation: number;
   qemuPid: number | null;
   qemuStartTime: number | null;
+  /** The config's volume id and its path when the bitmap was made (compared at the next backup). */
+  volid?: string | null;
+  path?: string | null;
 }
 
 interface BitmapRow {
@@ -75,6 +78,8 @@ interface BitmapRow {
   generation: number | null;
   qemu_pid: number | null;
   qemu_start_time: number | null;
+  volid: string | null;
+  path: string | null;
 }
 
 interface ActivityRow {
@@ -205,13 +210,13 @@ export class Ledger {
       }
       this.db
         .prepare(
-          `INSERT INTO bitmap_state (vmid, disk, format, state, reason, changed_at, bitmap_name, generation, qemu_pid, qemu_start_time)
-           VALUES (@vmid, @disk, @format, @state, @reason, @changedAt, @bitmapName, @generation, @qemuPid, @qemuStartTime)
+          `INSERT INTO bitmap_state (vmid, disk, format, state, reason, changed_at, bitmap_name, generation, qemu_pid, qemu_start_time, volid, path)
+           VALUES (@vmid, @disk, @format, @state, @reason, @changedAt, @bitmapName, @generation, @qemuPid, @qemuStartTime, @volid, @path)
            ON CONFLICT (vmid, disk) DO UPDATE SET format = excluded.format, state = excluded.state, reason = excluded.reason,
              changed_at = excluded.changed_at, bitmap_name = excluded.bitmap_name, generation = excluded.generation,
-             qemu_pid = excluded.qemu_pid, qemu_start_time = excluded.qemu_start_time`,
+             qemu_pid = excluded.qemu_pid, qemu_start_time = excluded.qemu_start_time, volid = excluded.volid, path = excluded.path`,
         )
-        .run({ ...r, state, reason, changedAt: this.now().toISOString() });
+        .run({ ...r, volid: r.volid ?? null, path: r.path ?? null, state, reason, changedAt: this.now().toISOString() });
       if (state !== 'valid') {
         this.logger?.warn(`new bitmap is ${state} already: ${reason}`, { vmid: r.vmid, disk: r.disk });
       }
@@ -258,6 +263,24 @@ export class Ledger {
       this.db.prepare('DELETE FROM vm_activity WHERE vmid = ?').run(vmid);
       this.logger?.info(`ledger rows dropped: ${reason}`, { vmid, disks });
       return disks;
+    })();
+  }
+
+  /**
+   * Drops the records of one disk (or, with disk null, of the whole VM, and what the rules remember
+   * of it) once it is no longer in the VM's config: detached, removed, VM destroyed. Backups stay;
+   * the event history stays. Returns the disks whose records were dropped.
+   */
+  forget(vmid: number, disk: string | null): string[] {
+    return this.db.transaction((): string[] => {
+      const gone = (disk === null ? this.list(vmid) : [this.get(vmid, disk)]).filter((r): r is DiskBitmapRecord => r !== undefined).map((r) => r.disk);
+      if (disk === null) {
+        this.db.prepare('DELETE FROM bitmap_state WHERE vmid = ?').run(vmid);
+        this.db.prepare('DELETE FROM vm_activity WHERE vmid = ?').run(vmid);
+      } else {
+        this.db.prepare('DELETE FROM bitmap_state WHERE vmid = ? AND disk = ?').run(vmid, disk);
+      }
+      return gone;
     })();
   }
 
@@ -328,5 +351,8 @@ function toRecord(r: BitmapRow): DiskBitmapRecord {
     generation: r.generation,
     qemuPid: r.qemu_pid,
     qemuStartTime: r.qemu_start_time,
+    // Only when recorded (records made before migration 003, or by markInvalid, have none).
+    ...(r.volid != null ? { volid: r.volid } : {}),
+    ...(r.path != null ? { path: r.path } : {}),
   };
 }

@@ -13,6 +13,7 @@ import { migrationDepsOf } from '../migration/migration-deps';
 import { JobCancelledError } from '../jobs/job-errors';
 import { createProgressLog } from '../log/progress-log';
 import { notifyBackupTask } from './notify-events';
+import { reconcileLedgerWithConfigs } from './reconcile-ledger';
 import { workDir, type Services } from './services';
 
 export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string; forceFull?: boolean } = {}): JobHandle<BackupResult> {
@@ -40,6 +41,8 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: 
       replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
       // A VM live-migrated here takes over the bitmap records its source node handed over.
       await adoptMigratedBitmaps(migrationDepsOf(s), vmid).catch((err: Error) => s.logger.warn(`adopting migrated bitmap records failed: ${err.message}`, { vmid }));
+      // Disks detached, removed or moved since the last job (no hook tells of them).
+      await reconcileLedgerWithConfigs(s, [vmid]);
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
       s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();

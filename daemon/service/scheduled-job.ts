@@ -3,6 +3,9 @@
  * - A configured backup job: back up each selected VM through the queue (joining a backup of the
  *   same VM that is still waiting), then apply the job's retention to those VMs. A VM that fails
  *   does not stop the others; the job's outcome is logged per VM and recorded in the catalog.
+ *   First the ledger is brought in step with the VM configs (reconcile-ledger.ts: destroyed VMs,
+ *   detached or removed disks, moved volumes). A VM destroyed after it was selected, or left with
+ *   no disk to back up, is skipped (logged), not failed: its backups stay in the repository.
  * - The verify job (`verify` in the config, monthly unless configured otherwise or disabled, as
  *   Proxmox Backup Server recommends re-verifying): re-reads every backup; bad blobs join the
  *   bad-blob registry, so the next backup of an affected disk re-sends them, and the result is
@@ -10,8 +13,11 @@
  */
 import type { CbtConfig, JobConfig } from '../config/config-schema';
 import type { LastVerify } from '../repository/verify-record';
+import { BackupNoDisksError } from '../backup/backup-errors';
+import { PveConfigMissingError } from '../pve/pve-errors';
 import { enqueueBackup } from './backup-task';
 import { withJobNotification } from './notify-events';
+import { reconcileLedgerWithConfigs } from './reconcile-ledger';
 import { selectVms } from './select-vms';
 import type { Services } from './services';
 
@@ -30,6 +36,8 @@ export interface ScheduledRunReport {
   jobId: string;
   ok: number[];
   failed: { vmid: number; code: string; message?: string }[];
+  /** VMs that vanished or have no disk to back up any more (not an error). */
+  skipped: { vmid: number; code: string }[];
   pruned: string[];
 }
 
@@ -49,12 +57,14 @@ export function runScheduledJob(s: Services, job: ScheduledJob): Promise<Schedul
 
 async function runBackupJob(s: Services, job: JobConfig): Promise<ScheduledRunReport> {
   const log = s.logger.child({ jobId: job.id });
+  await reconcileLedgerWithConfigs(s);
   const vmids = selectVms(job.vms, s.config.qemuServerConfigDir);
   log.info('scheduled job fired', { vmids });
   const outcomes = await Promise.allSettled(vmids.map((vmid) => enqueueBackup(s, vmid, { jobId: job.id }).promise));
-  const report: ScheduledRunReport = { jobId: job.id, ok: [], failed: [], pruned: [] };
+  const report: ScheduledRunReport = { jobId: job.id, ok: [], failed: [], skipped: [], pruned: [] };
   outcomes.forEach((o, i) => {
     if (o.status === 'fulfilled') report.ok.push(vmids[i]);
+    else if (PveConfigMissingError.is(o.reason) || BackupNoDisksError.is(o.reason)) report.skipped.push({ vmid: vmids[i], code: o.reason.code });
     else report.failed.push({ vmid: vmids[i], code: (o.reason as { code?: string }).code ?? 'CBT_INTERNAL', message: (o.reason as Error).message });
   });
   if (Object.keys(job.retention).length > 0) {

@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { VmSelector } from '../config/config-schema';
+import { PveConfigMissingError } from '../pve/pve-errors';
 import { readVmConfig } from '../pve/vm-disks';
 
 export function listNodeVmids(configDir: string): number[] {
@@ -62,5 +63,15 @@ export function selectVms(selector: VmSelector, configDir: string): number[] {
     const members = poolMembers(text, selector.pool);
     return onNode.filter((id) => members.includes(id));
   }
-  return onNode.filter((id) => readVmConfig(configDir, id).tags.includes(selector.tag));
+  return onNode.filter((id) => tagsOf(configDir, id).includes(selector.tag));
+}
+
+/** A VM destroyed between listing and reading has no tags (it is not selected, and no error). */
+function tagsOf(configDir: string, vmid: number): readonly string[] {
+  try {
+    return readVmConfig(configDir, vmid).tags;
+  } catch (err) {
+    if (PveConfigMissingError.is(err)) return [];
+    throw err;
+  }
 }

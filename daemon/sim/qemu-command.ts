@@ -85,7 +85,7 @@ export function blockdevNodeName(type: 'fmt' | 'file', key: string, volid: strin
   return `${type === 'fmt' ? 'f' : 'e'}${hash}`;
 }
 
-function blockdevTree(d: QemuDiskArg, directIo: boolean): Record<string, unknown> {
+export function blockdevTree(d: QemuDiskArg, directIo: boolean): Record<string, unknown> {
   const cache = { direct: directIo, 'no-flush': false };
   const file = {
     driver: 'file',
@@ -101,7 +101,7 @@ function blockdevTree(d: QemuDiskArg, directIo: boolean): Record<string, unknown
   return { driver: 'throttle', 'node-name': `drive-${d.key}`, 'throttle-group': `throttle-drive-${d.key}`, file: format };
 }
 
-function deviceArg(key: string): string | undefined {
+export function deviceArg(key: string): string | undefined {
   const m = /^([a-z]+)(\d+)$/.exec(key);
   if (!m) return undefined;
   const n = Number(m[2]);

@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { migration as ledgerMigration } from '../../daemon/catalog/migrations/002-ledger';
+import { migration as ledgerVolumesMigration } from '../../daemon/catalog/migrations/003-ledger-volumes';
 import { openCatalog } from '../../daemon/catalog/open-catalog';
 import { attachHook, installHooks, listHooks } from '../../daemon/hook-admin/hook-admin';
 import { startIpcServer, type IpcServer } from '../../daemon/ipc/ipc-server';
@@ -61,7 +62,7 @@ describe('hooks → daemon → ledger on the simulator', () => {
     socketPath = path.join(dir, 'run', 'pve-cbt.sock');
     const configPath = path.join(dir, 'config.json');
     fs.writeFileSync(configPath, JSON.stringify({ socketPath, stateDir, qemuServerRunDir: sim.node.runDir, hookTimeoutMs: 2000 }));
-    db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration]);
+    db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration, ledgerVolumesMigration]);
     ledger = new Ledger(db);
     qcow = await sim.node.addVm({ vmid: 200, disks: [{ key: 'scsi0', format: 'qcow2', sizeMiB: 8 }] });
     raw = await sim.node.addVm({ vmid: 201, disks: [{ key: 'scsi0', format: 'raw', sizeMiB: 8 }] });

@@ -19,6 +19,7 @@ const base: ModeInput = {
   qemu: QEMU,
   expectedGranularity: G,
 };
+const VOL = { volid: 'local:100/vm-100-disk-0.qcow2', path: '/v/vm-100-disk-0.qcow2' };
 const raw: Partial<ModeInput> = { format: 'raw', bitmaps: [bm({ persistent: false })] };
 
 const rows: [string, Partial<ModeInput>, string, string][] = [
@@ -49,6 +50,12 @@ const rows: [string, Partial<ModeInput>, string, string][] = [
   ['raw: ledger valid but QEMU pid changed (migration/hook lost)', { ...raw, qemu: { pid: 77, startTime: 1000 } }, 'full-compare', 'qemu-restarted'],
   ['raw: same pid reused, start time differs', { ...raw, qemu: { pid: 4242, startTime: 5000 } }, 'full-compare', 'qemu-restarted'],
   ['raw: ledger without QEMU identity', { ...raw, ledger: { ...base.ledger!, qemuPid: null, qemuStartTime: null } }, 'full-compare', 'qemu-restarted'],
+  ['same volume as recorded', { volume: VOL, ledger: { ...base.ledger!, ...VOL } }, 'incremental', 'bitmap-valid'],
+  ['ledger record without a volume (made before it was recorded)', { volume: VOL }, 'incremental', 'bitmap-valid'],
+  ['qm disk move: another volume id', { volume: { volid: 'local:100/vm-100-disk-1.qcow2', path: '/v/vm-100-disk-1.qcow2' }, ledger: { ...base.ledger!, ...VOL } }, 'full-compare', 'volume-changed'],
+  ['same volume id at another path', { volume: { ...VOL, path: '/w/vm-100-disk-0.qcow2' }, ledger: { ...base.ledger!, ...VOL } }, 'full-compare', 'volume-changed'],
+  ['moved and resized: the move is named', { diskSize: 64 << 20, volume: { volid: 'x:vm-100-disk-1', path: '/dev/x/vm-100-disk-1' }, ledger: { ...base.ledger!, ...VOL } }, 'full-compare', 'volume-changed'],
+  ['moved, but never backed up: full', { lastBackup: undefined, volume: { volid: 'x:vm-100-disk-1', path: '/dev/x/vm-100-disk-1' }, ledger: { ...base.ledger!, ...VOL } }, 'full', 'first-backup'],
 ];
 
 describe('decideMode', () => {

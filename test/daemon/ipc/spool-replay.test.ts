@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { migration as ledgerMigration } from '../../../daemon/catalog/migrations/002-ledger';
+import { migration as ledgerVolumesMigration } from '../../../daemon/catalog/migrations/003-ledger-volumes';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { replaySpool } from '../../../daemon/ipc/spool-replay';
 import { Ledger } from '../../../daemon/ledger/ledger';
@@ -25,7 +26,7 @@ describe('spool replay', () => {
 
   beforeEach(() => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
-    db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration]);
+    db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration, ledgerVolumesMigration]);
     ledger = new Ledger(db);
   });
   afterEach(() => {
@@ -131,7 +132,7 @@ describe('spool replay', () => {
     await appendToSpool(state, ev(100, 'post-stop', 'b'));
     for (let start = 0; start < 2; start++) {
       db.close();
-      db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration]);
+      db = openCatalog(path.join(dir, 'catalog.sqlite'), [ledgerMigration, ledgerVolumesMigration]);
       ledger = new Ledger(db);
       expect(() => replaySpool(state, apply)).not.toThrow();
       if (start === 0) await appendToSpool(state, ev(100, 'pre-start', 'c'));

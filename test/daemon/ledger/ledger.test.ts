@@ -4,6 +4,7 @@ import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { migration as ledgerMigration } from '../../../daemon/catalog/migrations/002-ledger';
+import { migration as ledgerVolumesMigration } from '../../../daemon/catalog/migrations/003-ledger-volumes';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import type { LifecycleEvent } from '../../../shared/ipc/messages';
 
@@ -21,7 +22,7 @@ describe('ledger store', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
     dbFile = path.join(dir, 'catalog.sqlite');
     // Only the ledger's own migration: it must not depend on the repository tables.
-    db = openCatalog(dbFile, [ledgerMigration]);
+    db = openCatalog(dbFile, [ledgerMigration, ledgerVolumesMigration]);
     ledger = new Ledger(db, undefined, () => new Date(clock.t));
   });
   afterEach(() => {
@@ -44,7 +45,7 @@ describe('ledger store', () => {
     for (const phase of ['pre-stop', 'post-stop', 'pre-start']) ledger.recordEvent(hook(100, phase, { seq: `s-${phase}` }));
     ledger.recordEvent(hook(100, 'post-start', { seq: 's-post-start', qemuPid: 5000 }));
     db.close();
-    db = openCatalog(dbFile, [ledgerMigration]);
+    db = openCatalog(dbFile, [ledgerMigration, ledgerVolumesMigration]);
     ledger = new Ledger(db);
     expect(ledger.list(100).map((r) => [r.disk, r.state])).toEqual([['scsi0', 'valid'], ['scsi1', 'invalid']]);
     expect(ledger.get(100, 'scsi1')?.reason).toBe('hookscript pre-stop: QEMU is stopping and takes the transient bitmap with it');
