@@ -56,6 +56,10 @@ export const RepoNoSpaceError = defineError<{ path: string }>(
   'CBT_REPO_NO_SPACE',
   (d) => `no space left on the repository device writing ${d.path}`,
 );
+export const RepoStorageNotLocalError = defineError<{ root: string; key: string }>(
+  'CBT_REPO_STORAGE_NOT_LOCAL',
+  (d) => `repository storage ${d.root} has no local files, which the chunk store needs for ${d.key} (object storage is not supported yet)`,
+);
 /** A failed write as the repository reports it: a full device (ENOSPC, EDQUOT) as CBT_REPO_NO_SPACE, anything else as it came. */
 export function noSpaceOr(err: unknown, path: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code;

@@ -56,8 +56,12 @@ export interface RepositoryStorage {
   list(prefix: string): Promise<string[]>;
   removeTree(key: string): Promise<void>;
   mkdir(key: string): Promise<boolean>;
-  /** Local path of a key, for tools that need a file (qemu-img) and for error messages. */
-  localPath(key: string): string;
+  /**
+   * Capability of a local (or locally mounted) directory: the file of a key. The chunk store's
+   * workers make plain file calls on it (chunk-store.ts); a backend without local files (S3)
+   * leaves it out, and the chunk store is where it must plug in instead.
+   */
+  localPath?(key: string): string;
 }
 
 export const DIR_MODE = 0o700;
