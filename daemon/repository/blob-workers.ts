@@ -26,7 +26,8 @@ import { Worker } from 'node:worker_threads';
 import { sha256Hex } from './digest';
 import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from './file-formats';
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
-import { storeBlobSync, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
+import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
+import { writeViaRename } from './write-via-rename';
 
 const INLINE_BELOW = 64 * 1024;
 
@@ -55,7 +56,15 @@ export interface RestoreBatchResult {
 type Reply = { id: number; result?: Result; error?: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Runs inside the worker thread; self-contained (see the module header). */
-function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, encode: typeof encodeBlobSync, decode: typeof decodeBlobSync, probe: typeof worthCompressing, sizeOf: typeof storedSizeOf): void {
+function workerMain(
+  store: typeof storeBlob,
+  write: typeof writeViaRename,
+  load: typeof loadBlobSync,
+  encode: typeof encodeBlobSync,
+  decode: typeof decodeBlobSync,
+  probe: typeof worthCompressing,
+  sizeOf: typeof storedSizeOf,
+): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -68,10 +77,21 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
       const d = m.data as SharedArrayBuffer | Uint8Array;
       return d instanceof SharedArrayBuffer ? Buffer.from(d, m.offset, m.length) : Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     };
+    const failed = (err: unknown): Reply => {
+      const e = err as NodeJS.ErrnoException;
+      return { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
+    };
+    if (m.op === 'store') {
+      // Settles before the next message is handled: every file call in it is synchronous.
+      store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, write, knownDirs, scratch).then(
+        (result) => parentPort?.postMessage({ id: m.id, result }),
+        (err: unknown) => parentPort?.postMessage(failed(err)),
+      );
+      return;
+    }
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
-      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, knownDirs, scratch) };
       else if (m.op === 'restore') {
         const fs = require('node:fs') as typeof import('node:fs'); // eslint-disable-line @typescript-eslint/no-require-imports
         const magic = Buffer.from(m.magic);
@@ -114,14 +134,13 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
         }
       }
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      reply = { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
+      reply = failed(err);
     }
     parentPort?.postMessage(reply);
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlobSync.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 

@@ -4,7 +4,8 @@
  *
  * Contract (what the repository relies on):
  * - `writeAtomic` makes the whole object appear at once or not at all (local dir: temporary file
- *   in the same directory, rename), durable when it returns (fsync of file and directory).
+ *   in the same directory, rename: write-via-rename.ts), durable when it returns (fsync of file
+ *   and directory).
  * - Chunks and index pages are written without fsync by the chunk store's workers (store-blob.ts)
  *   and join a `SyncBatch` (`addToBatch`); `syncBatch` makes them durable together before the
  *   manifest commit: a syncfs of the file system for large batches (PBS's default "filesystem"
@@ -21,7 +22,9 @@ import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { programPath } from '../proc/external-programs';
-import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { writeViaRename, type RenameWriterIo } from './write-via-rename';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
 import { noSpaceOr } from './repository-errors';
@@ -95,19 +98,10 @@ export class LocalDirStorage implements RepositoryStorage {
   async writeAtomic(key: string, data: Buffer): Promise<void> {
     const file = this.localPath(key);
     const dir = path.dirname(file);
-    const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     try {
       await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
-      const fh = await fsp.open(tmp, 'wx', FILE_MODE);
-      try {
-        await writeAll(fh, data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, file);
+      await writeViaRename(ASYNC_IO, file, [data], { fsync: true });
     } catch (err) {
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
       rethrow(err, file);
     }
     await syncDir(dir);
@@ -238,17 +232,15 @@ export class LocalDirStorage implements RepositoryStorage {
   }
 }
 
-/**
- * Writes all of `data`, looping over short writes: a full file system first returns a short count,
- * and a truncated object renamed into place would be taken as complete.
- */
-async function writeAll(fh: fsp.FileHandle, data: Buffer): Promise<void> {
-  for (let at = 0; at < data.length; ) {
-    const { bytesWritten } = await fh.write(data, at, data.length - at);
-    if (bytesWritten === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
-    at += bytesWritten;
-  }
-}
+/** The main thread's file calls for the one writer (write-via-rename.ts). */
+const ASYNC_IO: RenameWriterIo = {
+  create: promisify((tmp: string, cb: (err: NodeJS.ErrnoException | null, fd: number) => void) => fs.open(tmp, 'wx', FILE_MODE, cb)),
+  writev: (fd, parts) => new Promise((resolve, reject) => fs.writev(fd, parts, (err, n) => (err ? reject(err) : resolve(n)))),
+  fsync: promisify(fs.fsync),
+  close: promisify(fs.close),
+  rename: promisify(fs.rename),
+  remove: (file) => fsp.rm(file, { force: true }),
+};
 
 const SYNC_CONCURRENCY = 16;
 /** From this many files on, one syncfs(2) is cheaper than an fsync per file. */
