@@ -2,6 +2,20 @@
  * The only way the repository touches its backing store, so that object storage can be added later
  * as another implementation. Keys are relative, '/'-separated paths ("vm/100/…/manifest.json").
  *
+ * Who uses what (every module of this folder comes through here; none builds a path of its own):
+ * - manifests, verify records, the marker, `.bad/` markers: `read`, `writeAtomic`, `stat`,
+ *   `rename`, `removeTree`; locks: `createExclusive`, `remove`.
+ * - chunks and index pages: GC lists, stats, renames and removes them with the methods
+ *   (garbage-collect.ts); store, load, verify, restore and the NBD reader go through the chunk
+ *   store (chunk-store.ts), whose blob workers make plain file calls on `localPath(key)`: a
+ *   capability of a local (or locally mounted) directory, optional in this interface.
+ * - An object-storage backend (S3) implements the methods (list by prefix, get, put; `rename` as
+ *   copy+delete; `syncBatch` a no-op since a put is durable) and leaves `localPath` out. It plugs
+ *   in at two places: here, and in ChunkStore (`fileOf` and the three calls that use it: insert,
+ *   read, restoreBatch), which must then move the stored bytes with get/put of `keyOf(digest)`
+ *   and keep only encoding and checking on the workers. Until then ChunkStore refuses a storage
+ *   without `localPath` (CBT_REPO_STORAGE_NOT_LOCAL).
+ *
  * Contract (what the repository relies on):
  * - `writeAtomic` makes the whole object appear at once or not at all (local dir: temporary file
  *   in the same directory, rename: write-via-rename.ts), durable when it returns (fsync of file
