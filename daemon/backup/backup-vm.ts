@@ -28,7 +28,7 @@ import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
 import { waitVzdumpDone } from './wait-vzdump';
 
-export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, DiskConsistency, DiskResult } from './backup-options';
+export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, Consistency, DiskResult } from './backup-options';
 export type { BackupRepository } from './last-backups';
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {

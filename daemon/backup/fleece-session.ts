@@ -34,6 +34,7 @@ import { run } from '../proc/run-process';
 import { BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
 import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
+import type { Consistency } from '../repository/manifest';
 
 export interface FleeceDiskSpec {
   readonly drive: string;
@@ -64,7 +65,6 @@ export interface FleeceOptions {
   readonly logger?: Logger;
 }
 
-export type Consistency = 'frozen' | 'crash-consistent';
 
 export function nbdSocketPath(workDir: string, vmid: number): string {
   return path.join(workDir, `pve-cbt-${vmid}.nbd`);
@@ -88,7 +88,7 @@ export class FleeceSession {
   private bitmapsSwitched = false;
   private tornDown = false;
   private teardownFailed = false;
-  consistency: Consistency = 'crash-consistent';
+  consistency: Exclude<Consistency, 'offline'> = 'crash-consistent';
   freezeNote: string | undefined;
 
   private constructor(

@@ -8,12 +8,12 @@
  */
 import { DEFAULTS, DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
 import { IPC_LIMIT_DEFAULTS } from '../ipc/ipc-limits';
+import { COMPRESSIONS, type Compression } from '../repository/file-formats';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
-export const COMPRESSIONS = ['auto', 'none'] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export { COMPRESSIONS, type Compression };
 
 /** Which VMs a job backs up: explicit ids, every VM on the node, or a PVE pool / tag. */
 export type VmSelector = readonly number[] | 'all' | { readonly pool: string } | { readonly tag: string };

@@ -26,7 +26,9 @@ export const BLOB_HEADER_SIZE = 20;
 export type BlobKind = 'chunk' | 'page';
 export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
 export type Lz4Module = Lz4Sync & { compressSync(data: Buffer): Buffer };
-export type Compression = 'auto' | 'none';
+/** How new blobs are stored (the config's `compression` is checked against this list). */
+export const COMPRESSIONS = ['auto', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 
 export function magicOf(kind: BlobKind): Buffer {
   return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;

@@ -8,7 +8,7 @@ import { MESSAGE_TYPES, VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { IpcHandler } from '../ipc/ipc-server';
 import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
 import { enqueueBackup } from './backup-task';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type TaskInfo } from './requests';
+import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupRequest, type TaskInfo } from './requests';
 import type { Services } from './services';
 import { nodeStatus } from './vm-status';
 
@@ -35,7 +35,7 @@ function backupHandler(s: Services): IpcHandler {
             const now = Date.now();
             if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
             lastSent = now;
-            const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total };
+            const frame: TaskProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total };
             ctx.progress(frame);
           });
           try {

@@ -6,7 +6,7 @@
  */
 import { CbtError } from '../../../shared/errors/cbt-error';
 import { IpcConnectionLostError } from '../../../shared/ipc/ipc-errors';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupResult } from '../../service/requests';
+import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupResult } from '../../service/requests';
 import { defineCommand } from '../command';
 import { daemonRequest } from '../daemon-request';
 import { ExitCode } from '../exit-codes';
@@ -34,7 +34,7 @@ export const backupCommand = defineCommand<Record<string, never>, { vmids: numbe
       outcomes = await daemonRequest<BackupOutcome[]>(ctx, REQUESTS.backup, { vmids: ctx.args.vmids }, {
         timeoutMs: BACKUP_TIMEOUT_MS,
         onProgress: (raw) => {
-          const p = raw as BackupProgress;
+          const p = raw as TaskProgress;
           const key = `${p.vmid}/${p.disk ?? ''}`;
           let bar = bars.get(key);
           if (!bar) bars.set(key, (bar = ctx.progress(`VM ${p.vmid} ${p.disk ?? ''} ${p.phase ?? ''}`.trim(), p.total)));
