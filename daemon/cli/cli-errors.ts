@@ -15,3 +15,9 @@ export const CliLogUnwritableError = defineError<{ logDir: string; reason: strin
   'CBT_CLI_LOG_UNWRITABLE',
   (d) => `cannot write the log in ${d.logDir}: ${d.reason}`,
 );
+
+/** The CLI received SIGINT or SIGTERM: what it was doing is cancelled (a second signal exits at once, 130). */
+export const CliInterruptedError = defineError<{ signal: string }>(
+  'CBT_CLI_INTERRUPTED',
+  (d) => `received ${d.signal}`,
+);

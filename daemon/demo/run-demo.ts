@@ -145,7 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
     if (!report.ok) throw DemoBackupFailedError({ vmid: 0, code: 'CBT_DEMO_VERIFY', message: JSON.stringify(report.backups.filter((b) => !b.ok)) });
     return rows;
   } finally {
-    stopDaemon.abort(new Error('demo finished'));
+    stopDaemon.abort('demo finished');
     await daemonDone?.catch(() => undefined);
     await closeLogger(logger);
     await node?.cleanup();

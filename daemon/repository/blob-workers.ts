@@ -28,6 +28,8 @@ import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from '
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
 import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
 import { writeViaRename } from './write-via-rename';
+import { InternalError } from '../../shared/errors/internal-errors';
+import { RepoWorkerExitedError } from './repository-errors';
 
 const INLINE_BELOW = 64 * 1024;
 
@@ -107,7 +109,8 @@ function workerMain(
           const plain = loaded.plain;
           for (let o = 0; o < plain.length; ) {
             const n = fs.writeSync(m.fd, plain, o, plain.length - o, c.offset + o);
-            if (n === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
+            // As a failed write(2) would report it (errno EIO): callers map it like any file error.
+            if (n === 0) throw Object.assign(new Error(`write to the restore target returned 0 bytes`), { code: 'EIO', syscall: 'write' });
             o += n;
           }
           result.bytes += plain.length;
@@ -245,7 +248,9 @@ export class BlobWorkers {
       const job = slot.jobs.get(id);
       slot.jobs.delete(id);
       if (slot.jobs.size === 0) worker.unref();
-      if (error) job?.reject(Object.assign(new Error(error.message), error));
+      // A file call's errno error, rebuilt as Node raises one (callers map ENOSPC and the like);
+      // anything else thrown on the worker is a bug.
+      if (error) job?.reject(error.code ? Object.assign(new Error(error.message), error) : InternalError({ what: `blob worker: ${error.message}` }));
       else job?.resolve(result as Result);
     });
     worker.on('error', retire);
@@ -253,7 +258,7 @@ export class BlobWorkers {
     worker.on('messageerror', retire);
     worker.on('exit', (code) => {
       if (this.slots[index] === slot) this.slots[index] = undefined;
-      const err = reason ?? new Error(`blob worker exited with code ${code}`);
+      const err = reason ?? RepoWorkerExitedError({ exitCode: code });
       for (const job of slot.jobs.values()) job.reject(err);
       slot.jobs.clear();
     });

@@ -7,6 +7,7 @@
  * spaces) of everything else, so truncation or an edit is detected. Mutable state, such as the
  * verify result, lives beside it in `verify.json`, outside the checksum.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import { sha256Hex } from './digest';
 import { decodePageList, geometry, isValidChunkSize } from './disk-index';
 import { formatBackupId } from './backup-id';
@@ -110,6 +111,6 @@ export function parseManifest(backupId: string, data: Buffer): Manifest {
 /** The expanded page digest list of a disk entry (validated by parseManifest). */
 export function diskPages(d: DiskEntry): string[] {
   const pages = decodePageList(d.pages, geometry(d.size, d.chunkSize, d.pageEntries).pageCount);
-  if (typeof pages === 'string') throw new Error(pages);
+  if (typeof pages === 'string') throw InternalError({ what: `page list of disk ${d.name} (checked by parseManifest): ${pages}`, disk: d.name });
   return pages;
 }

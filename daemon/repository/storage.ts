@@ -41,7 +41,7 @@ import { promisify } from 'node:util';
 import { writeViaRename, type RenameWriterIo } from './write-via-rename';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
-import { noSpaceOr } from './repository-errors';
+import { RepoSyncFailedError, noSpaceOr } from './repository-errors';
 
 export interface StorageStat {
   size: number;
@@ -267,7 +267,7 @@ function syncFileSystem(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(programPath('sync'), ['--file-system', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
       if (!err) resolve();
-      else reject(Object.assign(new Error(`sync --file-system ${dir} failed: ${stderr.trim() || err.message}`), { code: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO' }));
+      else reject(RepoSyncFailedError({ dir, reason: stderr.trim() || err.message }, err));
     });
   });
 }
