@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { LifecycleEvent } from '../shared/ipc/messages';
 import { spoolPaths } from '../shared/ipc/spool-format';
 import { assertTrustedOpenFile, assertTrustedPath } from './trusted-file';
+import { HookSpoolTakenOverError } from './hook-errors';
 
 /**
  * How often to chase a spool file that the daemon keeps renaming away. Each round is a few event
@@ -59,7 +60,7 @@ export async function appendToSpool(stateDir: string, ev: LifecycleEvent): Promi
   }
   // Each failed attempt means the daemon took the file over after the write, so its last copy may
   // have been missed: say so rather than claim the event is safe.
-  throw new Error(`spool ${live} was taken over ${MAX_ATTEMPTS} times while writing; event may be lost`);
+  throw HookSpoolTakenOverError({ spool: live, attempts: MAX_ATTEMPTS });
 }
 
 /** A hook killed mid-write can leave a line without its newline; never glue the next line onto it. */

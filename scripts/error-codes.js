@@ -16,8 +16,8 @@ const path = require('node:path');
 const ROOT = path.resolve(__dirname, '..');
 const SOURCE_DIRS = ['daemon', 'hooks', 'shared'];
 const LIST = path.join(ROOT, 'shared', 'errors', 'ERROR-CODES.md');
-/** Codes that are not declared with defineError: the fallback for a thrown value that is no CbtError. */
-const BUILT_IN = [{ code: 'CBT_INTERNAL', meaning: 'An unexpected failure that carries no code of its own (a bug): the message says what was thrown.', file: 'shared/errors/cbt-error.ts' }];
+/** Codes that are not declared with defineError (none: CBT_INTERNAL, the fallback, is declared in shared/errors/internal-errors.ts). */
+const BUILT_IN = [];
 
 function sourceFiles(dir) {
   const out = [];

@@ -7,12 +7,12 @@
  */
 const fs = require('node:fs');
 const path = require('node:path');
-const { TestEnvironment } = require('jest-environment-node');
+const FailureFlagEnvironment = require('./failure-flag-environment');
 
 const prefix = process.env.PVE_CBT_QEMU10 || '/opt/pve-cbt-qemu10';
 const bin = path.join(prefix, 'bin');
 
-class Qemu10Environment extends TestEnvironment {
+class Qemu10Environment extends FailureFlagEnvironment {
   constructor(config, context) {
     if (!fs.existsSync(path.join(bin, 'qemu-system-x86_64'))) {
       throw new Error(`QEMU 10 is missing at ${bin}: run bash scripts/setup-qemu10.sh (scripts/test.sh does)`);

@@ -46,6 +46,12 @@ export const BackupAbortedError = defineError<{ vmid: number }>(
   (d) => `backup of VM ${d.vmid} was cancelled`,
 );
 
+/** QEMU still lists a block job or export of this backup after its cleanup asked it to go. */
+export const BackupCleanupTimeoutError = defineError<{ vmid: number | null; what: string; timeoutMs: number }>(
+  'CBT_BACKUP_CLEANUP_TIMEOUT',
+  (d) => `${d.what} still present after ${d.timeoutMs} ms`,
+);
+
 export const BackupNoDisksError = defineError<{ vmid: number }>(
   'CBT_BACKUP_NO_DISKS',
   (d) => `VM ${d.vmid} has no disk to back up`,

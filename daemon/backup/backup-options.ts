@@ -7,7 +7,7 @@ import type { Logger } from 'winston';
 import { DEFAULTS } from '../../shared/config/defaults';
 import type { Ledger } from '../ledger/ledger';
 import type { BackupRepository } from './last-backups';
-import type { BackupMode } from './mode-decision';
+import type { BackupMode, Consistency } from '../repository/manifest';
 
 export interface BackupVmConfig {
   readonly qemuServerConfigDir: string;
@@ -69,7 +69,7 @@ export interface BackupVmOptions {
   readonly onProgress?: (p: BackupProgress) => void | Promise<void>;
 }
 
-export type DiskConsistency = 'frozen' | 'crash-consistent' | 'offline';
+export type { Consistency };
 
 export interface DiskResult {
   readonly disk: string;
@@ -80,7 +80,7 @@ export interface DiskResult {
   readonly bytesRead: number;
   readonly bytesStored: number;
   readonly durationMs: number;
-  readonly consistency: DiskConsistency;
+  readonly consistency: Consistency;
 }
 
 export interface BackupResult {

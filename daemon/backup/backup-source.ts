@@ -12,7 +12,7 @@
  * new one; `rollbackBitmaps` leaves every change since the last committed backup in the old one.
  * `close` and `rollbackBitmaps` are idempotent and safe to call on a source whose open failed.
  */
-import type { DiskConsistency } from './backup-options';
+import type { Consistency } from './backup-options';
 import type { DiskJob } from './plan-disks';
 
 /** One drive served over NBD. */
@@ -25,7 +25,7 @@ export interface DriveExport {
 export interface BackupSource<J extends DiskJob = DiskJob> {
   readonly jobs: readonly J[];
   /** How consistent what the source serves is (settled by `open`). */
-  readonly consistency: DiskConsistency;
+  readonly consistency: Consistency;
   /** Fires when the view is lost while reading; its reason is the error to report. */
   readonly signal: AbortSignal | undefined;
   /** Why the guest file systems were not frozen, for the manifest (after `open`). */

@@ -33,7 +33,7 @@ import { waitConfigUnlocked } from './wait-config-lock';
 import { waitVzdumpDone } from './wait-vzdump';
 import { withOfflineParking } from '../parking/parking-service';
 
-export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, DiskConsistency, DiskResult } from './backup-options';
+export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, Consistency, DiskResult } from './backup-options';
 export type { BackupRepository } from './last-backups';
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {

@@ -12,6 +12,7 @@
  * chunk read from the source (`readWholeChunk`), so a partly changed chunk never fails the backup
  * on a damaged base; the planned ranges then land on the same bytes.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import type { ChunkBuffers } from './chunk-buffers';
 import { chunkLength, type ChunkWork, type ReadPlan } from './read-plan';
 
@@ -47,10 +48,10 @@ export class ChunkAssembler {
     let pos = 0;
     while (pos < data.length) {
       const work = this.plan.chunks[this.next];
-      if (!work) throw new Error(`read data at ${offset + pos} beyond the plan`);
+      if (!work) throw InternalError({ what: `read data at ${offset + pos} beyond the plan`, offset: offset + pos });
       const range = work.ranges[this.rangePos];
       const expectAt = range.offset + this.rangeDone;
-      if (offset + pos !== expectAt) throw new Error(`read data at ${offset + pos}, expected ${expectAt}`);
+      if (offset + pos !== expectAt) throw InternalError({ what: `read data at ${offset + pos}, expected ${expectAt}`, offset: offset + pos, expected: expectAt });
       if (!this.buf) {
         await this.emitUntouchedBefore(work.index);
         // A whole chunk inside one read buffer is handed on as a view: no copy on the full path.
@@ -80,7 +81,7 @@ export class ChunkAssembler {
   /** Emits the trailing untouched chunks; throws when planned data never arrived. */
   async finish(): Promise<void> {
     if (this.next < this.plan.chunks.length) {
-      throw new Error(`read ended before chunk ${this.plan.chunks[this.next].index} was complete`);
+      throw InternalError({ what: `read ended before chunk ${this.plan.chunks[this.next].index} was complete`, chunk: this.plan.chunks[this.next].index });
     }
     await this.emitUntouchedBefore(this.plan.chunkCount);
   }
@@ -94,7 +95,7 @@ export class ChunkAssembler {
       await this.hooks.readWholeChunk(work.index, whole);
       return whole;
     }
-    if (base.length !== len) throw new Error(`base chunk ${work.index} has ${base.length} bytes, expected ${len}`);
+    if (base.length !== len) throw InternalError({ what: `base chunk ${work.index} has ${base.length} bytes, expected ${len}`, chunk: work.index, length: base.length, expected: len });
     return base;
   }
 

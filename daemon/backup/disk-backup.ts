@@ -16,7 +16,7 @@ import { NbdClient } from '../nbd/nbd-client';
 import { NBD_STATE_DIRTY, NBD_STATE_ZERO, QEMU_DIRTY_BITMAP_PREFIX } from '../nbd/nbd-constants';
 import type { BackupWriter, DiskWriter } from '../repository/repository';
 import { BackupDiskMismatchError, BackupReadError } from './backup-errors';
-import type { BackupVmOptions, DiskConsistency, DiskResult } from './backup-options';
+import type { BackupVmOptions, Consistency, DiskResult } from './backup-options';
 import { runChunkPipeline } from './chunk-pipeline';
 import { formatReason } from './mode-decision';
 import { newBitmapOf, type DiskJob } from './plan-disks';
@@ -35,7 +35,7 @@ export async function backupDisk(
   writer: BackupWriter,
   j: DiskJob,
   nbd: NbdEndpoint,
-  consistency: DiskConsistency,
+  consistency: Consistency,
   signal: AbortSignal | undefined,
 ): Promise<DiskResult> {
   const t0 = Date.now();

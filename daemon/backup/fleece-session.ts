@@ -31,9 +31,10 @@ import { QmpCommandError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
 import { run } from '../proc/run-process';
-import { BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
+import { BackupCleanupTimeoutError, BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
 import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
+import type { Consistency } from '../repository/manifest';
 
 export interface FleeceDiskSpec {
   readonly drive: string;
@@ -64,7 +65,6 @@ export interface FleeceOptions {
   readonly logger?: Logger;
 }
 
-export type Consistency = 'frozen' | 'crash-consistent';
 
 export function nbdSocketPath(workDir: string, vmid: number): string {
   return path.join(workDir, `pve-cbt-${vmid}.nbd`);
@@ -88,7 +88,7 @@ export class FleeceSession {
   private bitmapsSwitched = false;
   private tornDown = false;
   private teardownFailed = false;
-  consistency: Consistency = 'crash-consistent';
+  consistency: Exclude<Consistency, 'offline'> = 'crash-consistent';
   freezeNote: string | undefined;
 
   private constructor(
@@ -336,10 +336,10 @@ export function bitmapRollbackActions(node: string, old: string | undefined, add
   ];
 }
 
-async function waitUntil(check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+async function waitUntil(check: () => Promise<boolean>, timeoutMs: number, gone: { vmid: number | null; what: string }): Promise<void> {
   const t0 = Date.now();
   while (!(await check())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error(`still present after ${timeoutMs} ms`);
+    if (Date.now() - t0 > timeoutMs) throw BackupCleanupTimeoutError({ ...gone, timeoutMs });
     await sleep(50);
   }
 }
@@ -349,12 +349,12 @@ export function waitExportsGone(q: QmpClient, vmid: number): Promise<void> {
   return waitUntil(async () => {
     const exps = await q.execute<{ id: string }[]>('query-block-exports');
     return !exps.some((e) => e.id.startsWith(prefix));
-  }, 10_000);
+  }, 10_000, { vmid, what: `block export ${prefix}*` });
 }
 
 export function waitJobsGone(q: QmpClient): Promise<void> {
   return waitUntil(async () => {
     const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
     return !jobs.some((j) => isOwnName(j.device));
-  }, 10_000);
+  }, 10_000, { vmid: null, what: 'pve-cbt block job' });
 }

@@ -5,7 +5,7 @@
  * until QEMU answers again (recover-fleece.ts, cleanup-retry.ts).
  */
 import type { QemuProcess } from '../pve/qemu-process';
-import type { DiskConsistency } from './backup-options';
+import type { Consistency } from './backup-options';
 import type { BackupSource, DriveExport } from './backup-source';
 import { fleeceNames } from './bitmap-names';
 import { FleeceSession, nbdSocketPath, type FleeceDiskSpec, type FleeceOptions } from './fleece-session';
@@ -23,7 +23,7 @@ export class FleeceSource implements BackupSource<FleeceJob> {
     private readonly qemu: QemuProcess,
   ) {}
 
-  get consistency(): DiskConsistency {
+  get consistency(): Consistency {
     return this.session?.consistency === 'frozen' ? 'frozen' : 'crash-consistent';
   }
 

@@ -8,6 +8,7 @@
  * then continues crash-consistent and records it.
  */
 import net from 'node:net';
+import { GuestAgentClosedError, GuestAgentCommandError, GuestAgentTimeoutError } from './guest-agent-errors';
 
 export interface GuestAgentOptions {
   readonly timeoutMs?: number;
@@ -27,9 +28,9 @@ export function qgaCommand(socketPath: string, command: string, opts: GuestAgent
       if (err) reject(err);
       else resolve(value);
     };
-    const timer = setTimeout(() => done(new Error(`guest agent did not answer ${command} within ${timeoutMs} ms`)), timeoutMs);
+    const timer = setTimeout(() => done(GuestAgentTimeoutError({ socket: socketPath, command, timeoutMs })), timeoutMs);
     sock.on('error', (err) => done(err));
-    sock.on('close', () => done(new Error('guest agent channel closed')));
+    sock.on('close', () => done(GuestAgentClosedError({ socket: socketPath, command })));
     sock.on('connect', () => {
       sock.write(`${JSON.stringify({ execute: 'guest-sync-delimited', arguments: { id: syncId } })}\n`);
     });
@@ -55,7 +56,7 @@ export function qgaCommand(socketPath: string, command: string, opts: GuestAgent
         } catch {
           continue;
         }
-        if (msg.error) return done(new Error(`guest agent: ${msg.error.desc ?? 'error'}`));
+        if (msg.error) return done(GuestAgentCommandError({ socket: socketPath, command, desc: msg.error.desc ?? 'error' }));
         if (!synced) {
           if (msg.return !== syncId) continue;
           synced = true;

@@ -8,7 +8,7 @@
  * Bitmap removals are best-effort: one that fails is logged and goes at the next committed backup.
  */
 import type { Logger } from 'winston';
-import type { DiskConsistency } from './backup-options';
+import type { Consistency } from './backup-options';
 import type { BackupSource, DriveExport } from './backup-source';
 import { addImageBitmap, assertVmStopped, ImageExport, removeImageBitmap } from './image-export';
 import type { ImageBitmaps, ImageJob, VolumeJob } from './plan-disks';
@@ -26,7 +26,7 @@ export interface ImageSourceOptions {
 }
 
 export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
-  readonly consistency: DiskConsistency;
+  readonly consistency: Consistency;
   readonly signal = undefined;
   readonly freezeNote = undefined;
   /** Images whose new bitmap was added (removed again on rollback). */

@@ -4,6 +4,8 @@
  * failed, `stop` keeps new inserts from starting and waits for those still running, so that none
  * runs when the caller aborts the writer and removes its folder.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
+
 export class InsertWindow {
   private readonly pending = new Set<Promise<void>>();
   private failure: { error: unknown } | undefined;
@@ -14,7 +16,8 @@ export class InsertWindow {
   /** Throws the first insert failure, or when reading stopped. Call before starting an insert. */
   check(): void {
     if (this.failure) throw this.failure.error;
-    if (this.stopped) throw new Error('backup stopped');
+    // The pipeline stops the window only once reading failed, and then checks it no more.
+    if (this.stopped) throw InternalError({ what: 'insert window checked after it was stopped' });
   }
 
   /**

@@ -16,8 +16,10 @@
  */
 import type { DiskFormat } from '../pve/vm-config';
 import { bitmapPersists } from './bitmap-persistence';
+import type { BackupMode } from '../repository/manifest';
+import type { BitmapState } from '../ledger/ledger-rules';
 
-export type BackupMode = 'full' | 'incremental' | 'full-compare';
+export type { BackupMode };
 
 export type ReasonCode =
   | 'first-backup'
@@ -46,10 +48,8 @@ export interface LastBackupView {
   readonly bitmap?: { readonly name: string; readonly generation: number };
 }
 
-export type LedgerState = 'valid' | 'invalid' | 'suspect' | 'unknown';
-
 export interface LedgerView {
-  readonly state: LedgerState;
+  readonly state: BitmapState;
   readonly reason?: string | null;
   readonly bitmapName?: string | null;
   readonly generation?: number | null;

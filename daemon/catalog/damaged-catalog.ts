@@ -14,6 +14,7 @@ import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import { catalogFiles, openCatalog } from './open-catalog';
 import type { Migration } from './migration';
+import { CatalogQuickCheckError } from './catalog-errors';
 
 const DAMAGE_CODES = new Set(['SQLITE_NOTADB', 'SQLITE_CORRUPT']);
 
@@ -45,7 +46,7 @@ function openChecked(file: string, migrations: Migration[] | undefined): Databas
   }
   if (problem !== null) {
     db.close();
-    throw Object.assign(new Error(`quick_check: ${problem}`), { code: 'SQLITE_CORRUPT' });
+    throw CatalogQuickCheckError({ file, problem });
   }
   return db;
 }
@@ -98,8 +99,11 @@ export function openCatalogOrSetAside(file: string, migrations?: Migration[]): O
   try {
     return { db: openChecked(file, migrations) };
   } catch (err) {
-    if (!isDamage(err)) throw err;
+    const quick = CatalogQuickCheckError.is(err);
+    if (!quick && !isDamage(err)) throw err;
     const files = setCatalogAside(file);
-    return { db: openChecked(file, migrations), setAside: { files, reason: `${(err as { code: string }).code}: ${(err as Error).message}` } };
+    // A quick_check failure is the damage SQLite reports as SQLITE_CORRUPT, found by the check rather than a read.
+    const reason = quick ? `SQLITE_CORRUPT (quick_check): ${String(err.details.problem)}` : `${(err as { code: string }).code}: ${(err as Error).message}`;
+    return { db: openChecked(file, migrations), setAside: { files, reason } };
   }
 }

@@ -10,7 +10,7 @@
  * the start and leaves the tasks running (`pve-cbt task list|show|cancel`).
  */
 import { ipcRequest } from '../../shared/ipc/ipc-client';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type BackupResult, type BackupStarted } from '../service/requests';
+import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupRequest, type BackupResult, type BackupStarted } from '../service/requests';
 import { TASK_REQUESTS, type TaskOutcome } from '../service/task-handlers';
 import { TaskNoResultError } from '../service/task-errors';
 import { CliCancelledError } from './cli-errors';
@@ -54,7 +54,7 @@ export interface FollowedBackups {
 }
 
 /** Follows started tasks to their end; Ctrl-C (ctx.signal) cancels them and still waits for the outcome. */
-export async function followBackups(ctx: Ctx, started: BackupStarted[], onProgress: (p: BackupProgress) => void): Promise<FollowedBackups> {
+export async function followBackups(ctx: Ctx, started: BackupStarted[], onProgress: (p: TaskProgress) => void): Promise<FollowedBackups> {
   const socketPath = ctx.loadConfig().socketPath;
   const ids = started.map((s) => s.taskId);
   let cancelled = false;
@@ -69,7 +69,7 @@ export async function followBackups(ctx: Ctx, started: BackupStarted[], onProgre
   if (ctx.signal.aborted) onAbort();
   else ctx.signal.addEventListener('abort', onAbort, { once: true });
   try {
-    const ended = await ipcRequest<TaskOutcome[]>(socketPath, TASK_REQUESTS.wait, { ids }, { timeoutMs: FOLLOW_TIMEOUT_MS, onProgress: (p) => onProgress(p as BackupProgress) });
+    const ended = await ipcRequest<TaskOutcome[]>(socketPath, TASK_REQUESTS.wait, { ids }, { timeoutMs: FOLLOW_TIMEOUT_MS, onProgress: (p) => onProgress(p as TaskProgress) });
     return { outcomes: ended.map((t, i) => outcomeOf(t, started[i].vmid, cancelled)), cancelled };
   } finally {
     ctx.signal.removeEventListener('abort', onAbort);

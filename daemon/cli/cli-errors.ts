@@ -39,3 +39,9 @@ export const CliCancelledError = defineError<{ what: string; taskId: string; rea
   'CBT_CLI_CANCELLED',
   (d) => `${d.what} cancelled (${d.reason}, task ${d.taskId})`,
 );
+
+/** The CLI received SIGINT or SIGTERM: what it was doing is cancelled (a second signal exits at once, 130). */
+export const CliInterruptedError = defineError<{ signal: string }>(
+  'CBT_CLI_INTERRUPTED',
+  (d) => `received ${d.signal}`,
+);

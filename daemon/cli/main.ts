@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { COMMANDS } from './registry';
 import { runCli } from './run-cli';
+import { CliInterruptedError } from './cli-errors';
 
 function packageVersion(): string | undefined {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
@@ -27,7 +28,7 @@ const abort = new AbortController();
 for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.on(sig, () => {
     if (abort.signal.aborted) process.exit(130);
-    abort.abort(new Error(`received ${sig}`));
+    abort.abort(CliInterruptedError({ signal: sig }));
   });
 }
 

@@ -1,8 +1,8 @@
 /**
  * The one exit path of `pve-cbt`: every result and every error of every command ends here.
  * People get `summary` on the first line and `detail` (hint, other problems, error code) below it
- * on stderr. Errors that are not CbtErrors are bugs: CBT_CLI_INTERNAL, and the stack is shown when
- * PVE_CBT_DEBUG is set.
+ * on stderr. Errors that are not CbtErrors are bugs: CBT_INTERNAL (shared/errors/internal-errors.ts),
+ * and the stack is shown when PVE_CBT_DEBUG is set.
  *
  * JSON (`--json` or `--output-format json|json-pretty`, as the Proxmox CLIs name it) is one
  * document on stdout, so a script reads one stream, in one envelope for every command, like the
@@ -17,6 +17,7 @@
  * (a list is always an array inside an object, never a bare array). `json` is one line,
  * `json-pretty` indented. Streams (`log`, `serve`) print JSON lines instead, one record per line.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import { isCbtError } from '../../shared/errors/cbt-error';
 import { displayBackupIdsIn } from '../repository/backup-id';
 import type { CommandResult } from './command';
@@ -59,15 +60,16 @@ function displayIdsInDetails(details: Record<string, unknown>): Record<string, u
 export function toJsonError(err: unknown): JsonError {
   if (isCbtError(err)) return { ok: false, error: { code: err.code, message: displayBackupIdsIn(err.message), details: displayIdsInDetails(err.details) } };
   const message = err instanceof Error ? err.message : String(err);
-  return { ok: false, error: { code: 'CBT_CLI_INTERNAL', message, details: {} } };
+  return { ok: false, error: { code: InternalError.code, message, details: {} } };
 }
 
 export function toHumanError(err: unknown, env: NodeJS.ProcessEnv = {}): HumanError {
   if (!isCbtError(err)) {
-    const e = err instanceof Error ? err : new Error(String(err));
+    const message = err instanceof Error ? err.message : String(err);
+    const stack = err instanceof Error ? (err.stack ?? '') : '';
     return {
-      summary: `internal error: ${e.message}`,
-      detail: env.PVE_CBT_DEBUG ? (e.stack ?? '').split('\n').slice(1) : ['run with PVE_CBT_DEBUG=1 for a stack trace'],
+      summary: `internal error: ${message}`,
+      detail: env.PVE_CBT_DEBUG ? stack.split('\n').slice(1) : ['run with PVE_CBT_DEBUG=1 for a stack trace'],
     };
   }
   const d = err.details as { hint?: unknown; problems?: unknown };

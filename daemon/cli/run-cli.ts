@@ -12,6 +12,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { loadConfig } from '../config/load-config';
 import type { CbtConfig } from '../config/config-schema';
 import { isCbtError } from '../../shared/errors/cbt-error';
+import { InternalError } from '../../shared/errors/internal-errors';
 import { CliUsageError } from './cli-errors';
 import type { CommandContext, CommandDefinition, CommandResult } from './command';
 import { ExitCode, exitCodeHelp } from './exit-codes';
@@ -61,7 +62,7 @@ function addDefinition(parent: Command, def: CommandDefinition, onInvoke: (inv: 
   if (def.run) {
     cmd.action((...actionArgs: unknown[]) => onInvoke({ def, command: actionArgs[actionArgs.length - 1] as Command }));
   } else if (!def.subcommands?.length) {
-    throw new Error(`command '${def.name}' has neither run() nor subcommands`);
+    throw InternalError({ what: `command '${def.name}' has neither run() nor subcommands`, command: def.name });
   }
 }
 

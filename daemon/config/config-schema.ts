@@ -8,6 +8,7 @@
  */
 import { DEFAULTS, DEFAULT_CHUNK_SIZE, NOTIFY_DEFAULTS } from '../../shared/config/defaults';
 import { IPC_LIMIT_DEFAULTS } from '../ipc/ipc-limits';
+import { COMPRESSIONS, type Compression } from '../repository/file-formats';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -15,8 +16,7 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const NOTIFY_ON = ['failure', 'always'] as const;
 export type NotifyOn = (typeof NOTIFY_ON)[number];
 
-export const COMPRESSIONS = ['auto', 'none'] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export { COMPRESSIONS, type Compression };
 
 /** Which VMs a job backs up: explicit ids, every VM on the node, or a PVE pool / tag. */
 export type VmSelector = readonly number[] | 'all' | { readonly pool: string } | { readonly tag: string };

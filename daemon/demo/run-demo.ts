@@ -18,12 +18,12 @@ import { formatBytes } from '../cli/progress';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { hmp } from '../qmp/hmp';
 import { runDaemon } from '../service/run-daemon';
-import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult } from '../service/requests';
+import { REQUESTS, type DiskResult, type BackupOutcome, type BackupResult } from '../service/requests';
 import type { Services } from '../service/services';
 import { DemoBackupFailedError, DemoMismatchError } from './demo-errors';
 import { simNodeConfig } from './sim-node-config';
 
-export interface DemoRow extends BackupDiskResult {
+export interface DemoRow extends DiskResult {
   step: string;
   backupId: string;
   vmid: number;
@@ -145,7 +145,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoRow[]> {
     if (!report.ok) throw DemoBackupFailedError({ vmid: 0, code: 'CBT_DEMO_VERIFY', message: JSON.stringify(report.backups.filter((b) => !b.ok)) });
     return rows;
   } finally {
-    stopDaemon.abort(new Error('demo finished'));
+    stopDaemon.abort('demo finished');
     await daemonDone?.catch(() => undefined);
     await closeLogger(logger);
     await node?.cleanup();

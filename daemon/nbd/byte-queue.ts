@@ -3,6 +3,7 @@
  * as they arrive and joined only for the bytes a read takes, so buffering is linear, never quadratic.
  * Every wait is bounded by `timeoutMs`; `fail()` rejects the current and all later reads.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import { NbdTimeoutError } from './nbd-errors';
 
 interface Waiter {
@@ -30,7 +31,7 @@ export class ByteQueue {
 
   readExact(length: number, what: string): Promise<Buffer> {
     if (this.failure !== undefined) return Promise.reject(this.failure);
-    if (this.waiter) return Promise.reject(new Error('ByteQueue: concurrent reads are not supported'));
+    if (this.waiter) return Promise.reject(InternalError({ what: 'ByteQueue: concurrent reads are not supported', length }));
     if (this.total >= length) return Promise.resolve(this.take(length));
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(() => {

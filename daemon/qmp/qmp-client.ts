@@ -23,6 +23,7 @@ import {
   QmpProtocolError,
   QmpTimeoutError,
 } from './qmp-errors';
+import { noteQmp } from './qmp-transcript';
 
 export interface QmpEvent {
   event: string;
@@ -170,7 +171,9 @@ export class QmpClient {
         reject(QmpTimeoutError({ socketPath: this.socketPath, command, timeoutMs }));
       }, timeoutMs);
       this.pending.set(id, { command, resolve, reject, timer });
-      this.socket.write(`${JSON.stringify(message)}\n`);
+      const line = JSON.stringify(message);
+      noteQmp(this.socketPath, '->', line);
+      this.socket.write(`${line}\n`);
     });
   }
 
@@ -213,7 +216,10 @@ export class QmpClient {
     while ((nl = this.buffer.indexOf('\n')) >= 0) {
       const line = this.buffer.slice(0, nl).trim();
       this.buffer = this.buffer.slice(nl + 1);
-      if (line.length > 0) this.onLine(line);
+      if (line.length > 0) {
+        noteQmp(this.socketPath, '<-', line);
+        this.onLine(line);
+      }
       if (this.closedReason !== undefined) return;
     }
   }
@@ -284,6 +290,7 @@ export class QmpClient {
   private teardown(reason: string): void {
     if (this.closedReason !== undefined) return;
     this.closedReason = reason;
+    noteQmp(this.socketPath, '--', `disconnected: ${reason}`);
     this.greetingWaiter?.reject(QmpDisconnectedError({ socketPath: this.socketPath, reason }));
     this.greetingWaiter = undefined;
     this.failPending((command) => QmpDisconnectedError({ socketPath: this.socketPath, command, reason }));

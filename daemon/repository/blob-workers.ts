@@ -5,7 +5,13 @@
  *   disk; a full-compare spent ~0.9 s of its 3 s in `Hash.update` on the main thread);
  * - `store`: putting a blob into its file (store-blob.ts): existence check, encoding (lz4 probe,
  *   compression, CRC) and the file calls, synchronous on the worker;
- * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks.
+ * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks;
+ * - `restore`: a batch of chunks read and checked the same way (load-blob.ts), each written with
+ *   pwrite at its offset into a file descriptor the caller holds open (restore-workers.ts).
+ *
+ * This is the repository's only worker pool: one per open repository (and one per NBD server's
+ * backup reader), sized to the cores. Each thread keeps one read buffer that its loads and
+ * restore batches reuse (see load-blob.ts) and resolves lz4 once, from this module's location.
  *
  * Data in a SharedArrayBuffer (the NBD reader's pooled pieces) reaches a worker without a copy;
  * other buffers are copied by postMessage, which still costs far less than the work. Hashes of
@@ -20,20 +26,47 @@ import { Worker } from 'node:worker_threads';
 import { sha256Hex } from './digest';
 import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from './file-formats';
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
-import { storeBlobSync, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
+import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
+import { writeViaRename } from './write-via-rename';
+import { InternalError } from '../../shared/errors/internal-errors';
+import { RepoWorkerExitedError } from './repository-errors';
 
 const INLINE_BELOW = 64 * 1024;
 
 type Op =
   | { op: 'sha256' }
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
-  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined };
+  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined }
+  | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] };
 type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
-type Result = string | StoreBlobResult | LoadBlobResult;
+type Result = string | StoreBlobResult | LoadBlobResult | RestoreBatchResult;
+
+/** One chunk of a restore batch: the chunk store's file of `digest`, written at `offset`. */
+export interface RestoreChunk {
+  file: string;
+  digest: string;
+  offset: number;
+  length: number;
+}
+
+export interface RestoreBatchResult {
+  /** Offsets of chunks that were missing, corrupt or of the wrong length (not written). */
+  bad: number[];
+  /** Bytes written. */
+  bytes: number;
+}
 type Reply = { id: number; result?: Result; error?: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Runs inside the worker thread; self-contained (see the module header). */
-function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, encode: typeof encodeBlobSync, decode: typeof decodeBlobSync, probe: typeof worthCompressing, sizeOf: typeof storedSizeOf): void {
+function workerMain(
+  store: typeof storeBlob,
+  write: typeof writeViaRename,
+  load: typeof loadBlobSync,
+  encode: typeof encodeBlobSync,
+  decode: typeof decodeBlobSync,
+  probe: typeof worthCompressing,
+  sizeOf: typeof storedSizeOf,
+): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
   const { parentPort, workerData } = require('node:worker_threads') as typeof import('node:worker_threads');
@@ -46,12 +79,46 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
       const d = m.data as SharedArrayBuffer | Uint8Array;
       return d instanceof SharedArrayBuffer ? Buffer.from(d, m.offset, m.length) : Buffer.from(d.buffer, d.byteOffset, d.byteLength);
     };
+    const failed = (err: unknown): Reply => {
+      const e = err as NodeJS.ErrnoException;
+      return { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
+    };
+    if (m.op === 'store') {
+      // Settles before the next message is handled: every file call in it is synchronous.
+      store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, write, knownDirs, scratch).then(
+        (result) => parentPort?.postMessage({ id: m.id, result }),
+        (err: unknown) => parentPort?.postMessage(failed(err)),
+      );
+      return;
+    }
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
-      else if (m.op === 'store') reply = { id: m.id, result: store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, knownDirs, scratch) };
-      else {
-        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec);
+      else if (m.op === 'restore') {
+        const fs = require('node:fs') as typeof import('node:fs'); // eslint-disable-line @typescript-eslint/no-require-imports
+        const magic = Buffer.from(m.magic);
+        const result: RestoreBatchResult = { bad: [], bytes: 0 };
+        for (const c of m.chunks) {
+          // The SHA-256 finds everything the CRC would (load-blob.ts); the content is a view into
+          // this thread's read buffer, written out before the next chunk is read.
+          const loaded = load({ file: c.file, digest: c.digest, magic, checkCrc: false, maxPlain: c.length }, codec, scratch);
+          if (loaded.state !== 'ok' || loaded.plain.length !== c.length) {
+            result.bad.push(c.offset);
+            continue;
+          }
+          const plain = loaded.plain;
+          for (let o = 0; o < plain.length; ) {
+            const n = fs.writeSync(m.fd, plain, o, plain.length - o, c.offset + o);
+            // As a failed write(2) would report it (errno EIO): callers map it like any file error.
+            if (n === 0) throw Object.assign(new Error(`write to the restore target returned 0 bytes`), { code: 'EIO', syscall: 'write' });
+            o += n;
+          }
+          result.bytes += plain.length;
+        }
+        reply = { id: m.id, result };
+      } else {
+        // The content may be a view into the read buffer: it is copied out below either way.
+        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec, scratch);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
         else if (m.data) {
           // Into the caller's shared memory: nothing travels back but the answer.
@@ -70,14 +137,13 @@ function workerMain(store: typeof storeBlobSync, load: typeof loadBlobSync, enco
         }
       }
     } catch (err) {
-      const e = err as NodeJS.ErrnoException;
-      reply = { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
+      reply = failed(err);
     }
     parentPort?.postMessage(reply);
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlobSync.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 
@@ -115,6 +181,15 @@ export class BlobWorkers {
     const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain }) as Promise<LoadBlobResult>;
     // Buffers arrive from a worker as plain Uint8Arrays.
     return loaded.then((r) => (r.state !== 'ok' ? r : { state: 'ok', plain: into ?? Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) }));
+  }
+
+  /**
+   * Restores a batch of chunks into the open file `fd` (restore-workers.ts schedules the batches).
+   * Missing or corrupt chunks are answered, not written; other errors (the write's ENOSPC) reject
+   * with the errno code of the failed call. `fd` must stay open until the promise settles.
+   */
+  restoreBatch(fd: number, magic: Buffer, chunks: RestoreChunk[]): Promise<RestoreBatchResult> {
+    return this.run(null, { op: 'restore', fd, magic: new Uint8Array(magic), chunks }) as Promise<RestoreBatchResult>;
   }
 
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
@@ -173,7 +248,9 @@ export class BlobWorkers {
       const job = slot.jobs.get(id);
       slot.jobs.delete(id);
       if (slot.jobs.size === 0) worker.unref();
-      if (error) job?.reject(Object.assign(new Error(error.message), error));
+      // A file call's errno error, rebuilt as Node raises one (callers map ENOSPC and the like);
+      // anything else thrown on the worker is a bug.
+      if (error) job?.reject(error.code ? Object.assign(new Error(error.message), error) : InternalError({ what: `blob worker: ${error.message}` }));
       else job?.resolve(result as Result);
     });
     worker.on('error', retire);
@@ -181,7 +258,7 @@ export class BlobWorkers {
     worker.on('messageerror', retire);
     worker.on('exit', (code) => {
       if (this.slots[index] === slot) this.slots[index] = undefined;
-      const err = reason ?? new Error(`blob worker exited with code ${code}`);
+      const err = reason ?? RepoWorkerExitedError({ exitCode: code });
       for (const job of slot.jobs.values()) job.reject(err);
       slot.jobs.clear();
     });

@@ -16,8 +16,15 @@
  * `force` rewrites a blob that exists but is known bad (verify recorded it), repairing it in place.
  * `verify` compares a present blob with the true bytes the caller holds and rewrites it when it was
  * damaged (same size, other bytes): a backup never references a copy it could have found damaged.
- * The workers use plain file calls on `storage.localPath`, so the chunk store needs a local (or
- * locally mounted) repository, as restore's workers do.
+ *
+ * All blob I/O goes through the storage interface (storage.ts): listing, stat, rename and removal
+ * (garbage-collect.ts) through its methods; store, load and restore through its local-files
+ * capability (`storage.localPath`), on which the blob workers make plain file calls. This class is
+ * the one place that asks for a blob's file (`fileOf`): restore, verify, GC and the NBD server's
+ * reader all come through it. A backend without local files (the S3 backend of a later issue)
+ * plugs in here: `insert`, `read` and `restoreBatch` then move the stored bytes with the
+ * storage's own calls (e.g. get/put of `keyOf(digest)`), leaving encoding and checking on the
+ * workers; until then such a storage is refused with CBT_REPO_STORAGE_NOT_LOCAL.
  */
 import type { RepositoryStorage, SyncBatch } from './storage';
 
@@ -27,7 +34,8 @@ export const SHARD_HEX_DIGITS = 2;
 export function shardOf(digest: string): string {
   return digest.slice(0, SHARD_HEX_DIGITS);
 }
-import type { BlobWorkers } from './blob-workers';
+import type { BlobWorkers, RestoreBatchResult } from './blob-workers';
+import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
 import {
@@ -35,6 +43,7 @@ import {
   RepoChunkMissingError,
   RepoPageCorruptError,
   RepoPageMissingError,
+  RepoStorageNotLocalError,
   noSpaceOr,
 } from './repository-errors';
 
@@ -56,6 +65,13 @@ export class ChunkStore {
     return `${this.dir}/${shardOf(digest)}/${digest}`;
   }
 
+  /** The local file of a blob, for the workers' file calls (see the module header). */
+  fileOf(digest: string): string {
+    const key = this.keyOf(digest);
+    if (!this.storage.localPath) throw RepoStorageNotLocalError({ root: this.storage.root, key });
+    return this.storage.localPath(key);
+  }
+
   /**
    * Puts a blob (see the module header). `verify` (default true) checks a present copy against
    * `plain`; `present: 'base'` is for a blob a committed backup this writer cloned from references
@@ -67,7 +83,7 @@ export class ChunkStore {
     opts: { force?: boolean; verify?: boolean; present?: 'base'; batch: SyncBatch },
   ): Promise<StoreBlobResult> {
     const key = this.keyOf(digest);
-    const file = this.storage.localPath(key);
+    const file = this.fileOf(digest);
     const base = opts.present === 'base';
     let stored: StoreBlobResult;
     try {
@@ -99,7 +115,7 @@ export class ChunkStore {
    * belongs to the caller.
    */
   async read(digest: string, opts: { maxPlain?: number; fast?: boolean; into?: Buffer } = {}): Promise<Buffer> {
-    const where = this.storage.localPath(this.keyOf(digest));
+    const where = this.fileOf(digest);
     const maxPlain = opts.into?.length ?? opts.maxPlain;
     const r = await this.workers.load({
       file: where,
@@ -114,6 +130,15 @@ export class ChunkStore {
       throw this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
     }
     throw this.corrupt(digest, where, r.reason === 'bad magic' ? `bad magic for a ${this.kind}` : r.reason);
+  }
+
+  /**
+   * Restores chunks into the open file `fd` on one worker (restore-workers.ts schedules the
+   * batches): each is read, checked like `read` with `fast` (SHA-256 and length) and written at
+   * its offset; the ones missing or corrupt are answered, not written.
+   */
+  async restoreBatch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
+    return await this.workers.restoreBatch(fd, magicOf(this.kind), jobs.map((j) => ({ file: this.fileOf(j.digest), digest: j.digest, offset: j.offset, length: j.length })));
   }
 
   /** Like read, but answers the state instead of throwing for missing or corrupt blobs. */

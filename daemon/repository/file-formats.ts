@@ -26,7 +26,9 @@ export const BLOB_HEADER_SIZE = 20;
 export type BlobKind = 'chunk' | 'page';
 export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
 export type Lz4Module = Lz4Sync & { compressSync(data: Buffer): Buffer };
-export type Compression = 'auto' | 'none';
+/** How new blobs are stored (the config's `compression` is checked against this list). */
+export const COMPRESSIONS = ['auto', 'none'] as const;
+export type Compression = (typeof COMPRESSIONS)[number];
 
 export function magicOf(kind: BlobKind): Buffer {
   return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;
@@ -102,8 +104,8 @@ export function storedSizeOf(head: Buffer, magic: Buffer): number | 'bad' | 'unk
  * Decodes a stored blob, checking magic, CRC (unless `checkCrc` is false: readers that check the
  * SHA-256 of the plain content anyway, which catches everything the CRC would) and length; returns
  * the plain content, or the reason as a string. It is self-contained (only its arguments, literals
- * and built-in modules) because worker threads run its source text (restore-workers.ts,
- * blob-workers.ts); keep it so. The lz4 module is passed in: a worker resolves
+ * and built-in modules) because the blob worker threads run its source text
+ * (blob-workers.ts); keep it so. The lz4 module is passed in: a worker resolves
  * modules from the process's working directory, not from here. 20 = BLOB_HEADER_SIZE,
  * 0/1 = no compression/lz4.
  */

@@ -8,6 +8,13 @@
  * SHA-256, which finds everything the CRC would), the plain length, then the SHA-256 of the plain
  * content against the blob's name. `maxPlain` (a chunk's size) lets the read happen in one call.
  * Answers the state instead of throwing for missing or corrupt blobs; other errors throw.
+ * `scratch` (a worker's own read buffer, grown as needed) saves a fresh buffer per blob: a fresh
+ * 128 KiB buffer costs its page faults and GC. The content returned may then be a view into it,
+ * valid until the thread's next read: callers copy it out (blob-workers.ts) or write it at once
+ * (a restore batch) before they read another blob.
+ *
+ * Used by every read of a blob on the workers: the chunk store's reads (incremental bases, verify,
+ * the NBD server's reads, restore to a stream or device) and restore's batches into a file.
  *
  * Self-contained (only its arguments, literals and built-in modules), because the workers run its
  * source text; the decoder is passed in. 20 = BLOB_HEADER_SIZE.
@@ -24,7 +31,7 @@ export interface LoadBlobJob {
 
 export type LoadBlobResult = { state: 'ok'; plain: Buffer } | { state: 'missing' } | { state: 'corrupt'; reason: string };
 
-export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' | 'lz4'>): LoadBlobResult {
+export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' | 'lz4'>, scratch?: { buf: Buffer }): LoadBlobResult {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
   const crypto = require('node:crypto') as typeof import('node:crypto');
@@ -36,8 +43,14 @@ export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' |
       const fd = fs.openSync(job.file, 'r');
       try {
         // One byte more than a complete blob can have, so an overlong file is seen as such.
-        const buf = Buffer.allocUnsafe(job.maxPlain + 21);
-        stored = buf.subarray(0, fs.readSync(fd, buf, 0, buf.length, 0));
+        const want = job.maxPlain + 21;
+        let buf: Buffer;
+        if (!scratch) buf = Buffer.allocUnsafe(want);
+        else {
+          if (scratch.buf.length < want) scratch.buf = Buffer.allocUnsafeSlow(Math.max(want, 2 * scratch.buf.length));
+          buf = scratch.buf;
+        }
+        stored = buf.subarray(0, fs.readSync(fd, buf, 0, want, 0));
       } finally {
         fs.closeSync(fd);
       }

@@ -11,6 +11,7 @@
  * VMID.fw at backup time, inside the checksum. Older manifests have no `config` field and stay valid
  * (same format name): readers treat a missing field as "no config saved".
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import { sha256Hex } from './digest';
 import { decodePageList, geometry, isValidChunkSize } from './disk-index';
 import { formatBackupId } from './backup-id';
@@ -128,6 +129,6 @@ export function parseManifest(backupId: string, data: Buffer): Manifest {
 /** The expanded page digest list of a disk entry (validated by parseManifest). */
 export function diskPages(d: DiskEntry): string[] {
   const pages = decodePageList(d.pages, geometry(d.size, d.chunkSize, d.pageEntries).pageCount);
-  if (typeof pages === 'string') throw new Error(pages);
+  if (typeof pages === 'string') throw InternalError({ what: `page list of disk ${d.name} (checked by parseManifest): ${pages}`, disk: d.name });
   return pages;
 }

@@ -56,6 +56,20 @@ export const RepoNoSpaceError = defineError<{ path: string }>(
   'CBT_REPO_NO_SPACE',
   (d) => `no space left on the repository device writing ${d.path}`,
 );
+export const RepoStorageNotLocalError = defineError<{ root: string; key: string }>(
+  'CBT_REPO_STORAGE_NOT_LOCAL',
+  (d) => `repository storage ${d.root} has no local files, which the chunk store needs for ${d.key} (object storage is not supported yet)`,
+);
+/** syncfs(2) of the repository's file system (coreutils `sync --file-system`) failed. */
+export const RepoSyncFailedError = defineError<{ dir: string; reason: string }>(
+  'CBT_REPO_SYNC_FAILED',
+  (d) => `sync --file-system ${d.dir} failed: ${d.reason}`,
+);
+/** A blob worker thread stopped with jobs outstanding (they fail with this). */
+export const RepoWorkerExitedError = defineError<{ exitCode: number }>(
+  'CBT_REPO_WORKER_EXITED',
+  (d) => `blob worker exited with code ${d.exitCode}`,
+);
 /** A failed write as the repository reports it: a full device (ENOSPC, EDQUOT) as CBT_REPO_NO_SPACE, anything else as it came. */
 export function noSpaceOr(err: unknown, path: string): unknown {
   const code = (err as NodeJS.ErrnoException)?.code;

@@ -3,8 +3,8 @@
  *
  * Layout (all under one directory; see the named modules for each format):
  *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-1","created":...}
- *   .chunks/<4 hex>/<sha256>       chunks (chunk-store.ts, file-formats.ts)
- *   .pages/<4 hex>/<sha256>        index pages (disk-index.ts)
+ *   .chunks/<2 hex>/<sha256>       chunks (chunk-store.ts, file-formats.ts)
+ *   .pages/<2 hex>/<sha256>        index pages (disk-index.ts)
  *   .locks/vm-<vmid>.lock, gc.lock (repository-lock.ts)
  *   .bad/chunk-<sha256>            blobs verify found bad (bad-blobs.ts)
  *   vm/<vmid>/<time>/manifest.json the commit marker of one backup (manifest.ts)
@@ -239,7 +239,7 @@ export class Repository {
   async restoreDisk(backupId: string, disk: string, target: RestoreTarget, opts: RestoreOptions = {}): Promise<{ bytes: number }> {
     const m = await this.readManifest(backupId);
     return restoreDisk(
-      { chunks: this.chunks, chunkDir: this.storage.localPath(this.chunks.dir), pages: this.pages, qemuImg: this.qemuImg, logger: this.logger },
+      { chunks: this.chunks, pages: this.pages, qemuImg: this.qemuImg, logger: this.logger },
       m,
       disk,
       target,

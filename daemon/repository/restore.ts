@@ -3,8 +3,9 @@
  *
  * All index pages are read and checked before anything is written. File restores go to a temporary
  * name beside the target: the file is sized with ftruncate, zero chunks are skipped (they stay
- * holes), the other chunks are read, checked (SHA-256 against their name) and written at their
- * offset by a few worker threads (restore-workers.ts). Only when every chunk was good is the
+ * holes), the other chunks are read, checked (SHA-256 against their name, and length) and
+ * written at their offset by a few worker threads (restore-workers.ts). Streams and block devices
+ * read chunk by chunk through the reader the NBD server shares (disk-chunk-reader.ts). Only when every chunk was good is the
  * file fsynced and renamed to the target; otherwise it is deleted and CBT_REPO_RESTORE_FAILED
  * lists the disk offsets of the bad chunks. qcow2 is made from the verified raw file with
  * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
@@ -25,20 +26,10 @@ import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import type { Logger } from 'winston';
 import type { ChunkStore } from './chunk-store';
-import { loadDigestTable } from './digest-table';
+import { DiskChunkReader } from './disk-chunk-reader';
 import { restoreChunksWithWorkers } from './restore-workers';
-import { DIGEST_BYTES } from './digest';
-import { chunkLength, geometry, isZeroDigest, type IndexGeometry } from './disk-index';
-import { diskPages, type Manifest } from './manifest';
-import {
-  RepoChunkCorruptError,
-  RepoChunkMissingError,
-  RepoDiskNotFoundError,
-  RepoPageCorruptError,
-  RepoPageMissingError,
-  RepoQemuImgFailedError,
-  RepoRestoreFailedError,
-} from './repository-errors';
+import type { Manifest } from './manifest';
+import { RepoQemuImgFailedError, RepoRestoreFailedError } from './repository-errors';
 import { RestoreTargetDirMissingError, RestoreTargetExistsError } from '../restore/restore-errors';
 
 export type RestoreTarget = { path: string; format: 'raw' | 'qcow2'; overwrite?: boolean } | { stream: NodeJS.WritableStream };
@@ -54,27 +45,12 @@ export const RESTORE_FILE_MODE = 0o600;
 
 export interface RestoreDeps {
   chunks: ChunkStore;
-  /** Local folder of the chunk store, read directly by the restore worker threads. */
-  chunkDir: string;
   pages: ChunkStore;
   qemuImg: string;
   logger?: Logger;
 }
 
 const READ_WINDOW = 8;
-
-function isBlobProblem(err: unknown): boolean {
-  return (
-    RepoChunkCorruptError.is(err) ||
-    RepoChunkMissingError.is(err) ||
-    RepoPageCorruptError.is(err) ||
-    RepoPageMissingError.is(err)
-  );
-}
-
-function digestAt(table: Buffer, i: number): string {
-  return table.toString('hex', i * DIGEST_BYTES, (i + 1) * DIGEST_BYTES);
-}
 
 export async function restoreDisk(
   deps: RestoreDeps,
@@ -83,34 +59,23 @@ export async function restoreDisk(
   target: RestoreTarget,
   opts: RestoreOptions = {},
 ): Promise<{ bytes: number }> {
-  const entry = manifest.disks.find((d) => d.name === diskName);
-  if (!entry) throw RepoDiskNotFoundError({ backupId: manifest.id, disk: diskName });
-  const g = geometry(entry.size, entry.chunkSize, entry.pageEntries);
   const fail = (offsets: number[], reason: string): never => {
     throw RepoRestoreFailedError({ backupId: manifest.id, disk: diskName, offsets, reason });
   };
-  const { table, badPages } = await loadDigestTable(deps.pages, g, diskPages(entry));
+  const { reader, badPages } = await DiskChunkReader.open(deps, manifest, diskName);
   if (badPages.length) {
-    const offsets = badPages.map((b) => b.page * g.pageEntries * g.chunkSize);
+    const offsets = badPages.map((b) => reader.pageOffset(b));
     fail(offsets, `index pages ${badPages.map((b) => `${b.digest} (${b.problem})`).join(', ')} unreadable; offsets are where each page's range starts`);
   }
-  const readChunk = async (i: number): Promise<Buffer | null> => {
-    try {
-      const data = await deps.chunks.read(digestAt(table, i), { maxPlain: chunkLength(g, i), fast: true });
-      return data.length === chunkLength(g, i) ? data : null;
-    } catch (err) {
-      if (!isBlobProblem(err)) throw err;
-      return null;
-    }
-  };
-  if ('stream' in target) return restoreToStream(g, table, target.stream, readChunk, fail, opts);
+  const g = reader.geometry;
+  if ('stream' in target) return restoreToStream(reader, target.stream, fail, opts);
 
   const finalPath = path.resolve(target.path);
   const overwrite = target.overwrite ?? true;
   const existing = await fsp.stat(finalPath).catch(() => null);
   if (existing?.isBlockDevice()) {
     if (!overwrite) throw RestoreTargetExistsError({ target: finalPath, kind: 'block device', hint: 'pass --force to replace it' });
-    return restoreToBlockDevice(g, table, finalPath, target.format, readChunk, fail, opts);
+    return restoreToBlockDevice(reader, finalPath, target.format, fail, opts);
   }
   if (!overwrite && (await fsp.lstat(finalPath).catch(() => null))) {
     throw RestoreTargetExistsError({ target: finalPath, kind: 'file', hint: 'pass --force to replace it' });
@@ -123,19 +88,14 @@ export async function restoreDisk(
     const badOffsets: number[] = [];
     try {
       await fh.truncate(g.size);
-      let done = 0;
-      const work: number[] = [];
-      for (let i = 0; i < g.chunkCount; i++) {
-        if (isZeroDigest(digestAt(table, i))) done += chunkLength(g, i);
-        else work.push(i);
-      }
+      const { jobs, zeroBytes } = reader.restoreJobs();
+      let done = zeroBytes;
       opts.onProgress?.(done, g.size);
-      const jobs = work.map((i) => ({ digest: digestAt(table, i), offset: i * g.chunkSize, length: chunkLength(g, i) }));
       const onBytes = (n: number): void => {
         done += n;
         opts.onProgress?.(done, g.size);
       };
-      const bad = await restoreChunksWithWorkers(fh.fd, deps.chunkDir, jobs, onBytes, tmpRaw);
+      const bad = await restoreChunksWithWorkers(deps.chunks, fh.fd, jobs, onBytes, tmpRaw);
       badOffsets.push(...bad);
       if (!badOffsets.length) await fh.sync();
     } finally {
@@ -171,18 +131,17 @@ export async function restoreDisk(
  * and checked first, and only then is the device written, zero chunks included (it is not empty).
  */
 async function restoreToBlockDevice(
-  g: IndexGeometry,
-  table: Buffer,
+  reader: DiskChunkReader,
   device: string,
   format: 'raw' | 'qcow2',
-  readChunk: (i: number) => Promise<Buffer | null>,
   fail: (offsets: number[], reason: string) => never,
   opts: RestoreOptions,
 ): Promise<{ bytes: number }> {
+  const g = reader.geometry;
   if (format !== 'raw') fail([], `${device} is a block device: only raw restores can target it`);
   const bad: number[] = [];
   for (let i = 0; i < g.chunkCount; i++) {
-    if (!isZeroDigest(digestAt(table, i)) && !(await readChunk(i))) bad.push(i * g.chunkSize);
+    if (!reader.isZeroChunk(i) && !(await reader.readOrNull(i))) bad.push(i * g.chunkSize);
   }
   if (bad.length) fail(bad, 'chunks missing or corrupt (nothing was written to the device)');
   await opts.beforeCommit?.();
@@ -191,7 +150,7 @@ async function restoreToBlockDevice(
     const zero = Buffer.alloc(g.chunkSize);
     let done = 0;
     for (let i = 0; i < g.chunkCount; i++) {
-      const data = isZeroDigest(digestAt(table, i)) ? zero.subarray(0, chunkLength(g, i)) : await readChunk(i);
+      const data = reader.isZeroChunk(i) ? zero.subarray(0, reader.chunkLength(i)) : await reader.readOrNull(i);
       if (!data) fail([i * g.chunkSize], 'chunk became unreadable during the restore');
       for (let o = 0; o < data.length; ) o += (await fh.write(data, o, data.length - o, i * g.chunkSize + o)).bytesWritten;
       done += data.length;
@@ -205,17 +164,16 @@ async function restoreToBlockDevice(
 }
 
 async function restoreToStream(
-  g: IndexGeometry,
-  table: Buffer,
+  reader: DiskChunkReader,
   stream: NodeJS.WritableStream,
-  readChunk: (i: number) => Promise<Buffer | null>,
   fail: (offsets: number[], reason: string) => never,
   opts: RestoreOptions,
 ): Promise<{ bytes: number }> {
+  const g = reader.geometry;
   const zero = Buffer.alloc(g.chunkSize);
   const pending: Promise<Buffer | null>[] = [];
   const start = (i: number): Promise<Buffer | null> =>
-    isZeroDigest(digestAt(table, i)) ? Promise.resolve(zero.subarray(0, chunkLength(g, i))) : readChunk(i);
+    reader.isZeroChunk(i) ? Promise.resolve(zero.subarray(0, reader.chunkLength(i))) : reader.readOrNull(i);
   let ahead = 0;
   let done = 0;
   for (let i = 0; i < g.chunkCount; i++) {

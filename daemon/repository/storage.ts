@@ -2,9 +2,24 @@
  * The only way the repository touches its backing store, so that object storage can be added later
  * as another implementation. Keys are relative, '/'-separated paths ("vm/100/…/manifest.json").
  *
+ * Who uses what (every module of this folder comes through here; none builds a path of its own):
+ * - manifests, verify records, the marker, `.bad/` markers: `read`, `writeAtomic`, `stat`,
+ *   `rename`, `removeTree`; locks: `createExclusive`, `remove`.
+ * - chunks and index pages: GC lists, stats, renames and removes them with the methods
+ *   (garbage-collect.ts); store, load, verify, restore and the NBD reader go through the chunk
+ *   store (chunk-store.ts), whose blob workers make plain file calls on `localPath(key)`: a
+ *   capability of a local (or locally mounted) directory, optional in this interface.
+ * - An object-storage backend (S3) implements the methods (list by prefix, get, put; `rename` as
+ *   copy+delete; `syncBatch` a no-op since a put is durable) and leaves `localPath` out. It plugs
+ *   in at two places: here, and in ChunkStore (`fileOf` and the three calls that use it: insert,
+ *   read, restoreBatch), which must then move the stored bytes with get/put of `keyOf(digest)`
+ *   and keep only encoding and checking on the workers. Until then ChunkStore refuses a storage
+ *   without `localPath` (CBT_REPO_STORAGE_NOT_LOCAL).
+ *
  * Contract (what the repository relies on):
  * - `writeAtomic` makes the whole object appear at once or not at all (local dir: temporary file
- *   in the same directory, rename), durable when it returns (fsync of file and directory).
+ *   in the same directory, rename: write-via-rename.ts), durable when it returns (fsync of file
+ *   and directory).
  * - Chunks and index pages are written without fsync by the chunk store's workers (store-blob.ts)
  *   and join a `SyncBatch` (`addToBatch`); `syncBatch` makes them durable together before the
  *   manifest commit: a syncfs of the file system for large batches (PBS's default "filesystem"
@@ -21,10 +36,12 @@ import { execFile } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 import { programPath } from '../proc/external-programs';
-import crypto from 'node:crypto';
+import fs from 'node:fs';
+import { promisify } from 'node:util';
+import { writeViaRename, type RenameWriterIo } from './write-via-rename';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
-import { noSpaceOr } from './repository-errors';
+import { RepoSyncFailedError, noSpaceOr } from './repository-errors';
 
 export interface StorageStat {
   size: number;
@@ -56,8 +73,12 @@ export interface RepositoryStorage {
   list(prefix: string): Promise<string[]>;
   removeTree(key: string): Promise<void>;
   mkdir(key: string): Promise<boolean>;
-  /** Local path of a key, for tools that need a file (qemu-img) and for error messages. */
-  localPath(key: string): string;
+  /**
+   * Capability of a local (or locally mounted) directory: the file of a key. The chunk store's
+   * workers make plain file calls on it (chunk-store.ts); a backend without local files (S3)
+   * leaves it out, and the chunk store is where it must plug in instead.
+   */
+  localPath?(key: string): string;
 }
 
 export const DIR_MODE = 0o700;
@@ -91,19 +112,10 @@ export class LocalDirStorage implements RepositoryStorage {
   async writeAtomic(key: string, data: Buffer): Promise<void> {
     const file = this.localPath(key);
     const dir = path.dirname(file);
-    const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
     try {
       await fsp.mkdir(dir, { recursive: true, mode: DIR_MODE });
-      const fh = await fsp.open(tmp, 'wx', FILE_MODE);
-      try {
-        await writeAll(fh, data);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-      await fsp.rename(tmp, file);
+      await writeViaRename(ASYNC_IO, file, [data], { fsync: true });
     } catch (err) {
-      await fsp.rm(tmp, { force: true }).catch(() => undefined);
       rethrow(err, file);
     }
     await syncDir(dir);
@@ -234,17 +246,15 @@ export class LocalDirStorage implements RepositoryStorage {
   }
 }
 
-/**
- * Writes all of `data`, looping over short writes: a full file system first returns a short count,
- * and a truncated object renamed into place would be taken as complete.
- */
-async function writeAll(fh: fsp.FileHandle, data: Buffer): Promise<void> {
-  for (let at = 0; at < data.length; ) {
-    const { bytesWritten } = await fh.write(data, at, data.length - at);
-    if (bytesWritten === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
-    at += bytesWritten;
-  }
-}
+/** The main thread's file calls for the one writer (write-via-rename.ts). */
+const ASYNC_IO: RenameWriterIo = {
+  create: promisify((tmp: string, cb: (err: NodeJS.ErrnoException | null, fd: number) => void) => fs.open(tmp, 'wx', FILE_MODE, cb)),
+  writev: (fd, parts) => new Promise((resolve, reject) => fs.writev(fd, parts, (err, n) => (err ? reject(err) : resolve(n)))),
+  fsync: promisify(fs.fsync),
+  close: promisify(fs.close),
+  rename: promisify(fs.rename),
+  remove: (file) => fsp.rm(file, { force: true }),
+};
 
 const SYNC_CONCURRENCY = 16;
 /** From this many files on, one syncfs(2) is cheaper than an fsync per file. */
@@ -257,7 +267,7 @@ function syncFileSystem(dir: string): Promise<void> {
   return new Promise((resolve, reject) => {
     execFile(programPath('sync'), ['--file-system', dir], { timeout: 600_000 }, (err, _stdout, stderr) => {
       if (!err) resolve();
-      else reject(Object.assign(new Error(`sync --file-system ${dir} failed: ${stderr.trim() || err.message}`), { code: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'ENOENT' : 'EIO' }));
+      else reject(RepoSyncFailedError({ dir, reason: stderr.trim() || err.message }, err));
     });
   });
 }

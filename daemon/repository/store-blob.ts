@@ -18,16 +18,20 @@
  *   file is verify's to find.
  * - A present blob gets its mtime set to now (what keeps it alive through a concurrent GC, see
  *   garbage-collect.ts) and is reported `existed`; one removed meanwhile is written anew.
- * - Otherwise it is encoded and written to a temporary file, which is renamed over the name:
- *   never fsynced here, the caller's sync batch makes it durable before anything references it.
+ * - Otherwise it is encoded and written to a temporary file, which is renamed over the name (the
+ *   repository's one writer, write-via-rename.ts): never fsynced here, the caller's sync batch
+ *   makes it durable before anything references it.
  * - `force` rewrites a present blob (one verify recorded as bad).
  * - `touch: false` leaves a present, intact blob alone (no mtime update): a base chunk checked by
  *   a full-compare is kept alive by the writer's lock, and a touch would make its inode dirty.
  * - Files are created 0600 and folders 0700 (`mode` masked by the umask can only lose bits).
  *
  * Self-contained (only its arguments, literals and built-in modules), because the workers run its
- * source text; the blob codec is passed in. 20 = BLOB_HEADER_SIZE.
+ * source text; the blob codec and the writer are passed in. 20 = BLOB_HEADER_SIZE. Async only
+ * because the writer serves async callers too: every file call here is synchronous, so a store
+ * completes before the worker handles its next message.
  */
+import type { writeViaRename } from './write-via-rename';
 import type { decodeBlobSync, encodeBlobSync, Lz4Module, storedSizeOf, worthCompressing } from './file-formats';
 
 export interface StoreBlobJob {
@@ -59,11 +63,16 @@ export interface StoreBlobResult {
  * `knownDirs`: shard folders this thread has made or seen, to save a mkdir per blob (a folder
  * removed since is made again); `scratch`: this thread's read buffer for `verify`.
  */
-export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Set<string>, scratch: { buf: Buffer } = { buf: Buffer.alloc(0) }): StoreBlobResult {
+export async function storeBlob(
+  job: StoreBlobJob,
+  codec: BlobCodec,
+  write: typeof writeViaRename,
+  knownDirs: Set<string>,
+  scratch: { buf: Buffer } = { buf: Buffer.alloc(0) },
+): Promise<StoreBlobResult> {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
   const path = require('node:path') as typeof import('node:path');
-  const crypto = require('node:crypto') as typeof import('node:crypto');
   const zlib = require('node:zlib') as typeof import('node:zlib');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const isCode = (err: unknown, code: string): boolean => (err as NodeJS.ErrnoException)?.code === code;
@@ -124,8 +133,7 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
   const parts = codec.encode(job.plain, magic, job.compress, codec.lz4, codec.probe);
   const storedBytes = parts.reduce((n, b) => n + b.length, 0);
   const dir = path.dirname(file);
-  const tmp = `${file}.tmp-${process.pid}-${crypto.randomBytes(4).toString('hex')}`;
-  const open = (): number => {
+  const create = (tmp: string): number => {
     if (!knownDirs.has(dir)) {
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       knownDirs.add(dir);
@@ -140,33 +148,18 @@ export function storeBlobSync(job: StoreBlobJob, codec: BlobCodec, knownDirs: Se
       return fs.openSync(tmp, 'wx', 0o600);
     }
   };
-  try {
-    const fd = open();
-    try {
-      // Loops over short writes: a full file system first returns a short count, and a truncated
-      // blob renamed into place would later be taken as existing.
-      let rest = parts.filter((b) => b.length > 0);
-      while (rest.length) {
-        const written = fs.writevSync(fd, rest);
-        if (written === 0) throw Object.assign(new Error('write returned 0 bytes'), { code: 'EIO' });
-        let skip = written;
-        while (rest.length && skip >= rest[0].length) {
-          skip -= rest[0].length;
-          rest = rest.slice(1);
-        }
-        if (rest.length && skip > 0) rest = [rest[0].subarray(skip), ...rest.slice(1)];
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
-    fs.renameSync(tmp, file);
-  } catch (err) {
-    try {
-      fs.rmSync(tmp, { force: true });
-    } catch {
-      // The write's own error is the one to report.
-    }
-    throw err;
-  }
+  await write(
+    {
+      create,
+      writev: (fd, bufs) => fs.writevSync(fd, bufs),
+      fsync: (fd) => fs.fsyncSync(fd),
+      close: (fd) => fs.closeSync(fd),
+      rename: (from, to) => fs.renameSync(from, to),
+      remove: (f) => fs.rmSync(f, { force: true }),
+    },
+    file,
+    parts,
+    { fsync: false },
+  );
   return { existed: false, storedBytes, repaired: state === 'damaged' && !job.force };
 }

@@ -12,7 +12,7 @@ import { publishClaim } from '../migration/publish-claim';
 import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
 import { enqueueBackup } from './backup-task';
 import { resolveBackupSelection } from './backup-selection';
-import { REQUESTS, type BackupOutcome, type BackupProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
+import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
 import type { Services } from './services';
 import { taskHandlers } from './task-handlers';
 import { nodeStatus } from './vm-status';
@@ -48,7 +48,7 @@ function backupHandler(s: Services): IpcHandler {
             const now = Date.now();
             if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
             lastSent = now;
-            const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total, chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes };
+            const frame: TaskProgress = { vmid: h.vmid, taskId: h.id, disk: p.disk, phase: p.phase, done: p.done, total: p.total, chunkBytes: p.chunkBytes, reusedBytes: p.reusedBytes };
             ctx.progress(frame);
           });
           try {

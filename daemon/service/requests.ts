@@ -3,6 +3,8 @@
  * shared/ipc/messages.ts). Payload schemas live with the daemon's handlers; these are the names and
  * shapes both sides agree on.
  */
+import type { BackupResult, DiskResult } from '../backup/backup-options';
+
 export const REQUESTS = Object.freeze({
   backup: 'backup',
   status: 'status',
@@ -24,23 +26,8 @@ export interface BackupStarted {
   taskId: string;
 }
 
-export interface BackupDiskResult {
-  disk: string;
-  format: string;
-  mode: string;
-  reason: string;
-  size: number;
-  bytesRead: number;
-  bytesStored: number;
-  durationMs: number;
-  consistency?: string;
-}
-
-export interface BackupResult {
-  id: string;
-  vmid: number;
-  disks: BackupDiskResult[];
-}
+/** A backup's result travels as the engine returns it (JSON). */
+export type { BackupResult, DiskResult };
 
 export interface BackupOutcome {
   vmid: number;
@@ -48,7 +35,8 @@ export interface BackupOutcome {
   error?: { code: string; message: string; details?: Record<string, unknown> };
 }
 
-export interface BackupProgress {
+/** A progress frame of a running backup task (the engine's per-disk BackupProgress, per task). */
+export interface TaskProgress {
   vmid: number;
   taskId: string;
   disk?: string;

@@ -11,6 +11,7 @@
  *   bad-blob registry, so the next backup of an affected disk re-sends them, and the result is
  *   kept as the repository's last verify, which `pve-cbt status` shows.
  */
+import { InternalError } from '../../shared/errors/internal-errors';
 import type { CbtConfig, JobConfig } from '../config/config-schema';
 import type { LastVerify } from '../repository/verify-record';
 import { BackupNoDisksError } from '../backup/backup-errors';
@@ -83,7 +84,7 @@ async function runVerifyJob(s: Services, job: VerifyJob): Promise<LastVerify> {
   log.info('verify job started');
   await s.repo.verify();
   const last = await s.repo.lastVerify();
-  if (!last) throw new Error('verify finished without a record');
+  if (!last) throw InternalError({ what: 'verify finished without writing verify-last.json', jobId: job.id });
   if (last.ok) log.info('verify job finished', { ...last });
   else log.error('verify job found damaged backups', { ...last });
   return last;

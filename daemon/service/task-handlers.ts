@@ -2,7 +2,7 @@
  * Control-socket requests about tasks (queue entries and their history, task-records.ts):
  * - `task-list` `{ vmid?, limit? }` → TaskRecord[] (live ones first, then newest first);
  * - `task-show` `{ id }` → TaskRecord;
- * - `task-wait` `{ ids }` → streams the tasks' progress frames (BackupProgress) and answers with
+ * - `task-wait` `{ ids }` → streams the tasks' progress frames (TaskProgress) and answers with
  *   their outcomes once all have ended, errors with their details (`pve-cbt backup` in the
  *   foreground starts its tasks detached and follows them, so Ctrl-C can cancel them by id);
  * - `task-cancel` `{ ids, reason?, ifActive? }` → cancels queued or running tasks and answers once
@@ -13,7 +13,7 @@ import { errorJson } from '../../shared/errors/cbt-error';
 import { VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
 import type { JobHandle } from '../jobs/job-queue';
 import type { IpcHandler, IpcHandlerContext } from '../ipc/ipc-server';
-import type { BackupProgress } from './requests';
+import type { TaskProgress } from './requests';
 import type { Services } from './services';
 import { TaskNotActiveError } from './task-errors';
 import { getTask, listTasks, type TaskRecord } from './task-records';
@@ -40,7 +40,7 @@ function streamProgress(h: JobHandle<unknown>, ctx: IpcHandlerContext): () => vo
     const now = Date.now();
     if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
     lastSent = now;
-    const frame: BackupProgress = { vmid: h.vmid, taskId: h.id, ...p };
+    const frame: TaskProgress = { vmid: h.vmid, taskId: h.id, ...p };
     ctx.progress(frame);
   });
 }

@@ -19,6 +19,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { QmpClient } from '../qmp/qmp-client';
+import { clearQmpTranscript, qmpTranscript } from '../qmp/qmp-transcript';
 import { SimSpecError, SimStateError } from './sim-errors';
 import { ProcessReaper } from './process-reaper';
 import { renderConf } from './pve-conf';
@@ -113,6 +114,8 @@ export interface PveNode {
   setPool(name: string, pool: SimPool): void;
   /** Every hookscript and vzdump hook invocation, in order. */
   hookLog: HookRun[];
+  /** Recent QMP traffic of each VM of this node, this process's clients (qmp-transcript.ts), for a failed test to print. */
+  qmpTranscripts(): string;
   cleanup(): Promise<void>;
 }
 
@@ -264,8 +267,18 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
       fs.writeFileSync(path.join(root, 'etc/pve/user.cfg'), renderUserCfg(pools));
     },
 
+    qmpTranscripts(): string {
+      return [...vms.values()]
+        .map((vm) => {
+          const lines = qmpTranscript(vm.qmpPath);
+          return `QMP transcript of VM ${vm.vmid} (${vm.qmpPath}), last ${lines.length} lines:\n${lines.map((l) => `  ${l}`).join('\n')}`;
+        })
+        .join('\n');
+    },
+
     async cleanup(): Promise<void> {
       await Promise.all([...vms.values()].map((vm) => vm.kill()));
+      for (const vm of vms.values()) clearQmpTranscript(vm.qmpPath);
       ctx.reaper.dispose();
       fs.rmSync(root, { recursive: true, force: true });
     },

@@ -40,7 +40,7 @@ export function isCbtError(err: unknown): err is CbtError {
   return err instanceof CbtError;
 }
 
-/** Any thrown value as plain JSON: a CbtError as it is, anything else as CBT_INTERNAL with its message. */
+/** Any thrown value as plain JSON: a CbtError as it is, anything else as CBT_INTERNAL (internal-errors.ts) with its message. */
 export function errorJson(err: unknown): { code: string; message: string; details: ErrorDetails } {
   if (isCbtError(err)) return err.toJSON();
   return { code: 'CBT_INTERNAL', message: err instanceof Error ? err.message : String(err), details: {} };

@@ -20,7 +20,7 @@ import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { closeLogger, createLogger } from '../../daemon/log/create-logger';
 import type { Clock } from '../../daemon/schedule/scheduler';
 import { runDaemon } from '../../daemon/service/run-daemon';
-import { REQUESTS, type BackupDiskResult, type BackupOutcome, type BackupResult, type TaskInfo } from '../../daemon/service/requests';
+import { REQUESTS, type DiskResult, type BackupOutcome, type BackupResult, type TaskInfo } from '../../daemon/service/requests';
 import { openStores, type Services } from '../../daemon/service/services';
 import type { VmStatus } from '../../daemon/service/vm-status';
 import { createPveNode, type PveNode, type SimVm } from '../../daemon/sim/pve-node';
@@ -186,7 +186,7 @@ export async function addVm(stack: Stack, vmid: number, format: 'qcow2' | 'raw',
   return vm;
 }
 
-export function diskOf(r: BackupResult | undefined, disk = 'scsi0'): BackupDiskResult {
+export function diskOf(r: BackupResult | undefined, disk = 'scsi0'): DiskResult {
   const d = r?.disks.find((x) => x.disk === disk);
   if (!d) throw new Error(`no result for ${disk} in ${JSON.stringify(r)}`);
   return d;

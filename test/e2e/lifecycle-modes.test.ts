@@ -9,18 +9,18 @@
  * bitmaps on both disks.
  */
 import type { BackupMode } from '../../daemon/backup/mode-decision';
+import type { BitmapState } from '../../daemon/ledger/ledger-rules';
 import { hmp } from '../../daemon/qmp/hmp';
 import type { SimVm } from '../../daemon/sim/pve-node';
 import { addVm, createStack, diskOf, MiB, type Stack } from './e2e-harness';
 
 type Format = 'qcow2' | 'raw';
-type LedgerState = 'valid' | 'invalid' | 'suspect' | 'unknown';
 
 interface Step {
   what: string;
   run: (vm: SimVm) => Promise<void>;
   /** Ledger state per format once the step is done (status request). */
-  ledger: Record<Format, LedgerState>;
+  ledger: Record<Format, BitmapState>;
 }
 
 interface Row {
@@ -33,8 +33,8 @@ interface Row {
   vzdump?: string[];
 }
 
-const BOTH_VALID: Record<Format, LedgerState> = { qcow2: 'valid', raw: 'valid' };
-const RAW_INVALID: Record<Format, LedgerState> = { qcow2: 'valid', raw: 'invalid' };
+const BOTH_VALID: Record<Format, BitmapState> = { qcow2: 'valid', raw: 'valid' };
+const RAW_INVALID: Record<Format, BitmapState> = { qcow2: 'valid', raw: 'invalid' };
 
 /** A guest `sync`: without it a kill -9 loses qcow2 allocations still in QEMU's metadata cache, as on a real host. */
 const flush = (vm: SimVm): Promise<string> => vm.qmp((q) => hmp(q, 'qemu-io -d scsi0 "flush"'));

@@ -11,7 +11,7 @@
  */
 import { spawn } from 'node:child_process';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
-import { REQUESTS, type BackupProgress, type BackupStarted } from '../../daemon/service/requests';
+import { REQUESTS, type TaskProgress, type BackupStarted } from '../../daemon/service/requests';
 import { TASK_REQUESTS, type TaskOutcome } from '../../daemon/service/task-handlers';
 import type { VmStatus } from '../../daemon/service/vm-status';
 import { addVm, CLI, createStack, diskOf, MiB, type Stack } from './e2e-harness';
@@ -99,12 +99,12 @@ describe('status asks QEMU; status during a backup; reuse in the progress', () =
     const [started] = await stack.request<BackupStarted[]>(REQUESTS.backup, { vmids: [923], detach: true });
     const pid = vm.pid()!;
     let during: VmStatus | undefined;
-    let last: BackupProgress | undefined;
+    let last: TaskProgress | undefined;
     let stopped = false;
     const ended = ipcRequest<TaskOutcome[]>(stack.config.socketPath, TASK_REQUESTS.wait, { ids: [started.taskId] }, {
       timeoutMs: 300_000,
       onProgress: (p) => {
-        last = p as BackupProgress;
+        last = p as TaskProgress;
         if (stopped || last.done === 0) return;
         stopped = true;
         process.kill(pid, 'SIGSTOP'); // holds the backup still while status is asked

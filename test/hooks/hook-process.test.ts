@@ -138,15 +138,19 @@ describe('hooks as real processes', () => {
   });
 
   test('an event applied but acknowledged too late is spooled too, and replayed exactly once', async () => {
+    // The event is applied at once, the acknowledgement held until the hook gave up and exited.
+    let hookExited!: () => void;
+    const exited = new Promise<void>((resolve) => (hookExited = resolve));
     const slow = await serve(async (ev) => {
       ledger.recordEvent(ev);
-      await new Promise((r) => setTimeout(r, 2500));
+      await exited;
       return { duplicate: false };
     });
     let r: Run;
     try {
       r = await runHook(vzdumpHook, ['backup-start', 'snapshot', '101'], {});
     } finally {
+      hookExited();
       await slow.close();
     }
     expect(r.status).toBe(0);

@@ -143,8 +143,17 @@ test('copy-before-write job cancelled through QMP mid-read: CBT_BACKUP_FLEECE_JO
       onProgress: async () => {
         if (cancelled) return;
         cancelled = true;
-        await vm.qmp((q) => q.execute('block-job-cancel', { device: fleeceNames(VMID, 'scsi0').job, force: true }));
-        await sleep(1000);
+        const job = fleeceNames(VMID, 'scsi0').job;
+        await vm.qmp((q) => q.execute('block-job-cancel', { device: job, force: true }));
+        // Reading resumes once QEMU no longer lists the job as running: what the engine checks.
+        await vm.qmp(async (q) => {
+          for (;;) {
+            const jobs = await q.execute<{ device: string; status?: string }[]>('query-block-jobs');
+            const status = jobs.find((j) => j.device === job)?.status ?? 'gone';
+            if (status !== 'running' && status !== 'ready') return;
+            await sleep(20);
+          }
+        });
       },
     }),
   ).rejects.toMatchObject({ code: 'CBT_BACKUP_FLEECE_JOB' });

@@ -178,7 +178,7 @@ describe('framework', () => {
     expect(r.code).toBe(ExitCode.Failure);
     expect(r.stderr).toMatch(/internal error: undefined is not a function/);
     expect(r.stderr).toMatch(/PVE_CBT_DEBUG=1/);
-    expect(JSON.parse((await run(['crash', '--json'], testCommands)).stdout).error.code).toBe('CBT_CLI_INTERNAL');
+    expect(JSON.parse((await run(['crash', '--json'], testCommands)).stdout).error.code).toBe('CBT_INTERNAL');
   });
 
   test('the signal reaches the command', async () => {

@@ -33,6 +33,20 @@ describe('chunk store inserts and the sync batch', () => {
     expect((await store.read(digest)).equals(plain)).toBe(true);
   });
 
+  it('a storage without local files is refused with a code, naming the blob, and nothing is written', async () => {
+    const local = new LocalDirStorage(dir);
+    // A backend like the S3 one to come: every method but the local-files capability.
+    const remote = Object.assign(Object.create(LocalDirStorage.prototype) as LocalDirStorage, { root: dir, localPath: undefined });
+    const store = new ChunkStore(remote, 'chunk', 'auto', workers);
+    const plain = crypto.randomBytes(4096);
+    const digest = crypto.createHash('sha256').update(plain).digest('hex');
+    const refused = { code: 'CBT_REPO_STORAGE_NOT_LOCAL', details: { root: dir, key: store.keyOf(digest) } };
+    await expect(store.insert(digest, plain, { batch: new SyncBatch() })).rejects.toMatchObject(refused);
+    await expect(store.read(digest)).rejects.toMatchObject(refused);
+    await expect(store.restoreBatch(0, [{ digest, offset: 0, length: plain.length }])).rejects.toMatchObject(refused);
+    expect(await local.stat(store.keyOf(digest))).toBeNull();
+  });
+
   it('a batch keeps each key once, and no keys at all once one syncfs will cover it', async () => {
     const storage = new LocalDirStorage(dir);
     const batch = new SyncBatch();
