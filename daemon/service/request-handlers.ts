@@ -15,6 +15,7 @@ import { resolveBackupSelection } from './backup-selection';
 import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
 import type { Services } from './services';
 import { taskHandlers } from './task-handlers';
+import { singleFlight } from './single-flight';
 import { nodeStatus } from './vm-status';
 
 /** Progress frames per task at most this often (plus the last one of each disk). */
@@ -66,9 +67,11 @@ function backupHandler(s: Services): IpcHandler {
 }
 
 function statusHandler(s: Services): IpcHandler {
+  // Concurrent status requests for the same VM (or all) share one round of QEMU questions.
+  const status = singleFlight((vmid: number | undefined) => nodeStatus(s, vmid));
   return {
     schema: { type: 'object', additionalProperties: false, properties: { vmid: VMID } },
-    handle: async (req: { vmid?: number }) => nodeStatus(s, req.vmid),
+    handle: async (req: { vmid?: number }) => status(req.vmid),
   };
 }
 

@@ -30,8 +30,9 @@ beforeAll(async () => {
       jobs: [{ id: 'nightly', vms: [741, 749], schedule: 'daily 02:00' }],
     },
   });
-  // VM 749 exists on the node but has no disk: its backup fails (CBT_BACKUP_NO_DISKS).
-  fs.writeFileSync(path.join(stack.config.qemuServerConfigDir, '749.conf'), 'name: no-disks\nmemory: 128\n');
+  // VM 749 exists on the node but its disk's volume file is gone: its backup fails (a VM with no
+  // disk at all is skipped by a scheduled job, not failed).
+  fs.writeFileSync(path.join(stack.config.qemuServerConfigDir, '749.conf'), 'name: lost-disk\nmemory: 128\nscsi0: local:749/vm-749-disk-0.raw,size=4M\n');
   await stack.startDaemon();
 }, 60_000);
 afterAll(async () => {

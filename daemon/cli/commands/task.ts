@@ -3,7 +3,7 @@
  * (from `pve-cbt backup` or a scheduled job) is a task with an id (`task-<daemon start>-<n>`),
  * its VM, kind, status (queued, running, ok, failed, cancelled, interrupted: the daemon stopped
  * during it), start and end (ISO 8601 UTC). The history lives in the catalog, so it survives a
- * daemon restart. `--json`: `list` prints TaskRecord[], `show` and `cancel` one TaskRecord
+ * daemon restart. `--json` data: `list` is `{ tasks: TaskRecord[] }`, `show` and `cancel` one TaskRecord
  * (daemon/service/task-records.ts), `log` the task's log entries as JSON lines.
  */
 import { formatLogLine, type LogEntry } from '../../log/log-entry';
@@ -30,7 +30,7 @@ const listSub = defineCommand<{ vm?: number; limit: number }>({
   ],
   async run(ctx) {
     const list = await daemonRequest<TaskRecord[]>(ctx, TASK_REQUESTS.list, { ...(ctx.opts.vm !== undefined ? { vmid: ctx.opts.vm } : {}), limit: ctx.opts.limit });
-    return { data: list, text: taskListText(list) };
+    return { data: { tasks: list }, text: taskListText(list) };
   },
 });
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import type Database from 'better-sqlite3';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { migration as ledgerMigration } from '../../../daemon/catalog/migrations/002-ledger';
+import { migration as ledgerVolumesMigration } from '../../../daemon/catalog/migrations/003-ledger-volumes';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import { CLAIM_FORMAT, claimKey, handoffKey } from '../../../daemon/migration/handoff-format';
 import { writeClaim } from '../../../daemon/migration/handoff-store';
@@ -46,7 +47,7 @@ beforeEach(async () => {
   for (const n of ['pve1', 'pve2']) fs.mkdirSync(path.join(dir, 'pve/nodes', n, 'qemu-server'), { recursive: true });
   fs.symlinkSync(path.join(dir, 'pve/nodes/pve1/qemu-server'), path.join(dir, 'qemu-server'));
   fs.mkdirSync(path.join(dir, 'state'));
-  db = openCatalog(path.join(dir, 'state', 'catalog.sqlite'), [ledgerMigration]);
+  db = openCatalog(path.join(dir, 'state', 'catalog.sqlite'), [ledgerMigration, ledgerVolumesMigration]);
   ledger = new Ledger(db);
   repo = await Repository.open(path.join(dir, 'repo'), { create: true });
   busy = new Set();

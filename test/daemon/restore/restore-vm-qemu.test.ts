@@ -17,6 +17,7 @@ import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
 import { shardOf } from '../../../daemon/repository/chunk-store';
+import { displayBackupId } from '../../../daemon/repository/backup-id';
 import { sha256Hex } from '../../../daemon/repository/digest';
 import type { SimVm } from '../../../daemon/sim/pve-node';
 import { usePveNode } from '../../sim/jest-cleanup';
@@ -63,12 +64,17 @@ function sink(): PassThrough & { text(): string } {
 }
 
 type Json = { error?: { code: string; details: Record<string, unknown> } } & Record<string, unknown>;
+/** The CLI's JSON envelope (`{ok, data?, error?}`, daemon/cli/output.ts) as one object: data's fields and the error. */
+function unwrap(envelope: Json): Json {
+  const { data, error } = envelope as { data?: Record<string, unknown>; error?: Json['error'] };
+  return { ...(data ?? {}), ...(error ? { error } : {}) } as Json;
+}
 
 async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string; json: () => Json }> {
   const stdout = sink();
   const stderr = sink();
   const code = await runCli({ argv, commands: COMMANDS, stdout, stderr, env: { PVE_CBT_CONFIG: configFile } });
-  return { code, stdout: stdout.text(), stderr: stderr.text(), json: () => JSON.parse(stdout.text()) as Json };
+  return { code, stdout: stdout.text(), stderr: stderr.text(), json: () => unwrap(JSON.parse(stdout.text()) as Json) };
 }
 
 /** The guest-visible bytes of an image, as raw. */
@@ -294,10 +300,10 @@ test('a backup made before configs were kept: show says so, --vm-config and a VM
   expect(show.stdout).toContain('config: not kept');
   const raw = await cli('show', old.id, '--vm-config', '--json');
   expect(raw.code).toBe(2);
-  expect(raw.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: old.id, file: 'conf' } });
+  expect(raw.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: displayBackupId(old.id), file: 'conf' } });
   const r = await cli('restore', old.id, '--vmid', '907', '--storage', 'local', '--json');
   expect(r.code).toBe(2);
-  expect(r.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: old.id } });
+  expect(r.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_NO_CONFIG', details: { backupId: displayBackupId(old.id) } });
   expect(images(907)).toEqual([]);
   // Its disk still restores the old way.
   const to = path.join(env.dir, 'old-style-restored.raw');
