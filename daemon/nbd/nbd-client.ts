@@ -4,9 +4,10 @@
  * offsets, and block status; a server without them is refused with CBT_NBD_OPTION_REFUSED.
  *
  * Receiving (the socket itself is nbd-transport.ts): the socket reads into buffers we choose
- * (`onread`). Headers are received on their own (a few bytes), and while an OFFSET_DATA payload is arriving the kernel writes straight into the
- * read's destination buffer, so read data is never copied in user space. Small payloads (block
- * status, errors) go through a scratch buffer into the reply parser.
+ * (`onread`). Headers are received on their own (a few bytes), and while an OFFSET_DATA payload is
+ * arriving the kernel writes straight into the read's destination buffer, so read data is never
+ * copied in user space. Small payloads (block status, errors) go through a scratch buffer into the
+ * reply parser.
  *
  * Sending: reads are split into requests of at most `maxRequestSize`; up to `maxInFlight` are
  * outstanding, the rest queue locally and are refilled in batches (one socket write for many
