@@ -92,7 +92,8 @@ export async function vmStatus(s: Services, vmid: number): Promise<VmStatus> {
   const q = proc ? await qemuDisks(s.config.qemuServerRunDir, vmid, s.logger) : { disks: [], error: null };
   const images = proc ? new Map<string, ImageInfo>() : await imageViews(s, conf);
   const backups = await listBackupsFromCatalog(s, vmid);
-  const lastByDisk = await lastBackupsByDisk(s.repo, vmid);
+  // The catalog's list (not a second listing of the repository); only the newest manifests are read.
+  const lastByDisk = await lastBackupsByDisk({ listBackups: async () => backups, readManifest: (id) => s.repo.readManifest(id) }, vmid);
   const disks = conf.disks.map((d): DiskStatus => {
     const rec = s.ledger.get(vmid, d.key);
     const qd = q.disks.find((x) => x.drive === d.key);
