@@ -11,6 +11,8 @@
  *   without a valid manifest (a backup being written, a partial one) is left out, as
  *   `Repository.listBackups` leaves it out, and looked at again next time;
  * - a backup the catalog knows whose folder is gone (removed or pruned by another node) is forgotten.
+ *   A removal interrupted between moving the manifest aside and deleting the folder keeps the
+ *   backup listed until the folder goes (the partial cleanup at the next GC or daemon start).
  * Known backups are taken from the catalog as they are: manifests never change once committed, and
  * this node's verify results reach the catalog as they are made. A verify run on another node
  * updates verify.json there and reaches this catalog on `pve-cbt catalog rebuild` (or when the
