@@ -8,6 +8,8 @@
  * `pve-cbt catalog rebuild`. A daemon killed between its manifest commit and the catalog insert
  * leaves the catalog behind, never ahead; its next start inserts that row when it settles the
  * interrupted job (service/interrupted-jobs.ts). Jobs exist only here and are kept.
+ * `list` and `status` read the backups through catalog-sync.ts, which first records what the
+ * repository has and the catalog lacks (another node's backups) and forgets what it lost.
  */
 import type Database from 'better-sqlite3';
 import type { CatalogSink, Repository } from '../repository/repository';

@@ -28,12 +28,11 @@
  *
  * Access control: only root may use the socket. The socket file is chmod 0600 and lives in a
  * directory of mode 0700 owned by the daemon's user; the directory is created if missing and an
- * existing one with looser rights is refused rather than changed (it may be shared, e.g. /run).
+ * existing one with looser rights is refused rather than changed (it may be shared, e.g. /run;
+ * ipc-socket-path.ts). Messages are checked in ipc-message-check.ts, connections are ipc-connection.ts.
  */
 import fs from 'node:fs';
 import net from 'node:net';
-import path from 'node:path';
-import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 import nodeIpc from 'node-ipc';
 import type { Logger } from 'winston';
 import { isCbtError } from '../../shared/errors/cbt-error';
@@ -43,22 +42,18 @@ import {
   IpcHandlerFailedError,
   IpcIdleError,
   IpcIncompleteError,
-  IpcInvalidMessageError,
-  IpcInvalidPayloadError,
-  IpcMalformedError,
-  IpcSchemaError,
   IpcShuttingDownError,
-  IpcSocketDirInsecureError,
-  IpcSocketInUseError,
   IpcSocketPathError,
   IpcTooLargeError,
   IpcTooManyRequestsError,
-  IpcUnknownTypeError,
 } from '../../shared/ipc/ipc-errors';
-import { LineFramer, encodeFrame } from '../../shared/ipc/line-framer';
+import { encodeFrame } from '../../shared/ipc/line-framer';
 import type { ErrorReply, ReplyError, RequestEnvelope, ServerFrame } from '../../shared/ipc/messages';
 import { IPC_PROTOCOL_VERSION, MESSAGE_TYPES } from '../../shared/ipc/messages';
+import { newConnection, type Connection } from './ipc-connection';
 import { IPC_LIMIT_DEFAULTS } from './ipc-limits';
+import { checkRequest, compileValidators } from './ipc-message-check';
+import { prepareSocketPath } from './ipc-socket-path';
 
 export interface IpcHandlerContext {
   /** Sends a progress frame for this request; dropped silently once the client has gone. */
@@ -106,39 +101,6 @@ const REFUSAL_HEADROOM = 64;
 /** Frames of one connection handled before the others get a turn. */
 const FRAMES_PER_TURN = 64;
 
-const ENVELOPE_SCHEMA = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['v', 'id', 'type', 'payload'],
-  properties: {
-    v: { const: IPC_PROTOCOL_VERSION },
-    id: { type: 'string', minLength: 1, maxLength: 128 },
-    type: { type: 'string', minLength: 1, maxLength: 64 },
-    payload: {},
-  },
-} as const;
-
-interface Connection {
-  socket: net.Socket;
-  framer: LineFramer;
-  inflight: Map<string, AbortController>;
-  frameTimer: NodeJS.Timeout | null;
-  idleTimer: NodeJS.Timeout | null;
-  /** When the connection last became idle (no request in flight); for eviction. */
-  idleSince: number;
-  /** On a reserved slot: serves only reservedTypes. */
-  reserved: boolean;
-  /** The client shut down its sending side; end ours once every reply is out. */
-  readEnded: boolean;
-  /** Frames received and not handled yet (see drain). */
-  pending: string[];
-  draining: boolean;
-  /** Set once a message exceeded the size bound; the connection is dropped after `pending`. */
-  overflowBytes: number | null;
-  closing: boolean;
-  peer: number;
-}
-
 interface NodeIpcServer {
   on(event: string, cb: (...args: never[]) => void): void;
   start(): void;
@@ -183,21 +145,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       else logger?.warn('ipc socket error', { socketPath, error: err.message });
     });
     server.on('connect', (socket: net.Socket) => {
-      const conn: Connection = {
-        socket,
-        framer: new LineFramer(maxMessageBytes),
-        inflight: new Map(),
-        frameTimer: null,
-        idleTimer: null,
-        idleSince: Date.now(),
-        reserved: false,
-        readEnded: false,
-        pending: [],
-        draining: false,
-        overflowBytes: null,
-        closing: false,
-        peer: nextPeer++,
-      };
+      const conn = newConnection(socket, maxMessageBytes, nextPeer++);
       connections.add(conn);
       bySocket.set(socket, conn);
       socket.on('close', () => onClose(conn));
@@ -350,41 +298,14 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   }
 
   function onFrame(conn: Connection, line: string): void {
-    const bytes = Buffer.byteLength(line);
     if (line.trim() === '') return;
-    let msg: unknown;
-    try {
-      msg = JSON.parse(line);
-    } catch (err) {
-      const e = IpcMalformedError({ reason: (err as Error).message, bytes });
-      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
-      sendError(conn, null, e.toJSON());
+    const checked = checkRequest(line, opts.handlers, validators);
+    if (!checked.ok) {
+      logger?.warn('ipc message rejected', { peer: conn.peer, code: checked.error.code, details: checked.logDetails });
+      sendError(conn, checked.id, checked.error.toJSON());
       return;
     }
-    const maybeId = typeof msg === 'object' && msg !== null && typeof (msg as { id?: unknown }).id === 'string'
-      ? ((msg as { id: string }).id.slice(0, 128))
-      : null;
-    if (!validators.envelope(msg)) {
-      const e = IpcInvalidMessageError({ errors: describe(validators.envelope.errors) });
-      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
-      sendError(conn, maybeId, e.toJSON());
-      return;
-    }
-    const req = msg as RequestEnvelope;
-    const handler = opts.handlers[req.type];
-    const validate = Object.prototype.hasOwnProperty.call(opts.handlers, req.type) ? validators.payload.get(req.type) : undefined;
-    if (!handler || !validate) {
-      const e = IpcUnknownTypeError({ type: req.type, known: Object.keys(opts.handlers) });
-      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: { type: req.type } });
-      sendError(conn, req.id, e.toJSON());
-      return;
-    }
-    if (!validate(req.payload)) {
-      const e = IpcInvalidPayloadError({ type: req.type, errors: describe(validate.errors) });
-      logger?.warn('ipc message rejected', { peer: conn.peer, code: e.code, details: e.details });
-      sendError(conn, req.id, e.toJSON());
-      return;
-    }
+    const { req, handler } = checked;
     if (conn.inflight.has(req.id)) {
       sendError(conn, req.id, IpcDuplicateIdError({ id: req.id }).toJSON());
       return;
@@ -478,60 +399,4 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       logger?.info('ipc server closed', { socketPath });
     },
   };
-}
-
-function compileValidators(handlers: Record<string, IpcHandler>): {
-  envelope: ValidateFunction;
-  payload: Map<string, ValidateFunction>;
-} {
-  const ajv = new Ajv({ allErrors: false, strict: true });
-  const payload = new Map<string, ValidateFunction>();
-  for (const [type, h] of Object.entries(handlers)) {
-    const schema = h.schema as { type?: unknown; additionalProperties?: unknown };
-    if (schema.type === 'object' && schema.additionalProperties !== false) {
-      throw IpcSchemaError({ type, reason: 'object schemas must set additionalProperties: false' });
-    }
-    try {
-      payload.set(type, ajv.compile(h.schema));
-    } catch (err) {
-      throw IpcSchemaError({ type, reason: (err as Error).message }, err);
-    }
-  }
-  return { envelope: ajv.compile(ENVELOPE_SCHEMA), payload };
-}
-
-function describe(errors: ErrorObject[] | null | undefined): string[] {
-  return (errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? 'is invalid'}`);
-}
-
-/**
- * Creates the 0700 directory, refuses an insecure existing one, and clears a stale socket file left
- * by a crashed daemon (but never a live one, nor anything that is not a socket).
- */
-async function prepareSocketPath(socketPath: string): Promise<void> {
-  if (!path.isAbsolute(socketPath)) throw IpcSocketPathError({ socketPath, reason: 'path must be absolute' });
-  const dir = path.dirname(socketPath);
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const st = fs.statSync(dir);
-  const uid = process.getuid ? process.getuid() : 0;
-  if (st.uid !== uid || (st.mode & 0o077) !== 0) {
-    throw IpcSocketDirInsecureError({ dir, mode: `0${(st.mode & 0o777).toString(8)}`, uid: st.uid, expectedUid: uid });
-  }
-  let existing: fs.Stats | undefined;
-  try {
-    existing = fs.lstatSync(socketPath);
-  } catch {
-    return;
-  }
-  if (!existing.isSocket()) throw IpcSocketPathError({ socketPath, reason: 'a file that is not a socket is in the way' });
-  const live = await new Promise<boolean>((resolve) => {
-    const probe = net.connect(socketPath);
-    probe.once('connect', () => {
-      probe.destroy();
-      resolve(true);
-    });
-    probe.once('error', () => resolve(false));
-  });
-  if (live) throw IpcSocketInUseError({ socketPath });
-  fs.rmSync(socketPath, { force: true });
 }

@@ -3,10 +3,11 @@
  * Structured replies are required (negotiated in handshake.ts): they carry holes, errors with
  * offsets, and block status; a server without them is refused with CBT_NBD_OPTION_REFUSED.
  *
- * Receiving: the socket reads into buffers we choose (`onread`). Headers are received on their own
- * (a few bytes), and while an OFFSET_DATA payload is arriving the kernel writes straight into the
- * read's destination buffer, so read data is never copied in user space. Small payloads (block
- * status, errors) go through a scratch buffer into the reply parser.
+ * Receiving (the socket itself is nbd-transport.ts): the socket reads into buffers we choose
+ * (`onread`). Headers are received on their own (a few bytes), and while an OFFSET_DATA payload is
+ * arriving the kernel writes straight into the read's destination buffer, so read data is never
+ * copied in user space. Small payloads (block status, errors) go through a scratch buffer into the
+ * reply parser.
  *
  * Sending: reads are split into requests of at most `maxRequestSize`; up to `maxInFlight` are
  * outstanding, the rest queue locally and are refilled in batches (one socket write for many
@@ -17,9 +18,8 @@
  * destroyed and every outstanding request rejected. A request never stays pending after the socket is
  * gone: any failure rejects all of them with the same typed error.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Logger } from 'winston';
-import { ByteQueue } from './byte-queue';
 import { type Extent, clipExtents, descriptorsToExtents, mergeExtents, splitRange } from './extent';
 import { type ExportInfo, negotiate } from './handshake';
 import {
@@ -33,7 +33,6 @@ import {
   errnoName,
 } from './nbd-constants';
 import {
-  NbdConnectError,
   NbdDisconnectedError,
   NbdNoContextError,
   NbdOutOfRangeError,
@@ -44,6 +43,7 @@ import {
 } from './nbd-errors';
 import { ReplyParser, type ReplyResult, type ReplyTarget } from './reply-parser';
 import { type RequestHeader, encodeRequests } from './request-codec';
+import { Transport, type TransportClient } from './nbd-transport';
 
 export interface NbdConnectOptions {
   socketPath?: string;
@@ -68,7 +68,6 @@ export interface NbdConnectOptions {
 export const DEFAULT_TIMEOUT_MS = 30_000;
 export const DEFAULT_MAX_IN_FLIGHT = 64;
 export const DEFAULT_MAX_REQUEST_SIZE = 512 * 1024;
-const SCRATCH_SIZE = 256 * 1024;
 /** Below this, the rest of a data payload is received into scratch together with the next header. */
 const DIRECT_READ_MIN = 4 * 1024;
 /** BLOCK_STATUS length is 32 bits; ask for at most this much (a multiple of any block size) at once. */
@@ -82,7 +81,7 @@ interface Request extends ReplyTarget {
   reject: (err: unknown) => void;
 }
 
-export class NbdClient {
+export class NbdClient implements TransportClient {
   readonly size: number;
   readonly canMultiConn: boolean;
   readonly readOnly: boolean;
@@ -385,87 +384,5 @@ export class NbdClient {
     if (this.watchdogRecheck) clearImmediate(this.watchdogRecheck);
     this.watchdog = undefined;
     this.watchdogRecheck = undefined;
-  }
-}
-
-/**
- * Owns the socket's receive path: during the handshake received bytes go to a ByteQueue; once the
- * client is attached, to the client's reply parser, receiving into the buffer the client asks for.
- */
-class Transport {
-  private readonly scratch = Buffer.allocUnsafe(SCRATCH_SIZE);
-  private readonly queue: ByteQueue;
-  private client: NbdClient | undefined;
-  private socket: net.Socket | undefined;
-  private closePromise: Promise<void> | undefined;
-  private lastError: Error | undefined;
-
-  constructor(private readonly timeoutMs: number) {
-    this.queue = new ByteQueue(timeoutMs, () => this.socket?.destroy());
-  }
-
-  open(opts: NbdConnectOptions, target: string): Promise<net.Socket> {
-    const onread = {
-      buffer: (): Buffer => this.client?.nextReadBuffer(this.scratch) ?? this.scratch,
-      callback: (n: number, buf: Uint8Array): boolean => {
-        const chunk = Buffer.from(buf.buffer, buf.byteOffset, n);
-        if (this.client) this.client.onData(chunk);
-        else this.queue.push(Buffer.from(chunk));
-        return true;
-      },
-    };
-    const socket = opts.socketPath
-      ? net.connect({ path: opts.socketPath, onread })
-      : net.connect({ host: opts.host ?? 'localhost', port: opts.port ?? 10809, onread });
-    this.socket = socket;
-    this.closePromise = new Promise<void>((resolve) => socket.once('close', () => resolve()));
-    return new Promise<net.Socket>((resolve, reject) => {
-      let settled = false;
-      const settle = (err?: Error): void => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        if (err) reject(err);
-        else resolve(socket);
-      };
-      const timer = setTimeout(() => {
-        settle(NbdTimeoutError({ waitingFor: `connect to ${target}`, timeoutMs: this.timeoutMs }));
-        socket.destroy();
-      }, this.timeoutMs);
-      socket.once('connect', () => {
-        socket.setNoDelay(true);
-        settle();
-      });
-      socket.on('error', (err) => {
-        this.lastError = err;
-        settle(NbdConnectError({ target, reason: err.message }, err));
-      });
-      socket.once('close', () => {
-        const err = this.lastError;
-        settle(NbdConnectError({ target, reason: err?.message ?? 'connection closed' }, err));
-        if (this.client) this.client.onClosed(err);
-        else this.queue.fail(NbdDisconnectedError({ reason: err ? err.message : 'server closed the connection during the handshake' }, err));
-      });
-    });
-  }
-
-  attach(client: NbdClient): void {
-    this.client = client;
-    for (const chunk of this.queue.drain()) client.onData(chunk);
-  }
-
-  readExact(length: number, what: string): Promise<Buffer> {
-    return this.queue.readExact(length, what);
-  }
-
-  write(data: Buffer): void {
-    this.socket?.write(data);
-  }
-
-  /** Resolves when the socket has closed, or after `timeoutMs`. */
-  async closed(timeoutMs: number): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([this.closePromise, new Promise<void>((r) => (timer = setTimeout(r, timeoutMs)))]);
-    clearTimeout(timer);
   }
 }

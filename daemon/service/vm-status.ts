@@ -12,6 +12,7 @@ import { isCbtError } from '../../shared/errors/cbt-error';
 import { DEFAULT_GRANULARITY } from '../backup/backup-options';
 import { isOwnName } from '../backup/bitmap-names';
 import { imageInfo, type ImageInfo } from '../backup/image-export';
+import { listBackupsFromCatalog } from '../catalog/catalog-sync';
 import { lastBackupsByDisk } from '../backup/last-backups';
 import type { ModeDecision } from '../backup/mode-decision';
 import { withQmp } from '../qmp/qmp-session';
@@ -90,8 +91,9 @@ export async function vmStatus(s: Services, vmid: number): Promise<VmStatus> {
   const task = currentTask(s, vmid);
   const q = proc ? await qemuDisks(s.config.qemuServerRunDir, vmid, s.logger) : { disks: [], error: null };
   const images = proc ? new Map<string, ImageInfo>() : await imageViews(s, conf);
-  const backups = await s.repo.listBackups(vmid);
-  const lastByDisk = await lastBackupsByDisk(s.repo, vmid);
+  const backups = await listBackupsFromCatalog(s, vmid);
+  // The catalog's list (not a second listing of the repository); only the newest manifests are read.
+  const lastByDisk = await lastBackupsByDisk({ listBackups: async () => backups, readManifest: (id) => s.repo.readManifest(id) }, vmid);
   const disks = conf.disks.map((d): DiskStatus => {
     const rec = s.ledger.get(vmid, d.key);
     const qd = q.disks.find((x) => x.drive === d.key);

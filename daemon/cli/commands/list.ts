@@ -1,12 +1,15 @@
 /**
- * `pve-cbt list [VMID]`: committed backups, oldest first, read from the repository itself.
- * Read-only: a repository that does not exist is an error, never created (local-stores.ts).
+ * `pve-cbt list [VMID]`: committed backups, oldest first, answered by the catalog after it is
+ * brought up to the repository's backup folders (catalog/catalog-sync.ts: backups another node
+ * wrote or removed are noticed). Read-only: a repository that does not exist is an error, never
+ * created, and a node without a catalog file gets an in-memory one (local-stores.ts).
  * JSON `data`: `{ backups: [{ id, vmid, time, parent, disks: [...], verifyState }] }`.
  */
 import type { BackupInfo } from '../../repository/repository';
 import { backupInfoView } from '../backup-view';
 import { formatTime } from '../format-time';
 import { defineCommand } from '../command';
+import { listBackupsFromCatalog } from '../../catalog/catalog-sync';
 import { withStores } from '../local-stores';
 import { parseVmid } from '../option-parsers';
 import { formatBytes } from '../progress';
@@ -32,7 +35,7 @@ export const listCommand = defineCommand<Record<string, never>, { vmid?: number 
   params: [{ name: 'vmid', description: 'only this VM', parse: parseVmid }],
   examples: ['pve-cbt list', 'pve-cbt list 101 --json'],
   async run(ctx) {
-    const list = await withStores(ctx, (s) => s.repo.listBackups(ctx.args.vmid), { readOnly: true });
+    const list = await withStores(ctx, (s) => listBackupsFromCatalog(s, ctx.args.vmid), { readOnly: true });
     return { data: { backups: list.map(backupInfoView) }, text: listText(list) };
   },
 });
