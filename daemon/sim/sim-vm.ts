@@ -35,14 +35,15 @@ import { readConfHookscript, setConfHookscript } from './pve-conf';
 import { setMigrationCaps } from './migration-caps';
 import { isAlive, waitForExit } from './process-reaper';
 import { qemuArgs, type DiskLayout } from './qemu-command';
-import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError, SimVzdumpError } from './sim-errors';
+import { SimHookAbortError, SimIoError, SimQemuStartError, SimStateError } from './sim-errors';
+import { runVzdump, type VzdumpMode } from './sim-vzdump';
+import { checkRange, hasDevice, qdevPath, qemuIo, writeReference } from './guest-disk-io';
 
 const execFileP = promisify(execFile);
 
 const QUIT_TIMEOUT_MS = 10_000;
 /** Patient: the code under test may hold the one QMP socket for a moment, as qemu-server would see it. */
 const SIM_QMP: QmpConnectOptions = { connectAttempts: 10, retryBaseDelayMs: 50, maxRetryDelayMs: 1_000 };
-const REF_CHUNK = 1024 * 1024;
 
 export interface SimVmInit {
   vmid: number;
@@ -53,7 +54,6 @@ export interface SimVmInit {
   disks: SimDisk[];
 }
 
-type VzdumpMode = 'stop' | 'suspend' | 'snapshot';
 
 export class SimVmImpl implements SimVm {
   readonly vmid: number;
@@ -217,98 +217,22 @@ export class SimVmImpl implements SimVm {
     return dest;
   }
 
-  /**
-   * vzdump of this VM as pve-manager's VZDump.pm + qemu-server's VZDump/QemuServer.pm run it:
-   *   job-init, job-start,
-   *   backup-start,
-   *   stop:     pre-stop, guest pre-stop/post-stop (QEMU quits), then the backup starts QEMU paused
-   *             (guest pre-start/post-start, NEW pid) and resumes it once the job runs;
-   *             a VM that was not running is backed up the same way and stopped again afterwards
-   *   suspend:  pre-stop, QEMU paused, resumed once the job runs
-   *   snapshot: pre-stop, pre-restart, post-restart
-   *   (the backup: `during`), backup-end (TARGET),
-   *   stop/suspend of a running VM: pre-restart, post-restart,
-   *   backup-abort on failure, log-end (LOGFILE), job-end.
-   * The hook gets an emptied environment (no PATH). A non-zero exit fails the backup.
-   */
-  async vzdump(mode: VzdumpMode, during?: () => Promise<void>): Promise<void> {
-    await this.settle();
-    const script = readVzdumpScript(this.ctx.vzdumpConfPath);
-    const stamp = new Date().toISOString().replace(/[-:]/g, '_').replace('T', '-').slice(0, 19);
-    const base = path.join(this.ctx.dumpDir, `vzdump-qemu-${this.vmid}-${stamp}`);
-    const target = `${base}.vma.zst`;
-    const logfile = `${base}.log`;
-    const wasRunning = this.running();
-    const effMode: VzdumpMode = wasRunning ? mode : 'stop';
-    const vz = async (phase: string, perGuest = true): Promise<void> => {
-      if (!script) return;
-      const env: Record<string, string> = { STOREID: 'local', DUMPDIR: this.ctx.dumpDir };
-      if (perGuest) {
-        env.VMTYPE = 'qemu';
-        env.HOSTNAME = this.name;
-        if (phase === 'backup-end') env.TARGET = target;
-        if (phase === 'log-end') env.LOGFILE = logfile;
-      }
-      const argv = perGuest ? [phase, effMode, String(this.vmid)] : [phase];
-      const run = await runHook('vzdump', script, argv, phase, env);
-      this.ctx.hookLog.push(run);
-      if (run.exitCode !== 0) {
-        throw SimVzdumpError({ vmid: this.vmid, mode: effMode, phase, reason: `hook exited ${run.exitCode}: ${run.stderr.trim()}` });
-      }
-    };
-
-    await vz('job-init', false);
-    try {
-      await vz('job-start', false);
-    } catch (err) {
-      await vz('job-abort', false).catch(() => undefined);
-      throw err;
-    }
-
-    let taskError: unknown;
-    let restart = false;
-    let startedForBackup = false;
-    try {
-      await vz('backup-start');
-      if (effMode === 'stop') {
-        if (wasRunning) {
-          await vz('pre-stop');
-          await this.stopWithHooks();
-          restart = true;
-        }
-        await this.startWithHooks({ paused: true });
-        if (wasRunning) await this.qmp((q) => q.execute('cont'));
-        else startedForBackup = true;
-      } else if (effMode === 'suspend') {
-        await vz('pre-stop');
-        await this.qmp((q) => q.execute('stop'));
-        restart = true;
-        await this.qmp((q) => q.execute('cont'));
-      } else {
-        await vz('pre-stop');
-        await vz('pre-restart');
-        await vz('post-restart');
-      }
-      if (during) await during();
-      await vz('backup-end');
-    } catch (err) {
-      taskError = err;
-    }
-
-    if (startedForBackup && this.running()) await this.stopWithHooks().catch(() => undefined);
-    if (restart) {
-      // Failures here are only warnings in vzdump.
-      await (async () => {
-        await vz('pre-restart');
-        if (!this.running()) await this.startWithHooks({});
-        await vz('post-restart');
-      })().catch(() => undefined);
-    }
-    if (taskError !== undefined) await vz('backup-abort').catch(() => undefined);
-    fs.writeFileSync(logfile, `INFO: ${taskError === undefined ? 'Finished' : 'Failed'} Backup of VM ${this.vmid}\n`);
-    await vz('log-end').catch(() => undefined);
-    await vz('job-end', false).catch(() => undefined);
-    if (taskError !== undefined) throw taskError;
+  /** vzdump of this VM, hook phases in pve-manager's order (sim-vzdump.ts). */
+  vzdump(mode: VzdumpMode, during?: () => Promise<void>): Promise<void> {
+    return runVzdump(
+      {
+        vmid: this.vmid,
+        name: this.name,
+        ctx: this.ctx,
+        running: () => this.running(),
+        settle: () => this.settle(),
+        qmp: (fn) => this.qmp(fn),
+        stopWithHooks: () => this.stopWithHooks(),
+        startWithHooks: (o) => this.startWithHooks(o),
+      },
+      mode,
+      during,
+    );
   }
 
   /** Hard stop used by node cleanup: no hooks. */
@@ -500,50 +424,4 @@ export class SimVmImpl implements SimVm {
   private requireStopped(op: string): void {
     if (this.running()) throw SimStateError({ vmid: this.vmid, op, reason: 'VM is already running' });
   }
-}
-
-function hasDevice(key: string): boolean {
-  return key !== 'efidisk0' && key !== 'tpmstate0';
-}
-
-/** virtio-blk-pci's id names the PCI proxy; the block backend sits on its virtio-backend child. */
-function qdevPath(key: string): string {
-  return key.startsWith('virtio') ? `/machine/peripheral/${key}/virtio-backend` : key;
-}
-
-function checkRange(vmid: number, disk: SimDisk, offset: number, length: number): void {
-  if (!Number.isInteger(offset) || !Number.isInteger(length) || offset < 0 || length <= 0 || offset + length > disk.sizeBytes) {
-    throw SimIoError({ vmid, disk: disk.key, op: 'write', output: `range ${offset}+${length} outside 0..${disk.sizeBytes}` });
-  }
-}
-
-async function qemuIo(disk: SimDisk, cmd: string): Promise<string> {
-  try {
-    const { stdout, stderr } = await execFileP('qemu-io', ['-f', disk.format, '-c', cmd, disk.path]);
-    return stdout + stderr;
-  } catch (err) {
-    const e = err as { stdout?: string; stderr?: string; message: string };
-    return `${e.stdout ?? ''}${e.stderr ?? e.message}`;
-  }
-}
-
-/** Writes `length` bytes at `offset` of the raw twin in chunks filled by `fill`. */
-function writeReference(file: string, offset: number, length: number, fill: (buf: Buffer, len: number) => void): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    const buf = Buffer.alloc(Math.min(REF_CHUNK, length));
-    for (let done = 0; done < length; ) {
-      const len = Math.min(buf.length, length - done);
-      fill(buf, len);
-      fs.writeSync(fd, buf, 0, len, offset + done);
-      done += len;
-    }
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-function readVzdumpScript(confPath: string): string | undefined {
-  const m = /^script:\s*(\S+)\s*$/m.exec(fs.readFileSync(confPath, 'utf8'));
-  return m ? m[1] : undefined;
 }
