@@ -7,7 +7,8 @@
 #   distribution if the version apt offers fits (Debian 13 ships 20); otherwise it refuses and says
 #   how to get a fitting Node.js (Debian 12 ships 18). A node already there must fit too.
 # - g++, make, python3: better-sqlite3 builds from source where no prebuilt binary can be fetched.
-# - QEMU's tools and libnbd's, for backups and the tests.
+# - QEMU's tools and libnbd's, for backups and the tests; fuse3 (fusermount3) for nbdfuse, which
+#   exposes a served backup as a file to loop-mount (and its test).
 #
 # SETUP_DRY_RUN=1 prints the apt-get commands instead of running them (tests).
 set -euo pipefail
@@ -52,7 +53,7 @@ fi
 
 need=()
 command -v npm >/dev/null 2>&1 || need+=(npm)
-for bin in g++:g++ make:make python3:python3 qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils qemu-nbd:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdkit:nbdkit; do
+for bin in g++:g++ make:make python3:python3 qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils qemu-nbd:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdkit:nbdkit fusermount3:fuse3; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,0 +1,123 @@
+/**
+ * `pve-cbt serve` read rate against qemu-nbd's, same data, same run, same client.
+ *
+ * A 1 GiB raw image of random data (nothing sparse, nothing compresses) is backed up into a fresh
+ * repository through the DiskWriter API (the engine's path), then exported twice: the image itself
+ * by a read-only `qemu-nbd -e 8`, and its backup by pve-cbt's NBD server (daemon/nbd/nbd-server.ts
+ * over daemon/repository/backup-reader.ts, what `pve-cbt serve` runs). Both were just written, so
+ * both are read from the page cache and the figures compare the servers. Rounds alternate
+ * `nbdcopy URI null:` (its defaults: 4 connections) against each, three rounds, best time counts.
+ * One nbdcopy of the served backup to a file is compared with the image first: a fast wrong
+ * answer would be no figure.
+ */
+import { execFile, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { isListening } from '../daemon/nbd/is-listening';
+import { NbdExportServer } from '../daemon/nbd/nbd-server';
+import { BackupDiskReader } from '../daemon/repository/backup-reader';
+import { Repository } from '../daemon/repository/repository';
+import type { BenchResult } from './support/bench-result';
+
+const execFileP = promisify(execFile);
+const SIZE = 1024 * 1024 * 1024;
+const ROUNDS = 3;
+
+function mbps(ms: number): number {
+  return Math.round(SIZE / 1e6 / (ms / 1000));
+}
+
+async function backUp(repo: Repository, image: string): Promise<string> {
+  const w = await repo.startBackup({ vmid: 100 });
+  const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE });
+  const fh = await fs.promises.open(image, 'r');
+  try {
+    for (let i = 0; i < d.chunkCount; i++) {
+      const len = Math.min(d.chunkSize, SIZE - i * d.chunkSize);
+      const buf = Buffer.allocUnsafe(len);
+      await fh.read(buf, 0, len, i * d.chunkSize);
+      await d.putChunk(i, buf);
+    }
+  } finally {
+    await fh.close();
+  }
+  await d.finish({ mode: 'full', reason: 'bench', bytesRead: SIZE, durationMs: 0 });
+  return (await w.commit()).id;
+}
+
+/** nbdcopy runs as a child without blocking this process: pve-cbt's server answers from its event loop. */
+async function timeNbdcopy(uri: string): Promise<number> {
+  const t0 = performance.now();
+  await execFileP('nbdcopy', [uri, 'null:']);
+  return performance.now() - t0;
+}
+
+function sha256(file: string): string {
+  return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
+}
+
+export async function run(): Promise<BenchResult[]> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-bench-serve-'));
+  const image = path.join(dir, 'random.raw');
+  const qemuSocket = path.join(dir, 'qemu-nbd.sock');
+  const serveSocket = path.join(dir, 'serve.sock');
+  let reader: BackupDiskReader | undefined;
+  let server: NbdExportServer | undefined;
+  const fd = fs.openSync(image, 'w');
+  const buf = Buffer.allocUnsafe(64 * 1024 * 1024);
+  for (let at = 0; at < SIZE; at += buf.length) fs.writeSync(fd, crypto.randomFillSync(buf), 0, buf.length, at);
+  fs.closeSync(fd);
+  const qemuNbd = spawn('qemu-nbd', ['-k', qemuSocket, '-r', '-t', '-e', '8', '-f', 'raw', '-x', 'scsi0', image], { stdio: 'ignore' });
+  const qemuNbdExited = new Promise<void>((r) => qemuNbd.once('exit', () => r()));
+  try {
+    const repoDir = path.join(dir, 'repo');
+    const backupId = await backUp(await Repository.open(repoDir, { create: true }), image);
+    reader = await BackupDiskReader.open(repoDir, backupId, 'scsi0');
+    server = new NbdExportServer({ exportName: 'scsi0', source: reader });
+    await server.listen({ path: serveSocket });
+    const serveUri = `nbd+unix:///scsi0?socket=${serveSocket}`;
+    const qemuUri = `nbd+unix:///scsi0?socket=${qemuSocket}`;
+    for (let i = 0; !(await isListening({ path: qemuSocket })); i++) {
+      if (i >= 500 || qemuNbd.exitCode !== null) throw new Error('qemu-nbd did not start');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+
+    const copy = path.join(dir, 'copy.raw');
+    await execFileP('nbdcopy', [serveUri, copy]);
+    if (sha256(copy) !== sha256(image)) throw new Error('the served backup differs from the image');
+    fs.rmSync(copy);
+
+    const best = { qemu: Infinity, serve: Infinity, serveCpu: Infinity };
+    for (let round = 0; round < ROUNDS; round++) {
+      best.qemu = Math.min(best.qemu, await timeNbdcopy(qemuUri));
+      const cpu0 = process.cpuUsage();
+      best.serve = Math.min(best.serve, await timeNbdcopy(serveUri));
+      const cpu = process.cpuUsage(cpu0);
+      best.serveCpu = Math.min(best.serveCpu, (cpu.user + cpu.system) / 1e6);
+    }
+    const ratio = best.qemu / best.serve;
+    return [
+      {
+        name: 'serve 1 GiB backup (random data): nbdcopy to null:',
+        value: mbps(best.serve),
+        unit: 'MB/s',
+        baseline: `nbdcopy from qemu-nbd of the image ${mbps(best.qemu)} MB/s`,
+        ratio: Math.round(ratio * 100) / 100,
+        target: '>= 0.8',
+        pass: ratio >= 0.8,
+      },
+      // Where serve's time goes: every chunk read is checked (SHA-256 against its name) on the blob
+      // workers, which share the cores with nbdcopy.
+      { name: 'serve 1 GiB: CPU of the serving process (all threads: chunk reads, SHA-256 checks, replies)', value: Math.round(best.serveCpu * 100) / 100, unit: 's' },
+    ];
+  } finally {
+    await server?.close();
+    await reader?.close();
+    if (qemuNbd.exitCode === null) qemuNbd.kill('SIGTERM');
+    await qemuNbdExited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
