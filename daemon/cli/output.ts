@@ -5,17 +5,19 @@
  * and the stack is shown when PVE_CBT_DEBUG is set.
  *
  * JSON (`--json` or `--output-format json|json-pretty`, as the Proxmox CLIs name it) is one
- * document on stdout, so a script reads one stream, in one envelope for every command, like the
- * Proxmox API's `{ "data": … }`:
+ * document on stdout, so a script reads one stream: always an object, the same shape for one item
+ * or many (a list is an array inside the object, never a bare array), with `ok` beside the
+ * command's own fields:
  *
- *     { "ok": true,  "data": <the command's documented shape> }                 exit 0
- *     { "ok": false, "data": <same shape> }                                     exit 5 (done, with findings)
- *     { "ok": false, "error": { "code", "message", "details" } }                exit 1-4
- *     { "ok": false, "data": <same shape>, "error": {…} }                       exit 1-4, with what was done
+ *     { "ok": true,  <the command's documented fields> }                         exit 0
+ *     { "ok": false, <same fields> }                                             exit 5 (done, with findings)
+ *     { "ok": false, "error": { "code", "message", "details" } }                 exit 1-4
+ *     { "ok": false, <same fields>, "error": {…} }                               exit 1-4, with what was done
  *
- * `ok` is true exactly when the exit code is 0. `data` has the same shape for one item or many
- * (a list is always an array inside an object, never a bare array). `json` is one line,
- * `json-pretty` indented. Streams (`log`, `serve`) print JSON lines instead, one record per line.
+ * `ok` is true exactly when the exit code is 0 (a command's own `ok`, as verify's, means the same).
+ * So `pve-cbt list --json` is `{"ok":true,"backups":[…]}` and a script reads `.backups` directly.
+ * `json` is one line, `json-pretty` indented. Streams (`log`, `serve`) print JSON lines instead,
+ * one record per line.
  */
 import { InternalError } from '../../shared/errors/internal-errors';
 import { isCbtError } from '../../shared/errors/cbt-error';
@@ -40,11 +42,8 @@ export function isJsonFormat(f: OutputFormat): boolean {
   return f !== 'text';
 }
 
-export interface JsonEnvelope {
-  ok: boolean;
-  data?: unknown;
-  error?: JsonError['error'];
-}
+/** `ok`, the command's fields (its `data`, an object) and, after a failure, `error`. */
+export type JsonEnvelope = { ok: boolean; error?: JsonError['error'] } & Record<string, unknown>;
 
 function stringify(value: unknown, format: OutputFormat): string {
   return `${format === 'json-pretty' ? JSON.stringify(value, null, 2) : JSON.stringify(value)}\n`;
@@ -114,8 +113,11 @@ export function renderResult(result: CommandResult | void, format: OutputFormat 
   const exitCode = error !== undefined ? exitCodeFor(error) : (result?.exitCode ?? ExitCode.Ok);
   if (isJsonFormat(f)) {
     if (!result) return { stdout: '', stderr: '', exitCode };
-    const envelope: JsonEnvelope = { ok: exitCode === ExitCode.Ok };
-    if (result.data !== undefined) envelope.data = result.data;
+    const data = result.data;
+    const fields = data === undefined ? {} : typeof data === 'object' && data !== null && !Array.isArray(data) ? (data as Record<string, unknown>) : { data };
+    // `ok` first for people reading it; the exit code's `ok` wins over a command's own field.
+    const envelope: JsonEnvelope = { ok: exitCode === ExitCode.Ok, ...fields };
+    envelope.ok = exitCode === ExitCode.Ok;
     if (error !== undefined) envelope.error = toJsonError(error).error;
     return { stdout: stringify(envelope, f), stderr: '', exitCode };
   }

@@ -142,7 +142,7 @@ describe('backup tasks: Ctrl-C, --detach, task list/show/log/cancel', () => {
     expect(after[0].count).toBeGreaterThanOrEqual(128 * MiB);
     const shown = await run(stack, ['task', 'show', task.id, '--json']);
     expect(shown.code).toBe(0);
-    expect(JSON.parse(shown.stdout).data).toMatchObject({ id: task.id, vmid: 901, kind: 'backup', status: 'cancelled', startedAt: expect.stringMatching(ISO) });
+    expect(JSON.parse(shown.stdout)).toMatchObject({ id: task.id, vmid: 901, kind: 'backup', status: 'cancelled', startedAt: expect.stringMatching(ISO) });
 
     const next = diskOf((await stack.backupAndCheck([vm])).get(901));
     expect(next.mode).toBe('incremental');
@@ -156,7 +156,7 @@ describe('backup tasks: Ctrl-C, --detach, task list/show/log/cancel', () => {
     const ref = await vm.snapshotReference('scsi0');
     const d = await run(stack, ['backup', '902', '--detach', '--json']);
     expect(d.code).toBe(0);
-    const started = (JSON.parse(d.stdout) as { data: { tasks: { vmid: number; taskId: string }[] } }).data.tasks;
+    const started = (JSON.parse(d.stdout) as { tasks: { vmid: number; taskId: string }[] }).tasks;
     expect(started).toEqual([{ vmid: 902, taskId: expect.stringMatching(/^task-/) }]);
     const id = started[0].taskId;
     const [end] = await stack.request<TaskOutcome[]>(TASK_REQUESTS.wait, { ids: [id] }, 300_000);
@@ -194,16 +194,16 @@ describe('backup tasks: Ctrl-C, --detach, task list/show/log/cancel', () => {
     // `task cancel` of a running task (A) and of one queued behind it (B, same VM): both end
     // cancelled, nothing is committed. A is held still (QEMU stopped) until its cancel arrived.
     await bigChange(vm, 0x60);
-    const [a] = (JSON.parse((await run(stack, ['backup', '902', '--detach', '--json'])).stdout) as { data: { tasks: { taskId: string }[] } }).data.tasks;
+    const [a] = (JSON.parse((await run(stack, ['backup', '902', '--detach', '--json'])).stdout) as { tasks: { taskId: string }[] }).tasks;
     const hold = await holdOnFirstFrame(stack, vm, a.taskId);
     let cancelA: Promise<{ code: number | null; stdout: string }>;
     try {
-      const [b] = (JSON.parse((await run(stack, ['backup', '902', '--detach', '--json'])).stdout) as { data: { tasks: { taskId: string }[] } }).data.tasks;
+      const [b] = (JSON.parse((await run(stack, ['backup', '902', '--detach', '--json'])).stdout) as { tasks: { taskId: string }[] }).tasks;
       bId = b.taskId;
-      expect(JSON.parse((await run(stack, ['task', 'show', b.taskId, '--json'])).stdout).data).toMatchObject({ id: b.taskId, status: 'queued', startedAt: null });
+      expect(JSON.parse((await run(stack, ['task', 'show', b.taskId, '--json'])).stdout)).toMatchObject({ id: b.taskId, status: 'queued', startedAt: null });
       const cancelB = await run(stack, ['task', 'cancel', b.taskId, '--json']);
       expect(cancelB.code).toBe(0);
-      expect(JSON.parse(cancelB.stdout).data).toMatchObject({ id: b.taskId, status: 'cancelled', startedAt: expect.stringMatching(ISO), endedAt: expect.stringMatching(ISO) });
+      expect(JSON.parse(cancelB.stdout)).toMatchObject({ id: b.taskId, status: 'cancelled', startedAt: expect.stringMatching(ISO), endedAt: expect.stringMatching(ISO) });
       cancelA = run(stack, ['task', 'cancel', a.taskId, '--json']);
       await untilLogged(stack, a.taskId, 'task cancel requested');
     } finally {
@@ -211,14 +211,14 @@ describe('backup tasks: Ctrl-C, --detach, task list/show/log/cancel', () => {
     }
     const ca = await cancelA;
     expect(ca.code).toBe(0);
-    expect(JSON.parse(ca.stdout).data).toMatchObject({ id: a.taskId, status: 'cancelled' });
+    expect(JSON.parse(ca.stdout)).toMatchObject({ id: a.taskId, status: 'cancelled' });
     expect((await hold.ended)[0].status).toBe('cancelled');
     expect(await stack.services.repo.listBackups(902)).toHaveLength(1);
 
     // The history survives a daemon restart.
     await stack.stopDaemon();
     await stack.startDaemon();
-    const history = (JSON.parse((await run(stack, ['task', 'list', '--vm', '902', '--json'])).stdout) as { data: { tasks: TaskRecord[] } }).data.tasks;
+    const history = (JSON.parse((await run(stack, ['task', 'list', '--vm', '902', '--json'])).stdout) as { tasks: TaskRecord[] }).tasks;
     expect(history.map((t) => [t.id, t.status]).sort()).toEqual(
       [
         [a.taskId, 'cancelled'],

@@ -29,7 +29,7 @@ interface VmOut {
 }
 interface Envelope {
   ok: boolean;
-  data?: { backups: VmOut[] };
+  backups?: VmOut[];
   error?: { code: string; message: string; details: Record<string, unknown> };
 }
 
@@ -55,7 +55,7 @@ async function backup(args: string[], expectVmids: number[]): Promise<{ code: nu
   try {
     const r = await cli(['backup', ...args, '--json']);
     const env = JSON.parse(r.stdout) as Envelope;
-    for (const b of env.data?.backups ?? []) {
+    for (const b of env?.backups ?? []) {
       if (!b.ok) continue;
       expect(b.id).toMatch(PBS_ID);
       const target = path.join(stack.work, `restore-${b.vmid}.raw`);
@@ -75,7 +75,7 @@ async function backup(args: string[], expectVmids: number[]): Promise<{ code: nu
   }
 }
 
-const listIds = async (): Promise<string[]> => (JSON.parse((await cli(['list', '--json'])).stdout) as { data: { backups: { id: string }[] } }).data.backups.map((b) => b.id);
+const listIds = async (): Promise<string[]> => (JSON.parse((await cli(['list', '--json'])).stdout) as { backups: { id: string }[] }).backups.map((b) => b.id);
 
 beforeAll(async () => {
   requireDist();
@@ -122,7 +122,7 @@ test('--pool: the pool members on this node, one entry each; an unknown or empty
   const r = await backup(['--pool', 'prod'], [121, 122]);
   expect(r.code).toBe(0);
   expect(r.env.ok).toBe(true);
-  expect(r.env.data!.backups.map((b) => [b.vmid, b.ok, b.disks![0].mode])).toEqual([[121, true, 'full'], [122, true, 'full']]);
+  expect(r.env.backups!.map((b) => [b.vmid, b.ok, b.disks![0].mode])).toEqual([[121, true, 'full'], [122, true, 'full']]);
   for (const [pool, reason] of [['nosuch', /no pool 'nosuch' in .*user\.cfg/], ['empty', /the pool has no VM/]] as const) {
     const bad = await cli(['backup', '--pool', pool, '--json']);
     expect(bad.code).toBe(1);
@@ -136,8 +136,8 @@ test('one VM has the same shape as many; the text ends with the backup id as PBS
   await vms.get(121)!.write('scsi0', { pattern: 0x5c, offset: 3 * MiB, length: 64 * 1024 });
   const one = await backup(['121'], [121]);
   expect(one.code).toBe(0);
-  expect(one.env).toEqual({ ok: true, data: { backups: [expect.objectContaining({ vmid: 121, ok: true, id: expect.stringMatching(PBS_ID) })] } });
-  expect(one.env.data!.backups[0].disks![0].mode).toBe('incremental');
+  expect(one.env).toEqual({ ok: true, backups: [expect.objectContaining({ vmid: 121, ok: true, id: expect.stringMatching(PBS_ID) })] });
+  expect(one.env.backups![0].disks![0].mode).toBe('incremental');
   const text = await cli(['backup', '122']);
   expect(text.code).toBe(0);
   expect(text.stdout).toMatch(/^VM 122: backup vm\/122\/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n/);
@@ -148,14 +148,14 @@ test('--mode full: every disk read in full, the reason recorded in the manifest;
   await vms.get(121)!.write('scsi0', { pattern: 0x6d, offset: 5 * MiB, length: 64 * 1024 });
   const full = await backup(['121', '--mode', 'full'], [121]);
   expect(full.code).toBe(0);
-  const d = full.env.data!.backups[0].disks![0];
+  const d = full.env.backups![0].disks![0];
   expect(d.mode).toBe('full');
   expect(d.reason).toMatch(/^forced-full: full backup requested \(--mode full\); otherwise incremental \(bitmap-valid\)$/);
-  const shown = JSON.parse((await cli(['show', full.env.data!.backups[0].id!, '--json'])).stdout) as { data: { disks: { mode: string; reason: string }[] } };
-  expect(shown.data.disks[0]).toMatchObject({ mode: 'full', reason: d.reason });
+  const shown = JSON.parse((await cli(['show', full.env.backups![0].id!, '--json'])).stdout) as { disks: { mode: string; reason: string }[] };
+  expect(shown.disks[0]).toMatchObject({ mode: 'full', reason: d.reason });
   await vms.get(121)!.write('scsi0', { pattern: 0x6e, offset: 6 * MiB, length: 64 * 1024 });
   const next = await backup(['121'], [121]);
-  expect(next.env.data!.backups[0].disks![0].mode).toBe('incremental');
+  expect(next.env.backups![0].disks![0].mode).toBe('incremental');
 });
 
 test('forget the newest backup of a disk: the next backup is a full-compare (its bitmap went with it), byte-exact', async () => {
@@ -167,13 +167,13 @@ test('forget the newest backup of a disk: the next backup is a full-compare (its
   await vms.get(121)!.write('scsi0', { pattern: 0x7f, offset: 2 * MiB, length: 64 * 1024 });
   const next = await backup(['121'], [121]);
   expect(next.code).toBe(0);
-  expect(next.env.data!.backups[0].disks![0]).toMatchObject({ mode: 'full-compare', reason: expect.stringMatching(/^ledger-mismatch: /) });
+  expect(next.env.backups![0].disks![0]).toMatchObject({ mode: 'full-compare', reason: expect.stringMatching(/^ledger-mismatch: /) });
 });
 
 test('--all: every VM of the node, running or stopped', async () => {
   const r = await backup(['--all'], [121, 122, 123]);
   expect(r.code).toBe(0);
-  expect(r.env.data!.backups.map((b) => [b.vmid, b.ok])).toEqual([[121, true], [122, true], [123, true]]);
+  expect(r.env.backups!.map((b) => [b.vmid, b.ok])).toEqual([[121, true], [122, true], [123, true]]);
 });
 
 test('the only VM fails: exit 1, the error for people, and for scripts the same data shape with the error beside it', async () => {
@@ -186,10 +186,10 @@ test('the only VM fails: exit 1, the error for people, and for scripts the same 
   expect(json.code).toBe(1);
   const env = JSON.parse(json.stdout) as Envelope;
   expect(env.ok).toBe(false);
-  expect(env.data!.backups).toEqual([{ vmid: 777, ok: false, error: expect.objectContaining({ code: env.error!.code }) }]);
+  expect(env.backups!).toEqual([{ vmid: 777, ok: false, error: expect.objectContaining({ code: env.error!.code }) }]);
   const partial = await backup(['122', '777'], [122]);
   expect(partial.code).toBe(5);
   expect(partial.env.ok).toBe(false);
   expect(partial.env.error).toBeUndefined();
-  expect(partial.env.data!.backups.map((b) => [b.vmid, b.ok])).toEqual([[122, true], [777, false]]);
+  expect(partial.env.backups!.map((b) => [b.vmid, b.ok])).toEqual([[122, true], [777, false]]);
 });

@@ -61,10 +61,10 @@ describe('a catalog holding garbage', () => {
 
     const list = await cli(stack, ['list', '--json']);
     expect(list.code).toBe(0);
-    expect((JSON.parse(list.stdout) as { data: { backups: { id: string }[] } }).data.backups.map((b) => b.id)).toContain(displayBackupId(second.id));
+    expect((JSON.parse(list.stdout) as { backups: { id: string }[] }).backups.map((b) => b.id)).toContain(displayBackupId(second.id));
     const verify = await cli(stack, ['verify', '--json']);
     expect(verify.code).toBe(0);
-    expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true, data: { ok: true } });
+    expect(JSON.parse(verify.stdout)).toMatchObject({ ok: true });
     const target = path.join(stack.work, 'restored-831.raw');
     const restore = await cli(stack, ['restore', second.id, '--disk', 'scsi0', '--to', target, '--json']);
     expect([restore.code, restore.stderr]).toEqual([0, '']);
@@ -86,7 +86,7 @@ describe('a catalog holding garbage', () => {
 
     const rebuilt = await cli(stack, ['catalog', 'rebuild', '--json']);
     expect(rebuilt.code).toBe(0);
-    expect(JSON.parse(rebuilt.stdout)).toEqual({ ok: true, data: { backups: 3, setAside: [], ledgerLost: false } });
+    expect(JSON.parse(rebuilt.stdout)).toEqual({ ok: true, backups: 3, setAside: [], ledgerLost: false });
 
     child.proc.kill('SIGTERM');
     expect(await child.exited).toEqual({ code: 0, signal: null });

@@ -234,10 +234,10 @@ describe('daemon service with the CLI', () => {
     const run = await cli(['backup', '711', '--json', ...cfg], 120_000);
     expect(run.stderr).not.toMatch(/internal error/);
     expect(run.code).toBe(0);
-    const envelope = JSON.parse(run.stdout) as { ok: boolean; data: { backups: { ok: boolean; id: string; vmid: number; disks: Record<string, unknown>[] }[] } };
+    const envelope = JSON.parse(run.stdout) as { ok: boolean; backups: { ok: boolean; id: string; vmid: number; disks: Record<string, unknown>[] }[] };
     expect(envelope.ok).toBe(true);
-    expect(envelope.data.backups).toHaveLength(1);
-    const res = envelope.data.backups[0];
+    expect(envelope.backups).toHaveLength(1);
+    const res = envelope.backups[0];
     expect(res).toEqual({ ok: true, id: expect.stringMatching(/^vm\/711\/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/), vmid: 711, disks: [expect.objectContaining({ disk: 'scsi0', format: 'qcow2', mode: 'full' })] });
     for (const k of ['disk', 'format', 'mode', 'reason', 'size', 'bytesRead', 'bytesStored', 'durationMs']) expect(res.disks[0]).toHaveProperty(k);
     for (const k of ['size', 'bytesRead', 'bytesStored', 'durationMs']) expect(typeof res.disks[0][k]).toBe('number');
@@ -247,12 +247,12 @@ describe('daemon service with the CLI', () => {
     // list --json
     const list = await cli(['list', '--json', ...cfg]);
     expect(list.code).toBe(0);
-    const backups = (JSON.parse(list.stdout) as { data: { backups: { id: string; vmid: number; time: string; disks: unknown[] }[] } }).data.backups;
+    const backups = (JSON.parse(list.stdout) as { backups: { id: string; vmid: number; time: string; disks: unknown[] }[] }).backups;
     expect(Array.isArray(backups)).toBe(true);
     const mine = backups.find((x) => x.id === res.id);
     expect(mine).toEqual(expect.objectContaining({ id: res.id, vmid: 711, time: expect.any(String), disks: expect.any(Array) }));
     expect(Number.isNaN(Date.parse(mine!.time))).toBe(false);
-    const only712 = (JSON.parse((await cli(['list', '712', '--json', ...cfg])).stdout) as { data: { backups: { vmid: number }[] } }).data.backups;
+    const only712 = (JSON.parse((await cli(['list', '712', '--json', ...cfg])).stdout) as { backups: { vmid: number }[] }).backups;
     expect(only712.length).toBeGreaterThan(0);
     expect(only712.every((x) => x.vmid === 712)).toBe(true);
 
@@ -280,7 +280,7 @@ describe('daemon service with the CLI', () => {
     // verify: all fine, then one flipped byte in a chunk file → exit 5 naming the problem.
     const ok = await cli(['verify', '--json', ...cfg], 120_000);
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, data: { ok: true } });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true });
     const chunkFiles = walk(path.join(stack.config.repository)).filter((f) => /chunk/i.test(path.relative(stack.config.repository, f)) && fs.statSync(f).size > 64);
     expect(chunkFiles.length).toBeGreaterThan(0);
     const victim = chunkFiles[0];
@@ -289,9 +289,9 @@ describe('daemon service with the CLI', () => {
     fs.writeFileSync(victim, bytes);
     const bad = await cli(['verify', '--json', ...cfg], 120_000);
     expect(bad.code).toBe(5);
-    const badEnvelope = JSON.parse(bad.stdout) as { ok: boolean; data: { ok: boolean; backups: { ok: boolean; problems: unknown[] }[] } };
+    const badEnvelope = JSON.parse(bad.stdout) as { ok: boolean; backups: { ok: boolean; problems: unknown[] }[] };
     expect(badEnvelope.ok).toBe(false);
-    const report = badEnvelope.data;
+    const report = badEnvelope;
     expect(report.ok).toBe(false);
     expect(report.backups.some((x) => !x.ok && x.problems.length > 0)).toBe(true);
   });

@@ -8,7 +8,7 @@
  * A VM named twice is a usage error (a typo for another VM, more likely than a wish for two backups).
  * Tasks, Ctrl-C (cancels cleanly, exit 130) and `--detach` (`data: { tasks: [{vmid, taskId}] }`): backup-tasks.ts.
  *
- * JSON `data`: `{ backups: [{ vmid, ok: true, id, disks: [{ disk, format, mode, reason, size,
+ * JSON (beside `ok`, output.ts): `{ backups: [{ vmid, ok: true, id, disks: [{ disk, format, mode, reason, size,
  * bytesRead, bytesStored, durationMs, consistency }] } | { vmid, ok: false, error: { code, message,
  * details } }] }`, one entry per VM, the same for one VM or many.
  */

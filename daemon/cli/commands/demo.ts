@@ -1,7 +1,7 @@
 /**
  * `pve-cbt demo`: README's "run it" command on a machine without Proxmox — see daemon/demo/run-demo.ts.
  * Prints the story as it happens and ends with a table of backups, modes and bytes read.
- * JSON `data`: `{ backups: [{ step, backupId, vmid, disk, format, mode, reason, bytesRead, bytesStored,
+ * JSON (beside `ok`, output.ts): `{ backups: [{ step, backupId, vmid, disk, format, mode, reason, bytesRead, bytesStored,
  * restoredByteExact, ... }] }`.
  */
 import { runDemo } from '../../demo/run-demo';

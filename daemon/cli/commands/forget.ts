@@ -10,7 +10,7 @@
  * never a wrong incremental. A backup a running backup uses as its base is refused
  * (CBT_REPO_BACKUP_IN_USE) and stays whole.
  *
- * JSON `data`: `{ id, vmid, removed: true }`.
+ * JSON (beside `ok`, output.ts): `{ id, vmid, removed: true }`.
  */
 import { displayBackupId, parseBackupId } from '../../repository/backup-id';
 import { defineCommand } from '../command';

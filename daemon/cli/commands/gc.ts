@@ -2,7 +2,7 @@
  * `pve-cbt gc`: removes chunks and index pages no committed backup references, and partial
  * backups left by interrupted writers. Exclusive: fails fast while another GC runs; backups being
  * written are protected by the grace period (see daemon/repository/garbage-collect.ts).
- * Progress counts backups (mark) and shards (sweep), not bytes. JSON `data`: `{ cutoff, manifests,
+ * Progress counts backups (mark) and shards (sweep), not bytes. JSON (beside `ok`, output.ts): `{ cutoff, manifests,
  * pagesMarked, chunksMarked, chunksRemoved, chunkBytesRemoved, pagesRemoved, pageBytesRemoved,
  * unreadablePages, partialsRemoved, tempFilesRemoved, durationMs }`.
  */

@@ -3,7 +3,7 @@
  * brought up to the repository's backup folders (catalog/catalog-sync.ts: backups another node
  * wrote or removed are noticed). Read-only: a repository that does not exist is an error, never
  * created, and a node without a catalog file gets an in-memory one (local-stores.ts).
- * JSON `data`: `{ backups: [{ id, vmid, time, parent, disks: [...], verifyState }] }`.
+ * JSON (beside `ok`, output.ts): `{ backups: [{ id, vmid, time, parent, disks: [...], verifyState }] }`.
  */
 import type { BackupInfo } from '../../repository/repository';
 import { backupInfoView } from '../backup-view';

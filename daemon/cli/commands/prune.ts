@@ -2,7 +2,7 @@
  * `pve-cbt prune`: applies retention (PBS/vzdump `prune-backups` semantics). With keep options it
  * applies them to the VMs selected; without, each configured job's retention to that job's VMs.
  * `--dry-run` only shows the marks. Chunks are freed by the next `gc`.
- * JSON `data`: `{ dryRun, removed, backups: [{ id, keep, reason }] }` (`removed`: how many were,
+ * JSON (beside `ok`, output.ts): `{ dryRun, removed, backups: [{ id, keep, reason }] }` (`removed`: how many were,
  * or with --dry-run would be, removed).
  */
 import { pruneMarkView } from '../backup-view';

@@ -4,7 +4,7 @@
  * stdout (refused when stdout is a terminal). The target appears under its name only when the
  * restore is complete; a missing or corrupt chunk fails with the offsets. A disk the backup does not
  * have is refused before anything starts, naming the disks it has. Creates no repository.
- * JSON `data`: `{ backup, disk, to, format, bytes }`.
+ * JSON (beside `ok`, output.ts): `{ backup, disk, to, format, bytes }`.
  *
  * The target is checked before anything is written and again just before it is replaced
  * (daemon/restore/restore-target-guard.ts): a disk of a running VM or a file some process has

@@ -1,7 +1,7 @@
 /**
  * `pve-cbt show BACKUP`: one backup's manifest (disks, modes, reasons, bytes), verify state and the
  * VM config kept with it; `--vm-config` / `--firewall` print that config raw (saved-config-text.ts).
- * Read-only. JSON `data`: the manifest (`id`, `vmid`, `time`, `parent`, `toolVersion`, `disks`,
+ * Read-only. JSON (beside `ok`, output.ts): the manifest (`id`, `vmid`, `time`, `parent`, `toolVersion`, `disks`,
  * `extra`, `checksum`, `config`, …) with `verify: { state, time, problems } | null`.
  */
 import { manifestView, verifyStateView } from '../backup-view';

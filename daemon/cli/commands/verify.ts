@@ -3,7 +3,7 @@
  * digests and checksums. Problems are listed with backup, disk and offset, affected backups are
  * marked bad in the catalog (the next backup of such a disk re-sends those blocks), exit code 5.
  * Creates no repository, stateDir or catalog (its result is also in the repository's verify.json).
- * JSON `data`: `{ ok, backups: [{ id, ok, problems: [{ backupId, disk, offset, kind, digest,
+ * JSON (beside `ok`, output.ts): `{ ok, backups: [{ id, ok, problems: [{ backupId, disk, offset, kind, digest,
  * problem }] }], chunksChecked, pagesChecked, durationMs }`.
  */
 import { verifyReportView } from '../backup-view';

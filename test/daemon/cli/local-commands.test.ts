@@ -49,7 +49,7 @@ async function run(argv: string[], opts: { stdoutTTY?: boolean; config?: string 
 }
 async function json<T = Record<string, unknown>>(argv: string[]) {
   const r = await run([...argv, '--json']);
-  return { ...r, env: JSON.parse(r.stdout) as { ok: boolean; data: T; error?: { code: string; message: string; details: Record<string, unknown> } } };
+  return { ...r, env: JSON.parse(r.stdout) as { ok: boolean; error?: { code: string; message: string; details: Record<string, unknown> } } & T };
 }
 
 beforeEach(async () => {
@@ -71,19 +71,19 @@ beforeEach(async () => {
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-test('list: {ok, data: {backups}} for all, one VM or none; PBS ids and ISO times, also in the table', async () => {
+test('list: {ok, backups} for all, one VM or none; PBS ids and ISO times, also in the table', async () => {
   const all = await json<{ backups: { id: string; vmid: number; time: string; parent: string | null; disks: unknown[]; verifyState: string }[] }>(['list']);
   expect(all.code).toBe(0);
   expect(all.env.ok).toBe(true);
-  expect(all.env.data.backups.map((b) => [b.id, b.vmid, b.time, b.parent])).toEqual([
+  expect(all.env.backups.map((b) => [b.id, b.vmid, b.time, b.parent])).toEqual([
     [ID1, 101, '2026-11-25T02:00:03Z', null],
     [ID2, 101, '2026-11-26T02:00:03Z', ID1],
     [ID3, 102, '2026-11-26T03:00:00Z', null],
   ]);
   const one = await json<{ backups: { id: string }[] }>(['list', '102']);
-  expect(one.env).toEqual({ ok: true, data: { backups: [expect.objectContaining({ id: ID3 })] } });
+  expect(one.env).toEqual({ ok: true, backups: [expect.objectContaining({ id: ID3 })] });
   const none = await json(['list', '999']);
-  expect(none.env).toEqual({ ok: true, data: { backups: [] } }); // never a bare []
+  expect(none.env).toEqual({ ok: true, backups: [] }); // never a bare []
   const text = await run(['list']);
   expect(text.stdout).toContain(`${ID1}  101   2026-11-25T02:00:03Z`);
   expect(text.stdout).not.toMatch(/T\d\d_\d\d_\d\dZ|[AP]M\b|\d+\/\d+\/\d{4}/);
@@ -92,13 +92,13 @@ test('list: {ok, data: {backups}} for all, one VM or none; PBS ids and ISO times
 test('show: the manifest with PBS ids, ISO time and verify state; the folder form is still read', async () => {
   const shown = await json<{ id: string; parent: string; time: string; vmid: number; disks: { name: string }[]; verify: unknown }>(['show', ID2]);
   expect(shown.env.ok).toBe(true);
-  expect(shown.env.data).toMatchObject({ id: ID2, parent: ID1, time: '2026-11-26T02:00:03Z', vmid: 101, verify: null, disks: [expect.objectContaining({ name: 'scsi0' })] });
-  expect((await json(['show', 'vm/101/2026-11-26T02_00_03Z'])).env.data).toEqual(shown.env.data);
+  expect(shown.env).toMatchObject({ id: ID2, parent: ID1, time: '2026-11-26T02:00:03Z', vmid: 101, verify: null, disks: [expect.objectContaining({ name: 'scsi0' })] });
+  expect((await json(['show', 'vm/101/2026-11-26T02_00_03Z'])).env).toEqual(shown.env);
   const text = await run(['show', ID2]);
   expect(text.stdout.split('\n').slice(0, 2)).toEqual([`backup ${ID2} of VM 101 at 2026-11-26T02:00:03Z`, expect.stringMatching(new RegExp(`^parent: ${ID1} .*verify: never$`))]);
   await run(['verify', ID2]);
   const after = await json<{ verify: { state: string; time: string } }>(['show', ID2]);
-  expect(after.env.data.verify).toMatchObject({ state: 'ok', time: expect.stringMatching(ISO) });
+  expect(after.env.verify).toMatchObject({ state: 'ok', time: expect.stringMatching(ISO) });
   expect((await run(['show', ID2])).stdout).toMatch(/verify: ok \(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\)$/m);
 });
 
@@ -106,8 +106,8 @@ test('verify: {ok, backups: [{id, ok, problems}], ...}; a bad chunk is exit 5 wi
   const good = await json<{ ok: boolean; backups: { id: string; ok: boolean }[]; chunksChecked: number; pagesChecked: number; durationMs: number }>(['verify']);
   expect(good.code).toBe(0);
   expect(good.env.ok).toBe(true);
-  expect(good.env.data).toMatchObject({ ok: true, chunksChecked: expect.any(Number), pagesChecked: expect.any(Number), durationMs: expect.any(Number) });
-  expect(good.env.data.backups.map((b) => b.id)).toEqual([ID1, ID2, ID3]);
+  expect(good.env).toMatchObject({ ok: true, chunksChecked: expect.any(Number), pagesChecked: expect.any(Number), durationMs: expect.any(Number) });
+  expect(good.env.backups.map((b) => b.id)).toEqual([ID1, ID2, ID3]);
   const chunkDir = path.join(tmp, 'repo', '.chunks');
   const files = execFileSync('find', [chunkDir, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n');
   const victim = files[0];
@@ -118,28 +118,28 @@ test('verify: {ok, backups: [{id, ok, problems}], ...}; a bad chunk is exit 5 wi
   expect(bad.code).toBe(ExitCode.Partial);
   expect(bad.env.ok).toBe(false);
   expect(bad.env.error).toBeUndefined();
-  const problems = bad.env.data.backups.flatMap((b) => b.problems);
+  const problems = bad.env.backups.flatMap((b) => b.problems);
   expect(problems.length).toBeGreaterThan(0);
   for (const p of problems) expect(p.backupId).toMatch(PBS_ID);
 });
 
 test('prune: {dryRun, removed, backups: [{id, keep, reason}]} with PBS ids', async () => {
   const dry = await json(['prune', '--vm', '101', '--keep-last', '1', '--dry-run']);
-  expect(dry.env).toEqual({ ok: true, data: { dryRun: true, removed: 1, backups: [{ id: ID2, keep: true, reason: 'keep-last' }, { id: ID1, keep: false, reason: 'remove' }] } });
+  expect(dry.env).toEqual({ ok: true, dryRun: true, removed: 1, backups: [{ id: ID2, keep: true, reason: 'keep-last' }, { id: ID1, keep: false, reason: 'remove' }] });
   const text = await run(['prune', '--vm', '101', '--keep-last', '1', '--dry-run']);
   expect(text.stdout).toContain(`${ID1}  would remove  remove`);
-  expect((await json<{ backups: unknown[] }>(['list', '101'])).env.data.backups).toHaveLength(2);
+  expect((await json<{ backups: unknown[] }>(['list', '101'])).env.backups).toHaveLength(2);
 });
 
 test('forget: removes one backup, the others restore byte for byte; gc after it counts no bytes in its progress', async () => {
   const forgot = await json(['forget', ID1]);
   expect(forgot.code).toBe(0);
-  expect(forgot.env).toEqual({ ok: true, data: { id: ID1, vmid: 101, removed: true } });
-  expect((await json<{ backups: { id: string }[] }>(['list'])).env.data.backups.map((b) => b.id)).toEqual([ID2, ID3]);
+  expect(forgot.env).toEqual({ ok: true, id: ID1, vmid: 101, removed: true });
+  expect((await json<{ backups: { id: string }[] }>(['list'])).env.backups.map((b) => b.id)).toEqual([ID2, ID3]);
   // The incremental cloned its index from the forgotten backup: it still restores by itself.
   const target = path.join(tmp, 'restored.raw');
   const restored = await json(['restore', ID2, '--disk', 'scsi0', '--to', target]);
-  expect(restored.env).toEqual({ ok: true, data: { backup: ID2, disk: 'scsi0', to: target, format: 'raw', bytes: SIZE } });
+  expect(restored.env).toEqual({ ok: true, backup: ID2, disk: 'scsi0', to: target, format: 'raw', bytes: SIZE });
   expect(fs.readFileSync(target).equals(fs.readFileSync(images.a2))).toBe(true);
 
   const gc = await run(['gc']);
@@ -148,8 +148,8 @@ test('forget: removes one backup, the others restore byte for byte; gc after it 
   expect(gc.stderr).not.toMatch(/\d B in \d|B\/s/); // counts are not bytes
   const gcJson = await json(['gc']);
   expect(gcJson.env.ok).toBe(true);
-  expect(Object.keys(gcJson.env.data).sort()).toEqual(
-    ['chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages'].sort(),
+  expect(Object.keys(gcJson.env).sort()).toEqual(
+    ['ok', 'chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages'].sort(),
   );
   fs.rmSync(target);
   expect((await run(['restore', ID2, '--disk', 'scsi0', '--to', target])).code).toBe(0);

@@ -91,20 +91,20 @@ describe('framework', () => {
     seen.length = 0;
     const r = await run(['backup', '101', '102', '--disk', 'scsi0', '--json'], testCommands);
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.stdout)).toEqual({ ok: true, data: { id: 'b1', vmids: [101, 102] } });
+    expect(JSON.parse(r.stdout)).toEqual({ ok: true, id: 'b1', vmids: [101, 102] });
     expect(r.stdout.trimEnd().split('\n')).toHaveLength(1); // --json is one line, like --output-format json
     expect(r.stderr).toBe(''); // progress is silent with --json
     expect(seen[0]).toEqual({ args: { vmids: [101, 102] }, opts: { disk: 'scsi0', format: 'raw' }, json: true });
     const human = await run(['--json', 'backup', '101'], testCommands);
-    expect(JSON.parse(human.stdout)).toEqual({ ok: true, data: { id: 'b1', vmids: [101] } });
+    expect(JSON.parse(human.stdout)).toEqual({ ok: true, id: 'b1', vmids: [101] });
   });
 
   test('--output-format json|json-pretty|text, before or after the command; --json is json', async () => {
     const json = await run(['backup', '101', '--output-format', 'json'], testCommands);
-    expect(json.stdout).toBe('{"ok":true,"data":{"id":"b1","vmids":[101]}}\n');
+    expect(json.stdout).toBe('{"ok":true,"id":"b1","vmids":[101]}\n');
     expect(json.stderr).toBe('');
     const pretty = await run(['--output-format=json-pretty', 'backup', '101'], testCommands);
-    expect(pretty.stdout).toBe(`${JSON.stringify({ ok: true, data: { id: 'b1', vmids: [101] } }, null, 2)}\n`);
+    expect(pretty.stdout).toBe(`${JSON.stringify({ ok: true, id: 'b1', vmids: [101] }, null, 2)}\n`);
     const text = await run(['backup', '101', '--output-format', 'text'], testCommands);
     expect(text.stdout).toBe('backed up 101\n');
     const bad = await run(['backup', '101', '--output-format', 'yaml'], testCommands);
@@ -159,7 +159,7 @@ describe('framework', () => {
   test('a partial result exits 5 and still prints its data', async () => {
     const r = await run(['verify', '--json'], testCommands);
     expect(r.code).toBe(ExitCode.Partial);
-    expect(JSON.parse(r.stdout)).toEqual({ ok: false, data: { bad: 1 } });
+    expect(JSON.parse(r.stdout)).toEqual({ ok: false, bad: 1 });
   });
 
   test('daemon unreachable: exit 4 with the error code and details', async () => {
@@ -204,7 +204,7 @@ describe('config check', () => {
     fs.writeFileSync(path.join(tmp, 'config.json'), JSON.stringify({ repository: path.join(tmp, 'repo'), jobs: [{ id: 'n', vms: 'all', schedule: 'daily' }] }));
     const r = await run(['config', 'check', '--json']);
     expect(r.code).toBe(0);
-    const out = (JSON.parse(r.stdout) as { data: { ok: boolean; config: { repository: string; chunkSize: number } } }).data;
+    const out = (JSON.parse(r.stdout) as { ok: boolean; config: { repository: string; chunkSize: number } });
     expect(out.ok).toBe(true);
     expect(out.config.repository).toBe(path.join(tmp, 'repo'));
     expect(out.config.chunkSize).toBe(DEFAULT_CHUNK_SIZE);
@@ -222,10 +222,10 @@ describe('config check', () => {
     expect(human.code).toBe(0);
     expect(human.stdout).toMatch(/^no config file \(\/etc\/pve-cbt\/config\.json does not exist\), defaults\n/);
     expect(human.stdout).not.toMatch(/is valid/);
-    const json = (JSON.parse((await check(['config', 'check', '--json'])).stdout) as { data: { ok: boolean; file: string; fileExists: boolean } }).data;
+    const json = (JSON.parse((await check(['config', 'check', '--json'])).stdout) as { ok: boolean; file: string; fileExists: boolean });
     expect(json).toMatchObject({ ok: true, file: '/etc/pve-cbt/config.json', fileExists: false });
     fs.writeFileSync(path.join(tmp, 'config.json'), '{}');
-    expect(JSON.parse((await run(['config', 'check', '--json'])).stdout)).toMatchObject({ ok: true, data: { fileExists: true } });
+    expect(JSON.parse((await run(['config', 'check', '--json'])).stdout)).toMatchObject({ ok: true, fileExists: true });
   });
 
   test('invalid config: exit 3 with key path and hint, for people and for --json', async () => {

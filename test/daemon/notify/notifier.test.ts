@@ -112,7 +112,7 @@ describe('pve-cbt notify test', () => {
     expect(sm.calls()[0].message).toMatch(/^Subject: pve-cbt on .+: test notification$/m);
     expect(JSON.parse(hook.requests[0].body)).toMatchObject({ kind: 'test', status: 'ok' });
     const json = await cli({ sendmail: sm.path }, '--json');
-    expect(JSON.parse(json.stdout)).toEqual({ ok: true, data: { ok: true, targets: [{ target: 'mail to root', ok: true }] } });
+    expect(JSON.parse(json.stdout)).toEqual({ ok: true, targets: [{ target: 'mail to root', ok: true }] });
   });
 
   test('a failing target: exit 1 naming it', async () => {

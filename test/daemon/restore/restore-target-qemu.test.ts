@@ -119,7 +119,7 @@ test("a stopped VM's volume: refused without --force, restored byte-exact with i
     expect(fs.readFileSync(d.path).equals(before)).toBe(true);
     const ok = await restore(d.key, d.path, '--format', d.format, '--force');
     expect(ok.code).toBe(0);
-    expect(ok.json).toMatchObject({ ok: true, data: { disk: d.key, to: d.path, format: d.format } });
+    expect(ok.json).toMatchObject({ ok: true, disk: d.key, to: d.path, format: d.format });
     expect((await contents(d.path, d.format)).equals(fs.readFileSync(refs[d.key]))).toBe(true);
   }
   // The VM starts on its restored images.

@@ -64,17 +64,12 @@ function sink(): PassThrough & { text(): string } {
 }
 
 type Json = { error?: { code: string; details: Record<string, unknown> } } & Record<string, unknown>;
-/** The CLI's JSON envelope (`{ok, data?, error?}`, daemon/cli/output.ts) as one object: data's fields and the error. */
-function unwrap(envelope: Json): Json {
-  const { data, error } = envelope as { data?: Record<string, unknown>; error?: Json['error'] };
-  return { ...(data ?? {}), ...(error ? { error } : {}) } as Json;
-}
 
 async function cli(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string; json: () => Json }> {
   const stdout = sink();
   const stderr = sink();
   const code = await runCli({ argv, commands: COMMANDS, stdout, stderr, env: { PVE_CBT_CONFIG: configFile } });
-  return { code, stdout: stdout.text(), stderr: stderr.text(), json: () => unwrap(JSON.parse(stdout.text()) as Json) };
+  return { code, stdout: stdout.text(), stderr: stderr.text(), json: () => JSON.parse(stdout.text()) as Json };
 }
 
 /** The guest-visible bytes of an image, as raw. */
