@@ -238,6 +238,13 @@ export class QmpClient {
     }
     if (!this.greetingValue) {
       if (!('QMP' in msg)) {
+        // QEMU's socket chardev can hand the previous session's last output (an event, or the reply
+        // to a command sent just before that client closed) to the next client ahead of the greeting
+        // (seen on QEMU 10 after a snapshot-save job). It belongs to nobody now: skip it.
+        if ('event' in msg || 'return' in msg || 'error' in msg) {
+          this.logger?.debug('qmp output of a previous session before the greeting, skipped', { socketPath: this.socketPath, line: line.slice(0, 200) });
+          return;
+        }
         this.protocolViolation('first line is not a QMP greeting', line);
         return;
       }
