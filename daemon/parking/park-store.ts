@@ -88,14 +88,8 @@ export function writeRecord(stateDir: string, r: ParkedRecord): void {
 /** Records of one VM; a record that cannot be parsed is reported through `bad` and removed. */
 export function readRecords(stateDir: string, vmid: number, bad?: (disk: string, problem: string) => void): ParkedRecord[] {
   const dir = parkedDir(stateDir, vmid);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
   const out: ParkedRecord[] = [];
-  for (const n of names) {
+  for (const n of parkedNames(dir)) {
     if (!n.endsWith('.json') || n === IMAGE_LIST || n.startsWith(HOOK_DROP_PREFIX)) continue;
     const disk = n.slice(0, -'.json'.length);
     try {
@@ -126,14 +120,8 @@ export function writeImageList(stateDir: string, vmid: number, images: readonly 
 /** Markers hooks left, each removed as it is read. */
 export function takeHookDropMarkers(stateDir: string, vmid: number): HookDropMarker[] {
   const dir = parkedDir(stateDir, vmid);
-  let names: string[];
-  try {
-    names = fs.readdirSync(dir);
-  } catch {
-    return [];
-  }
   const out: HookDropMarker[] = [];
-  for (const n of names.filter((x) => x.startsWith(HOOK_DROP_PREFIX) && x.endsWith('.json'))) {
+  for (const n of parkedNames(dir).filter((x) => x.startsWith(HOOK_DROP_PREFIX) && x.endsWith('.json'))) {
     const file = path.join(dir, n);
     try {
       out.push(JSON.parse(fs.readFileSync(file, 'utf8')) as HookDropMarker);
@@ -152,6 +140,15 @@ export function parkedVmids(stateDir: string): number[] {
       .readdirSync(path.join(stateDir, 'parked'))
       .filter((n) => /^\d+$/.test(n))
       .map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** The file names in a VM's parked folder; none when nothing was ever parked for it. */
+function parkedNames(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
   } catch {
     return [];
   }
