@@ -26,6 +26,7 @@ import { programPath } from '../proc/external-programs';
 import { run } from '../proc/run-process';
 import { identityChanges, readImageIdentity } from './image-identity';
 import { dropRecord, ensureParkedDir, readRecords, sidecarPath, takeHookDropMarkers, writeImageList, writeRecord, type ParkedBitmap, type ParkedRecord, type VmImage } from './park-store';
+import { ParkingTimeUpError } from './parking-errors';
 
 export interface ParkingContext {
   readonly stateDir: string;
@@ -127,7 +128,7 @@ export async function unparkDisk(ctx: ParkingContext, r: ParkedRecord, timeoutMs
   try {
     for (const b of r.bitmaps) {
       const left = timeoutMs - (Date.now() - t0);
-      if (left <= 0) throw new Error(`no time left of ${timeoutMs} ms`);
+      if (left <= 0) throw ParkingTimeUpError({ vmid: r.vmid, disk: r.disk, timeoutMs });
       const args = ['bitmap', '--add', '-g', String(b.granularity), '--merge', b.name, '-b', sidecar, '-F', 'qcow2'];
       if (!b.enabled) args.push('--disable');
       await run(qemuImg, [...args, '-f', 'qcow2', '--', r.path, b.name], left);

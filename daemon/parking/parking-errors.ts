@@ -19,3 +19,9 @@ export const ParkingVmLockedError = defineError<{ vmid: number; lock: string }>(
   'CBT_PARKING_VM_LOCKED',
   (d) => `VM ${d.vmid} is locked by Proxmox VE (config says "lock: ${d.lock}"); pve-cbt does not touch its images until the operation ends`,
 );
+
+/** Putting parked bitmaps back ran out of the time the pre-start hook allows (half its timeout, at most 1 s). */
+export const ParkingTimeUpError = defineError<{ vmid: number; disk: string; timeoutMs: number }>(
+  'CBT_PARKING_TIME_UP',
+  (d) => `no time left of ${d.timeoutMs} ms to put VM ${d.vmid} ${d.disk}'s parked bitmaps back; its next backup is a full-compare`,
+);

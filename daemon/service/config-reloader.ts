@@ -11,6 +11,7 @@ import type { CbtConfig } from '../config/config-schema';
 import { planReload } from './reload-config';
 import type { NotifyFields } from './sd-notify';
 import type { Services } from './services';
+import { ConfigReloadUnavailableError } from './service-errors';
 
 export interface ConfigReloaderOptions {
   services: Services;
@@ -38,7 +39,7 @@ export function createConfigReloader(opts: ConfigReloaderOptions): ConfigReloade
     await opts.notify({ RELOADING: '1', STATUS: 'reloading the config' });
     let ok = false;
     try {
-      if (!opts.load) throw new Error('this daemon was started without a way to re-read its config');
+      if (!opts.load) throw ConfigReloadUnavailableError({});
       const plan = planReload(services.config, opts.load());
       // Services hand out `config` at the moment of use; running backups keep what they started with.
       (services as { config: CbtConfig }).config = plan.config;

@@ -34,3 +34,9 @@ export const BackupSelectionEmptyError = defineError<{ selection: string; reason
   'CBT_BACKUP_SELECTION_EMPTY',
   (d) => `${d.selection} selects no VM: ${d.reason}`,
 );
+
+/** SIGHUP reached a daemon that was started without a config file to re-read (tests, embedded use). */
+export const ConfigReloadUnavailableError = defineError<Record<string, never>>(
+  'CBT_CONFIG_RELOAD_UNAVAILABLE',
+  () => 'this daemon was started without a way to re-read its config',
+);
