@@ -7,7 +7,8 @@
  * "guest" into data already copied and not yet copied. Then the limit is lifted: the VM ends on its
  * volumes with no block node left on the export, the overlays and sockets gone, the config written
  * last with the new volids, and each volume equals the backup plus the guest's writes byte for byte.
- * A corrupt chunk makes the mirror fail: the VM is stopped, the volumes freed, no config written.
+ * A corrupt chunk makes the mirror fail, and so do an abort (Ctrl-C) during the move and a QEMU that
+ * does not start: the VM is stopped, the volumes freed, no config written.
  * Through the CLI (daemonized QEMU, --json): the result and the refusals (running VM, existing VMID,
  * --live with --disk, --bwlimit without --live).
  */
@@ -19,6 +20,7 @@ import { promisify } from 'node:util';
 import { COMMANDS } from '../../../daemon/cli/registry';
 import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
+import { acquirePveLock } from '../../../daemon/pve/pve-lock';
 import { processStartTime, readQemuProcess } from '../../../daemon/pve/qemu-process';
 import { shardOf } from '../../../daemon/repository/chunk-store';
 import { sha256Hex } from '../../../daemon/repository/digest';
@@ -109,6 +111,8 @@ test.each(['drive', 'blockdev'] as const)('%s layout: the guest reads the backup
   const running = (await q.execute<Job[]>('query-jobs')).filter((j) => j.id.startsWith('restore-drive-'));
   expect(running.map((j) => [j.id, j.status]).sort()).toEqual([['restore-drive-scsi0', 'running'], ['restore-drive-scsi1', 'running']]);
   expect(fs.existsSync(confOf(vmid))).toBe(false);
+  // Proxmox's flock on the VMID is held: `qm start` would wait.
+  await expect(acquirePveLock(sim.node.lockDir, vmid, 200)).rejects.toMatchObject({ code: 'CBT_PVE_LOCK_TIMEOUT' });
 
   // Every byte of both disks through the guest devices: the backup's.
   for (const disk of ['scsi0', 'scsi1']) {
@@ -157,6 +161,8 @@ test.each(['drive', 'blockdev'] as const)('%s layout: the guest reads the backup
   // The guest still sees its writes, now from the volume.
   expect((await qemu.read('scsi1', 3 * MiB + 512 * KiB, 4 * KiB)).equals(Buffer.alloc(4 * KiB, 0x5c))).toBe(true);
   await qemu.quit();
+  const after = await acquirePveLock(sim.node.lockDir, vmid, 1_000);
+  await after.release();
 
   expect((await contents(volPath(result.disks[0].volid), 'qcow2')).equals(want.scsi0)).toBe(true);
   expect((await contents(volPath(result.disks[1].volid), 'raw')).equals(want.scsi1)).toBe(true);
@@ -194,6 +200,41 @@ test('a corrupt chunk fails the move: the VM is stopped, the allocated volumes f
   } finally {
     fs.writeFileSync(file, original);
   }
+  expect(readQemuProcess(sim.node.runDir, vmid)).toBeUndefined();
+  expect(images(vmid)).toEqual([]);
+  expect(fs.existsSync(confOf(vmid))).toBe(false);
+  expect(liveDirs(vmid)).toEqual([]);
+});
+
+test.each([
+  ['Ctrl-C (the abort signal) while the data moves', 'mirror'],
+  ['QEMU that does not start', 'start'],
+] as const)('%s: the VM is stopped, the volumes freed, no config', async (_what, phase) => {
+  const vmid = phase === 'mirror' ? 740 : 741;
+  const { id } = backups.blockdev;
+  const ctrl = new AbortController();
+  const events: LiveRestoreEvent[] = [];
+  started.push(vmid);
+  const err = await liveRestore(
+    { backupId: id, vmid, storage: 'local', force: false, unique: false, speed: 1024 },
+    deps({
+      signal: ctrl.signal,
+      ...(phase === 'start' ? { launcher: () => Promise.reject(new Error('qemu-system-x86_64: -machine accel=tcg: gone')) } : {}),
+      onEvent: (e) => {
+        events.push(e);
+        if (e.type === 'progress') ctrl.abort();
+      },
+    }),
+  ).then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toMatchObject({
+    code: 'CBT_RESTORE_LIVE_FAILED',
+    details: { vmid, phase, vmStarted: true, vmStopped: true, leftover: [], freed: [`local:${vmid}/vm-${vmid}-disk-0.qcow2`, `local:${vmid}/vm-${vmid}-disk-1.raw`] },
+  });
+  if (phase === 'start') expect(err).toMatchObject({ details: { causeCode: 'CBT_RESTORE_LIVE_START_FAILED', reason: expect.stringContaining('gone') } });
+  else expect(events.some((e) => e.type === 'running')).toBe(true);
   expect(readQemuProcess(sim.node.runDir, vmid)).toBeUndefined();
   expect(images(vmid)).toEqual([]);
   expect(fs.existsSync(confOf(vmid))).toBe(false);
