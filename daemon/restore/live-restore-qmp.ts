@@ -53,6 +53,20 @@ export function jobIdOf(disk: string): string {
   return `restore-drive-${disk}`;
 }
 
+const MIRROR_GRANULE = 64 * 1024;
+const QEMU_DEFAULT_BUF = 16 * 1024 * 1024;
+
+/**
+ * The mirror's `buf-size` for a speed limit (bytes/s): QEMU rate-limits between iterations, and one
+ * iteration copies up to buf-size (16 MiB by default) at once, so with a limit the burst is bounded
+ * too, to about one second of it in 64 KiB steps (at least 64 KiB, at most QEMU's default).
+ * No limit: undefined (QEMU's default).
+ */
+export function mirrorBufSize(speed: number): number | undefined {
+  if (!(speed > 0)) return undefined;
+  return Math.min(QEMU_DEFAULT_BUF, Math.max(MIRROR_GRANULE, Math.ceil(speed / MIRROR_GRANULE) * MIRROR_GRANULE));
+}
+
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class LiveRestoreQmp {
@@ -78,9 +92,8 @@ export class LiveRestoreQmp {
   async startMove(t: MoveTarget, speed: number): Promise<void> {
     const jobId = jobIdOf(t.disk);
     const device = `drive-${t.disk}`;
-    // QEMU rate-limits between iterations, and one iteration copies up to buf-size (16 MiB by
-    // default) at once: with a limit, the burst is bounded too, to about one second of it.
-    const burst = speed > 0 ? { 'buf-size': Math.min(16 * 1024 * 1024, Math.max(64 * 1024, Math.ceil(speed / 65536) * 65536)) } : {};
+    const buf = mirrorBufSize(speed);
+    const burst = buf === undefined ? {} : { 'buf-size': buf };
     const common = { 'job-id': jobId, device, sync: 'full', speed, 'auto-dismiss': false, ...burst };
     if (this.layout === 'drive') {
       await this.session((q) => q.execute('drive-mirror', { ...common, target: t.path, format: t.format, mode: 'existing' }));
