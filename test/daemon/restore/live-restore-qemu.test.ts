@@ -290,6 +290,26 @@ test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (als
   }
   expect(images(vmid)).toEqual([`vm-${vmid}-disk-0.qcow2`, `vm-${vmid}-disk-1.raw`]);
 
+  // For people: a line per step on stderr, the summary on stdout.
+  const vmid2 = 731;
+  started.push(vmid2);
+  const text = await cli('restore', id, '--vmid', String(vmid2), '--storage', 'local', '--live');
+  expect(text.code).toBe(0);
+  const steps = text.stderr.split('\n').filter((l) => l.startsWith('live restore: '));
+  expect(steps.map((l) => l.replace(/ \(pid \d+, .* after the start\)/, ' (pid)').replace(/socket=\S+/, 'socket=S'))).toEqual([
+    `live restore: scsi0 -> local:${vmid2}/vm-${vmid2}-disk-0.qcow2`,
+    `live restore: scsi1 -> local:${vmid2}/vm-${vmid2}-disk-1.raw`,
+    'live restore: serving scsi0 at nbd+unix:///scsi0?socket=S',
+    'live restore: serving scsi1 at nbd+unix:///scsi1?socket=S',
+    `live restore: VM ${vmid2} runs on the backup (pid); moving the data into its volumes`,
+    `live restore: scsi0 is on local:${vmid2}/vm-${vmid2}-disk-0.qcow2`,
+    `live restore: scsi1 is on local:${vmid2}/vm-${vmid2}-disk-1.raw`,
+    'live restore: export closed, overlays removed',
+  ]);
+  expect(text.stdout.split('\n')[0]).toBe(`restored VM ${vmid2} live from ${id}: scsi0=local:${vmid2}/vm-${vmid2}-disk-0.qcow2, scsi1=local:${vmid2}/vm-${vmid2}-disk-1.raw`);
+  expect(text.stdout).toContain(`config: ${confOf(vmid2)}`);
+  expect(await stopLiveVm(sim.node.runDir, vmid2, path.join(sim.node.runDir, `${vmid2}.qmp`))).toBe(true);
+
   // The restored VM starts from the config the live restore wrote.
   const vm = await sim.node.adoptVm(vmid);
   await vm.start();
