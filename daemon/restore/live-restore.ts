@@ -17,8 +17,9 @@
  *   6. `switch`: once every job is ready, `job-complete`: QEMU puts each device on its volume and
  *      drops the overlay and the NBD node; checked (no block node left on the export, every device
  *      on its volume), then the NBD servers stop and the overlays are deleted;
- *   7. `config`: the firewall file and `VMID.conf` LAST, atomically, with the new volids (the kept
- *      config, restored-config.ts); with --force the replaced config's volumes are freed after it.
+ *   7. `config`: each volume fsynced, then the firewall file and `VMID.conf` LAST, atomically, with
+ *      the new volids (the kept config, restored-config.ts); with --force the replaced config's
+ *      volumes are freed after it.
  *
  * Any failure from step 2 on: the VM is stopped (QMP quit, SIGTERM, SIGKILL), the servers stop, the
  * overlays go, every allocated volume is freed, no config is written; CBT_RESTORE_LIVE_FAILED says in
@@ -268,9 +269,14 @@ async function run(
   await closeExports(state);
   emit({ type: 'export-closed' });
 
-  // 7. The config, last.
+  // 7. The config, last, once the volumes are durable (as the whole-VM restore fsyncs each).
   state.phase = 'config';
   deps.signal?.throwIfAborted();
+  for (const t of targets) {
+    state.disk = t.disk;
+    syncFile(t.path);
+  }
+  state.disk = null;
   if (readOrUndefined(plan.confPath) !== plan.existing) {
     throw RestoreVmExistsError({ vmid, conf: plan.confPath, hint: 'the config appeared or changed during the restore; nothing of it was touched' });
   }
@@ -299,6 +305,16 @@ async function run(
     leftover,
     live: { state: 'complete', layout, pid, guestRunningMs, totalMs: 0, timeline: [] },
   };
+}
+
+/** fsync of a file or device QEMU has open: its dirty pages (the mirror's writes) reach the disk. */
+function syncFile(file: string): void {
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Polls the jobs until each is `ready` (or `concluded`, then dismissed); a failed or vanished job throws. */
