@@ -7,7 +7,8 @@
 import type { CommandContext, CommandResult, OptionDefinition } from './command';
 import { CliUsageError } from './cli-errors';
 import { withStores } from './local-stores';
-import { parseVmid } from './option-parsers';
+import { parsePositiveInt, parseVmid } from './option-parsers';
+import { runLiveRestore } from './restore-live-cli';
 import { restoreVm } from '../restore/restore-vm';
 
 export interface RestoreVmCliOptions {
@@ -18,22 +19,27 @@ export interface RestoreVmCliOptions {
   to?: string;
   format?: 'raw' | 'qcow2';
   force?: boolean;
+  live?: boolean;
+  bwlimit?: number;
 }
 
 export const RESTORE_VM_OPTIONS: readonly OptionDefinition[] = [
   { flags: '--vmid <vmid>', description: 'restore the whole VM (like qmrestore) as this VMID; with --disk, replace that disk of the stopped VM', parse: parseVmid },
   { flags: '--storage <storage>', description: "with --vmid: the Proxmox storage to allocate the volumes on ('pvesm alloc')" },
   { flags: '--unique', description: 'with --vmid: new MAC addresses and smbios1 uuid, as qmrestore --unique' },
+  { flags: '--live', description: 'with --vmid: start the VM at once on the backup served over NBD and move its data into the volumes while it runs (qmrestore --live-restore)' },
+  { flags: '--bwlimit <KiB/s>', description: 'with --live: limit each disk\'s move to this rate', parse: parsePositiveInt },
 ];
 
 export const RESTORE_VM_EXAMPLES: readonly string[] = [
   'pve-cbt restore vm/101/2026-11-25T02:00:03Z --vmid 9101 --storage local --unique',
   'pve-cbt restore vm/101/2026-11-25T02:00:03Z --vmid 101 --storage local --disk scsi1 --force',
+  'pve-cbt restore vm/101/2026-11-25T02:00:03Z --vmid 9101 --storage local --live',
 ];
 
 /** Disk mode (--disk/--to): the VM-only options would be ignored, so they are refused. */
 export function refuseVmOptions(opts: RestoreVmCliOptions): void {
-  const given = [opts.storage !== undefined && '--storage', opts.unique === true && '--unique'].filter((f) => f !== false);
+  const given = [opts.storage !== undefined && '--storage', opts.unique === true && '--unique', opts.live === true && '--live', opts.bwlimit !== undefined && '--bwlimit'].filter((f) => f !== false);
   if (given.length) throw CliUsageError({ command: 'restore', problem: `${given.join(' and ')} only apply with --vmid`, hint: "see 'pve-cbt restore --help'" });
 }
 
@@ -43,6 +49,9 @@ export async function runRestoreVm(ctx: CommandContext<RestoreVmCliOptions, { ba
   if (vmid === undefined) throw usage('--vmid is required here');
   if (!storage) throw usage('--vmid needs --storage (the Proxmox storage to allocate the disks on)');
   if (to !== undefined) throw usage('--to and --vmid exclude each other: --to writes one disk to a path, --vmid restores into a VM');
+  if (ctx.opts.live && disk) throw usage('--live restores a whole VM; --disk replaces one disk of a stopped VM: give one');
+  if (ctx.opts.bwlimit !== undefined && !ctx.opts.live) throw usage('--bwlimit only applies with --live');
+  if (ctx.opts.live) return runLiveRestore(ctx, vmid, storage);
   const result = await withStores(ctx, (s) =>
     restoreVm(
       { backupId: ctx.args.backup, vmid, storage, format: ctx.opts.format, force: ctx.opts.force === true, unique: ctx.opts.unique === true, ...(disk ? { disk } : {}) },

@@ -4,6 +4,7 @@
  *
  * - `qemu-img`, `qemu-nbd`, `qemu-io`: QEMU's tools; the version on PATH must match the QEMU that
  *   runs the VMs, so there is no fixed /usr/bin default anywhere.
+ * - `qemu-system-x86_64`: the VM a live restore starts on the served backup (daemon/restore/).
  * - `sync`: coreutils, for `sync --file-system` of the repository.
  * - `systemd-notify`: systemd's, for sd_notify READY/RELOADING/STOPPING (service/sd-notify.ts).
  * - `flock`: util-linux, to hold Proxmox's per-VM lock (daemon/pve/pve-lock.ts).
@@ -20,7 +21,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'systemd-notify', 'flock'] as const;
+export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'systemd-notify', 'flock', 'qemu-system-x86_64'] as const;
 export type ExternalProgram = (typeof EXTERNAL_PROGRAMS)[number];
 
 /** systemd's PATH for services, used when the environment has none. */

@@ -20,6 +20,7 @@
  * restore or `qm create` of the same VMID meanwhile is caught by the re-check in phase 3 (the
  * config must still be what phase 1 saw), except in the moment between that check and the rename.
  * Volume names carry the format's extension (`vm-ID-disk-N.FMT`), as file storages name them.
+ * Live restore (live-restore.ts) reuses the refusals, the allocation and the freeing from here.
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -98,6 +99,9 @@ export interface RestoreVmResult {
   readonly keptAsUnused?: { key: string; volid: string };
 }
 
+/** What allocating and freeing volumes needs. */
+export type PvesmDeps = Pick<RestoreVmDeps, 'node' | 'pvesmTimeoutMs' | 'logger'>;
+
 const MAX_NAME_TRIES = 64;
 
 function reasonOf(err: unknown): string {
@@ -105,7 +109,7 @@ function reasonOf(err: unknown): string {
 }
 
 /** Writes `file` through a temporary name beside it (fsynced), then renames it into place. */
-function writeFileAtomic(file: string, text: string): void {
+export function writeFileAtomic(file: string, text: string): void {
   const tmp = `${file}.tmp.${process.pid}`;
   const fd = fs.openSync(tmp, 'w', 0o640);
   try {
@@ -122,7 +126,7 @@ function writeFileAtomic(file: string, text: string): void {
   }
 }
 
-function readOrUndefined(file: string): string | undefined {
+export function readOrUndefined(file: string): string | undefined {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
@@ -131,13 +135,13 @@ function readOrUndefined(file: string): string | undefined {
   }
 }
 
-function checkNotRunning(node: NodePaths, vmid: number): void {
+export function checkNotRunning(node: NodePaths, vmid: number): void {
   const qemu = readQemuProcess(node.qemuServerRunDir, vmid);
   if (qemu) throw RestoreVmRunningError({ vmid, pid: qemu.pid, hint: `stop VM ${vmid} first, or restore to another VMID` });
 }
 
 /** What phase 1 found: the kept config, the target's config (if any) and the disks to restore. */
-interface RestorePlan {
+export interface RestorePlan {
   readonly manifest: Manifest;
   readonly saved: NonNullable<Manifest['config']>;
   readonly confPath: string;
@@ -170,7 +174,7 @@ export async function restoreVm(req: RestoreVmRequest, deps: RestoreVmDeps): Pro
 }
 
 /** Phase 1: every refusal before anything exists. */
-async function refuseOrPlan(req: RestoreVmRequest, deps: RestoreVmDeps): Promise<RestorePlan> {
+export async function refuseOrPlan(req: RestoreVmRequest, deps: Pick<RestoreVmDeps, 'node'> & { repo: Pick<RestoreVmRepository, 'readManifest'> }): Promise<RestorePlan> {
   const { vmid, backupId } = req;
   const manifest = await deps.repo.readManifest(backupId);
   const saved = manifest.config;
@@ -271,7 +275,7 @@ async function undoRestore(req: RestoreVmRequest, deps: RestoreVmDeps, undo: Und
 }
 
 /** `pvesm alloc` with the lowest free disk name; a name the storage already has is skipped. */
-async function allocate(req: RestoreVmRequest, deps: RestoreVmDeps, disk: string, size: number, format: 'raw' | 'qcow2', used: Set<number>): Promise<string> {
+export async function allocate(req: Pick<RestoreVmRequest, 'vmid' | 'storage'>, deps: PvesmDeps, disk: string, size: number, format: 'raw' | 'qcow2', used: Set<number>): Promise<string> {
   for (let tries = 0; ; tries++) {
     const { name, index } = nextDiskName(req.vmid, format, used);
     used.add(index);
@@ -284,7 +288,7 @@ async function allocate(req: RestoreVmRequest, deps: RestoreVmDeps, disk: string
   }
 }
 
-async function freeAll(deps: RestoreVmDeps, volids: readonly string[]): Promise<{ freed: string[]; leftover: { volid: string; reason: string }[] }> {
+export async function freeAll(deps: PvesmDeps, volids: readonly string[]): Promise<{ freed: string[]; leftover: { volid: string; reason: string }[] }> {
   const freed: string[] = [];
   const leftover: { volid: string; reason: string }[] = [];
   for (const volid of volids) {

@@ -31,7 +31,7 @@ interface RestoreOptions extends RestoreVmCliOptions {
 export const restoreCommand = defineCommand<RestoreOptions, { backup: string }>({
   name: 'restore',
   summary: 'restore one disk of a backup to a file, a block device or stdout, or a whole VM',
-  usage: '[options] <backup> (--disk <disk> --to <path> | --vmid <vmid> --storage <storage>)',
+  usage: '[options] <backup> (--disk <disk> --to <path> | --vmid <vmid> --storage <storage> [--live])',
   params: [{ name: 'backup', description: "backup id as printed by 'list'", required: true, parse: parseBackupIdArg }],
   options: [
     { flags: '--disk <disk>', description: 'disk name, e.g. scsi0' },

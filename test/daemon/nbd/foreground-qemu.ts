@@ -28,8 +28,17 @@ export class ForegroundQemu {
 
   static async start(dir: string, disk: QemuDiskArg, layout: DiskLayout): Promise<ForegroundQemu> {
     const qmpPath = path.join(dir, `qemu-${layout}.qmp`);
-    const args = qemuArgs({ vmid: 100, name: `serve-${layout}`, qmpPath, pidPath: path.join(dir, `qemu-${layout}.pid`), disks: [disk], paused: false, layout, directIo: false })
-      .filter((a) => a !== '-daemonize');
+    const args = qemuArgs({ vmid: 100, name: `serve-${layout}`, qmpPath, pidPath: path.join(dir, `qemu-${layout}.pid`), disks: [disk], paused: false, layout, directIo: false });
+    return ForegroundQemu.fromArgs(args, qmpPath);
+  }
+
+  /**
+   * Any simulator command line (`-daemonize` dropped), connected on `qmpPath`; with `extraMonitor`
+   * a second QMP monitor is added there for this helper, so the code under test keeps the VM's own.
+   */
+  static async fromArgs(commandLine: string[], qmpPath: string, extraMonitor = false): Promise<ForegroundQemu> {
+    const args = commandLine.filter((a) => a !== '-daemonize');
+    if (extraMonitor) args.push('-chardev', `socket,id=qmp-test,path=${qmpPath},server=on,wait=off`, '-mon', 'chardev=qmp-test,mode=control');
     const child = spawn('qemu-system-x86_64', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
     child.stderr?.on('data', (d) => (stderr += String(d)));
