@@ -74,6 +74,20 @@ test('stopped VM: read from the new snapshot itself, only the diff; a region new
   expect(await ownSnapshots()).toEqual([await manifestSnapshot(r.id)]);
 });
 
+test('a failed backup removes its new snapshot; the last backup\'s stays and serves the next one', async () => {
+  const before = await ownSnapshots();
+  expect(before).toHaveLength(1);
+  await vm.write('scsi0', { pattern: 0x55, offset: 11 * MiB, length: 16 * KiB });
+  const ac = new AbortController();
+  await expect(env.backup(VMID, { signal: ac.signal, onProgress: async () => ac.abort() })).rejects.toMatchObject({ code: 'CBT_BACKUP_ABORTED' });
+  expect(await ownSnapshots()).toEqual(before);
+  const ref = await vm.snapshotReference('scsi0');
+  const r = await env.backup(VMID);
+  expect(scsi0(r)).toMatchObject({ mode: 'incremental-storage', bytesRead: 16 * KiB });
+  await env.expectRestoreEquals(r.id, 'scsi0', ref);
+  expect(await ownSnapshots()).toEqual([await manifestSnapshot(r.id)]);
+});
+
 test('qm snapshot is left alone; after qm rollback the next backup is a full-compare, byte-exact', async () => {
   await qmRbdSnapshot(vm, 'before-upgrade');
   await vm.write('scsi0', { pattern: 0x60, offset: 1 * MiB, length: 64 * KiB });
