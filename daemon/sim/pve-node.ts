@@ -180,8 +180,8 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     fs.mkdirSync(d, { recursive: true });
   }
   const pvesmPath = path.join(sbinDir, 'pvesm');
-  fs.writeFileSync(pvesmPath, pvesmShim(storageDir), { mode: 0o755 });
   const rbdStorage = opts.ceph ? await createRbdStorage(root, opts.ceph) : undefined;
+  fs.writeFileSync(pvesmPath, pvesmShim(storageDir, rbdStorage ? path.join(sbinDir, 'pvesm-rbd.sh') : undefined), { mode: 0o755 });
   const vzdumpConfPath = path.join(root, 'etc/vzdump.conf');
   fs.writeFileSync(vzdumpConfPath, '# vzdump default settings\n\n#tmpdir: DIR\n#dumpdir: DIR\n#storage: STORAGE_ID\n#mode: snapshot|suspend|stop\n');
 
@@ -356,13 +356,13 @@ function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>, hasRbd: boolea
  * images/VMID/NAME (an existing one is refused: "disk image ... already exists"), SIZE is KiB unless
  * suffixed M or G, and alloc prints `successfully created 'local:VMID/NAME'`.
  */
-function pvesmShim(storageDir: string): string {
+function pvesmShim(storageDir: string, rbdPart: string | undefined): string {
   return `#!/bin/bash
 # pvesm shim of the pve-cbt node simulator: 'path', 'alloc' and 'free' on storage 'local' (dir).
 images="${storageDir}/images"
 no_storage() { echo "storage '$1' does not exist" >&2; exit 255; }
-# the RBD storage 'ceph' (sim-rbd-storage.ts), when this node has one
-[ -f "\$(dirname "\$0")/pvesm-rbd.sh" ] && . "\$(dirname "\$0")/pvesm-rbd.sh"
+${rbdPart ? `# the RBD storage 'ceph' (sim-rbd-storage.ts)
+. "${rbdPart}"` : ''}
 case "$1" in
 path)
   [ $# -eq 2 ] || { echo "pvesm shim: usage: pvesm path VOLID" >&2; exit 255; }
