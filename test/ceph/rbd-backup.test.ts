@@ -77,3 +77,22 @@ test('a restore onto the RBD image of a running VM is refused (even with --force
   await vm.stop();
   await expectRbdEquals(vm.disks[0].path, vm.disks[0].reference);
 });
+
+test('QEMU holding another RBD image than the config names is CBT_BACKUP_DISK_MISMATCH (both spellings compared)', async () => {
+  const other = await sim.node.addVm({ vmid: 312, disks: [{ key: 'scsi0', format: 'raw', sizeMiB: 8, storage: 'ceph' }] });
+  await other.start();
+  const { execFile } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  await promisify(execFile)(sim.node.pvesmPath, ['alloc', 'ceph', '312', 'vm-312-disk-9', '8192']);
+  const conf = fs.readFileSync(other.confPath, 'utf8');
+  fs.writeFileSync(other.confPath, conf.replace(/^scsi0: ceph:vm-312-disk-0,/m, 'scsi0: ceph:vm-312-disk-9,'));
+  try {
+    await expect(env.backup(312)).rejects.toMatchObject({
+      code: 'CBT_BACKUP_DISK_MISMATCH',
+      details: { disk: 'scsi0', reason: expect.stringMatching(/^QEMU holds json:\{.*"image": "vm-312-disk-0".*, not the RBD image rbd\/cbt-[0-9a-f]+\/vm-312-disk-9 of the config$/) },
+    });
+  } finally {
+    fs.writeFileSync(other.confPath, conf);
+    await other.stop();
+  }
+});
