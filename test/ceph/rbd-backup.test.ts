@@ -96,3 +96,29 @@ test('QEMU holding another RBD image than the config names is CBT_BACKUP_DISK_MI
     await other.stop();
   }
 });
+
+test('an RBD image some other librbd client has open (a watcher) is never a restore target, even with --force', async () => {
+  const { execFile, spawn } = await import('node:child_process');
+  const { promisify } = await import('node:util');
+  const { restoreTargetGuard } = await import('../../daemon/restore/restore-target-guard');
+  await promisify(execFile)(sim.node.pvesmPath, ['alloc', 'ceph', '313', 'vm-313-disk-0', '16384']);
+  const target = await pvesmPath(sim.node.pvesmPath, 'ceph:vm-313-disk-0');
+  const node = { qemuServerConfigDir: sim.node.configDir, qemuServerRunDir: sim.node.runDir, pvesmPath: sim.node.pvesmPath };
+  await restoreTargetGuard(target, node, { force: true })(); // nobody has it open: allowed
+  const sock = `${env.dir}/holder.sock`;
+  const holder = spawn('qemu-nbd', ['-f', 'raw', '-k', sock, target], { stdio: 'ignore' });
+  try {
+    for (let i = 0; i < 100 && !fs.existsSync(sock); i++) await new Promise((r) => setTimeout(r, 100));
+    expect(fs.existsSync(sock)).toBe(true);
+    await expect(restoreTargetGuard(target, node, { force: true })()).rejects.toMatchObject({
+      code: 'CBT_RESTORE_TARGET_IN_USE',
+      details: { pid: 0, command: expect.stringMatching(/^librbd client\.\d+ at /) },
+    });
+  } finally {
+    if (holder.exitCode === null && holder.signalCode === null) {
+      const gone = new Promise((r) => holder.once('exit', r));
+      holder.kill('SIGTERM');
+      await gone;
+    }
+  }
+});
