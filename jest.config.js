@@ -4,7 +4,10 @@
  * - "qemu-7.2": every test, against the system's QEMU (Debian 12: 7.2);
  * - "qemu-10": the QEMU-backed suites again, against QEMU 10.0 (Proxmox VE 9's major) unpacked by
  *   scripts/setup-qemu10.sh and put first on PATH by test/qemu10-environment.js. Never skipped: without it
- *   that project fails.
+ *   that project fails;
+ * - "ceph": the real-Ceph suites (test/ceph/), against one cluster started once per run by
+ *   test/ceph/global-setup.js with scripts/ceph-micro.sh (stopped at the end if this run started it).
+ *   Without Ceph the project fails; it never skips. The other two projects do not run these files.
  */
 const shared = {
   testEnvironment: '<rootDir>/test/failure-flag-environment.js',
@@ -14,6 +17,7 @@ const shared = {
   testTimeout: 120000,
 };
 /** The suites that start QEMU, qemu-nbd or qemu-img (simulator, engine, NBD against QEMU, e2e, PVE operations). */
+const cephSuites = ['<rootDir>/test/ceph/**/*.test.ts'];
 const qemuSuites = [
   '<rootDir>/test/sim/**/*.test.ts',
   '<rootDir>/test/daemon/backup/**/*.test.ts',
@@ -32,7 +36,14 @@ module.exports = {
   verbose: true,
   reporters: ['default', '<rootDir>/test/plain-summary-reporter.js'],
   projects: [
-    { ...shared, displayName: 'qemu-7.2', testMatch: ['**/*.test.ts'] },
+    { ...shared, displayName: 'qemu-7.2', testMatch: ['**/*.test.ts'], testPathIgnorePatterns: ['/node_modules/', '<rootDir>/test/ceph/'] },
     { ...shared, displayName: 'qemu-10', testMatch: qemuSuites, testEnvironment: '<rootDir>/test/qemu10-environment.js' },
+    {
+      ...shared,
+      displayName: 'ceph',
+      testMatch: cephSuites,
+      globalSetup: '<rootDir>/test/ceph/global-setup.js',
+      globalTeardown: '<rootDir>/test/ceph/global-teardown.js',
+    },
   ],
 };

@@ -9,6 +9,8 @@
 # - g++, make, python3: better-sqlite3 builds from source where no prebuilt binary can be fetched.
 # - QEMU's tools and libnbd's, for backups and the tests; fuse3 (fusermount3) for nbdfuse, which
 #   exposes a served backup as a file to loop-mount (and its test).
+# - Ceph (mon, mgr, osd, radosgw, the rbd/ceph CLIs) and QEMU's rbd block driver, for the real-Ceph
+#   test project (scripts/ceph-micro.sh starts a single-host cluster); only what is missing.
 #
 # SETUP_DRY_RUN=1 prints the apt-get commands instead of running them (tests).
 set -euo pipefail
@@ -53,9 +55,12 @@ fi
 
 need=()
 command -v npm >/dev/null 2>&1 || need+=(npm)
-for bin in g++:g++ make:make python3:python3 qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils qemu-nbd:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdkit:nbdkit fusermount3:fuse3; do
+for bin in g++:g++ make:make python3:python3 qemu-system-x86_64:qemu-system-x86 qemu-img:qemu-utils qemu-nbd:qemu-utils nbdinfo:libnbd-bin nbdcopy:libnbd-bin nbdkit:nbdkit fusermount3:fuse3 \
+  ceph-mon:ceph-mon ceph-mgr:ceph-mgr ceph-osd:ceph-osd radosgw:radosgw rbd:ceph-common uuidgen:uuid-runtime curl:curl; do
   command -v "${bin%%:*}" >/dev/null 2>&1 || need+=("${bin##*:}")
 done
+# the rbd driver is a loadable module of the distribution's QEMU, not a program
+[ -e /usr/lib/x86_64-linux-gnu/qemu/block-rbd.so ] || need+=(qemu-block-extra)
 if [ ${#need[@]} -gt 0 ]; then
   say "installing ${need[*]}"
   apt_update

@@ -14,11 +14,14 @@
  */
 import type { Consistency } from './backup-options';
 import type { DiskJob } from './plan-disks';
+import type { ByteRange } from './read-plan';
 
 /** One drive served over NBD. */
 export interface DriveExport {
   readonly socketPath: string;
   readonly exportName: string;
+  /** incremental-storage: the ranges the storage reports changed (storage-snapshots.ts). */
+  readonly changedRanges?: readonly ByteRange[];
   close(): Promise<void>;
 }
 
@@ -37,4 +40,6 @@ export interface BackupSource<J extends DiskJob = DiskJob> {
   close(): Promise<void>;
   commitBitmaps(): Promise<void>;
   rollbackBitmaps(): Promise<void>;
+  /** The storage snapshot each disk's backup took (manifest `extra.storageSnapshots`), after the reads. */
+  storageSnapshots?(): Record<string, string>;
 }

@@ -25,7 +25,7 @@ import { DEFAULT_GRANULARITY, workDirOf, type BackupResult, type BackupVmOptions
 import type { BackupSource } from './backup-source';
 import { backupDisk } from './disk-backup';
 import { gatherDiskFacts } from './disk-facts';
-import { lastBackupsByDisk, type LastDiskBackup } from './last-backups';
+import { lastBackupsByDisk, vmgenidOf, type LastDiskBackup } from './last-backups';
 import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
@@ -79,7 +79,7 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) });
   }
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket) });
+  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket, vmgenidOf(saved.conf)) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
   const sources = sourcesFor(opts, jobs, qemu, agent, granularity);
   // Events stored from here on may have cost a bitmap created in QEMU its validity (Ledger.markValid).
@@ -107,7 +107,10 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     for (const s of sources) await s.assertIntact();
     for (const s of sources) await s.close();
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
-    manifestId = (await writer.commit(freezeNote ? { freezeNote } : {}, saved)).id;
+    // The storage snapshot each RBD disk's backup took: the next backup may read its diff (storage-delta.ts).
+    const storageSnapshots = Object.assign({}, ...sources.map((s) => s.storageSnapshots?.() ?? {})) as Record<string, string>;
+    const extra = { ...(freezeNote ? { freezeNote } : {}), ...(Object.keys(storageSnapshots).length > 0 ? { storageSnapshots } : {}) };
+    manifestId = (await writer.commit(extra, saved)).id;
   } catch (err) {
     for (const s of opened) {
       await s.close();

@@ -3,7 +3,8 @@
  *   1. the disk writer is opened, on the last backup as base unless the mode is full (an
  *      incremental whose base cannot be cloned is CBT_BACKUP_DISK_MISMATCH);
  *   2. one probe connection checks the export's size and maps its extents: the dirty ranges of the
- *      exported bitmap for an incremental, the data that is not zero for a full (selectExtents);
+ *      exported bitmap for an incremental, the data that is not zero for a full (selectExtents); an
+ *      incremental-storage job brings its ranges with the export (what `rbd diff` reported);
  *   3. the read plan (read-plan.ts) is read into the writer (chunk-pipeline.ts), with progress after
  *      every chunk;
  *   4. the disk is finished with its mode, reason, bitmap and consistency.
@@ -34,13 +35,18 @@ export async function backupDisk(
   opts: BackupVmOptions,
   writer: BackupWriter,
   j: DiskJob,
-  nbd: NbdEndpoint,
+  nbd: NbdEndpoint & { readonly changedRanges?: readonly ByteRange[] },
   consistency: Consistency,
   signal: AbortSignal | undefined,
 ): Promise<DiskResult> {
   const t0 = Date.now();
   const { vmid, config: c } = opts;
   const mode = j.decision.mode;
+  /** Read over the base like an incremental: from the bitmap, or from the storage's own diff. */
+  const overBase = mode === 'incremental' || mode === 'incremental-storage';
+  if (mode === 'incremental-storage' && !nbd.changedRanges) {
+    throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: 'incremental-storage without the ranges the storage reported' });
+  }
   const dw = await openDiskWriter(opts, writer, j);
   const context = mode === 'incremental' ? `${QEMU_DIRTY_BITMAP_PREFIX}${j.readBitmap}` : 'base:allocation';
   const connect = (): Promise<NbdClient> =>
@@ -51,16 +57,17 @@ export async function backupDisk(
       ...(c.nbdTimeoutMs !== undefined ? { timeoutMs: c.nbdTimeoutMs } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
-  const ranges = await rangesToRead(vmid, j, connect, context);
+  const probed = await rangesToRead(vmid, j, connect, context);
+  const ranges = mode === 'incremental-storage' ? [...(nbd.changedRanges ?? [])] : probed;
   const planOpts = { diskSize: j.size, chunkSize: dw.chunkSize, maxRequest: MAX_REQUEST };
-  const plan = mode === 'incremental' ? planIncremental(ranges, dw.badBaseChunks(), planOpts) : planFull(ranges, planOpts);
+  const plan = overBase ? planIncremental(ranges, dw.badBaseChunks(), planOpts) : planFull(ranges, planOpts);
   let bytesRead: number;
   try {
     bytesRead = await runChunkPipeline({
       plan,
       dw,
       diskSize: j.size,
-      incremental: mode === 'incremental',
+      incremental: overBase,
       connect,
       reader: {
         ...(c.nbdConnections !== undefined ? { connections: c.nbdConnections } : {}),
@@ -107,7 +114,7 @@ async function openDiskWriter(opts: BackupVmOptions, writer: BackupWriter, j: Di
     size: j.size,
     ...(base ? { base } : { chunkSize: opts.config.chunkSize ?? DEFAULT_CHUNK_SIZE }),
   });
-  if (mode === 'incremental' && !dw.cloned) {
+  if ((mode === 'incremental' || mode === 'incremental-storage') && !dw.cloned) {
     throw BackupDiskMismatchError({ vmid: opts.vmid, disk: j.disk.key, reason: `base ${j.last?.backupId} could not be cloned for an incremental` });
   }
   return dw;
@@ -120,6 +127,7 @@ async function rangesToRead(vmid: number, j: DiskJob, connect: () => Promise<Nbd
     if (probe.size !== j.size) {
       throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: `NBD export size ${probe.size} differs from disk size ${j.size}` });
     }
+    if (j.decision.mode === 'incremental-storage') return []; // the storage said which ranges changed
     const extents = await mapExtents(probe, context);
     return j.decision.mode === 'incremental' ? selectExtents(extents, NBD_STATE_DIRTY, NBD_STATE_DIRTY) : selectExtents(extents, NBD_STATE_ZERO, 0);
   } finally {

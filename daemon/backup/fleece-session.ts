@@ -63,6 +63,8 @@ export interface FleeceOptions {
   readonly jobPollMs?: number;
   readonly qemuImg?: string;
   readonly logger?: Logger;
+  /** Wraps the one transaction (inside the guest freeze): the RBD snapshot of storage-delta.ts is taken there. */
+  readonly aroundTransaction?: (transaction: () => Promise<unknown>) => Promise<unknown>;
 }
 
 
@@ -155,7 +157,8 @@ export class FleeceSession {
       actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
     }
     // The guest agent is talked to outside any QMP session, so a silent agent never holds QMP.
-    await this.frozen(() => this.qmp((q) => q.execute('transaction', { actions })));
+    const transaction = (): Promise<unknown> => this.qmp((q) => q.execute('transaction', { actions }));
+    await this.frozen(() => (this.opts.aroundTransaction ? this.opts.aroundTransaction(transaction) : transaction()));
     this.bitmapsSwitched = true;
     this.jobsStarted.push(...this.disks);
     await this.qmp(async (q) => {

@@ -3,7 +3,13 @@
  * them, so the view and the bitmap switch are atomic across the VM's disks. When a failed backup's
  * teardown or rollback finds QEMU not answering (hung, SIGSTOP), they are retried in the background
  * until QEMU answers again (recover-fleece.ts, cleanup-retry.ts).
+ * RBD disks get their pve-cbt RBD snapshot inside the transaction's window with the VM paused (QMP
+ * `stop` drains every request first; `cont` after), so snapshot and view hold the same bytes
+ * (storage-snapshots.ts); an incremental-storage job reads only what `rbd diff` reports, from the view.
  */
+import type { QmpClient } from '../qmp/qmp-client';
+import { withQmp } from '../qmp/qmp-session';
+import { StorageSnapshots } from './storage-snapshots';
 import type { QemuProcess } from '../pve/qemu-process';
 import type { Consistency } from './backup-options';
 import type { BackupSource, DriveExport } from './backup-source';
@@ -14,6 +20,7 @@ import { cleanupFleeceLeftoversLater } from './recover-fleece';
 
 export class FleeceSource implements BackupSource<FleeceJob> {
   private session: FleeceSession | undefined;
+  private readonly snapshots: StorageSnapshots;
 
   constructor(
     private readonly opts: FleeceOptions,
@@ -21,7 +28,9 @@ export class FleeceSource implements BackupSource<FleeceJob> {
     private readonly granularity: number,
     /** The QEMU process the view lives in. */
     private readonly qemu: QemuProcess,
-  ) {}
+  ) {
+    this.snapshots = new StorageSnapshots(jobs, opts.logger, opts.vmid);
+  }
 
   get consistency(): Consistency {
     return this.session?.consistency === 'frozen' ? 'frozen' : 'crash-consistent';
@@ -47,14 +56,36 @@ export class FleeceSource implements BackupSource<FleeceJob> {
       granularity: this.granularity,
       ...(j.readBitmap ? { readBitmap: j.readBitmap } : {}),
     }));
-    this.session = await FleeceSession.start(this.opts, specs);
+    const opts: FleeceOptions = this.snapshots.any
+      ? { ...this.opts, aroundTransaction: (tx) => this.paused(async () => { await this.snapshots.create(); return tx(); }) }
+      : this.opts;
+    this.session = await FleeceSession.start(opts, specs);
+  }
+
+  /** Runs `fn` with the guest's CPUs stopped (if they ran): no guest write lands between the snapshot and the view. */
+  private async paused<T>(fn: () => Promise<T>): Promise<T> {
+    const qmp = <R>(f: (q: QmpClient) => Promise<R>): Promise<R> => withQmp(this.opts.qmpSocket, f, this.opts.qmpOptions);
+    const status = await qmp((q) => q.execute<{ running: boolean }>('query-status'));
+    if (!status.running) return fn();
+    await qmp((q) => q.execute('stop'));
+    try {
+      return await fn();
+    } finally {
+      await qmp((q) => q.execute('cont'));
+    }
+  }
+
+  storageSnapshots(): Record<string, string> {
+    return this.snapshots.names();
   }
 
   async exportDrive(job: FleeceJob): Promise<DriveExport> {
     // The session exports every drive; the exports go with the view in `close`.
+    const changedRanges = await this.snapshots.changedRanges(job);
     return {
       socketPath: nbdSocketPath(this.opts.workDir, this.opts.vmid),
       exportName: fleeceNames(this.opts.vmid, job.disk.key).exportName,
+      ...(changedRanges ? { changedRanges } : {}),
       close: async () => undefined,
     };
   }
@@ -68,11 +99,13 @@ export class FleeceSource implements BackupSource<FleeceJob> {
   }
 
   async commitBitmaps(): Promise<void> {
+    await this.snapshots.commit();
     await this.session?.commitBitmaps();
   }
 
   /** Failure path: when QEMU did not answer the teardown or the rollback, both are retried in the background. */
   async rollbackBitmaps(): Promise<void> {
+    await this.snapshots.rollback();
     const s = this.session;
     if (!s) return;
     try {

@@ -6,7 +6,10 @@
  * - a running VM's volumes that QEMU does not hold (tpmstate0, held by swtpm): opened shared,
  *   without a bitmap (`crash-consistent`).
  * Bitmap removals are best-effort: one that fails is logged and goes at the next committed backup.
+ * A stopped VM's RBD disk gets its pve-cbt RBD snapshot in `open` and is read from that snapshot
+ * (storage-snapshots.ts); an incremental-storage job reads only the ranges `rbd diff` reports.
  */
+import { StorageSnapshots } from './storage-snapshots';
 import type { Logger } from 'winston';
 import type { Consistency } from './backup-options';
 import type { BackupSource, DriveExport } from './backup-source';
@@ -31,15 +34,19 @@ export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
   readonly freezeNote = undefined;
   /** Images whose new bitmap was added (removed again on rollback). */
   private readonly added: { readonly job: ImageJob; readonly bitmaps: ImageBitmaps }[] = [];
+  private readonly snapshots: StorageSnapshots;
 
   constructor(
     private readonly opts: ImageSourceOptions,
     readonly jobs: readonly (ImageJob | VolumeJob)[],
   ) {
     this.consistency = opts.vmRunning ? 'crash-consistent' : 'offline';
+    // only a stopped VM's images: a running VM's volumes beside QEMU (swtpm) are not on RBD here
+    this.snapshots = new StorageSnapshots(opts.vmRunning ? [] : jobs, opts.logger, opts.vmid);
   }
 
   async open(): Promise<void> {
+    await this.snapshots.create();
     for (const j of this.jobs) {
       if (j.kind !== 'image' || !j.bitmaps) continue;
       await addImageBitmap(j.disk.path, j.bitmaps.added.name, this.opts.granularity, this.qemuImg);
@@ -50,10 +57,11 @@ export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
   async exportDrive(j: ImageJob | VolumeJob): Promise<DriveExport> {
     const o = this.opts;
     if (!o.vmRunning) assertVmStopped(o.qemuServerRunDir, o.vmid, j.disk.key, j.disk.path);
-    return ImageExport.open({
+    const changedRanges = await this.snapshots.changedRanges(j);
+    const exp = await ImageExport.open({
       vmid: o.vmid,
       drive: j.disk.key,
-      file: j.disk.path,
+      file: this.snapshots.readName(j),
       format: j.disk.format,
       workDir: o.workDir,
       forceShare: o.vmRunning,
@@ -61,6 +69,12 @@ export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
       ...(o.qemuNbd ? { qemuNbd: o.qemuNbd } : {}),
       ...(o.logger ? { logger: o.logger } : {}),
     });
+    if (!changedRanges) return exp;
+    return { socketPath: exp.socketPath, exportName: exp.exportName, changedRanges, close: () => exp.close() };
+  }
+
+  storageSnapshots(): Record<string, string> {
+    return this.snapshots.names();
   }
 
   async assertIntact(): Promise<void> {
@@ -72,12 +86,14 @@ export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
   }
 
   async commitBitmaps(): Promise<void> {
+    await this.snapshots.commit();
     for (const { job, bitmaps } of this.added.splice(0)) {
       for (const b of bitmaps.old) await this.removeBitmap(job, b, 'removing an old image bitmap failed');
     }
   }
 
   async rollbackBitmaps(): Promise<void> {
+    await this.snapshots.rollback();
     for (const { job, bitmaps } of this.added.splice(0)) await this.removeBitmap(job, bitmaps.added.name, 'removing the new image bitmap failed');
   }
 

@@ -10,6 +10,21 @@ export type BackupRepository = Pick<Repository, 'listBackups' | 'readManifest' |
 
 export interface LastDiskBackup extends LastBackupView {
   readonly chunkSize: number;
+  /** The storage snapshot this backup recorded (manifest `extra.storageSnapshots`, storage-delta.ts). */
+  readonly storageSnapshot?: string;
+  /** The VM generation id in the config this backup kept (undefined: none kept, or the VM had none). */
+  readonly vmgenid?: string;
+}
+
+/** `vmgenid:` of a kept config's current section. */
+export function vmgenidOf(conf: string | undefined): string | undefined {
+  return conf === undefined ? undefined : /^vmgenid:\s*(\S+)/m.exec(conf.split(/^\[/m)[0])?.[1];
+}
+
+function storageSnapshotOf(extra: Record<string, unknown>, disk: string): string | undefined {
+  const all = extra.storageSnapshots;
+  const name = all && typeof all === 'object' ? (all as Record<string, unknown>)[disk] : undefined;
+  return typeof name === 'string' ? name : undefined;
 }
 
 export async function lastBackupsByDisk(repo: Pick<Repository, 'listBackups' | 'readManifest'>, vmid: number): Promise<Map<string, LastDiskBackup>> {
@@ -20,7 +35,16 @@ export async function lastBackupsByDisk(repo: Pick<Repository, 'listBackups' | '
     const m = await repo.readManifest(b.id);
     for (const d of m.disks) {
       if (out.has(d.name)) continue;
-      out.set(d.name, { backupId: m.id, size: d.size, chunkSize: d.chunkSize, ...(d.bitmap ? { bitmap: d.bitmap } : {}) });
+      const snap = storageSnapshotOf(m.extra ?? {}, d.name);
+      const genid = vmgenidOf(m.config?.conf);
+      out.set(d.name, {
+        backupId: m.id,
+        size: d.size,
+        chunkSize: d.chunkSize,
+        ...(d.bitmap ? { bitmap: d.bitmap } : {}),
+        ...(snap ? { storageSnapshot: snap } : {}),
+        ...(genid ? { vmgenid: genid } : {}),
+      });
     }
   }
   return out;

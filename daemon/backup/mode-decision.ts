@@ -39,7 +39,11 @@ export type ReasonCode =
   | 'qemu-restarted'
   | 'not-in-qemu'
   | 'forced-full'
-  | 'volume-changed';
+  | 'volume-changed'
+  /** incremental-storage: the RBD snapshot of the last backup stands in for the bitmap (storage-delta.ts). */
+  | 'storage-delta'
+  /** full-compare: the RBD image was rolled back to an older snapshot since the last backup. */
+  | 'storage-rolled-back';
 
 export interface LastBackupView {
   readonly backupId: string;

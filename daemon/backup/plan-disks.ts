@@ -19,6 +19,9 @@
  * - mode: mode-decision.ts (an incremental reads the bitmap the last committed backup started; the
  *   disk's volume id and path are compared with the ledger's, which sees a `qm disk move`);
  *   `forceFull` makes every disk `full` (code `forced-full`), still starting a new bitmap;
+ * - an RBD disk (`storage` facts) also takes an RBD snapshot at each backup; a full-compare for a
+ *   bitmap reason becomes `incremental-storage` when the last backup's snapshot is still there
+ *   (storage-delta.ts `storageDecision`);
  * - generation of the new bitmap: one more than any seen, in QEMU or the image (own bitmaps of the
  *   drive), in the last committed manifest or in the ledger, so a name is never reused.
  */
@@ -29,6 +32,8 @@ import { bitmapName, ownBitmapsOf, parseBitmapName } from './bitmap-names';
 import { bitmapPersists } from './bitmap-persistence';
 import type { LastDiskBackup } from './last-backups';
 import { decideMode, forcedFull, type BitmapView, type LastBackupView, type LedgerView, type ModeDecision, type QemuIdentity } from './mode-decision';
+import type { RbdImage } from '../pve/rbd-volume';
+import { storageDecision, type StorageFacts } from './storage-delta';
 
 /** qemu-server gives these volumes to another program (swtpm), never to QEMU as a block device. */
 const VOLUMES_OUTSIDE_QEMU: ReadonlySet<string> = new Set(['tpmstate0']);
@@ -47,6 +52,13 @@ export interface DiskFacts {
   readonly last: LastDiskBackup | undefined;
   /** The ledger's record of the disk, undefined when it has none. */
   readonly ledger: LedgerView | undefined;
+  /** An RBD disk: its image and what its snapshots say (rbd-storage-facts.ts). */
+  readonly storage?: StorageJob;
+}
+
+export interface StorageJob {
+  readonly image: RbdImage;
+  readonly facts: StorageFacts;
 }
 
 export interface PlanFacts {
@@ -71,6 +83,8 @@ interface JobBase {
   readonly last: LastDiskBackup | undefined;
   /** The bitmap an incremental reads (the one the last committed backup started). */
   readonly readBitmap: string | undefined;
+  /** Set for an RBD disk: it takes a pve-cbt snapshot (storage-snapshots.ts). */
+  readonly storage?: StorageJob;
 }
 
 export interface FleeceJob extends JobBase {
@@ -117,6 +131,7 @@ function planDisk(facts: PlanFacts, f: DiskFacts): DiskJob {
     return {
       kind: 'fleece',
       disk,
+      ...(f.storage ? { storage: f.storage } : {}),
       size: qd.size,
       decision,
       last,
@@ -141,6 +156,7 @@ function planDisk(facts: PlanFacts, f: DiskFacts): DiskJob {
   return {
     kind: 'image',
     disk,
+    ...(f.storage ? { storage: f.storage } : {}),
     size: image.virtualSize,
     decision,
     last,
@@ -164,7 +180,7 @@ function decide(facts: PlanFacts, f: DiskFacts, size: number, bitmaps: readonly 
     expectedGranularity: facts.granularity,
     volume: { volid: f.disk.volid, path: f.disk.path },
   });
-  return facts.forceFull ? forcedFull(auto) : auto;
+  return facts.forceFull ? forcedFull(auto) : storageDecision(auto, f.storage?.facts);
 }
 
 function readBitmapOf(decision: ModeDecision, last: LastBackupView | undefined): string | undefined {

@@ -8,6 +8,7 @@
  * - `sync`: coreutils, for `sync --file-system` of the repository.
  * - `systemd-notify`: systemd's, for sd_notify READY/RELOADING/STOPPING (service/sd-notify.ts).
  * - `flock`: util-linux, to hold Proxmox's per-VM lock (daemon/pve/pve-lock.ts).
+ * - `rbd`: Ceph's RBD CLI (ceph-common), for RBD snapshots and diffs (ceph-command.ts).
  * - `pvesm`: Proxmox's storage manager. Its path is the config key `pvesmPath` (default
  *   /usr/sbin/pvesm, where Proxmox installs it): hooks and daemons may run with a PATH without sbin.
  * - `sendmail`: the MTA's mail interface for notifications; its path is the config key
@@ -21,7 +22,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'systemd-notify', 'flock', 'qemu-system-x86_64'] as const;
+export const EXTERNAL_PROGRAMS = ['qemu-img', 'qemu-nbd', 'qemu-io', 'sync', 'systemd-notify', 'flock', 'qemu-system-x86_64', 'rbd'] as const;
 export type ExternalProgram = (typeof EXTERNAL_PROGRAMS)[number];
 
 /** systemd's PATH for services, used when the environment has none. */

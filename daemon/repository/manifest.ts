@@ -19,7 +19,8 @@ import { RepoManifestCorruptError } from './repository-errors';
 
 export const MANIFEST_FORMAT = 'pve-cbt-manifest-1';
 
-export type BackupMode = 'full' | 'incremental' | 'full-compare';
+/** `incremental-storage`: only what the storage's own change tracking reports (backup/storage-delta.ts). */
+export type BackupMode = 'full' | 'incremental' | 'full-compare' | 'incremental-storage';
 export type Consistency = 'frozen' | 'crash-consistent' | 'offline';
 
 export interface DiskEntry {

@@ -10,7 +10,9 @@
  * lists the disk offsets of the bad chunks. qcow2 is made from the verified raw file with
  * `qemu-img convert -O qcow2` (correctness first; qemu-img keeps the holes unallocated; qcow2
  * sizes are whole 512-byte sectors, so a disk whose size is not is padded with zeros there).
- * An existing block device is written in place, after a first pass has checked every chunk.
+ * An existing block device is written in place, after a first pass has checked every chunk; an
+ * RBD image (`rbd:` name) is written through librbd after a verified restore to a temporary file
+ * (restore-rbd.ts).
  * Files are created 0600 whatever the umask (the temporary ones too: they hold the VM's data).
  * An existing target is replaced only with `overwrite` (the default here; `pve-cbt restore` passes
  * its --force): otherwise the result is hard-linked to the name, which fails if the name exists.
@@ -31,6 +33,8 @@ import { restoreChunksWithWorkers } from './restore-workers';
 import type { Manifest } from './manifest';
 import { RepoQemuImgFailedError, RepoRestoreFailedError } from './repository-errors';
 import { RestoreTargetDirMissingError, RestoreTargetExistsError } from '../restore/restore-errors';
+import { isRbdName } from '../pve/rbd-volume';
+import { restoreToRbd } from './restore-rbd';
 
 export type RestoreTarget = { path: string; format: 'raw' | 'qcow2'; overwrite?: boolean } | { stream: NodeJS.WritableStream };
 
@@ -70,6 +74,15 @@ export async function restoreDisk(
   const g = reader.geometry;
   if ('stream' in target) return restoreToStream(reader, target.stream, fail, opts);
 
+  if (isRbdName(target.path)) {
+    // An RBD image (restore-rbd.ts): verified into a temporary file first, then written through librbd.
+    if (target.format !== 'raw') fail([], `${target.path} is an RBD image: only raw restores can target it`);
+    return restoreToRbd(target.path, {
+      qemuImg: deps.qemuImg,
+      restoreToFile: (file) => restoreDisk(deps, manifest, diskName, { path: file, format: 'raw', overwrite: false }, { ...(opts.onProgress ? { onProgress: opts.onProgress } : {}) }),
+      ...(opts.beforeCommit ? { beforeCommit: opts.beforeCommit } : {}),
+    });
+  }
   const finalPath = path.resolve(target.path);
   const overwrite = target.overwrite ?? true;
   const existing = await fsp.stat(finalPath).catch(() => null);

@@ -6,12 +6,15 @@
  *
  * A volume is the target when both exist and are the same file or device (device+inode, or the
  * device number), or when their canonical paths are equal (a volume whose file or LV is absent).
+ * An RBD image target (`rbd:` name) has its own facts (rbd-target-facts.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileIdentity, processesHolding, sameFile, type FileIdentity } from '../pve/open-files';
 import { nodeVolumes, type VolumePathCache } from '../pve/node-volumes';
 import { readQemuProcess } from '../pve/qemu-process';
+import { parseRbdName } from '../pve/rbd-volume';
+import { gatherRbdTargetFacts } from './rbd-target-facts';
 import type { TargetFacts, TargetKind, TargetVolume, UnresolvedVolume } from './target-decision';
 
 export interface NodePaths {
@@ -55,6 +58,8 @@ function canonical(p: string): string {
 }
 
 export async function gatherTargetFacts(target: string, node: NodePaths, cache?: VolumePathCache): Promise<TargetFacts> {
+  const rbdImage = parseRbdName(target);
+  if (rbdImage) return gatherRbdTargetFacts(target, rbdImage, node, cache);
   const abs = path.resolve(target);
   const st = statOrUndefined(abs);
   const kind = kindOf(st, statOrUndefined(abs, false));

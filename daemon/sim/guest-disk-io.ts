@@ -30,7 +30,8 @@ export function checkRange(vmid: number, disk: SimDisk, offset: number, length: 
 
 export async function qemuIo(disk: SimDisk, cmd: string): Promise<string> {
   try {
-    const { stdout, stderr } = await execFileP('qemu-io', ['-f', disk.format, '-c', cmd, disk.path]);
+    // bounded: librbd waits forever for a Ceph cluster that is down
+    const { stdout, stderr } = await execFileP('qemu-io', ['-f', disk.format, '-c', cmd, disk.path], { timeout: 120_000 });
     return stdout + stderr;
   } catch (err) {
     const e = err as { stdout?: string; stderr?: string; message: string };

@@ -8,6 +8,7 @@
  *   ROOT/var/lock/qemu-server/lock-VMID.conf  qemu-server's per-VM flock (daemon/pve/pve-lock.ts)
  *   ROOT/var/lib/vz/images/VMID/vm-VMID-disk-N.FMT, ROOT/var/lib/vz/snippets/, ROOT/var/lib/vz/dump/
  *   ROOT/usr/sbin/pvesm                   shim answering `pvesm path|alloc|free` for storage `local`
+ *                                         (and `ceph`, an RBD storage on a real cluster: sim-rbd-storage.ts)
  *   ROOT/reference/VMID/KEY.raw           raw twin of every disk holding the bytes it must contain
  *
  * and runs real qemu-system-x86_64 (TCG, no guest OS) per VM with the hook phases of the facts table
@@ -28,6 +29,7 @@ import type { DiskLayout } from './qemu-command';
 import { SimVmImpl } from './sim-vm';
 import { adoptedVmInit } from './adopted-vm';
 import type { HookRun } from './hook-runner';
+import { createRbdStorage, RBD_STORAGE, type SimCephSpec, type SimRbdStorage } from './sim-rbd-storage';
 
 export type { HookRun } from './hook-runner';
 export type { DiskLayout } from './qemu-command';
@@ -41,6 +43,8 @@ export interface SimDiskSpec {
   sizeMiB: number;
   /** false writes `,backup=0` into the config. */
   backup?: boolean;
+  /** `ceph`: an RBD image on the node's RBD storage (raw only; createPveNode needs `ceph`). Default `local`. */
+  storage?: 'local' | 'ceph';
 }
 
 export interface SimVmSpec {
@@ -102,6 +106,8 @@ export interface PveNode {
   dumpDir: string;
   pvesmPath: string;
   vzdumpConfPath: string;
+  /** The RBD storage `ceph`, when the node was created with a cluster. */
+  rbdStorage: SimRbdStorage | undefined;
   /** Node name (`PVE::INotify::nodename`). */
   nodeName: string;
   addVm(spec: SimVmSpec): Promise<SimVm>;
@@ -160,7 +166,7 @@ export function nodeInternals(node: PveNode): NodeInternals {
   return i;
 }
 
-export async function createPveNode(opts: { baseDir?: string; env?: Record<string, string>; cluster?: ClusterSeat } = {}): Promise<PveNode> {
+export async function createPveNode(opts: { baseDir?: string; env?: Record<string, string>; cluster?: ClusterSeat; ceph?: SimCephSpec } = {}): Promise<PveNode> {
   const root = fs.mkdtempSync(path.join(opts.baseDir ?? os.tmpdir(), 'cbt-pve-'));
   const configDir = path.join(root, 'etc/pve/qemu-server');
   const runDir = path.join(root, 'var/run/qemu-server');
@@ -174,7 +180,8 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     fs.mkdirSync(d, { recursive: true });
   }
   const pvesmPath = path.join(sbinDir, 'pvesm');
-  fs.writeFileSync(pvesmPath, pvesmShim(storageDir), { mode: 0o755 });
+  const rbdStorage = opts.ceph ? await createRbdStorage(root, opts.ceph) : undefined;
+  fs.writeFileSync(pvesmPath, pvesmShim(storageDir, rbdStorage ? path.join(sbinDir, 'pvesm-rbd.sh') : undefined), { mode: 0o755 });
   const vzdumpConfPath = path.join(root, 'etc/vzdump.conf');
   fs.writeFileSync(vzdumpConfPath, '# vzdump default settings\n\n#tmpdir: DIR\n#dumpdir: DIR\n#storage: STORAGE_ID\n#mode: snapshot|suspend|stop\n');
 
@@ -204,17 +211,22 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
     dumpDir,
     pvesmPath,
     vzdumpConfPath,
+    rbdStorage,
     nodeName: ctx.nodeName,
     hookLog: ctx.hookLog,
 
     async addVm(spec: SimVmSpec): Promise<SimVm> {
-      validateSpec(spec, vms);
+      validateSpec(spec, vms, rbdStorage !== undefined);
       const imagesDir = path.join(storageDir, 'images', String(spec.vmid));
       const refDir = path.join(root, 'reference', String(spec.vmid));
       fs.mkdirSync(imagesDir, { recursive: true });
       fs.mkdirSync(refDir, { recursive: true });
       const disks: SimDisk[] = [];
       for (const [i, d] of spec.disks.entries()) {
+        if (d.storage === RBD_STORAGE) {
+          disks.push(await allocRbdDisk(pvesmPath, spec.vmid, i, d, refDir));
+          continue;
+        }
         const file = `vm-${spec.vmid}-disk-${i}.${d.format}`;
         const diskPath = path.join(imagesDir, file);
         const sizeBytes = d.sizeMiB * 1024 * 1024;
@@ -280,6 +292,7 @@ export async function createPveNode(opts: { baseDir?: string; env?: Record<strin
       await Promise.all([...vms.values()].map((vm) => vm.kill()));
       for (const vm of vms.values()) clearQmpTranscript(vm.qmpPath);
       ctx.reaper.dispose();
+      await rbdStorage?.dispose();
       fs.rmSync(root, { recursive: true, force: true });
     },
   };
@@ -299,7 +312,21 @@ function linkClusterSeat(root: string, seat: ClusterSeat): void {
   fs.symlinkSync(seat.sharedImagesDir, path.join(root, 'var/lib/vz/images'));
 }
 
-function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
+/** `pvesm alloc ceph VMID vm-VMID-disk-N SIZE` and `pvesm path`, as qm create does it on an RBD storage. */
+async function allocRbdDisk(pvesm: string, vmid: number, i: number, d: SimDiskSpec, refDir: string): Promise<SimDisk> {
+  const sizeBytes = d.sizeMiB * 1024 * 1024;
+  const { stdout } = await execFileP(pvesm, ['alloc', RBD_STORAGE, String(vmid), `vm-${vmid}-disk-${i}`, `${sizeBytes / 1024}`, '--format', 'raw']);
+  const m = /successfully created '([^']+)'/.exec(stdout);
+  if (!m) throw SimSpecError({ reason: `pvesm alloc printed no volume id: ${stdout.trim()}` });
+  const volid = m[1];
+  const diskPath = (await execFileP(pvesm, ['path', volid])).stdout.trim();
+  const reference = path.join(refDir, `${d.key}.raw`);
+  fs.writeFileSync(reference, '');
+  fs.truncateSync(reference, sizeBytes);
+  return { key: d.key, format: 'raw', volid, path: diskPath, sizeBytes, reference };
+}
+
+function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>, hasRbd: boolean): void {
   if (!Number.isInteger(spec.vmid) || spec.vmid < 100) throw SimSpecError({ reason: `vmid ${spec.vmid} must be an integer >= 100` });
   if (vms.has(spec.vmid)) throw SimSpecError({ reason: `VM ${spec.vmid} already exists` });
   const seen = new Set<string>();
@@ -307,6 +334,11 @@ function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
     if (!DISK_KEY.test(d.key)) throw SimSpecError({ reason: `disk key ${d.key} is not a Proxmox disk key` });
     if (seen.has(d.key)) throw SimSpecError({ reason: `disk key ${d.key} used twice` });
     if (!(d.sizeMiB > 0) || !Number.isInteger(d.sizeMiB)) throw SimSpecError({ reason: `disk ${d.key}: sizeMiB must be a positive integer` });
+    if (d.storage === RBD_STORAGE) {
+      if (!hasRbd) throw SimSpecError({ reason: `disk ${d.key}: storage ceph needs a node created with a Ceph cluster (createPveNode({ ceph }))` });
+      if (d.format !== 'raw') throw SimSpecError({ reason: `disk ${d.key}: RBD images are raw` });
+      if (spec.layout === 'blockdev') throw SimSpecError({ reason: `disk ${d.key}: RBD disks are simulated in the drive layout only` });
+    }
     seen.add(d.key);
   }
   if (spec.layout === 'blockdev' && spec.disks.some((d) => d.key === 'efidisk0' || d.key === 'tpmstate0')) {
@@ -324,11 +356,13 @@ function validateSpec(spec: SimVmSpec, vms: Map<number, unknown>): void {
  * images/VMID/NAME (an existing one is refused: "disk image ... already exists"), SIZE is KiB unless
  * suffixed M or G, and alloc prints `successfully created 'local:VMID/NAME'`.
  */
-function pvesmShim(storageDir: string): string {
+function pvesmShim(storageDir: string, rbdPart: string | undefined): string {
   return `#!/bin/bash
 # pvesm shim of the pve-cbt node simulator: 'path', 'alloc' and 'free' on storage 'local' (dir).
 images="${storageDir}/images"
 no_storage() { echo "storage '$1' does not exist" >&2; exit 255; }
+${rbdPart ? `# the RBD storage 'ceph' (sim-rbd-storage.ts)
+. "${rbdPart}"` : ''}
 case "$1" in
 path)
   [ $# -eq 2 ] || { echo "pvesm shim: usage: pvesm path VOLID" >&2; exit 255; }

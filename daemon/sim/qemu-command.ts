@@ -66,7 +66,8 @@ export function qemuArgs(l: QemuLaunch): string[] {
       args.push('-object', JSON.stringify({ id: `throttle-drive-${d.key}`, limits: {}, 'qom-type': 'throttle-group' }));
       args.push('-blockdev', JSON.stringify(blockdevTree(d, l.directIo)));
     } else {
-      const cacheOpts = l.directIo ? 'cache=none,aio=io_uring' : 'cache=writeback,aio=threads';
+      // librbd does its own I/O: no aio mode, its cache for writeback (RBD images are `rbd:` names)
+      const cacheOpts = d.path.startsWith('rbd:') ? 'cache=writeback' : l.directIo ? 'cache=none,aio=io_uring' : 'cache=writeback,aio=threads';
       args.push('-drive', `file=${d.path},if=none,id=drive-${d.key},format=${d.format},${cacheOpts}`);
     }
     const device = deviceArg(d.key);

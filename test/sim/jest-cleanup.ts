@@ -8,7 +8,7 @@
 import { recordQmpTranscripts } from '../../daemon/qmp/qmp-transcript';
 import { createPveNode, type PveNode } from '../../daemon/sim/pve-node';
 
-export function usePveNode(opts?: { env?: Record<string, string> }): { readonly node: PveNode } {
+export function usePveNode(opts?: Parameters<typeof createPveNode>[0]): { readonly node: PveNode } {
   let node: PveNode | undefined;
   beforeAll(async () => {
     recordQmpTranscripts();
