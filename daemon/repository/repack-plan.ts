@@ -67,7 +67,8 @@ export interface RepackPlan {
 
 export interface RepackPlanInput {
   packs: readonly PackFacts[];
-  isMarked(digest: string): boolean;
+  /** Whether the mark reached this entry's digest (as a chunk or a page, after its kind). */
+  isMarked(entry: PackEntryRef): boolean;
   cutoffMs: number;
   /** Live share (bytes) below which an old pack is repacked; 0 disables repacking. */
   threshold?: number;
@@ -82,7 +83,7 @@ export function planRepack(input: RepackPlanInput): RepackPlan {
   const potential = new Map<string, number>();
   for (const p of packs) {
     let marked = 0;
-    for (const e of p.entries) if (input.isMarked(e.digest)) marked += e.storedLength;
+    for (const e of p.entries) if (input.isMarked(e)) marked += e.storedLength;
     potential.set(p.packId, share(marked, p.packBytes));
   }
   const rank = (a: PackFacts, b: PackFacts): number =>
@@ -90,7 +91,7 @@ export function planRepack(input: RepackPlanInput): RepackPlan {
   const holders = new Map<string, PackFacts[]>();
   for (const p of packs) {
     for (const e of p.entries) {
-      if (!input.isMarked(e.digest)) continue;
+      if (!input.isMarked(e)) continue;
       const list = holders.get(e.digest);
       if (!list) holders.set(e.digest, [p]);
       else if (!list.includes(p)) list.push(p);

@@ -22,7 +22,7 @@ function pack(packId: string, spec: string, mtime = OLD, extraDead = 0): PackFac
 /** "packId:action:reason:live digests" per pack. */
 function run(packs: PackFacts[], marked: string, threshold?: number): string[] {
   const set = new Set(marked.split('').map(d));
-  const plan = planRepack({ packs, isMarked: (x) => set.has(x), cutoffMs: CUTOFF, threshold });
+  const plan = planRepack({ packs, isMarked: (x) => set.has(x.digest), cutoffMs: CUTOFF, threshold });
   return plan.decisions.map((x) => `${x.packId}:${x.action}:${x.reason}:${x.live.map((e) => e.digest[0]).join('')}`);
 }
 
@@ -89,7 +89,7 @@ describe('planRepack', () => {
     const p = pack('p1', 'a:100 b:300 c:50 e:400');
     const shuffled: PackFacts = { ...p, entries: [...p.entries].reverse() };
     const set = new Set([d('c'), d('a')]);
-    const plan = planRepack({ packs: [shuffled, pack('p2', 'z:10')], isMarked: (x) => set.has(x), cutoffMs: CUTOFF });
+    const plan = planRepack({ packs: [shuffled, pack('p2', 'z:10')], isMarked: (x) => set.has(x.digest), cutoffMs: CUTOFF });
     const r = plan.decisions[0];
     expect(r.action).toBe('repack');
     expect(r.live.map((e) => [e.digest[0], e.offset])).toEqual([
