@@ -35,6 +35,7 @@ import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './b
 import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
 import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type VerifyState } from './verify';
 import { garbageCollect, type GcReport } from './garbage-collect';
+import { refuseDuringUpgrade } from './upgrade-state';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
 import {
@@ -195,6 +196,7 @@ export class Repository {
       bases: opts.parent ? [opts.parent] : [],
     });
     try {
+      await refuseDuringUpgrade(this.storage, this.dir);
       if (opts.parent) await this.readManifest(opts.parent);
       await this.storage.mkdir(`vm/${opts.vmid}`);
       let time = truncateToSecond(opts.time ?? new Date());

@@ -18,7 +18,7 @@
  */
 import type { RepositoryStorage } from './storage';
 import { parseCursor, type SealedRecord } from './upgrade-plan';
-import { RepoUpgradeStateCorruptError } from './upgrade-errors';
+import { RepoUpgradeInProgressError, RepoUpgradeStateCorruptError } from './upgrade-errors';
 
 export const UPGRADE_DIR = '.upgrade';
 export const UPGRADE_START_FILE = `${UPGRADE_DIR}/upgrade.json`;
@@ -100,4 +100,14 @@ export async function writeSealedRecord(storage: RepositoryStorage, r: SealedRec
 
 export async function removeSealedRecord(storage: RepositoryStorage, seq: number): Promise<void> {
   await storage.remove(sealedRecordKey(seq));
+}
+
+/**
+ * Called by a backup writer after it took its lock: refuses while an upgrade is under way or was
+ * interrupted (the upgrade takes its lock and then looks for writers: one of the two sees the other).
+ */
+export async function refuseDuringUpgrade(storage: RepositoryStorage, dir: string): Promise<void> {
+  if (await storage.stat(UPGRADE_START_FILE)) {
+    throw RepoUpgradeInProgressError({ dir, hint: 'wait for `pve-cbt repository upgrade` to finish, or run it again if it was interrupted' });
+  }
 }

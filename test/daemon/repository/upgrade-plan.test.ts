@@ -10,7 +10,8 @@ import {
   shardsToVisit,
   type SealedRecord,
 } from '../../../daemon/repository/upgrade-plan';
-import { parseSealedRecord, readUpgradeState, sealedRecordKey, encodeSealedRecord, writeSealedRecord } from '../../../daemon/repository/upgrade-state';
+import { parseSealedRecord, readUpgradeState, sealedRecordKey, encodeSealedRecord, writeSealedRecord, writeUpgradeStart } from '../../../daemon/repository/upgrade-state';
+import { Repository } from '../../../daemon/repository/repository';
 import { LocalDirStorage } from '../../../daemon/repository/storage';
 import { tempDir } from './repo-test-helpers';
 
@@ -141,6 +142,20 @@ describe('upgrade state records', () => {
       const state = await readUpgradeState(storage);
       expect(state.start).toBeNull();
       expect(state.records.map((r) => r.seq)).toEqual([0, 1, 2]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a backup is refused while the start record exists, and its lock is released', async () => {
+    const dir = tempDir();
+    try {
+      const repo = await Repository.open(dir, { create: true });
+      await writeUpgradeStart(new LocalDirStorage(dir), { format: 'pve-cbt-upgrade-1', from: 'pve-cbt-repository-1', to: 'pve-cbt-repository-2', started: new Date().toISOString(), tool: 'test' });
+      await expect(repo.startBackup({ vmid: 100 })).rejects.toMatchObject({ code: 'CBT_REPO_UPGRADE_IN_PROGRESS' });
+      expect(fs.readdirSync(path.join(dir, '.locks')).filter((n) => n.startsWith('vm-'))).toEqual([]);
+      fs.rmSync(path.join(dir, '.upgrade'), { recursive: true });
+      await (await repo.startBackup({ vmid: 100 })).abort();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
