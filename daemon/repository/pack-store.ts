@@ -43,6 +43,7 @@ import { PackLookup, type BlobLocation } from './pack-lookup';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
+import { InternalError } from '../../shared/errors/internal-errors';
 import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
@@ -265,9 +266,11 @@ export class PackKindStore implements BlobStore {
 }
 
 interface SessionPack {
+  /** Until sealed (then dropped: the lookup has them, and a 64 GiB full must not keep a million here). */
   entries: PackIndexEntry[];
   digests: Set<string>;
   sealed: boolean;
+  count: number;
 }
 
 /** One backup writer's pack session (see the module header). */
@@ -319,11 +322,13 @@ export class PackSession implements BlobSession {
     const packId = r.packId as string;
     let p = this.packs.get(packId);
     if (!p) {
-      p = { entries: [], digests: new Set(), sealed: false };
+      p = { entries: [], digests: new Set(), sealed: false, count: 0 };
       this.packs.set(packId, p);
     }
     let added = false;
+    if (p.sealed) throw InternalError({ what: `pack ${packId}: a blob answered after the pack was sealed` });
     if (!this.pending.has(r.digest) && !p.digests.has(r.digest)) {
+      p.count++;
       p.entries.push({ digest: Buffer.from(r.digest, 'hex'), offset: r.offset as number, storedLength: r.storedLength as number, plainLength, kind });
       p.digests.add(r.digest);
       this.pending.set(r.digest, packId);
@@ -345,6 +350,11 @@ export class PackSession implements BlobSession {
     return true;
   }
 
+  /** Waits for the .idx writes of the packs sealed so far (not a seal of the open ones). */
+  async settled(): Promise<void> {
+    await Promise.all(this.sealing);
+  }
+
   /** Seals every open pack of the session and waits until every .idx is durable. */
   async commit(): Promise<void> {
     if (this.state !== 'open') return;
@@ -352,7 +362,7 @@ export class PackSession implements BlobSession {
     await Promise.all(this.sealing);
     if (this.sealError) throw this.sealError;
     for (const [packId, p] of this.packs) {
-      if (!p.sealed) throw RepoPackUnsealedError({ packId, blobs: p.entries.length });
+      if (!p.sealed) throw RepoPackUnsealedError({ packId, blobs: p.count });
     }
     this.state = 'committed';
   }
@@ -368,7 +378,7 @@ export class PackSession implements BlobSession {
   }
 
   private startSeal(packId: string): void {
-    const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false };
+    const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false, count: 0 };
     this.packs.set(packId, p);
     this.sealing.push(
       this.sealPack(packId, p).catch((err: unknown) => {
@@ -385,5 +395,7 @@ export class PackSession implements BlobSession {
     const decoded = decodePackIndex(idx);
     if ('entries' in decoded) this.store.lookup.addPack(packId, decoded.entries, decoded.count);
     for (const d of p.digests) this.pending.delete(d);
+    p.entries = [];
+    p.digests.clear();
   }
 }
