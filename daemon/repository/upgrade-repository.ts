@@ -51,10 +51,9 @@ import {
 } from './upgrade-state';
 import { RepoUpgradeBusyError, RepoUpgradeStateCorruptError, RepoUpgradeUnknownFormatError } from './upgrade-errors';
 import type { ProgressFn } from './verify';
+// repository.ts imports this module too: its constants are read only inside the functions here.
+import { FORMAT_2_CHUNK_SIZE, REPOSITORY_FORMAT_1, REPOSITORY_FORMAT_2, REPOSITORY_MARKER } from './repository';
 
-export const FORMAT_1 = 'pve-cbt-repository-1';
-export const FORMAT_2 = 'pve-cbt-repository-2';
-const MARKER = '.pve-cbt-repository';
 const BLOB_DIRS: Record<BlobKind, string> = { chunk: '.chunks', page: '.pages' };
 
 export interface UpgradeReport {
@@ -99,20 +98,20 @@ function markerFormat(data: Buffer | null): { format: string; json: Record<strin
 export async function upgradeRepository(deps: UpgradeDeps, opts: UpgradeOptions = {}): Promise<UpgradeReport> {
   const { storage, logger: log } = deps;
   const started = Date.now();
-  const report: UpgradeReport = { from: FORMAT_1, to: FORMAT_2, alreadyUpgraded: false, resumed: false, packsSealed: 0, blobsCopied: 0, bytesCopied: 0, blobsSkipped: [], durationMs: 0 };
+  const report: UpgradeReport = { from: REPOSITORY_FORMAT_1, to: REPOSITORY_FORMAT_2, alreadyUpgraded: false, resumed: false, packsSealed: 0, blobsCopied: 0, bytesCopied: 0, blobsSkipped: [], durationMs: 0 };
   const lock = await deps.locks.acquire('gc', { what: 'upgrade' });
   try {
-    const marker = markerFormat(await storage.read(MARKER));
-    if (!marker || (marker.format !== FORMAT_1 && marker.format !== FORMAT_2)) {
+    const marker = markerFormat(await storage.read(REPOSITORY_MARKER));
+    if (!marker || (marker.format !== REPOSITORY_FORMAT_1 && marker.format !== REPOSITORY_FORMAT_2)) {
       throw RepoUpgradeUnknownFormatError({ dir: deps.dir, format: marker?.format ?? '(no marker)' });
     }
     report.from = marker.format;
-    if (marker.format === FORMAT_2) {
+    if (marker.format === REPOSITORY_FORMAT_2) {
       if (!(await storage.stat(UPGRADE_DIR))) {
         report.alreadyUpgraded = true;
         return report;
       }
-      report.from = FORMAT_1;
+      report.from = REPOSITORY_FORMAT_1;
       report.resumed = true;
       await cleanUp(storage, opts.onProgress, log);
       return report;
@@ -121,7 +120,7 @@ export async function upgradeRepository(deps: UpgradeDeps, opts: UpgradeOptions 
     const state = await readUpgradeState(storage);
     const firstRun = state.start === null;
     if (firstRun) {
-      await writeUpgradeStart(storage, { format: UPGRADE_STATE_FORMAT, from: FORMAT_1, to: FORMAT_2, started: new Date(started).toISOString(), tool: deps.tool });
+      await writeUpgradeStart(storage, { format: UPGRADE_STATE_FORMAT, from: REPOSITORY_FORMAT_1, to: REPOSITORY_FORMAT_2, started: new Date(started).toISOString(), tool: deps.tool });
     }
     const writers = await deps.locks.listLive('vm-');
     if (writers.length) {
@@ -144,8 +143,8 @@ export async function upgradeRepository(deps: UpgradeDeps, opts: UpgradeOptions 
     await copyBlobs(storage, resume.after, resume.nextSeq, report, opts);
     opts.onProgress?.(1, 1, 'copied');
 
-    const json = { ...marker.json, format: FORMAT_2, upgraded: new Date().toISOString(), encryption: null };
-    await storage.writeAtomic(MARKER, Buffer.from(`${JSON.stringify(json)}\n`));
+    const json = { ...marker.json, format: REPOSITORY_FORMAT_2, chunkSize: FORMAT_2_CHUNK_SIZE, encryption: null, upgraded: new Date().toISOString() };
+    await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify(json)}\n`));
     opts.onProgress?.(1, 1, 'switched');
     log?.info('upgrade phase: marker switched to format 2');
     await cleanUp(storage, opts.onProgress, log);

@@ -3,7 +3,8 @@ import path from 'node:path';
 import { Repository } from '../../../daemon/repository/repository';
 import { LocalDirStorage } from '../../../daemon/repository/storage';
 import { RepositoryLocks } from '../../../daemon/repository/repository-lock';
-import { upgradeRepository, FORMAT_2, type UpgradeOptions } from '../../../daemon/repository/upgrade-repository';
+import { upgradeRepository, type UpgradeOptions } from '../../../daemon/repository/upgrade-repository';
+import { REPOSITORY_FORMAT_2 as FORMAT_2 } from '../../../daemon/repository/repository';
 import { readUpgradeState } from '../../../daemon/repository/upgrade-state';
 import { decodePackIndex, entryAt } from '../../../daemon/repository/pack-index-file';
 import { isPackHeader } from '../../../daemon/repository/pack-format';
@@ -107,7 +108,7 @@ describe('upgradeRepository (format 1 → 2)', () => {
     expect([...after.blobs.keys()].sort()).toEqual([...before.keys()].sort());
     expectSameBlobs(after.blobs, before);
     const marker = JSON.parse(fs.readFileSync(path.join(repoDir, '.pve-cbt-repository'), 'utf8'));
-    expect(marker.format).toBe(FORMAT_2);
+    expect(marker).toMatchObject({ format: FORMAT_2, chunkSize: 64 * 1024, encryption: null });
     for (const gone of ['.chunks', '.pages', '.upgrade']) expect(fs.existsSync(path.join(repoDir, gone))).toBe(false);
     expect(fs.readdirSync(path.join(repoDir, 'vm/100')).length).toBe(2);
 
