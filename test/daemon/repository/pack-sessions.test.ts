@@ -99,4 +99,21 @@ describe('pack sessions', () => {
     expect((await other.verify()).ok).toBe(true);
     await restoresExactly(other, m.id);
   });
+
+  it('a reader whose lookup names a pack that moved (a repack elsewhere) refreshes and reads it from its new pack', async () => {
+    const m = await backupImage(repo, img, { vmid: 100 });
+    const reader = await Repository.open(repo.dir);
+    await restoresExactly(reader, m.id); // its lookup is loaded now
+    // Every pack copied under a new id (same bytes, same .idx), then the old ones removed.
+    for (const idx of packFiles(repo.dir, '.idx')) {
+      const id = path.basename(idx, '.idx');
+      const moved = `${id.slice(0, 2)}${'f'.repeat(8)}${id.slice(10)}`;
+      fs.copyFileSync(path.join(path.dirname(idx), `${id}.pack`), path.join(path.dirname(idx), `${moved}.pack`));
+      fs.copyFileSync(idx, path.join(path.dirname(idx), `${moved}.idx`));
+      fs.rmSync(idx);
+      fs.rmSync(path.join(path.dirname(idx), `${id}.pack`));
+    }
+    await restoresExactly(reader, m.id);
+    expect((await reader.verify()).ok).toBe(true);
+  });
 });
