@@ -15,6 +15,7 @@ import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
 import { notifyCommand } from './commands/notify';
 import { pruneCommand } from './commands/prune';
+import { repositoryCommand } from './commands/repository';
 import { restoreCommand } from './commands/restore';
 import { serveCommand } from './commands/serve';
 import { showCommand } from './commands/show';
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   pruneCommand,
   forgetCommand,
   gcCommand,
+  repositoryCommand,
   catalogCommand,
   logCommand,
   notifyCommand,

@@ -22,11 +22,15 @@
  *
  * Format 2 (pack-format.ts) sweeps whole packs by the same rule made per pack: the mtime that
  * counts is the .idx's (set at seal, and by a writer relying on one of its blobs, once per
- * session); `planPackSweep` (pack-sweep.ts) decides, a pack with no live entry and an old .idx is
- * deleted (.idx renamed aside, re-stat, then .idx and .pack removed, or put back). Unsealed packs
- * (no .idx, a writer killed) older than the cutoff are removed. A .idx that cannot be read blocks
- * the sweep (CBT_REPO_GC_BLOCKED_PACK_INDEX), as a corrupt manifest does. Packs with a small live
- * share are only reported (`repackCandidates`): repacking them is the repack step's.
+ * session); `planRepack` (repack-plan.ts) decides per pack, a marked digest being live in one
+ * canonical pack only: a pack with no live entry and an old .idx is deleted; one whose live share
+ * is below `repackThreshold` (default 50 %) is repacked (pack-repack.ts: its live blobs copied raw
+ * into new packs, which are sealed before anything is deleted) and then deleted by the same rule
+ * (.idx renamed aside, re-stat, then .idx and .pack removed, or put back when touched). Unsealed
+ * packs (no .idx, a writer or repack killed) older than the cutoff are removed. A .idx that cannot
+ * be read blocks the sweep (CBT_REPO_GC_BLOCKED_PACK_INDEX), as a corrupt manifest does.
+ * Progress phases of format 2: `sweep .packs` (per shard), `repack copy` (per sparse pack),
+ * `repack sealed`, `remove packs` (per pack deleted).
  */
 import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
@@ -35,7 +39,8 @@ import type { RepositoryBlobs } from './blob-store';
 import { PackStore } from './pack-store';
 import { PACKS_DIR, isPackId, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, entryAt } from './pack-index-file';
-import { planPackSweep, type PackSweepInput } from './pack-sweep';
+import { planRepack, type PackEntryRef, type PackFacts } from './repack-plan';
+import { copyLiveBlobs } from './pack-repack';
 import type { RepositoryLocks } from './repository-lock';
 import { DIGEST_BYTES, isDigest } from './digest';
 import { diskPages, type Manifest } from './manifest';
@@ -63,6 +68,15 @@ export interface GcReport {
   packBytesRemoved?: number;
   /** Format 2: packs whose live share is below the repack threshold (left for the repack step). */
   repackCandidates?: string[];
+  /** Format 2: sparse packs whose live blobs were copied into new packs and which were then deleted. */
+  packsRepacked?: number;
+  /** Format 2: new packs the repack sealed, and the blobs it copied into them. */
+  packsWritten?: number;
+  blobsCopied?: number;
+  /** Format 2: bytes of packs deleted minus bytes of the new packs. */
+  bytesReclaimed?: number;
+  /** Format 2: sparse packs kept because a live blob in them is damaged (verify reports it). */
+  repackRefused?: { packId: string; offset: number; digest: string; reason: string }[];
 }
 
 export interface GcDeps {
@@ -76,7 +90,16 @@ export interface GcDeps {
   logger?: Logger;
 }
 
-export async function garbageCollect(deps: GcDeps, opts: { graceMs?: number; onProgress?: ProgressFn } = {}): Promise<GcReport> {
+export interface GcOptions {
+  graceMs?: number;
+  onProgress?: ProgressFn;
+  /** Format 2: live share (bytes) below which a pack is repacked (repack-plan.ts; 0: never). */
+  repackThreshold?: number;
+  /** Format 2: size at which the repack seals a new pack (default pack-format.ts PACK_SEAL_BYTES). */
+  repackSealBytes?: number;
+}
+
+export async function garbageCollect(deps: GcDeps, opts: GcOptions = {}): Promise<GcReport> {
   const log = deps.logger;
   const started = Date.now();
   const grace = opts.graceMs ?? DEFAULT_GC_GRACE_MS;
@@ -138,7 +161,7 @@ export async function garbageCollect(deps: GcDeps, opts: { graceMs?: number; onP
     durationMs: 0,
   };
 
-  if (deps.blobs instanceof PackStore) await sweepPacks(deps.storage, deps.blobs, chunksMarked, pagesMarked, cutoff, report, opts.onProgress, log);
+  if (deps.blobs instanceof PackStore) await sweepPacks(deps.storage, deps.blobs, chunksMarked, pagesMarked, cutoff, report, opts, log);
   for (const [store, marked] of deps.blobs instanceof PackStore ? [] : ([
     [deps.blobs.chunks as ChunkStore, chunksMarked],
     [deps.blobs.pages as ChunkStore, pagesMarked],
@@ -211,13 +234,14 @@ async function sweepPacks(
   pagesMarked: Set<string>,
   cutoff: number,
   report: GcReport,
-  onProgress: ProgressFn | undefined,
+  opts: GcOptions,
   log: Logger | undefined,
 ): Promise<void> {
+  const onProgress = opts.onProgress;
   log?.info(`gc phase: sweep ${PACKS_DIR}`);
   report.packsRemoved = 0;
   report.packBytesRemoved = 0;
-  const inputs: PackSweepInput[] = [];
+  const facts: PackFacts[] = [];
   const counts = new Map<string, { chunks: number; pages: number; chunkBytes: number; pageBytes: number }>();
   const unreadable: { packId: string; reason: string }[] = [];
   const unsealed: string[] = [];
@@ -255,13 +279,10 @@ async function sweepPacks(
         continue;
       }
       const c = { chunks: 0, pages: 0, chunkBytes: 0, pageBytes: 0 };
-      let bytes = 0;
-      let liveBytes = 0;
-      let liveEntries = 0;
+      const entries: PackEntryRef[] = [];
       for (let i = 0; i < decoded.count; i++) {
         const e = entryAt(decoded.entries, i);
-        const hex = e.digest.toString('hex');
-        bytes += e.storedLength;
+        entries.push({ digest: e.digest.toString('hex'), offset: e.offset, storedLength: e.storedLength, kind: e.kind });
         if (e.kind === 'chunk') {
           c.chunks++;
           c.chunkBytes += e.storedLength;
@@ -269,13 +290,10 @@ async function sweepPacks(
           c.pages++;
           c.pageBytes += e.storedLength;
         }
-        if ((e.kind === 'chunk' ? chunksMarked : pagesMarked).has(hex)) {
-          liveEntries++;
-          liveBytes += e.storedLength;
-        }
       }
       counts.set(id, c);
-      inputs.push({ packId: id, idxMtimeMs: st.mtimeMs, bytes, liveBytes, liveEntries });
+      const packSt = await storage.stat(packKeyOf(id));
+      facts.push({ packId: id, entries, packBytes: packSt?.size ?? 0, idxMtimeMs: st.mtimeMs });
     }
   }
   if (unreadable.length) throw RepoGcBlockedByPackIndexError({ packs: unreadable });
@@ -284,9 +302,25 @@ async function sweepPacks(
   // dead then, but a writer may have touched it since its rename; put back, a later GC decides.
   for (const key of leftovers) await storage.rename(key, key.replace(/\.gc-.*$/, ''));
 
-  const plan = planPackSweep(inputs, cutoff);
-  report.repackCandidates = plan.repack;
-  for (const id of plan.remove) {
+  // Which packs go, which are repacked (repack-plan.ts: a digest is live in one canonical pack).
+  const plan = planRepack({ packs: facts, isMarked: (e) => (e.kind === 'chunk' ? chunksMarked : pagesMarked).has(e.digest), cutoffMs: cutoff, threshold: opts.repackThreshold });
+  const dead = plan.decisions.filter((d) => d.action === 'delete').map((d) => d.packId);
+  const sparse = plan.decisions.filter((d) => d.action === 'repack');
+  report.repackCandidates = sparse.map((d) => d.packId);
+  // The repack: live blobs copied raw into new packs, sealed (.idx durable) before any old pack goes.
+  log?.info('gc phase: repack', { packs: sparse.length });
+  const copy = await copyLiveBlobs(storage, sparse, { sealBytes: opts.repackSealBytes, onProgress, logger: log });
+  report.packsWritten = copy.sealed.length;
+  report.blobsCopied = copy.blobsCopied;
+  report.repackRefused = copy.refused;
+  report.packsRepacked = 0;
+  if (copy.sealed.length) await packs.lookup.refresh();
+  const liveOf = new Map(sparse.map((d) => [d.packId, d.live]));
+  let removedBytes = 0;
+  const doomed = [...dead, ...copy.copied];
+  for (let i = 0; i < doomed.length; i++) {
+    const id = doomed[i];
+    onProgress?.(i, doomed.length, 'remove packs');
     const idx = packIndexKeyOf(id);
     const aside = `${idx}.gc-${process.pid}`;
     if (!(await storage.rename(idx, aside))) continue;
@@ -299,16 +333,28 @@ async function sweepPacks(
     const packSt = await storage.stat(packKeyOf(id));
     await storage.remove(aside);
     await storage.remove(packKeyOf(id));
-    const c = counts.get(id);
-    report.packsRemoved++;
-    report.packBytesRemoved += packSt?.size ?? 0;
-    if (c) {
-      report.chunksRemoved += c.chunks;
-      report.chunkBytesRemoved += c.chunkBytes;
-      report.pagesRemoved += c.pages;
-      report.pageBytesRemoved += c.pageBytes;
+    removedBytes += packSt?.size ?? 0;
+    const c = { ...(counts.get(id) ?? { chunks: 0, pages: 0, chunkBytes: 0, pageBytes: 0 }) };
+    // A repacked pack's live blobs live on in the new packs: only its dead ones are removed.
+    for (const e of liveOf.get(id) ?? []) {
+      if (e.kind === 'chunk') {
+        c.chunks--;
+        c.chunkBytes -= e.storedLength;
+      } else {
+        c.pages--;
+        c.pageBytes -= e.storedLength;
+      }
     }
+    if (liveOf.has(id)) report.packsRepacked++;
+    else report.packsRemoved++;
+    report.packBytesRemoved += packSt?.size ?? 0;
+    report.chunksRemoved += c.chunks;
+    report.chunkBytesRemoved += c.chunkBytes;
+    report.pagesRemoved += c.pages;
+    report.pageBytesRemoved += c.pageBytes;
   }
+  onProgress?.(doomed.length, doomed.length, 'remove packs');
+  report.bytesReclaimed = removedBytes - copy.sealed.reduce((n, p) => n + p.bytes, 0);
   // Unsealed packs: a writer killed mid-pack (a live writer's pack is younger than the cutoff).
   for (const id of unsealed) {
     const st = await storage.stat(packKeyOf(id));

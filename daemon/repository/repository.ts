@@ -39,7 +39,10 @@ import { parseManifest, type BackupMode, type Manifest } from './manifest';
 import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './backup-id';
 import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
 import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type VerifyState } from './verify';
-import { garbageCollect, type GcReport } from './garbage-collect';
+import { garbageCollect, type GcOptions, type GcReport } from './garbage-collect';
+import { refuseDuringUpgrade } from './upgrade-state';
+import { RepoFormatChangedError } from './upgrade-errors';
+import { upgradeRepository, type UpgradeOptions, type UpgradeReport } from './upgrade-repository';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
 import {
@@ -57,7 +60,8 @@ export type { Manifest, DiskEntry, BackupMode, Consistency } from './manifest';
 export type { RestoreTarget, RestoreOptions } from './restore';
 export type { VerifyReport, VerifyProblem, VerifyState, ProgressFn } from './verify';
 export type { LastVerify } from './verify-record';
-export type { GcReport } from './garbage-collect';
+export type { GcReport, GcOptions } from './garbage-collect';
+export type { UpgradeReport, UpgradeOptions } from './upgrade-repository';
 export type { PruneOptions, PruneMark } from './prune';
 
 export const REPOSITORY_MARKER = '.pve-cbt-repository';
@@ -239,6 +243,8 @@ export class Repository {
       bases: opts.parent ? [opts.parent] : [],
     });
     try {
+      await refuseDuringUpgrade(this.storage, this.dir);
+      await this.refuseIfFormatChanged();
       if (opts.parent) await this.readManifest(opts.parent);
       await this.storage.mkdir(`vm/${opts.vmid}`);
       let time = truncateToSecond(opts.time ?? new Date());
@@ -330,7 +336,7 @@ export class Repository {
   }
 
   /** Garbage collection (see garbage-collect.ts); exclusive: fails fast if another GC runs. */
-  async gc(opts: { graceMs?: number; onProgress?: ProgressFn } = {}): Promise<GcReport> {
+  async gc(opts: GcOptions = {}): Promise<GcReport> {
     const lock = await this.locks.acquire('gc', { what: 'gc' });
     try {
       return await garbageCollect(
@@ -347,6 +353,24 @@ export class Repository {
     } finally {
       await this.locks.release(lock);
     }
+  }
+
+  /** A daemon that opened the repository before `repository upgrade` must not write format-1 blobs into it. */
+  private async refuseIfFormatChanged(): Promise<void> {
+    const data = await this.storage.read(REPOSITORY_MARKER);
+    const now = (data && parseMarker(data)?.format) || '(no marker)';
+    const opened = this.format === 2 ? REPOSITORY_FORMAT_2 : REPOSITORY_FORMAT_1;
+    if (now !== opened) {
+      throw RepoFormatChangedError({ dir: this.dir, opened, now, hint: 'open the repository again: restart pve-cbtd (systemctl restart pve-cbtd)' });
+    }
+  }
+
+  /**
+   * Upgrades a format-1 repository to format 2 in place (upgrade-repository.ts). This object keeps
+   * the format it was opened with: open the repository again afterwards.
+   */
+  async upgrade(opts: UpgradeOptions = {}): Promise<UpgradeReport> {
+    return await upgradeRepository({ dir: this.dir, storage: this.storage, locks: this.locks, tool: toolVersion(), logger: this.logger }, opts);
   }
 
   /**

@@ -5,7 +5,8 @@
  * Progress counts backups (mark) and shards (sweep), not bytes. JSON (beside `ok`, output.ts): `{ cutoff, manifests,
  * pagesMarked, chunksMarked, chunksRemoved, chunkBytesRemoved, pagesRemoved, pageBytesRemoved,
  * unreadablePages, partialsRemoved, tempFilesRemoved, durationMs }`, and on a format-2 repository
- * also `packsRemoved, packBytesRemoved, repackCandidates` (packs are removed whole).
+ * also `packsRemoved, packBytesRemoved, repackCandidates, packsRepacked, packsWritten, blobsCopied,
+ * bytesReclaimed, repackRefused` (packs are removed whole; sparse ones are repacked first).
  */
 import { gcReportView } from '../backup-view';
 import { defineCommand } from '../command';
@@ -38,7 +39,8 @@ export const gcCommand = defineCommand({
         bar?.finish();
       }
     });
-    const text = `removed ${report.chunksRemoved} chunks (${formatBytes(report.chunkBytesRemoved)}), ${report.pagesRemoved} pages (${formatBytes(report.pageBytesRemoved)}), ${report.partialsRemoved.length} partial backups in ${formatDuration(report.durationMs)}`;
+    const packs = !report.packsRepacked && !report.packsRemoved && !report.repackRefused?.length ? '' : `; ${report.packsRemoved} dead and ${report.packsRepacked} repacked packs removed, ${formatBytes(Math.max(0, report.bytesReclaimed ?? 0))} reclaimed${report.repackRefused?.length ? `, ${report.repackRefused.length} pack(s) kept for a damaged blob (see pve-cbt verify)` : ''}`;
+    const text = `removed ${report.chunksRemoved} chunks (${formatBytes(report.chunkBytesRemoved)}), ${report.pagesRemoved} pages (${formatBytes(report.pageBytesRemoved)}), ${report.partialsRemoved.length} partial backups in ${formatDuration(report.durationMs)}${packs}`;
     return { data: gcReportView(report), text };
   },
 });

@@ -150,7 +150,7 @@ test('forget: removes one backup, the others restore byte for byte; gc after it 
   const gcJson = await json(['gc']);
   expect(gcJson.env.ok).toBe(true);
   expect(Object.keys(gcJson.env).sort()).toEqual(
-    ['ok', 'chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages', 'packsRemoved', 'packBytesRemoved', 'repackCandidates'].sort(),
+    ['ok', 'chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages', 'packsRemoved', 'packBytesRemoved', 'repackCandidates', 'packsRepacked', 'packsWritten', 'blobsCopied', 'bytesReclaimed', 'repackRefused'].sort(),
   );
   fs.rmSync(target);
   expect((await run(['restore', ID2, '--disk', 'scsi0', '--to', target])).code).toBe(0);
