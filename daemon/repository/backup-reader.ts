@@ -12,6 +12,7 @@ import { ChunkStore } from './chunk-store';
 import { DiskChunkReader } from './disk-chunk-reader';
 import type { IndexGeometry } from './disk-index';
 import { Repository } from './repository';
+import type { RepositoryKeys } from './key-file';
 import { RepoRestoreFailedError } from './repository-errors';
 
 export class BackupDiskReader {
@@ -22,10 +23,11 @@ export class BackupDiskReader {
     private readonly workers: BlobWorkers,
   ) {}
 
-  static async open(repoDir: string, backupId: string, disk: string): Promise<BackupDiskReader> {
-    const repo = await Repository.open(repoDir, { create: false });
+  /** `keys`: an encrypted repository's (key-file.ts); checked against the marker like any open. */
+  static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys): Promise<BackupDiskReader> {
+    const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}) });
     const manifest = await repo.readManifest(backupId);
-    const workers = new BlobWorkers();
+    const workers = new BlobWorkers(undefined, repo.blobKeys());
     try {
       const pages = new ChunkStore(repo.storage, 'page', 'auto', workers);
       const chunks = new ChunkStore(repo.storage, 'chunk', 'auto', workers);

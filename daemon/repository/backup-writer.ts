@@ -48,6 +48,8 @@ export interface BackupWriterDeps {
   badRegistry: BadBlobRegistry;
   locks: RepositoryLocks;
   toolVersion: string;
+  /** An encrypted repository's manifest key: the manifest gets its `auth`. */
+  manifestKey: Buffer | null;
   defaultChunkSize: number;
   logger?: Logger;
   readManifest(backupId: string): Promise<Manifest>;
@@ -129,7 +131,7 @@ export class RepositoryBackupWriter implements BackupWriter {
         disks: entries,
         extra,
         ...(config ? { config: { conf: config.conf, firewall: config.firewall } } : {}),
-      });
+      }, this.deps.manifestKey);
       await this.deps.storage.syncBatch(this.ctx.batch);
       await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, serializeManifest(manifest));
       this.state = 'committed';

@@ -24,7 +24,7 @@ import type { ChunkStore } from './chunk-store';
 import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
-import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
+import { DIGEST_BYTES, ZERO_DIGEST, isAllZero } from './digest';
 import {
   chunkLength,
   geometry,
@@ -237,7 +237,7 @@ export class IndexDiskWriter implements DiskWriter {
       this.putZero(index);
       return { zero: true, unchanged, stored: false, digest: null };
     }
-    const digest = await this.ctx.workers.sha256Hex(data);
+    const digest = await this.ctx.workers.digestHex(data);
     const wasBad = this.pendingBad.has(index);
     const force = this.ctx.bad.chunks.has(digest) || this.ctx.damaged.chunks.has(digest);
     if (!wasBad && !force && this.baseDigest(index) === digest) {
@@ -287,7 +287,7 @@ export class IndexDiskWriter implements DiskWriter {
         pageDigests.push(ZERO_DIGEST);
         continue;
       }
-      const digest = sha256Hex(content);
+      const digest = this.ctx.workers.digestHexSync(content);
       toStore.set(digest, content);
       pageDigests.push(digest);
     }

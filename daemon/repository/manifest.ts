@@ -7,15 +7,23 @@
  * spaces) of everything else, so truncation or an edit is detected. Mutable state, such as the
  * verify result, lives beside it in `verify.json`, outside the checksum.
  *
+ * In an encrypted repository the manifest is also authenticated: `auth` holds HMAC-SHA256 under
+ * the key file's manifest key (key-file.ts) of the canonical JSON of everything but `checksum` and
+ * `auth`; the checksum then covers `auth` too. Readers with the key refuse a manifest whose `auth`
+ * is missing or wrong with CBT_REPO_MANIFEST_AUTH_FAILED (an edit with a recomputed checksum, a
+ * manifest copied in from another repository), so its page digests are never followed. Same format
+ * name: the field is optional and older readers checksum it like any other.
+ *
  * `config` (since the VM config travels with the backup) holds the current section of VMID.conf and
  * VMID.fw at backup time, inside the checksum. Older manifests have no `config` field and stay valid
  * (same format name): readers treat a missing field as "no config saved".
  */
 import { InternalError } from '../../shared/errors/internal-errors';
+import crypto from 'node:crypto';
 import { sha256Hex } from './digest';
 import { decodePageList, geometry, isValidChunkSize } from './disk-index';
 import { formatBackupId } from './backup-id';
-import { RepoManifestCorruptError } from './repository-errors';
+import { RepoManifestAuthFailedError, RepoManifestCorruptError } from './repository-errors';
 
 export const MANIFEST_FORMAT = 'pve-cbt-manifest-1';
 
@@ -65,6 +73,8 @@ export interface Manifest {
   extra: Record<string, unknown>;
   /** Absent in backups made before configs were saved. */
   config?: SavedVmConfig;
+  /** Encrypted repositories: HMAC-SHA256 (manifest key) of everything but checksum and auth. */
+  auth?: string;
   checksum: string;
 }
 
@@ -87,16 +97,27 @@ export function manifestChecksum(m: Omit<Manifest, 'checksum'>): string {
   return sha256Hex(Buffer.from(canonicalJson(rest)));
 }
 
-export function sealManifest(m: Omit<Manifest, 'checksum'>): Manifest {
-  return { ...m, checksum: manifestChecksum(m) };
+export function manifestAuth(m: Omit<Manifest, 'checksum' | 'auth'>, manifestKey: Buffer): string {
+  const { checksum: _c, auth: _a, ...rest } = m as Manifest;
+  return crypto.createHmac('sha256', manifestKey).update(canonicalJson(rest)).digest('hex');
+}
+
+/** Adds `auth` (with a manifest key: an encrypted repository) and then the checksum. */
+export function sealManifest(m: Omit<Manifest, 'checksum'>, manifestKey: Buffer | null = null): Manifest {
+  const signed = manifestKey ? { ...m, auth: manifestAuth(m, manifestKey) } : m;
+  return { ...signed, checksum: manifestChecksum(signed) };
 }
 
 export function serializeManifest(m: Manifest): Buffer {
   return Buffer.from(`${JSON.stringify(m, null, 1)}\n`);
 }
 
-/** Parses and validates a manifest read from `backupId`'s folder; throws CBT_REPO_MANIFEST_CORRUPT. */
-export function parseManifest(backupId: string, data: Buffer): Manifest {
+/**
+ * Parses and validates a manifest read from `backupId`'s folder; throws CBT_REPO_MANIFEST_CORRUPT,
+ * or with `manifestKey` (an encrypted repository) CBT_REPO_MANIFEST_AUTH_FAILED when `auth` is
+ * missing or does not match.
+ */
+export function parseManifest(backupId: string, data: Buffer, manifestKey: Buffer | null = null): Manifest {
   const bad = (reason: string): never => {
     throw RepoManifestCorruptError({ backupId, reason });
   };
@@ -109,6 +130,12 @@ export function parseManifest(backupId: string, data: Buffer): Manifest {
   if (!m || typeof m !== 'object') return bad('not an object');
   if (m.format !== MANIFEST_FORMAT) return bad(`unknown format ${JSON.stringify(m.format)}`);
   if (typeof m.checksum !== 'string' || manifestChecksum(m) !== m.checksum) return bad('checksum mismatch');
+  if (manifestKey) {
+    if (typeof m.auth !== 'string') throw RepoManifestAuthFailedError({ backupId, reason: 'not authenticated (no auth field), in an encrypted repository' });
+    const want = Buffer.from(manifestAuth(m, manifestKey), 'hex');
+    const got = Buffer.from(m.auth, 'hex');
+    if (got.length !== want.length || !crypto.timingSafeEqual(got, want)) throw RepoManifestAuthFailedError({ backupId, reason: 'auth does not match (edited, or from another repository or key)' });
+  }
   if (m.id !== backupId) return bad(`names backup ${m.id}`);
   if (formatBackupId(m.vmid, new Date(m.time)) !== backupId) return bad('vmid/time do not match the id');
   if (!Array.isArray(m.disks)) return bad('disks missing');

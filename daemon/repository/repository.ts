@@ -2,7 +2,8 @@
  * A pve-cbt backup repository: the facade the engine, CLI and daemon use.
  *
  * Layout (all under one directory; see the named modules for each format):
- *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-1","created":...}
+ *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-1","created":...,
+ *                                  "encryption":null | {"cipher":"aes-256-gcm","keyFingerprint":<hex>}}
  *   .chunks/<2 hex>/<sha256>       chunks (chunk-store.ts, file-formats.ts)
  *   .pages/<2 hex>/<sha256>        index pages (disk-index.ts)
  *   .locks/vm-<vmid>.lock, gc.lock (repository-lock.ts)
@@ -15,7 +16,14 @@
  *
  * Every backup is a synthetic full: its manifest reaches every chunk of every disk directly, so
  * restore never replays a chain, and any backup can be removed independently. Unchanged data is
- * shared between all backups of all VMs through the chunk store. An optional catalog sink mirrors
+ * shared between all backups of all VMs through the chunk store.
+ *
+ * Encryption is chosen once, at creation (`keys`, from a key file: key-file.ts): the marker then
+ * records the key's fingerprint, every blob is AES-256-GCM encrypted (blob-cipher.ts), digests are
+ * keyed (digest.ts) and manifests authenticated (manifest.ts). Opening checks the key against the
+ * marker before anything else is read: an encrypted repository without a key is
+ * CBT_REPO_KEY_MISSING, another key CBT_REPO_KEY_WRONG, a key for an unencrypted one
+ * CBT_REPO_NOT_ENCRYPTED. An optional catalog sink mirrors
  * commits, removals and verify results into SQLite; the repository stays the source of truth.
  */
 import fs from 'node:fs';
@@ -37,12 +45,16 @@ import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type Ve
 import { garbageCollect, type GcReport } from './garbage-collect';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
+import type { RepositoryKeys } from './key-file';
 import {
   RepoBackupExistsError,
   RepoBackupNotFoundError,
   RepoInUseError,
   RepoInvalidArgumentError,
+  RepoKeyMissingError,
+  RepoKeyWrongError,
   RepoNotARepositoryError,
+  RepoNotEncryptedError,
 } from './repository-errors';
 
 export type { BackupWriter, OpenDiskOptions } from './backup-writer';
@@ -74,6 +86,14 @@ export interface RepositoryOptions {
   qemuImg?: string;
   /** Defaults to a local directory at `dir`. */
   storage?: RepositoryStorage;
+  /** The keys of an encrypted repository (key-file.ts); with `create`, a new repository is encrypted. */
+  keys?: RepositoryKeys;
+}
+
+/** What the marker says about encryption. */
+export interface RepositoryEncryption {
+  cipher: 'aes-256-gcm';
+  keyFingerprint: string;
 }
 
 export interface BackupInfo {
@@ -95,13 +115,18 @@ export class Repository {
   private readonly chunkSize: number;
   private readonly qemuImg: string;
   /** Worker threads that hash, store and read the chunk store's blobs (blob-workers.ts). */
-  private readonly workers = new BlobWorkers();
+  private readonly workers: BlobWorkers;
+  private readonly keys: RepositoryKeys | null;
 
   private constructor(
     readonly dir: string,
     readonly storage: RepositoryStorage,
     opts: RepositoryOptions,
+    /** Null: not encrypted. */
+    readonly encryption: RepositoryEncryption | null,
   ) {
+    this.keys = opts.keys ?? null;
+    this.workers = new BlobWorkers(undefined, this.keys ? { blob: this.keys.blob, id: this.keys.id } : null);
     const compression = opts.compression ?? 'auto';
     this.chunks = new ChunkStore(storage, 'chunk', compression, this.workers);
     this.pages = new ChunkStore(storage, 'page', compression, this.workers);
@@ -119,15 +144,19 @@ export class Repository {
       throw RepoInvalidArgumentError({ what: 'chunk size', value: opts.chunkSize, hint: 'a power of two, 64 KiB to 16 MiB' });
     }
     const storage = opts.storage ?? new LocalDirStorage(abs);
-    const marker = await storage.read(REPOSITORY_MARKER);
-    if (marker && !isRepositoryMarker(marker)) throw RepoNotARepositoryError({ dir: abs });
+    const data = await storage.read(REPOSITORY_MARKER);
+    let marker = data ? parseRepositoryMarker(data) : null;
+    if (data && !marker) throw RepoNotARepositoryError({ dir: abs });
     if (!marker) {
       if (!opts.create) throw RepoNotARepositoryError({ dir: abs });
       for (const d of ['.chunks', '.pages', '.locks', '.bad', 'vm']) await storage.mkdir(d);
-      await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify({ format: REPOSITORY_FORMAT, created: new Date().toISOString() })}\n`));
-      opts.logger?.info('repository created', { dir: abs });
+      const encryption: RepositoryEncryption | null = opts.keys ? { cipher: 'aes-256-gcm', keyFingerprint: opts.keys.fingerprint } : null;
+      marker = { format: REPOSITORY_FORMAT, created: new Date().toISOString(), encryption };
+      await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`));
+      opts.logger?.info('repository created', { dir: abs, encrypted: encryption !== null, ...(encryption ? { keyFingerprint: encryption.keyFingerprint } : {}) });
     }
-    return new Repository(abs, storage, opts);
+    checkKey(abs, marker.encryption, opts.keys);
+    return new Repository(abs, storage, opts, marker.encryption);
   }
 
   /** Committed backups (manifest present and valid), oldest first. */
@@ -166,7 +195,7 @@ export class Repository {
     parseBackupId(backupId);
     const data = await this.storage.read(`${backupId}/manifest.json`);
     if (!data) throw RepoBackupNotFoundError({ backupId });
-    return parseManifest(backupId, data);
+    return parseManifest(backupId, data, this.keys?.manifest ?? null);
   }
 
   async readVerifyState(backupId: string): Promise<VerifyState | null> {
@@ -218,6 +247,7 @@ export class Repository {
           badRegistry: this.badRegistry,
           locks: this.locks,
           toolVersion: toolVersion(),
+          manifestKey: this.keys?.manifest ?? null,
           defaultChunkSize: this.chunkSize,
           logger,
           readManifest: (bid) => this.readManifest(bid),
@@ -276,6 +306,11 @@ export class Repository {
     );
     if (!opts.backupId) await writeLastVerify(this.storage, lastVerifyOf(report, started, new Date()));
     return report;
+  }
+
+  /** The blob and digest keys a reader of this repository needs (backup-reader.ts); null: not encrypted. */
+  blobKeys(): { blob: Buffer; id: Buffer } | null {
+    return this.keys ? { blob: this.keys.blob, id: this.keys.id } : null;
   }
 
   /** The last verify of the whole repository, null if none ran yet. */
@@ -378,11 +413,36 @@ export class Repository {
   }
 }
 
-function isRepositoryMarker(data: Buffer): boolean {
+interface RepositoryMarker {
+  format: string;
+  created: string;
+  encryption: RepositoryEncryption | null;
+}
+
+/** The marker, or null when it is not one (or names an encryption this version cannot use). */
+function parseRepositoryMarker(data: Buffer): RepositoryMarker | null {
+  let m: Partial<RepositoryMarker>;
   try {
-    return (JSON.parse(data.toString('utf8')) as { format?: unknown }).format === REPOSITORY_FORMAT;
+    m = JSON.parse(data.toString('utf8')) as Partial<RepositoryMarker>;
   } catch {
-    return false;
+    return null;
+  }
+  if (!m || m.format !== REPOSITORY_FORMAT) return null;
+  const e = m.encryption ?? null;
+  if (e !== null && (e.cipher !== 'aes-256-gcm' || typeof e.keyFingerprint !== 'string' || !/^[0-9a-f]{64}$/.test(e.keyFingerprint))) return null;
+  return { format: m.format, created: String(m.created), encryption: e };
+}
+
+/** The key given must be the marker's, and one must be given exactly when the repository is encrypted. */
+function checkKey(dir: string, encryption: RepositoryEncryption | null, keys: RepositoryKeys | undefined): void {
+  if (encryption && !keys) {
+    throw RepoKeyMissingError({ dir, keyFingerprint: encryption.keyFingerprint, hint: "name its key file in the config's encryption.keyFile (pve-cbt key show KEYFILE prints a file's fingerprint)" });
+  }
+  if (!encryption && keys) {
+    throw RepoNotEncryptedError({ dir, hint: 'encryption is chosen when a repository is created: remove encryption.keyFile from the config, or point repository at a new directory' });
+  }
+  if (encryption && keys && keys.fingerprint !== encryption.keyFingerprint) {
+    throw RepoKeyWrongError({ dir, keyFingerprint: encryption.keyFingerprint, givenFingerprint: keys.fingerprint });
   }
 }
 
