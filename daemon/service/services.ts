@@ -49,6 +49,8 @@ export interface OpenStoresOptions {
   createRepository?: boolean;
   /** Create nothing: no stateDir, and a catalog in memory when the node has no catalog file. */
   readOnly?: boolean;
+  /** Where PVE_CBT_ENCRYPTION_PASSWORD is read (an encrypted repository's scrypt key file). Default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -63,7 +65,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
   const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file);
   try {
     const catalog = new BackupCatalog(db);
-    const keys = configuredRepositoryKeys(config);
+    const keys = configuredRepositoryKeys(config, opts.env);
     const repo = await Repository.open(config.repository, {
       create: opts.createRepository ?? true,
       ...(keys ? { keys } : {}),
