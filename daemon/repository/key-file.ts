@@ -19,6 +19,7 @@
  *   "pve-cbt blob encryption v1"  AES-256-GCM key of every blob (blob-cipher.ts)
  *   "pve-cbt digest v1"           HMAC-SHA256 key of the blob digests (digest.ts)
  *   "pve-cbt manifest auth v1"    HMAC-SHA256 key of the manifests' `auth` field (manifest.ts)
+ *   "pve-cbt manifest config v1"  AES-256-GCM key of the VM config a manifest keeps (manifest.ts)
  *   "pve-cbt fingerprint v1"      HMAC-SHA256 key of the fingerprint
  * Fingerprint = HMAC-SHA256(fingerprint key, "pve-cbt key fingerprint"), 64 hex (PBS: a keyed hash
  * of the key, never the key itself). The repository marker records it, so a wrong key is refused
@@ -74,6 +75,8 @@ export interface RepositoryKeys {
   readonly id: Buffer;
   /** HMAC-SHA256 key of the manifests' `auth`. */
   readonly manifest: Buffer;
+  /** AES-256-GCM key of the VM config inside a manifest. */
+  readonly config: Buffer;
   readonly fingerprint: string;
 }
 
@@ -89,6 +92,7 @@ export function deriveKeys(master: Buffer): RepositoryKeys {
     blob: hkdf(master, 'pve-cbt blob encryption v1'),
     id: hkdf(master, 'pve-cbt digest v1'),
     manifest: hkdf(master, 'pve-cbt manifest auth v1'),
+    config: hkdf(master, 'pve-cbt manifest config v1'),
     fingerprint: keyFingerprint(master),
   });
 }

@@ -195,7 +195,7 @@ export class Repository {
     parseBackupId(backupId);
     const data = await this.storage.read(`${backupId}/manifest.json`);
     if (!data) throw RepoBackupNotFoundError({ backupId });
-    return parseManifest(backupId, data, this.keys?.manifest ?? null);
+    return parseManifest(backupId, data, this.manifestKeys());
   }
 
   async readVerifyState(backupId: string): Promise<VerifyState | null> {
@@ -247,7 +247,7 @@ export class Repository {
           badRegistry: this.badRegistry,
           locks: this.locks,
           toolVersion: toolVersion(),
-          manifestKey: this.keys?.manifest ?? null,
+          manifestKeys: this.manifestKeys(),
           defaultChunkSize: this.chunkSize,
           logger,
           readManifest: (bid) => this.readManifest(bid),
@@ -306,6 +306,10 @@ export class Repository {
     );
     if (!opts.backupId) await writeLastVerify(this.storage, lastVerifyOf(report, started, new Date()));
     return report;
+  }
+
+  private manifestKeys(): { auth: Buffer; config: Buffer } | null {
+    return this.keys ? { auth: this.keys.manifest, config: this.keys.config } : null;
   }
 
   /** The blob and digest keys a reader of this repository needs (backup-reader.ts); null: not encrypted. */

@@ -40,8 +40,9 @@ describe('key file', () => {
     expect(k.blob).toEqual(hkdf32(master, 'pve-cbt blob encryption v1'));
     expect(k.id).toEqual(hkdf32(master, 'pve-cbt digest v1'));
     expect(k.manifest).toEqual(hkdf32(master, 'pve-cbt manifest auth v1'));
+    expect(k.config).toEqual(hkdf32(master, 'pve-cbt manifest config v1'));
     expect(k.fingerprint).toBe(crypto.createHmac('sha256', hkdf32(master, 'pve-cbt fingerprint v1')).update('pve-cbt key fingerprint').digest('hex'));
-    expect(new Set([k.blob.toString('hex'), k.id.toString('hex'), k.manifest.toString('hex'), k.fingerprint]).size).toBe(4);
+    expect(new Set([k.blob.toString('hex'), k.id.toString('hex'), k.manifest.toString('hex'), k.config.toString('hex'), k.fingerprint]).size).toBe(5);
     expect(formatFingerprint(k.fingerprint)).toMatch(/^([0-9a-f]{2}:){31}[0-9a-f]{2}$/);
   });
 

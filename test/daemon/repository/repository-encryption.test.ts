@@ -135,6 +135,26 @@ describe('encrypted repository', () => {
     expect(canonicalJson(await repo.readManifest(b.id))).toBe(canonicalJson(b));
   });
 
+  it("keeps the VM's config in the manifest encrypted and gives it back to readers with the key", async () => {
+    const img = path.join(dir, 'conf.img');
+    fs.writeFileSync(img, seededBytes('conf', 2 * CHUNK));
+    const config = { conf: 'name: secret-db\ncipassword: $6$SECRETHASH\nscsi0: local:vm-105-disk-0,size=128K\n', firewall: '[OPTIONS]\nenable: 1\n' };
+    const w = await repo.startBackup({ vmid: 105 });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: 2 * CHUNK });
+    await d.putChunk(0, fs.readFileSync(img).subarray(0, CHUNK));
+    await d.putChunk(1, fs.readFileSync(img).subarray(CHUNK));
+    await d.finish({ mode: 'full', reason: 'test', bytesRead: 2 * CHUNK, durationMs: 1 });
+    const committed = await w.commit({}, config);
+    expect(committed.config).toEqual(config);
+    const onDisk = fs.readFileSync(path.join(repoDir, committed.id, 'manifest.json'), 'utf8');
+    expect(onDisk).not.toContain('SECRETHASH');
+    expect(onDisk).not.toContain('secret-db');
+    expect(JSON.parse(onDisk)).toMatchObject({ configSealed: expect.any(String) });
+    expect((await repo.readManifest(committed.id)).config).toEqual(config);
+    expect(await repo.readManifest(committed.id)).toEqual(committed);
+    await repo.removeBackup(committed.id);
+  });
+
   const tampers: [string, (stored: Buffer) => Buffer][] = [
     ['a ciphertext byte flipped, CRC recomputed', (s) => {
       const t = Buffer.from(s);
