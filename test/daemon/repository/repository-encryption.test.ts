@@ -3,6 +3,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import crypto from 'node:crypto';
 import { Repository, REPOSITORY_MARKER } from '../../../daemon/repository/repository';
+import { BackupDiskReader } from '../../../daemon/repository/backup-reader';
 import { deriveKeys, generateMasterKey } from '../../../daemon/repository/key-file';
 import { canonicalJson, manifestChecksum, type Manifest } from '../../../daemon/repository/manifest';
 import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
@@ -94,6 +95,16 @@ describe('encrypted repository', () => {
     const report = await repo.verify();
     expect(report.ok).toBe(true);
     expect(report.chunksChecked).toBeGreaterThan(20);
+
+    // The NBD server's reader (pve-cbt serve) decrypts with the key and refuses without it.
+    const reader = await BackupDiskReader.open(repoDir, inc.id, 'scsi0', keys);
+    try {
+      const served = Buffer.concat(await Promise.all(Array.from({ length: reader.geometry.chunkCount }, (_, i) => (reader.isZeroChunk(i) ? Promise.resolve(Buffer.alloc(reader.chunkLength(i))) : reader.readChunk(i)))));
+      expect(served.equals(data)).toBe(true);
+    } finally {
+      await reader.close();
+    }
+    await expect(BackupDiskReader.open(repoDir, inc.id, 'scsi0')).rejects.toMatchObject({ code: 'CBT_REPO_KEY_MISSING' });
   });
 
   it('refuses to open without the key, with another key, and a plain repository with a key', async () => {
