@@ -47,6 +47,7 @@ afterAll(() => {
 const byDisk = (r: { disks: { disk: string }[] }, d: string) => r.disks.find((x) => x.disk === d) as never as { mode: string; bytesRead: number; bytesStored: number };
 
 function blobFiles(dir: string): string[] {
+  if (!fs.existsSync(dir)) return [];
   return fs.readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).map((e) => path.join(e.parentPath, e.name));
 }
 
@@ -82,8 +83,10 @@ test('full → incremental → full-compare of a running VM restore byte-exact; 
   await env.expectRestoreEquals(cmp.id, 'scsi1', ref1c);
   expect((await env.repo.verify()).ok).toBe(true);
 
-  const blobs = [...blobFiles(path.join(repoDir, '.chunks')), ...blobFiles(path.join(repoDir, '.pages'))];
-  expect(blobs.length).toBeGreaterThan(10);
+  // Format 2: pack files and their indexes; (format 1: one file per blob).
+  expect(JSON.parse(fs.readFileSync(path.join(repoDir, '.pve-cbt-repository'), 'utf8'))).toMatchObject({ format: 'pve-cbt-repository-2', encryption: { cipher: 'aes-256-gcm' } });
+  const blobs = ['.packs', '.chunks', '.pages'].flatMap((d) => blobFiles(path.join(repoDir, d)));
+  expect(blobs.filter((f) => f.endsWith('.pack')).length).toBeGreaterThan(0);
   const probes = [TEXT.subarray(0, 24), TEXT.subarray(1000, 1024), Buffer.alloc(24, 0x11)];
   for (const f of blobs) {
     const stored = fs.readFileSync(f);

@@ -7,6 +7,8 @@ import { BackupDiskReader } from '../../../daemon/repository/backup-reader';
 import { deriveKeys, generateMasterKey } from '../../../daemon/repository/key-file';
 import { canonicalJson, manifestChecksum, type Manifest } from '../../../daemon/repository/manifest';
 import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
+import { blobPlace, readBlob, writeBlobInPlace } from './blob-files';
+import { PackStore } from '../../../daemon/repository/pack-store';
 
 const CHUNK = 64 * 1024;
 /** A text that must never appear in a stored blob of an encrypted repository. */
@@ -21,6 +23,7 @@ function patterned(size: number, seed: string): Buffer {
 
 function allFiles(dir: string): string[] {
   const out: string[] = [];
+  if (!fs.existsSync(dir)) return out;
   for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
     const p = path.join(dir, e.name);
     if (e.isDirectory()) out.push(...allFiles(p));
@@ -37,7 +40,17 @@ function rewriteManifest(repoDir: string, id: string, edit: (m: Manifest) => Man
   fs.writeFileSync(file, JSON.stringify({ ...rest, checksum: manifestChecksum(rest) }));
 }
 
-describe('encrypted repository', () => {
+/** Every stored blob's bytes: format 1 its files, format 2 each pack index entry's bytes. */
+async function storedBlobs(repo: Repository): Promise<Buffer[]> {
+  if (!(repo.blobs instanceof PackStore)) return [...allFiles(path.join(repo.dir, '.chunks')), ...allFiles(path.join(repo.dir, '.pages'))].map((f) => fs.readFileSync(f));
+  const lookup = repo.blobs.lookup;
+  await lookup.refresh();
+  const out: Buffer[] = [];
+  for (const id of lookup.packIds()) for (const e of lookup.packEntries(id)) out.push(await readBlob(repo, e.kind, e.digest.toString('hex')));
+  return out;
+}
+
+describe.each([[2], [1]] as const)('encrypted repository, format %i', (format) => {
   let dir: string;
   let repoDir: string;
   const keys = deriveKeys(generateMasterKey());
@@ -46,7 +59,7 @@ describe('encrypted repository', () => {
   beforeAll(async () => {
     dir = tempDir();
     repoDir = path.join(dir, 'repo');
-    repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, keys });
+    repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, keys, format });
   });
   afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -78,19 +91,16 @@ describe('encrypted repository', () => {
       fs.rmSync(out);
     }
 
-    const blobs = allFiles(path.join(repoDir, '.chunks')).concat(allFiles(path.join(repoDir, '.pages')));
+    const blobs = await storedBlobs(repo);
     expect(blobs.length).toBeGreaterThan(20);
+    for (const stored of blobs) expect(stored[8] & 0x80).toBe(0x80);
+    // No file of the repository (blob files, packs, pack indexes) holds the plaintext.
     const probe = PATTERN.subarray(0, 16);
-    for (const f of blobs) {
-      const stored = fs.readFileSync(f);
-      expect(stored.includes(probe)).toBe(false);
-      expect(stored[8] & 0x80).toBe(0x80);
-    }
-    // Names are keyed digests: the SHA-256 of a chunk's content names no file.
-    const names = new Set(blobs.map((f) => path.basename(f)));
+    for (const f of ['.chunks', '.pages', '.packs'].flatMap((d) => allFiles(path.join(repoDir, d)))) expect(fs.readFileSync(f).includes(probe)).toBe(false);
+    // Names are keyed digests: the SHA-256 of a chunk's content names no blob.
     const firstChunk = data.subarray(0, CHUNK);
-    expect(names.has(crypto.createHash('sha256').update(firstChunk).digest('hex'))).toBe(false);
-    expect(names.has(crypto.createHmac('sha256', keys.id).update(firstChunk).digest('hex'))).toBe(true);
+    await expect(blobPlace(repo, 'chunk', crypto.createHash('sha256').update(firstChunk).digest('hex'))).rejects.toThrow();
+    await expect(blobPlace(repo, 'chunk', crypto.createHmac('sha256', keys.id).update(firstChunk).digest('hex'))).resolves.toBeDefined();
 
     const report = await repo.verify();
     expect(report.ok).toBe(true);
@@ -190,8 +200,7 @@ describe('encrypted repository', () => {
     fs.writeFileSync(img, seededBytes(`tamper-${_name}`, 4 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 104 });
     const digest = crypto.createHmac('sha256', keys.id).update(fs.readFileSync(img).subarray(CHUNK, 2 * CHUNK)).digest('hex');
-    const file = path.join(repoDir, '.chunks', digest.slice(0, 2), digest);
-    fs.writeFileSync(file, tamper(fs.readFileSync(file)));
+    await writeBlobInPlace(repo, 'chunk', digest, tamper(await readBlob(repo, 'chunk', digest)));
     await expect(repo.restoreDisk(m.id, 'scsi0', { path: path.join(dir, 'tamper.raw'), format: 'raw' })).rejects.toMatchObject({
       code: 'CBT_REPO_RESTORE_FAILED',
       details: { offsets: [CHUNK] },
@@ -199,6 +208,5 @@ describe('encrypted repository', () => {
     const v = await repo.verify({ backupId: m.id });
     expect(v.backups[0].problems).toEqual([expect.objectContaining({ kind: 'chunk', offset: CHUNK, digest, problem: 'corrupt' })]);
     await repo.removeBackup(m.id);
-    fs.rmSync(file);
   });
 });
