@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import type { SimVm } from '../../daemon/sim/pve-node';
-import { generateMasterKey, sealKeyFile, writeNewKeyFile } from '../../daemon/repository/key-file';
+import { generateMasterKey, loadRepositoryKeys, sealKeyFile, writeNewKeyFile } from '../../daemon/repository/key-file';
 import { REPOSITORY_MARKER } from '../../daemon/repository/repository';
 import { addVm, CLI, createStack, firstDifference, MiB, requireDist, type Stack } from './e2e-harness';
 
@@ -77,4 +77,11 @@ test('the daemon creates the repository encrypted and backs up into it; the CLI 
   expect(fs.existsSync(target)).toBe(false);
   const human = await cli(['list'], noKey);
   expect(human.stderr.split('\n')[0]).toMatch(/^pve-cbt: repository .* is encrypted \(key fingerprint [0-9a-f]{64}\) and no key was given/);
+
+  // Neither the passphrase nor any key (wrapped, master or derived) reaches a log line.
+  const keys = loadRepositoryKeys(keyFile, 'e2e passphrase');
+  const secrets = ['e2e passphrase', (JSON.parse(fs.readFileSync(keyFile, 'utf8')) as { key: string }).key, ...[keys.blob, keys.id, keys.manifest, keys.config].map((k) => k.toString('hex'))];
+  const logs = fs.readdirSync(stack.config.logDir).map((f) => fs.readFileSync(path.join(stack.config.logDir, f), 'utf8')).join('\n');
+  expect(logs.length).toBeGreaterThan(0);
+  for (const secret of secrets) expect(logs).not.toContain(secret);
 });
