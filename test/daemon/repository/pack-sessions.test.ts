@@ -116,4 +116,23 @@ describe('pack sessions', () => {
     await restoresExactly(reader, m.id);
     expect((await reader.verify()).ok).toBe(true);
   });
+
+  it('identical chunks in flight at once are appended at most once per worker, never once per chunk', async () => {
+    (repo.blobs as PackStore).sealBytes = 64 * 1024 * 1024;
+    const same = seededBytes('same', CHUNK);
+    const w = await repo.startBackup({ vmid: 100 });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: 32 * CHUNK });
+    const results = await Promise.all(Array.from({ length: 32 }, (_, i) => d.putChunk(i, same)));
+    await d.finish({ mode: 'full', reason: 'test', bytesRead: 32 * CHUNK, durationMs: 1 });
+    const m = await w.commit();
+    // Several workers may each append one copy before any learns of the other's; never more.
+    const stored = results.filter((r) => r.stored).length;
+    expect(stored).toBeGreaterThanOrEqual(1);
+    const workers = Math.max(1, (await import('node:os')).availableParallelism());
+    const packBytes = packFiles(repo.dir, '.pack').reduce((n, f) => n + fs.statSync(f).size, 0);
+    expect(packBytes).toBeLessThanOrEqual(workers * (16 + CHUNK + 20) + 64 * 1024);
+    fs.writeFileSync(img, Buffer.concat(Array.from({ length: 32 }, () => same)));
+    await restoresExactly(repo, m.id);
+    expect((await repo.verify()).ok).toBe(true);
+  });
 });
