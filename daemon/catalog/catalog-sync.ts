@@ -25,7 +25,7 @@ import { REPOSITORY_MARKER, type BackupInfo, type Repository } from '../reposito
 import { isBackupId } from '../repository/backup-id';
 import type { Manifest } from '../repository/manifest';
 import type { VerifyState } from '../repository/verify';
-import { RepoBackupNotFoundError, RepoManifestCorruptError } from '../repository/repository-errors';
+import { RepoBackupNotFoundError, RepoManifestAuthFailedError, RepoManifestCorruptError } from '../repository/repository-errors';
 import type { BackupCatalog } from './backup-catalog';
 import { catalogBackupIds, listCatalogBackups } from './catalog-backup-list';
 
@@ -60,7 +60,7 @@ async function readCommitted(repo: CatalogStores['repo'], id: string): Promise<{
     const m = await repo.readManifest(id);
     return { m, v: await repo.readVerifyState(id) };
   } catch (err) {
-    if (RepoBackupNotFoundError.is(err) || RepoManifestCorruptError.is(err)) return null;
+    if (RepoBackupNotFoundError.is(err) || RepoManifestCorruptError.is(err) || RepoManifestAuthFailedError.is(err)) return null;
     throw err;
   }
 }

@@ -87,7 +87,7 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
   let logError: Error | undefined;
   const logger = opts.readOnly && !fs.existsSync(config.logDir) ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err));
   try {
-    const stores = await openStores(config, logger, { createRepository: false, readOnly: opts.readOnly });
+    const stores = await openStores(config, logger, { createRepository: false, readOnly: opts.readOnly, env: ctx.env });
     try {
       return await fn(stores);
     } finally {

@@ -11,6 +11,7 @@ import { demoCommand } from './commands/demo';
 import { forgetCommand } from './commands/forget';
 import { gcCommand } from './commands/gc';
 import { hooksCommand } from './commands/hooks';
+import { keyCommand } from './commands/key';
 import { listCommand } from './commands/list';
 import { logCommand } from './commands/log';
 import { notifyCommand } from './commands/notify';
@@ -37,6 +38,7 @@ export const COMMANDS: readonly CommandDefinition[] = [
   forgetCommand,
   gcCommand,
   repositoryCommand,
+  keyCommand,
   catalogCommand,
   logCommand,
   notifyCommand,

@@ -69,6 +69,19 @@ export interface CbtConfig {
   readonly jobs: readonly JobConfig[];
   readonly verify: VerifyConfig;
   readonly notify: NotifyConfig;
+  readonly encryption: EncryptionConfig;
+}
+
+/**
+ * Encryption of the repository (key-file.ts): with `keyFile` the daemon creates the repository
+ * encrypted under that key, and every process opens it with the key. Chosen at creation: a key
+ * for an existing unencrypted repository, or none for an encrypted one, is refused at start.
+ */
+export interface EncryptionConfig {
+  /** A key file made by `pve-cbt key create`; absent: the repository is not encrypted. */
+  readonly keyFile?: string;
+  /** A file holding the key file's passphrase (kdf scrypt); else PVE_CBT_ENCRYPTION_PASSWORD. */
+  readonly passphraseFile?: string;
 }
 
 /**
@@ -216,6 +229,17 @@ export const CONFIG_SCHEMA = {
       examples: [IPC_LIMIT_DEFAULTS.idleTimeoutMs],
     },
     jobs: { type: 'array', items: jobSchema, default: [], examples: [[{ id: 'nightly', vms: 'all', schedule: 'daily 02:00' }]] },
+    encryption: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'encryption of the repository, chosen when it is created (pve-cbt key create makes the key file)',
+      examples: [{ keyFile: '/etc/pve-cbt/repository.key' }],
+      properties: {
+        keyFile: { type: 'string', pattern: '^/', description: 'the key file (an absolute path)', examples: ['/etc/pve-cbt/repository.key'] },
+        passphraseFile: { type: 'string', pattern: '^/', description: "a file holding the key file's passphrase (absolute path)", examples: ['/etc/pve-cbt/repository.pass'] },
+      },
+    },
     verify: {
       type: 'object',
       additionalProperties: false,

@@ -11,6 +11,7 @@ import { BlobWorkers } from './blob-workers';
 import { DiskChunkReader } from './disk-chunk-reader';
 import type { IndexGeometry } from './disk-index';
 import { Repository, blobsFor } from './repository';
+import type { RepositoryKeys } from './key-file';
 import { RepoRestoreFailedError } from './repository-errors';
 
 export class BackupDiskReader {
@@ -21,10 +22,11 @@ export class BackupDiskReader {
     private readonly workers: BlobWorkers,
   ) {}
 
-  static async open(repoDir: string, backupId: string, disk: string): Promise<BackupDiskReader> {
-    const repo = await Repository.open(repoDir, { create: false });
+  /** `keys`: an encrypted repository's (key-file.ts); checked against the marker like any open. */
+  static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys): Promise<BackupDiskReader> {
+    const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}) });
     const manifest = await repo.readManifest(backupId);
-    const workers = new BlobWorkers();
+    const workers = new BlobWorkers(undefined, repo.blobKeys());
     try {
       // The stores of the repository's format, on this view's own workers.
       const { chunks, pages } = blobsFor(repo.format, repo.storage, 'auto', workers);

@@ -16,7 +16,7 @@ import type { BadBlobRegistry } from './bad-blobs';
 import type { LockHandle, RepositoryLocks } from './repository-lock';
 import type { BlobWorkers } from './blob-workers';
 import { IndexDiskWriter, type DiskWriter, type DiskWriterContext } from './disk-writer';
-import { MANIFEST_FORMAT, sealManifest, serializeManifest, type Manifest, type SavedVmConfig } from './manifest';
+import { MANIFEST_FORMAT, parseManifest, sealManifest, serializeManifest, type Manifest, type ManifestKeys, type SavedVmConfig } from './manifest';
 import { isValidChunkSize } from './disk-index';
 import { RepoDamagedReferenceError, RepoDiskNotFoundError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 
@@ -51,6 +51,8 @@ export interface BackupWriterDeps {
   badRegistry: BadBlobRegistry;
   locks: RepositoryLocks;
   toolVersion: string;
+  /** An encrypted repository's manifest keys: the manifest gets its `auth`, its config is sealed. */
+  manifestKeys: ManifestKeys | null;
   defaultChunkSize: number;
   logger?: Logger;
   readManifest(backupId: string): Promise<Manifest>;
@@ -122,7 +124,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     this.state = 'committing';
     try {
       const entries = [...this.disks.values()].map((d) => d.finishedEntry());
-      const manifest = sealManifest({
+      const sealed = sealManifest({
         format: MANIFEST_FORMAT,
         id: this.id,
         vmid: this.vmid,
@@ -132,10 +134,13 @@ export class RepositoryBackupWriter implements BackupWriter {
         disks: entries,
         extra,
         ...(config ? { config: { conf: config.conf, firewall: config.firewall } } : {}),
-      });
+      }, this.deps.manifestKeys);
+      const bytes = serializeManifest(sealed);
+      // What a reader gets (a sealed config opened again), for the catalog and the caller.
+      const manifest = this.deps.manifestKeys ? parseManifest(this.id, bytes, this.deps.manifestKeys) : sealed;
       // Format 1: the sync batch; format 2: every pack sealed and its .idx durable (pack-store.ts).
       await this.ctx.session.commit();
-      await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, serializeManifest(manifest));
+      await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, bytes);
       this.state = 'committed';
       this.deps.logger?.info('backup committed', { backupId: this.id, vmid: this.vmid, disks: entries.map((d) => d.name) });
       // The backup exists now; what follows is bookkeeping that must not make a caller believe

@@ -1,4 +1,9 @@
-/** SHA-256 digests as lowercase hex; the all-zero digest is the marker for an all-zero chunk or page. */
+/**
+ * Blob digests as lowercase hex; the all-zero digest is the marker for an all-zero chunk or page.
+ * Unencrypted repositories name blobs by the SHA-256 of their plain content; encrypted ones by
+ * HMAC-SHA256 under the key file's digest key (key-file.ts), as PBS does, so equal content still
+ * deduplicates but a digest says nothing about the content to whoever lacks the key.
+ */
 import crypto from 'node:crypto';
 
 export const DIGEST_BYTES = 32;
@@ -6,6 +11,11 @@ export const ZERO_DIGEST = '0'.repeat(DIGEST_BYTES * 2);
 
 export function sha256Hex(data: Buffer): string {
   return crypto.createHash('sha256').update(data).digest('hex');
+}
+
+/** The digest function of a repository: SHA-256, or HMAC-SHA256 under `idKey` when encrypted. */
+export function blobDigestHex(data: Buffer, idKey: Buffer | null): string {
+  return idKey ? crypto.createHmac('sha256', idKey).update(data).digest('hex') : sha256Hex(data);
 }
 
 export function isDigest(s: unknown): boolean {

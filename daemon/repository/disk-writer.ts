@@ -24,7 +24,7 @@ import type { BlobSession, BlobStore } from './blob-store';
 import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
-import { DIGEST_BYTES, ZERO_DIGEST, isAllZero, sha256Hex } from './digest';
+import { DIGEST_BYTES, ZERO_DIGEST, isAllZero } from './digest';
 import {
   chunkLength,
   geometry,
@@ -287,7 +287,7 @@ export class IndexDiskWriter implements DiskWriter {
         pageDigests.push(ZERO_DIGEST);
         continue;
       }
-      const digest = sha256Hex(content);
+      const digest = this.ctx.workers.digestHexSync(content);
       toStore.set(digest, content);
       pageDigests.push(digest);
     }

@@ -45,7 +45,7 @@ import type { RepositoryLocks } from './repository-lock';
 import { DIGEST_BYTES, isDigest } from './digest';
 import { diskPages, type Manifest } from './manifest';
 import { isZeroDigest } from './disk-index';
-import { RepoGcBlockedByPackIndexError, RepoGcBlockedError, RepoManifestCorruptError, RepoPageCorruptError, RepoPageMissingError } from './repository-errors';
+import { RepoGcBlockedByPackIndexError, RepoGcBlockedError, RepoManifestAuthFailedError, RepoManifestCorruptError, RepoPageCorruptError, RepoPageMissingError } from './repository-errors';
 import type { ProgressFn } from './verify';
 
 export const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
@@ -121,7 +121,8 @@ export async function garbageCollect(deps: GcDeps, opts: GcOptions = {}): Promis
     try {
       m = await deps.readManifest(d.id);
     } catch (err) {
-      if (!RepoManifestCorruptError.is(err)) throw err;
+      // An unauthenticated manifest (encrypted repository) blocks the sweep like a corrupt one.
+      if (!RepoManifestCorruptError.is(err) && !RepoManifestAuthFailedError.is(err)) throw err;
       corrupt.push(d.id);
       continue;
     }

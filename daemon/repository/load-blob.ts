@@ -6,7 +6,8 @@
  *
  * Checks: the header and CRC (unless `checkCrc` is false: restore and base reads rely on the
  * SHA-256, which finds everything the CRC would), the plain length, then the SHA-256 of the plain
- * content against the blob's name. `maxPlain` (a chunk's size) lets the read happen in one call.
+ * content against the blob's name (in an encrypted repository: the GCM tag, then the keyed digest,
+ * HMAC-SHA256 under `codec.idKey`). `maxPlain` (a chunk's size) lets the read happen in one call.
  * Answers the state instead of throwing for missing or corrupt blobs; other errors throw.
  * `scratch` (a worker's own read buffer, grown as needed) saves a fresh buffer per blob: a fresh
  * 128 KiB buffer costs its page faults and GC. The content returned may then be a view into it,
@@ -41,7 +42,7 @@ export interface LoadBlobJob {
 
 export type LoadBlobResult = { state: 'ok'; plain: Buffer } | { state: 'missing' } | { state: 'corrupt'; reason: string };
 
-export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' | 'lz4'>, scratch?: { buf: Buffer }): LoadBlobResult {
+export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' | 'lz4' | 'cipher' | 'idKey'>, scratch?: { buf: Buffer }): LoadBlobResult {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const fs = require('node:fs') as typeof import('node:fs');
   const crypto = require('node:crypto') as typeof import('node:crypto');
@@ -68,8 +69,9 @@ export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' |
     else {
       const fd = fs.openSync(job.file, 'r');
       try {
-        // One byte more than a complete blob can have, so an overlong file is seen as such.
-        const want = job.maxPlain + 21;
+        // One byte more than a complete blob can have, so an overlong file is seen as such
+        // (28: an encrypted blob's nonce and tag).
+        const want = job.maxPlain + 21 + (codec.cipher ? 28 : 0);
         let buf: Buffer;
         if (!scratch) buf = Buffer.allocUnsafe(want);
         else {
@@ -85,8 +87,9 @@ export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' |
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { state: 'missing' };
     throw err;
   }
-  const plain = codec.decode(stored, job.magic, job.checkCrc, codec.lz4);
+  const plain = codec.decode(stored, job.magic, job.checkCrc, codec.lz4, codec.cipher);
   if (typeof plain === 'string') return { state: 'corrupt', reason: plain };
-  if (crypto.createHash('sha256').update(plain).digest('hex') !== job.digest) return { state: 'corrupt', reason: 'content does not match its digest' };
+  const digest = codec.idKey ? crypto.createHmac('sha256', codec.idKey).update(plain).digest('hex') : crypto.createHash('sha256').update(plain).digest('hex');
+  if (digest !== job.digest) return { state: 'corrupt', reason: 'content does not match its digest' };
   return { state: 'ok', plain };
 }

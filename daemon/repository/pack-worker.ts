@@ -4,7 +4,8 @@
  * calls on the worker thread, like store-blob.ts; one job per chunk does all the work:
  *
  * `packPutSync`:
- * 1. the digest: given (index pages, a second trip) or computed here (SHA-256 of `plain`);
+ * 1. the digest: given (index pages, a second trip) or computed here (SHA-256 of `plain`, or
+ *    HMAC-SHA256 under `codec.idKey` in an encrypted repository, digest.ts);
  * 2. with a `base` of the same digest (an incremental's or full-compare's unchanged chunk): its
  *    stored copies are compared with the true bytes (`verify`), and the answer is `unchanged`
  *    when one is intact; none intact: the blob is appended, answered `stored` + `repaired`;
@@ -89,7 +90,8 @@ export function packPutSync(job: PackPutJob, codec: BlobCodec, probe: typeof pro
   const zlib = require('node:zlib') as typeof import('node:zlib');
   /* eslint-enable @typescript-eslint/no-require-imports */
   const plain = job.plain;
-  const digest = job.digest ?? crypto.createHash('sha256').update(plain).digest('hex');
+  // An encrypted repository's digest is keyed (digest.ts): HMAC-SHA256 under the codec's idKey.
+  const digest = job.digest ?? (codec.idKey ? crypto.createHmac('sha256', codec.idKey) : crypto.createHash('sha256')).update(plain).digest('hex');
   const fileOf = (packId: string): string => path.join(job.packsDir, packId.slice(0, 2), `${packId}.pack`);
 
   const intact = (loc: PackLoc): boolean => {
@@ -121,7 +123,7 @@ export function packPutSync(job: PackPutJob, codec: BlobCodec, probe: typeof pro
   };
 
   const append = (repaired: boolean): PackPutResult => {
-    const parts = codec.encode(plain, job.magic, job.compress, codec.lz4, codec.probe);
+    const parts = codec.encode(plain, job.magic, job.compress, codec.lz4, codec.probe, codec.cipher);
     const storedLength = parts.reduce((n, b) => n + b.length, 0);
     let p = st.open.get(job.session);
     if (!p) {

@@ -99,6 +99,26 @@ export const RepoDamagedReferenceError = defineError<{ backupId: string; disk: s
   'CBT_REPO_DAMAGED_REFERENCE',
   (d) => `backup ${d.backupId} not committed: disk ${d.disk} references ${d.kind} ${d.digest}, found damaged or unreadable in this run and not rewritten`,
 );
+/** An encrypted repository's manifest whose `auth` is missing or wrong (manifest.ts). */
+export const RepoManifestAuthFailedError = defineError<{ backupId: string; reason: string }>(
+  'CBT_REPO_MANIFEST_AUTH_FAILED',
+  (d) => `manifest of backup ${d.backupId} is refused: ${d.reason}`,
+);
+/** The repository is encrypted and was opened without a key. */
+export const RepoKeyMissingError = defineError<{ dir: string; keyFingerprint: string; hint: string }>(
+  'CBT_REPO_KEY_MISSING',
+  (d) => `repository ${d.dir} is encrypted (key fingerprint ${d.keyFingerprint}) and no key was given: ${d.hint}`,
+);
+/** The key given is not the repository's (its fingerprint differs from the marker's). */
+export const RepoKeyWrongError = defineError<{ dir: string; keyFingerprint: string; givenFingerprint: string }>(
+  'CBT_REPO_KEY_WRONG',
+  (d) => `the key given (fingerprint ${d.givenFingerprint}) is not the key of repository ${d.dir} (fingerprint ${d.keyFingerprint})`,
+);
+/** A key was given for a repository that is not encrypted (it would silently stay unencrypted). */
+export const RepoNotEncryptedError = defineError<{ dir: string; hint: string }>(
+  'CBT_REPO_NOT_ENCRYPTED',
+  (d) => `repository ${d.dir} is not encrypted, but a key was given: ${d.hint}`,
+);
 /** Format 2: a pack a backup wrote into could not be sealed (its worker stopped first); the backup is not committed. */
 export const RepoPackUnsealedError = defineError<{ packId: string; blobs: number }>(
   'CBT_REPO_PACK_UNSEALED',

@@ -2,7 +2,8 @@
  * A pve-cbt backup repository: the facade the engine, CLI and daemon use.
  *
  * Layout (all under one directory; see the named modules for each format):
- *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-2","created":...,"chunkSize":65536}
+ *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-2","created":...,"chunkSize":65536,
+ *                                  "encryption":null | {"cipher":"aes-256-gcm","keyFingerprint":<hex>}}
  *                                  (format 1: "pve-cbt-repository-1", no chunkSize)
  *   .packs/<2 hex>/<packId>.pack|.idx  format 2: blobs in pack files (pack-format.ts, pack-store.ts)
  *   .chunks/<2 hex>/<sha256>       format 1: chunks (chunk-store.ts, file-formats.ts)
@@ -17,7 +18,14 @@
  *
  * Every backup is a synthetic full: its manifest reaches every chunk of every disk directly, so
  * restore never replays a chain, and any backup can be removed independently. Unchanged data is
- * shared between all backups of all VMs through the chunk store. An optional catalog sink mirrors
+ * shared between all backups of all VMs through the chunk store.
+ *
+ * Encryption is chosen once, at creation (`keys`, from a key file: key-file.ts): the marker then
+ * records the key's fingerprint, every blob is AES-256-GCM encrypted (blob-cipher.ts), digests are
+ * keyed (digest.ts) and manifests authenticated (manifest.ts). Opening checks the key against the
+ * marker before anything else is read: an encrypted repository without a key is
+ * CBT_REPO_KEY_MISSING, another key CBT_REPO_KEY_WRONG, a key for an unencrypted one
+ * CBT_REPO_NOT_ENCRYPTED. An optional catalog sink mirrors
  * commits, removals and verify results into SQLite; the repository stays the source of truth.
  */
 import fs from 'node:fs';
@@ -45,12 +53,16 @@ import { RepoFormatChangedError } from './upgrade-errors';
 import { upgradeRepository, type UpgradeOptions, type UpgradeReport } from './upgrade-repository';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
+import type { RepositoryKeys } from './key-file';
 import {
   RepoBackupExistsError,
   RepoBackupNotFoundError,
   RepoInUseError,
   RepoInvalidArgumentError,
+  RepoKeyMissingError,
+  RepoKeyWrongError,
   RepoNotARepositoryError,
+  RepoNotEncryptedError,
   RepoUnknownFormatError,
 } from './repository-errors';
 
@@ -108,6 +120,14 @@ export interface RepositoryOptions {
   qemuImg?: string;
   /** Defaults to a local directory at `dir`. */
   storage?: RepositoryStorage;
+  /** The keys of an encrypted repository (key-file.ts); with `create`, a new repository is encrypted. */
+  keys?: RepositoryKeys;
+}
+
+/** What the marker says about encryption. */
+export interface RepositoryEncryption {
+  cipher: 'aes-256-gcm';
+  keyFingerprint: string;
 }
 
 export interface BackupInfo {
@@ -131,7 +151,8 @@ export class Repository {
   private readonly chunkSize: number;
   private readonly qemuImg: string;
   /** Worker threads that hash, store and read the chunk store's blobs (blob-workers.ts). */
-  private readonly workers = new BlobWorkers();
+  private readonly workers: BlobWorkers;
+  private readonly keys: RepositoryKeys | null;
 
   private constructor(
     readonly dir: string,
@@ -139,7 +160,11 @@ export class Repository {
     opts: RepositoryOptions,
     readonly format: RepositoryFormat,
     marker: RepositoryMarker,
+    /** Null: not encrypted. */
+    readonly encryption: RepositoryEncryption | null,
   ) {
+    this.keys = opts.keys ?? null;
+    this.workers = new BlobWorkers(undefined, this.keys ? { blob: this.keys.blob, id: this.keys.id } : null);
     const compression = opts.compression ?? 'auto';
     this.blobs = blobsFor(format, storage, compression, this.workers, opts.logger);
     this.chunks = this.blobs.chunks;
@@ -166,16 +191,20 @@ export class Repository {
       const format = opts.format ?? 2;
       const dirs = format === 2 ? [PACKS_DIR, '.locks', '.bad', 'vm'] : ['.chunks', '.pages', '.locks', '.bad', 'vm'];
       for (const d of dirs) await storage.mkdir(d);
+      const encryption: RepositoryEncryption | null = opts.keys ? { cipher: 'aes-256-gcm', keyFingerprint: opts.keys.fingerprint } : null;
       marker =
         format === 2
-          ? { format: REPOSITORY_FORMAT_2, created: new Date().toISOString(), chunkSize: opts.chunkSize ?? FORMAT_2_CHUNK_SIZE, encryption: null }
-          : { format: REPOSITORY_FORMAT_1, created: new Date().toISOString() };
+          ? { format: REPOSITORY_FORMAT_2, created: new Date().toISOString(), chunkSize: opts.chunkSize ?? FORMAT_2_CHUNK_SIZE, encryption }
+          : { format: REPOSITORY_FORMAT_1, created: new Date().toISOString(), ...(encryption ? { encryption } : {}) };
       await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`));
-      opts.logger?.info('repository created', { dir: abs, format });
+      opts.logger?.info('repository created', { dir: abs, format, encrypted: encryption !== null, ...(encryption ? { keyFingerprint: encryption.keyFingerprint } : {}) });
     }
     const format = marker.format === REPOSITORY_FORMAT_2 ? 2 : marker.format === REPOSITORY_FORMAT_1 ? 1 : null;
     if (format === null) throw RepoUnknownFormatError({ dir: abs, format: marker.format });
-    return new Repository(abs, storage, opts, format, marker);
+    const encryption = encryptionOf(marker.encryption);
+    if (encryption === 'unknown') throw RepoUnknownFormatError({ dir: abs, format: `${marker.format} with encryption ${JSON.stringify(marker.encryption)}` });
+    checkKey(abs, encryption, opts.keys);
+    return new Repository(abs, storage, opts, format, marker, encryption);
   }
 
   /** Committed backups (manifest present and valid), oldest first. */
@@ -214,7 +243,7 @@ export class Repository {
     parseBackupId(backupId);
     const data = await this.storage.read(`${backupId}/manifest.json`);
     if (!data) throw RepoBackupNotFoundError({ backupId });
-    return parseManifest(backupId, data);
+    return parseManifest(backupId, data, this.manifestKeys());
   }
 
   async readVerifyState(backupId: string): Promise<VerifyState | null> {
@@ -269,6 +298,7 @@ export class Repository {
           badRegistry: this.badRegistry,
           locks: this.locks,
           toolVersion: toolVersion(),
+          manifestKeys: this.manifestKeys(),
           defaultChunkSize: this.chunkSize,
           logger,
           readManifest: (bid) => this.readManifest(bid),
@@ -328,6 +358,15 @@ export class Repository {
     );
     if (!opts.backupId) await writeLastVerify(this.storage, lastVerifyOf(report, started, new Date()));
     return report;
+  }
+
+  private manifestKeys(): { auth: Buffer; config: Buffer } | null {
+    return this.keys ? { auth: this.keys.manifest, config: this.keys.config } : null;
+  }
+
+  /** The blob and digest keys a reader of this repository needs (backup-reader.ts); null: not encrypted. */
+  blobKeys(): { blob: Buffer; id: Buffer } | null {
+    return this.keys ? { blob: this.keys.blob, id: this.keys.id } : null;
   }
 
   /** The last verify of the whole repository, null if none ran yet. */
@@ -456,6 +495,26 @@ function parseMarker(data: Buffer): RepositoryMarker | null {
     return { format: m.format, created: String(m.created ?? ''), ...(m.chunkSize !== undefined ? { chunkSize: m.chunkSize } : {}), ...(m.encryption !== undefined ? { encryption: m.encryption } : {}) };
   } catch {
     return null;
+  }
+}
+
+/** The marker's `encryption`: none, the one this version knows, or one it cannot use. */
+function encryptionOf(e: unknown): RepositoryEncryption | null | 'unknown' {
+  if (e === undefined || e === null) return null;
+  const x = e as Partial<RepositoryEncryption>;
+  return x.cipher === 'aes-256-gcm' && typeof x.keyFingerprint === 'string' && /^[0-9a-f]{64}$/.test(x.keyFingerprint) ? { cipher: x.cipher, keyFingerprint: x.keyFingerprint } : 'unknown';
+}
+
+/** The key given must be the marker's, and one must be given exactly when the repository is encrypted. */
+function checkKey(dir: string, encryption: RepositoryEncryption | null, keys: RepositoryKeys | undefined): void {
+  if (encryption && !keys) {
+    throw RepoKeyMissingError({ dir, keyFingerprint: encryption.keyFingerprint, hint: "name its key file in the config's encryption.keyFile (pve-cbt key show KEYFILE prints a file's fingerprint)" });
+  }
+  if (!encryption && keys) {
+    throw RepoNotEncryptedError({ dir, hint: 'encryption is chosen when a repository is created: remove encryption.keyFile from the config, or point repository at a new directory' });
+  }
+  if (encryption && keys && keys.fingerprint !== encryption.keyFingerprint) {
+    throw RepoKeyWrongError({ dir, keyFingerprint: encryption.keyFingerprint, givenFingerprint: keys.fingerprint });
   }
 }
 

@@ -33,6 +33,7 @@
  */
 import type { writeViaRename } from './write-via-rename';
 import type { decodeBlobSync, encodeBlobSync, Lz4Module, storedSizeOf, worthCompressing } from './file-formats';
+import type { BlobCipher } from './blob-cipher';
 
 export interface StoreBlobJob {
   file: string;
@@ -50,6 +51,10 @@ export interface BlobCodec {
   probe: typeof worthCompressing;
   sizeOf: typeof storedSizeOf;
   lz4: Lz4Module;
+  /** An encrypted repository's blob cipher (blob-cipher.ts); null: blobs are stored unencrypted. */
+  cipher: BlobCipher | null;
+  /** An encrypted repository's digest key: digests are HMAC-SHA256 under it instead of SHA-256. */
+  idKey: Buffer | null;
 }
 
 export interface StoreBlobResult {
@@ -111,11 +116,11 @@ export async function storeBlob(
       // the header recorded when it was written) finds flipped bytes without decompressing.
       if (head.readUInt8(8) === 0) return whole.length === size && head.readUInt32LE(16) === job.plain.length && whole.subarray(20).equals(job.plain) ? 'ok' : 'damaged';
       if (expected !== 'unknown') return zlib.crc32(whole.subarray(20)) === head.readUInt32LE(12) && head.readUInt32LE(16) === job.plain.length ? 'ok' : 'damaged';
-      const plain = codec.decode(whole, magic, true, codec.lz4);
+      const plain = codec.decode(whole, magic, true, codec.lz4, codec.cipher);
       return typeof plain !== 'string' && plain.equals(job.plain) ? 'ok' : 'damaged';
     }
     if (expected !== 'unknown') return 'ok';
-    return typeof codec.decode(fs.readFileSync(file), magic, true, codec.lz4) !== 'string' ? 'ok' : 'absent';
+    return typeof codec.decode(fs.readFileSync(file), magic, true, codec.lz4, codec.cipher) !== 'string' ? 'ok' : 'absent';
   };
 
   const state = job.force ? 'damaged' : present();
@@ -130,7 +135,7 @@ export async function storeBlob(
     }
   }
 
-  const parts = codec.encode(job.plain, magic, job.compress, codec.lz4, codec.probe);
+  const parts = codec.encode(job.plain, magic, job.compress, codec.lz4, codec.probe, codec.cipher);
   const storedBytes = parts.reduce((n, b) => n + b.length, 0);
   const dir = path.dirname(file);
   const create = (tmp: string): number => {

@@ -22,7 +22,7 @@ import { chunkLength, geometry, isZeroDigest } from './disk-index';
 import { DIGEST_BYTES } from './digest';
 import { diskPages, type Manifest } from './manifest';
 import { loadDigestTable } from './digest-table';
-import { RepoManifestCorruptError } from './repository-errors';
+import { RepoManifestAuthFailedError, RepoManifestCorruptError } from './repository-errors';
 
 export interface VerifyProblem {
   backupId: string;
@@ -107,7 +107,8 @@ export async function verifyBackups(deps: VerifyDeps, ids: string[], onProgress?
       manifests.set(id, m);
       total += m.disks.reduce((s, d) => s + d.size, 0);
     } catch (err) {
-      if (!RepoManifestCorruptError.is(err)) throw err;
+      // An unauthenticated manifest (encrypted repository) is reported like a corrupt one.
+      if (!RepoManifestCorruptError.is(err) && !RepoManifestAuthFailedError.is(err)) throw err;
       manifests.set(id, null);
     }
   }

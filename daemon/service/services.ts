@@ -15,6 +15,7 @@ import { openMemoryCatalog } from '../catalog/memory-catalog';
 import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
+import { configuredRepositoryKeys } from '../repository/repository-keys';
 import { ensurePrivateDir } from './state-dir';
 import { killPoint } from './test-kill-point';
 
@@ -48,6 +49,8 @@ export interface OpenStoresOptions {
   createRepository?: boolean;
   /** Create nothing: no stateDir, and a catalog in memory when the node has no catalog file. */
   readOnly?: boolean;
+  /** Where PVE_CBT_ENCRYPTION_PASSWORD is read (an encrypted repository's scrypt key file). Default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -62,8 +65,10 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
   const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file);
   try {
     const catalog = new BackupCatalog(db);
+    const keys = configuredRepositoryKeys(config, opts.env);
     const repo = await Repository.open(config.repository, {
       create: opts.createRepository ?? true,
+      ...(keys ? { keys } : {}),
       compression: config.compression,
       chunkSize: config.chunkSize,
       // The catalog as the repository's sink, with the test-only kill point right after a commit.

@@ -40,6 +40,7 @@ describe('defaults', () => {
       jobs: [],
       verify: { schedule: 'monthly', enabled: true },
       notify: { mailto: 'root', on: 'failure', sendmail: '/usr/sbin/sendmail' },
+      encryption: {},
     });
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.jobs)).toBe(true);

@@ -12,6 +12,7 @@ import {
   type BlobKind,
   type Compression,
 } from '../../../daemon/repository/file-formats';
+import { blobCipher } from '../../../daemon/repository/blob-cipher';
 
 const encodeBlob = (kind: BlobKind, plain: Buffer, compression: Compression): Buffer => Buffer.concat(encodeParts(kind, plain, compression));
 /** The plain content, or why the blob is bad. */
@@ -94,5 +95,47 @@ describe('blob file format', () => {
   it('a page is not accepted as a chunk', async () => {
     const page = encodeBlob('page', Buffer.alloc(64, 3), 'none');
     expect(decode('chunk', page)).toBe('bad magic');
+  });
+});
+
+describe('encrypted blobs (flag 0x80)', () => {
+  const key = crypto.randomBytes(32);
+  const cipher = blobCipher(key);
+  const enc = (kind: BlobKind, plain: Buffer, compression: Compression): Buffer => Buffer.concat(encodeParts(kind, plain, compression, key));
+  const text = Buffer.from('an encrypted repository stores this text '.repeat(3000));
+  const random = crypto.randomBytes(70000);
+
+  const cases: [string, Buffer, Compression, number][] = [
+    ['compressible content: lz4 then AES-256-GCM', text, 'auto', 0x81],
+    ['random content: raw then AES-256-GCM', random, 'auto', 0x80],
+    ['compression none', text, 'none', 0x80],
+  ];
+  it.each(cases)('%s round-trips with the key; the size is known from the header', (_name, plain, compression, flags) => {
+    const blob = enc('chunk', plain, compression);
+    expect(blob[8]).toBe(flags);
+    expect(storedSizeOf(blob.subarray(0, BLOB_HEADER_SIZE), CHUNK_MAGIC_V1)).toBe(blob.length);
+    expect(decodeBlobSync(blob, CHUNK_MAGIC_V1, true, lz4, cipher)).toEqual(plain);
+    expect(decodeBlobSync(blob, CHUNK_MAGIC_V1, false, lz4, cipher)).toEqual(plain);
+    expect(blob.includes(plain.subarray(0, 32))).toBe(false);
+    // A random nonce per blob: the same content never encrypts to the same bytes.
+    expect(enc('chunk', plain, compression).equals(blob)).toBe(false);
+  });
+
+  const refusals: [string, (blob: Buffer) => Buffer | string][] = [
+    ['read without a key', (b) => decodeBlobSync(b, CHUNK_MAGIC_V1, true, lz4)],
+    ['read with another key', (b) => decodeBlobSync(b, CHUNK_MAGIC_V1, true, lz4, blobCipher(crypto.randomBytes(32)))],
+    ['an unencrypted blob in an encrypted repository', () => decodeBlobSync(Buffer.concat(encodeParts('chunk', text, 'auto')), CHUNK_MAGIC_V1, true, lz4, cipher)],
+    ['flags 0x81 edited to 0x80 (CRC skipped)', (b) => decodeBlobSync(Buffer.concat([b.subarray(0, 8), Buffer.from([0x80]), b.subarray(9)]), CHUNK_MAGIC_V1, false, lz4, cipher)],
+    ['a page read as a chunk with the magic edited', (b) => decodeBlobSync(Buffer.concat([PAGE_MAGIC_V1, b.subarray(8)]), PAGE_MAGIC_V1, false, lz4, cipher)],
+  ];
+  it.each(refusals)('refuses %s with a reason, never content', (_name, read) => {
+    expect(typeof read(enc('chunk', text, 'auto'))).toBe('string');
+  });
+
+  it('an lz4 + cipher header without the payload length is bad, not unknown', () => {
+    const blob = enc('chunk', text, 'auto');
+    const head = Buffer.from(blob.subarray(0, BLOB_HEADER_SIZE));
+    head.writeUIntLE(0, 9, 3);
+    expect(storedSizeOf(head, CHUNK_MAGIC_V1)).toBe('bad');
   });
 });
