@@ -10,7 +10,6 @@
  *   4. the disk is finished with its mode, reason, bitmap and consistency.
  * A failed NBD read is CBT_BACKUP_READ (unless the backup was aborted: then the abort reason counts).
  */
-import { DEFAULT_CHUNK_SIZE } from '../../shared/config/defaults';
 import { selectExtents } from '../nbd/extent';
 import { mapExtents } from '../nbd/map-extents';
 import { NbdClient } from '../nbd/nbd-client';
@@ -112,7 +111,7 @@ async function openDiskWriter(opts: BackupVmOptions, writer: BackupWriter, j: Di
     name: j.disk.key,
     format: j.disk.format,
     size: j.size,
-    ...(base ? { base } : { chunkSize: opts.config.chunkSize ?? DEFAULT_CHUNK_SIZE }),
+    ...(base ? { base } : opts.config.chunkSize !== undefined ? { chunkSize: opts.config.chunkSize } : {}),
   });
   if ((mode === 'incremental' || mode === 'incremental-storage') && !dw.cloned) {
     throw BackupDiskMismatchError({ vmid: opts.vmid, disk: j.disk.key, reason: `base ${j.last?.backupId} could not be cloned for an incremental` });

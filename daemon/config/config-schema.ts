@@ -56,8 +56,11 @@ export interface CbtConfig {
   readonly logMaxSize: string;
   /** winston-daily-rotate-file `maxFiles`: a count ('10') or an age ('14d'). */
   readonly logMaxFiles: string;
-  /** Bytes; a power of two and a multiple of 65536. */
-  readonly chunkSize: number;
+  /**
+   * Bytes; a power of two and a multiple of 65536. Unset: the repository's own (its marker's
+   * chunkSize: 64 KiB in format 2; format 1 keeps 256 KiB, one file per chunk).
+   */
+  readonly chunkSize?: number;
   readonly compression: Compression;
   /** How many backups run at once across all VMs. */
   readonly concurrency: number;
@@ -198,8 +201,7 @@ export const CONFIG_SCHEMA = {
     chunkSize: {
       type: 'integer',
       enum: CHUNK_SIZES,
-      default: DEFAULT_CHUNK_SIZE,
-      description: 'repository chunk size in bytes: a power of two, a multiple of 65536',
+      description: "chunk size of new fulls in bytes: a power of two, a multiple of 65536; unset: the repository's (64 KiB in format 2, 256 KiB in format 1)",
       examples: [DEFAULT_CHUNK_SIZE],
     },
     compression: { type: 'string', enum: COMPRESSIONS, default: DEFAULTS.compression, examples: ['auto'] },

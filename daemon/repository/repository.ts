@@ -42,7 +42,7 @@ import { BadBlobRegistry } from './bad-blobs';
 import { lastVerifyOf, readLastVerify, writeLastVerify, type LastVerify } from './verify-record';
 import { RepositoryLocks } from './repository-lock';
 import { RepositoryBackupWriter, type BackupWriter } from './backup-writer';
-import { DEFAULT_CHUNK_SIZE, isValidChunkSize } from './disk-index';
+import { isValidChunkSize } from './disk-index';
 import { parseManifest, type BackupMode, type Manifest } from './manifest';
 import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './backup-id';
 import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
@@ -85,6 +85,8 @@ export const REPOSITORY_FORMAT_2 = 'pve-cbt-repository-2';
 export const REPOSITORY_FORMAT = REPOSITORY_FORMAT_2;
 /** Default chunk size of new indexes in a new format-2 repository (the bitmap granule: dedup = change granularity). */
 export const FORMAT_2_CHUNK_SIZE = 65536;
+/** Format 1 stores a file per chunk; 256 KiB measured best there (COMPRESSION.md). Its marker records no chunk size. */
+export const FORMAT_1_CHUNK_SIZE = 262144;
 
 export type RepositoryFormat = 1 | 2;
 
@@ -173,7 +175,7 @@ export class Repository {
     this.badRegistry = new BadBlobRegistry(storage);
     this.logger = opts.logger;
     this.catalog = opts.catalog;
-    this.chunkSize = opts.chunkSize ?? marker.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.chunkSize = opts.chunkSize ?? marker.chunkSize ?? (format === 1 ? FORMAT_1_CHUNK_SIZE : FORMAT_2_CHUNK_SIZE);
     this.qemuImg = opts.qemuImg ?? programPath('qemu-img');
   }
 

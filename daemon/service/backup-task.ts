@@ -55,7 +55,7 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: 
             qemuServerLockDir: s.config.qemuServerLockDir,
             stateDir: s.config.stateDir,
             pvesmPath: s.config.pvesmPath,
-            chunkSize: s.config.chunkSize,
+            ...(s.config.chunkSize !== undefined ? { chunkSize: s.config.chunkSize } : {}),
             workDir: workDir(s.config.stateDir),
           },
           repo: s.repo,

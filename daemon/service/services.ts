@@ -70,7 +70,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
       create: opts.createRepository ?? true,
       ...(keys ? { keys } : {}),
       compression: config.compression,
-      chunkSize: config.chunkSize,
+      ...(config.chunkSize !== undefined ? { chunkSize: config.chunkSize } : {}),
       // The catalog as the repository's sink, with the test-only kill point right after a commit.
       catalog: {
         recordBackup: (m) => {

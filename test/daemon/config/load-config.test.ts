@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { ConfigInvalidError, type ConfigProblem } from '../../../daemon/config/config-errors';
 import { loadConfig, resolveConfigPath, validateConfig } from '../../../daemon/config/load-config';
-import { DEFAULT_CHUNK_SIZE, DEFAULTS } from '../../../shared/config/defaults';
+import { DEFAULTS } from '../../../shared/config/defaults';
 import type { CbtError } from '../../../shared/errors/cbt-error';
 
 let tmp: string;
@@ -35,7 +35,7 @@ describe('defaults', () => {
     const c = validateConfig({}, 'x.json', NOW);
     expect(c).toEqual({
       ...DEFAULTS,
-      chunkSize: DEFAULT_CHUNK_SIZE,
+      // No chunk size: the repository's own (64 KiB in format 2, 256 KiB in format 1).
       ipcIdleTimeoutMs: 30_000,
       jobs: [],
       verify: { schedule: 'monthly', enabled: true },
