@@ -32,19 +32,20 @@ import { sourcesFor } from './vm-sources';
 import { waitConfigUnlocked } from './wait-config-lock';
 import { waitVzdumpDone } from './wait-vzdump';
 import { withOfflineParking } from '../parking/parking-service';
+import { traced, tracedSync } from '../../shared/trace/trace-spans';
 
 export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, Consistency, DiskResult } from './backup-options';
 export type { BackupRepository } from './last-backups';
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
-  await waitVzdumpDone(opts);
-  await waitConfigUnlocked(opts);
+  await traced('backup.wait-vzdump', () => waitVzdumpDone(opts));
+  await traced('backup.wait-config-lock', () => waitConfigUnlocked(opts));
   opts.signal?.throwIfAborted();
   // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
-  const saved = readSavedVmConfig(config.qemuServerConfigDir, vmid);
+  const saved = tracedSync('backup.read-config', () => readSavedVmConfig(config.qemuServerConfigDir, vmid));
   const vmConfig = parseVmConfig(vmid, saved.conf);
-  const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
+  const disks = await traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
   if (disks.length === 0) throw BackupNoDisksError({ vmid });
   const { stateDir, qemuServerLockDir } = config;
   if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
@@ -57,9 +58,9 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
 
 async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[], saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, repo, logger } = opts;
-  const lastByDisk = await lastBackupsByDisk(repo, vmid);
+  const lastByDisk = await traced('backup.last-backups', () => lastBackupsByDisk(repo, vmid));
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
-  const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) });
+  const writer = await traced('backup.start-writer', () => repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) }));
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
     return await runBackup(opts, writer, disks, lastByDisk, agent, saved);
@@ -76,10 +77,10 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
   if (qemu) {
     const committedBitmap = (d: string): string | undefined => lastByDisk.get(d)?.bitmap?.name;
-    await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) });
+    await traced('backup.cleanup-leftovers', () => cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) }));
   }
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket) });
+  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await traced('backup.disk-facts', () => gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket)) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
   const sources = sourcesFor(opts, jobs, qemu, agent, granularity);
   // Events stored from here on may have cost a bitmap created in QEMU its validity (Ledger.markValid).
@@ -91,23 +92,23 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   try {
     for (const s of sources) {
       opened.push(s);
-      await s.open();
+      await traced('backup.source-open', () => s.open());
     }
     for (const s of sources) {
       const signal = s.signal && opts.signal ? AbortSignal.any([opts.signal, s.signal]) : (s.signal ?? opts.signal);
       for (const j of s.jobs) {
         const exp = await s.exportDrive(j);
         try {
-          results.push(await backupDisk(opts, writer, j, exp, s.consistency, signal));
+          results.push(await traced('backup.disk', () => backupDisk(opts, writer, j, exp, s.consistency, signal)));
         } finally {
           await exp.close();
         }
       }
     }
-    for (const s of sources) await s.assertIntact();
-    for (const s of sources) await s.close();
+    for (const s of sources) await traced('backup.source-intact', () => s.assertIntact());
+    for (const s of sources) await traced('backup.source-close', () => s.close());
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
-    manifestId = (await writer.commit(freezeNote ? { freezeNote } : {}, saved)).id;
+    manifestId = (await traced('backup.commit', () => writer.commit(freezeNote ? { freezeNote } : {}, saved))).id;
   } catch (err) {
     for (const s of opened) {
       await s.close();
@@ -116,9 +117,11 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     throw mapAbort(err, opts, sources);
   }
   for (const s of sources) {
-    await s.commitBitmaps().catch((e: Error) => logger?.warn('removing old bitmaps failed; they go at the next backup', { vmid, error: e.message }));
+    await traced('backup.commit-bitmaps', () => s.commitBitmaps()).catch((e: Error) => logger?.warn('removing old bitmaps failed; they go at the next backup', { vmid, error: e.message }));
   }
-  for (const j of jobs) markValid(opts, j, j.kind === 'fleece' ? qemu : undefined, j.kind === 'fleece' ? sinceEventId : undefined);
+  tracedSync('backup.ledger-valid', () => {
+    for (const j of jobs) markValid(opts, j, j.kind === 'fleece' ? qemu : undefined, j.kind === 'fleece' ? sinceEventId : undefined);
+  });
   logger?.info('backup finished', { vmid, backupId: manifestId, disks: results });
   return { id: manifestId, vmid, disks: results, ...(freezeNote && agent ? { freezeNote } : {}) };
 }
