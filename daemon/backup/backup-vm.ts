@@ -19,13 +19,14 @@ import { qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-pr
 import { resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import { readSavedVmConfig, type SavedVmConfig } from '../pve/saved-vm-config';
 import { parseVmConfig } from '../pve/vm-config';
+import type { QemuDisk } from '../qmp/query-disks';
 import type { BackupWriter } from '../repository/repository';
 import { BackupAbortedError, BackupNoDisksError } from './backup-errors';
 import { DEFAULT_GRANULARITY, workDirOf, type BackupResult, type BackupVmOptions, type DiskResult } from './backup-options';
 import type { BackupSource } from './backup-source';
 import { backupDisk } from './disk-backup';
 import { gatherDiskFacts } from './disk-facts';
-import { lastBackupsByDisk, type LastDiskBackup } from './last-backups';
+import { lastBackupsForBackup, type LastDiskBackup } from './last-backups';
 import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
@@ -58,9 +59,10 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
 
 async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[], saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, repo, logger } = opts;
-  const lastByDisk = await traced('backup.last-backups', () => lastBackupsByDisk(repo, vmid));
+  // Each manifest is read once: the writer takes the parent's and the bases' from `manifests`.
+  const { byDisk: lastByDisk, manifests } = await traced('backup.last-backups', () => lastBackupsForBackup(repo, vmid, disks.map((d) => d.key)));
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
-  const writer = await traced('backup.start-writer', () => repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) }));
+  const writer = await traced('backup.start-writer', () => repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}), manifests }));
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
     return await runBackup(opts, writer, disks, lastByDisk, agent, saved);
@@ -75,12 +77,14 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   const { vmid, config, logger } = opts;
   const qemu = readQemuProcess(config.qemuServerRunDir, vmid);
   const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
+  let qemuDisks: QemuDisk[] | undefined;
   if (qemu) {
     const committedBitmap = (d: string): string | undefined => lastByDisk.get(d)?.bitmap?.name;
-    await traced('backup.cleanup-leftovers', () => cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) }));
+    const onDisks = (d: QemuDisk[]): void => void (qemuDisks = d);
+    await traced('backup.cleanup-leftovers', () => cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, onDisks, ...(logger ? { logger } : {}) }));
   }
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await traced('backup.disk-facts', () => gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket)) });
+  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await traced('backup.disk-facts', () => gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket, qemuDisks)) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
   const sources = sourcesFor(opts, jobs, qemu, agent, granularity);
   // Events stored from here on may have cost a bitmap created in QEMU its validity (Ledger.markValid).

@@ -129,21 +129,52 @@ export class FleeceSession {
     const { vmid, workDir, logger } = this.opts;
     fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
     fs.rmSync(this.socketPath, { force: true });
-    await this.startNbdServer();
+    // The scratch images are made while QEMU starts its NBD server (a busy server still fails first:
+    // the images are removed with the rest by the teardown).
+    const scratch = this.createScratchImages();
+    const server = this.startNbdServer();
+    const [made, started] = await Promise.allSettled([scratch, server]);
+    if (started.status === 'rejected') throw started.reason;
+    if (made.status === 'rejected') throw made.reason;
+    // Without a guest agent nothing waits between the steps: nodes, the transaction and the
+    // exports go in one short QMP session. With one, the freeze happens outside any session.
+    if (!this.opts.qgaSocket) {
+      this.freezeNote = 'no guest agent configured';
+      await this.qmp(async (q) => {
+        await this.addScratchNodes(q);
+        await this.switchBitmaps(q);
+        await this.addExports(q);
+      });
+    } else {
+      await this.qmp((q) => this.addScratchNodes(q));
+      await this.frozen(() => this.qmp((q) => this.switchBitmaps(q)));
+      await this.qmp((q) => this.addExports(q));
+    }
+    logger?.info('point-in-time view ready', { vmid, disks: this.disks.map((d) => d.drive), consistency: this.consistency });
+  }
+
+  private async createScratchImages(): Promise<void> {
+    const { vmid, workDir } = this.opts;
     for (const d of this.disks) {
       const file = path.join(workDir, fleeceNames(vmid, d.drive).scratchFile);
       fs.rmSync(file, { force: true });
-      await run(this.opts.qemuImg ?? 'qemu-img', ['create', '-q', '-f', 'qcow2', file, String(d.size)]);
       this.scratchFiles.push(file);
+      await run(this.opts.qemuImg ?? 'qemu-img', ['create', '-q', '-f', 'qcow2', file, String(d.size)]);
     }
-    await this.qmp(async (q) => {
-      for (const d of this.disks) {
-        const n = fleeceNames(vmid, d.drive);
-        const file = path.join(workDir, n.scratchFile);
-        await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
-        this.nodesAdded.push(d);
-      }
-    });
+  }
+
+  private async addScratchNodes(q: QmpClient): Promise<void> {
+    for (const d of this.disks) {
+      const n = fleeceNames(this.opts.vmid, d.drive);
+      const file = path.join(this.opts.workDir, n.scratchFile);
+      await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
+      this.nodesAdded.push(d);
+    }
+  }
+
+  /** The one transaction: disable the read bitmap, add the next one, start copy-before-write. */
+  private async switchBitmaps(q: QmpClient): Promise<void> {
+    const { vmid } = this.opts;
     const actions: unknown[] = [];
     for (const d of this.disks) {
       if (d.readBitmap) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.nodeName, name: d.readBitmap } });
@@ -154,25 +185,24 @@ export class FleeceSession {
       const n = fleeceNames(vmid, d.drive);
       actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
     }
-    // The guest agent is talked to outside any QMP session, so a silent agent never holds QMP.
-    await this.frozen(() => this.qmp((q) => q.execute('transaction', { actions })));
+    await q.execute('transaction', { actions });
     this.bitmapsSwitched = true;
     this.jobsStarted.push(...this.disks);
-    await this.qmp(async (q) => {
-      for (const d of this.disks) {
-        const n = fleeceNames(vmid, d.drive);
-        await q.execute('block-export-add', {
-          type: 'nbd',
-          id: n.exportId,
-          'node-name': n.node,
-          name: n.exportName,
-          writable: false,
-          ...(d.readBitmap ? { bitmaps: [{ node: d.nodeName, name: d.readBitmap }] } : {}),
-        });
-        this.exportsAdded.push(d);
-      }
-    });
-    logger?.info('point-in-time view ready', { vmid, disks: this.disks.map((d) => d.drive), consistency: this.consistency });
+  }
+
+  private async addExports(q: QmpClient): Promise<void> {
+    for (const d of this.disks) {
+      const n = fleeceNames(this.opts.vmid, d.drive);
+      await q.execute('block-export-add', {
+        type: 'nbd',
+        id: n.exportId,
+        'node-name': n.node,
+        name: n.exportName,
+        writable: false,
+        ...(d.readBitmap ? { bitmaps: [{ node: d.nodeName, name: d.readBitmap }] } : {}),
+      });
+      this.exportsAdded.push(d);
+    }
   }
 
   private async startNbdServer(): Promise<void> {
