@@ -5,8 +5,9 @@
  *   1. `nbd-server-start` on a private unix socket in the work dir. QEMU has one NBD server; when
  *      PVE's migration or backup holds it we retry in fresh short sessions for a bounded time, then
  *      fail CBT_BACKUP_NBD_BUSY. Done first, so a busy server costs nothing else.
- *   2. per disk: `qemu-img create -f qcow2 SCRATCH SIZE` and `blockdev-add` a qcow2 node over it with
- *      the drive as backing.
+ *   2. per disk: an empty qcow2 SCRATCH of the disk's size (a copy of a `qemu-img create`d template,
+ *      scratch-image.ts; made while the NBD server starts) and `blockdev-add` a qcow2 node over it
+ *      with the drive as backing.
  *   3. guest-agent fs freeze (only with `agent: 1`, bounded), then ONE `transaction` for all disks:
  *      disable the bitmap being read, add the next bitmap (persistent on qcow2, transient on
  *      raw/vmdk), `blockdev-backup sync=none` into the scratch node (copy-before-write); then thaw.
@@ -30,7 +31,7 @@ import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
 import { QmpCommandError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
-import { run } from '../proc/run-process';
+import { createScratchImage } from './scratch-image';
 import { BackupCleanupTimeoutError, BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
 import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
@@ -159,7 +160,7 @@ export class FleeceSession {
       const file = path.join(workDir, fleeceNames(vmid, d.drive).scratchFile);
       fs.rmSync(file, { force: true });
       this.scratchFiles.push(file);
-      await run(this.opts.qemuImg ?? 'qemu-img', ['create', '-q', '-f', 'qcow2', file, String(d.size)]);
+      await createScratchImage(file, d.size, workDir, this.opts.qemuImg);
     }
   }
 
