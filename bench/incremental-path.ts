@@ -21,6 +21,7 @@ import path from 'node:path';
 import type { BenchResult } from './support/bench-result';
 import { changeBlocks, createCliRig, DIST, disksOf, type CliRig } from './support/cli-rig';
 import { settle } from './support/settle';
+import { backupPhases, type Span } from './support/trace-phases';
 
 const ROUNDS = 3;
 const BLOCKS = 328;
@@ -31,24 +32,18 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-interface Span {
-  pid: number;
-  name: string;
-  start: number;
-  ms: number;
-}
-
-/** Spans summed by name, in order of first start. */
-export function spanTable(spans: Span[]): { name: string; count: number; ms: number; first: number }[] {
-  const by = new Map<string, { name: string; count: number; ms: number; first: number }>();
-  const t0 = Math.min(...spans.map((s) => s.start));
-  for (const s of [...spans].sort((a, b) => a.start - b.start)) {
-    const e = by.get(s.name) ?? { name: s.name, count: 0, ms: 0, first: s.start - t0 };
-    e.count++;
-    e.ms += s.ms;
-    by.set(s.name, e);
+/** Medians over rounds of each phase (trace-phases.ts), printed as a table. */
+function printPhases(label: string, runs: IncRun[]): void {
+  let tables: [string, number][][];
+  try {
+    tables = runs.map((r) => backupPhases(r.spans));
+  } catch (err) {
+    console.log(`  ${label}: no phases (${(err as Error).message}: a build without trace spans)`);
+    return;
   }
-  return [...by.values()];
+  if (tables.length === 0) return;
+  console.log(`  ${label}: phases, medians of ${tables.length} rounds (ms)`);
+  tables[0].forEach(([name], i) => console.log(`    ${name.padEnd(58)} ${median(tables.map((t) => t[i][1])).toFixed(1).padStart(8)}`));
 }
 
 function readSpans(file: string): Span[] {
@@ -114,7 +109,8 @@ export async function run(): Promise<BenchResult[]> {
       fs.writeFileSync(out, `${JSON.stringify({ new: runs.map((r) => r.spans), old: oldRuns.map((r) => r.spans) })}\n`);
     }
     const last = runs[runs.length - 1];
-    for (const s of spanTable(last.spans)) console.log(`  span ${s.name.padEnd(32)} ${String(s.count).padStart(3)}× ${s.ms.toFixed(1).padStart(8)} ms  (first at +${s.first.toFixed(1)} ms)`);
+    printPhases('old build', oldRuns);
+    printPhases('this build', runs);
 
     const outside = median(runs.map((r) => r.outsideMs));
     results.push({ name: 'CLI start: pve-cbt --version', value: Math.round(versionMs), unit: 'ms' });
