@@ -4,7 +4,8 @@
  *
  *   1. `nbd-server-start` on a private unix socket in the work dir. QEMU has one NBD server; when
  *      PVE's migration or backup holds it we retry in fresh short sessions for a bounded time, then
- *      fail CBT_BACKUP_NBD_BUSY. Done first, so a busy server costs nothing else.
+ *      fail CBT_BACKUP_NBD_BUSY. Done first (only the scratch copies of step 2 are made meanwhile),
+ *      so a busy server costs nothing else.
  *   2. per disk: an empty qcow2 SCRATCH of the disk's size (a copy of a `qemu-img create`d template,
  *      scratch-image.ts; made while the NBD server starts) and `blockdev-add` a qcow2 node over it
  *      with the drive as backing.
@@ -13,6 +14,8 @@
  *      raw/vmdk), `blockdev-backup sync=none` into the scratch node (copy-before-write); then thaw.
  *      One transaction makes the view and the bitmap switch atomic, also across the VM's disks.
  *   4. `block-export-add` per disk, exporting the frozen old bitmap with it.
+ * Without a guest agent, steps 2 (the nodes), 3 and 4 share one QMP session; with one, each has its own
+ * and the freeze happens between them, so a silent agent never holds QMP.
  * Teardown runs in reverse (export, job, node, server, files), each step best-effort so one failure
  * does not leave the rest behind; `leftBehind` tells the caller when QEMU did not answer, so that
  * the cleanup is finished later (fleece-source.ts). Bitmaps are settled afterwards, by the caller's outcome:
