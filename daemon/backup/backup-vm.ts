@@ -19,32 +19,34 @@ import { qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-pr
 import { resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import { readSavedVmConfig, type SavedVmConfig } from '../pve/saved-vm-config';
 import { parseVmConfig } from '../pve/vm-config';
+import type { QemuDisk } from '../qmp/query-disks';
 import type { BackupWriter } from '../repository/repository';
 import { BackupAbortedError, BackupNoDisksError } from './backup-errors';
 import { DEFAULT_GRANULARITY, workDirOf, type BackupResult, type BackupVmOptions, type DiskResult } from './backup-options';
 import type { BackupSource } from './backup-source';
 import { backupDisk } from './disk-backup';
 import { gatherDiskFacts } from './disk-facts';
-import { lastBackupsByDisk, vmgenidOf, type LastDiskBackup } from './last-backups';
+import { lastBackupsForBackup, vmgenidOf, type LastDiskBackup } from './last-backups';
 import { newBitmapOf, planDisks, type DiskJob } from './plan-disks';
 import { cleanupFleeceLeftovers } from './recover-fleece';
 import { sourcesFor } from './vm-sources';
 import { waitConfigUnlocked } from './wait-config-lock';
 import { waitVzdumpDone } from './wait-vzdump';
 import { withOfflineParking } from '../parking/parking-service';
+import { traced, tracedSync } from '../../shared/trace/trace-spans';
 
 export type { BackupLedger, BackupProgress, BackupResult, BackupVmConfig, BackupVmOptions, Consistency, DiskResult } from './backup-options';
 export type { BackupRepository } from './last-backups';
 
 export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
-  await waitVzdumpDone(opts);
-  await waitConfigUnlocked(opts);
+  await traced('backup.wait-vzdump', () => waitVzdumpDone(opts));
+  await traced('backup.wait-config-lock', () => waitConfigUnlocked(opts));
   opts.signal?.throwIfAborted();
   // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
-  const saved = readSavedVmConfig(config.qemuServerConfigDir, vmid);
+  const saved = tracedSync('backup.read-config', () => readSavedVmConfig(config.qemuServerConfigDir, vmid));
   const vmConfig = parseVmConfig(vmid, saved.conf);
-  const disks = await resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath });
+  const disks = await traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
   if (disks.length === 0) throw BackupNoDisksError({ vmid });
   const { stateDir, qemuServerLockDir } = config;
   if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
@@ -57,9 +59,10 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
 
 async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[], saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, repo, logger } = opts;
-  const lastByDisk = await lastBackupsByDisk(repo, vmid);
+  // Each manifest is read once: the writer takes the parent's and the bases' from `manifests`.
+  const { byDisk: lastByDisk, manifests } = await traced('backup.last-backups', () => lastBackupsForBackup(repo, vmid, disks.map((d) => d.key)));
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
-  const writer = await repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}) });
+  const writer = await traced('backup.start-writer', () => repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}), manifests }));
   logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
   try {
     return await runBackup(opts, writer, disks, lastByDisk, agent, saved);
@@ -74,12 +77,14 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   const { vmid, config, logger } = opts;
   const qemu = readQemuProcess(config.qemuServerRunDir, vmid);
   const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
+  let qemuDisks: QemuDisk[] | undefined;
   if (qemu) {
     const committedBitmap = (d: string): string | undefined => lastByDisk.get(d)?.bitmap?.name;
-    await cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, ...(logger ? { logger } : {}) });
+    const onDisks = (d: QemuDisk[]): void => void (qemuDisks = d);
+    await traced('backup.cleanup-leftovers', () => cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, onDisks, ...(logger ? { logger } : {}) }));
   }
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
-  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket, vmgenidOf(saved.conf)) });
+  const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await traced('backup.disk-facts', () => gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket, vmgenidOf(saved.conf), qemuDisks)) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });
   const sources = sourcesFor(opts, jobs, qemu, agent, granularity);
   // Events stored from here on may have cost a bitmap created in QEMU its validity (Ledger.markValid).
@@ -91,26 +96,26 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
   try {
     for (const s of sources) {
       opened.push(s);
-      await s.open();
+      await traced('backup.source-open', () => s.open());
     }
     for (const s of sources) {
       const signal = s.signal && opts.signal ? AbortSignal.any([opts.signal, s.signal]) : (s.signal ?? opts.signal);
       for (const j of s.jobs) {
         const exp = await s.exportDrive(j);
         try {
-          results.push(await backupDisk(opts, writer, j, exp, s.consistency, signal));
+          results.push(await traced('backup.disk', () => backupDisk(opts, writer, j, exp, s.consistency, signal)));
         } finally {
           await exp.close();
         }
       }
     }
-    for (const s of sources) await s.assertIntact();
-    for (const s of sources) await s.close();
+    for (const s of sources) await traced('backup.source-intact', () => s.assertIntact());
+    for (const s of sources) await traced('backup.source-close', () => s.close());
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
     // The storage snapshot each RBD disk's backup took: the next backup may read its diff (storage-delta.ts).
     const storageSnapshots = Object.assign({}, ...sources.map((s) => s.storageSnapshots?.() ?? {})) as Record<string, string>;
     const extra = { ...(freezeNote ? { freezeNote } : {}), ...(Object.keys(storageSnapshots).length > 0 ? { storageSnapshots } : {}) };
-    manifestId = (await writer.commit(extra, saved)).id;
+    manifestId = (await traced('backup.commit', () => writer.commit(extra, saved))).id;
   } catch (err) {
     for (const s of opened) {
       await s.close();
@@ -119,9 +124,11 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     throw mapAbort(err, opts, sources);
   }
   for (const s of sources) {
-    await s.commitBitmaps().catch((e: Error) => logger?.warn('removing old bitmaps failed; they go at the next backup', { vmid, error: e.message }));
+    await traced('backup.commit-bitmaps', () => s.commitBitmaps()).catch((e: Error) => logger?.warn('removing old bitmaps failed; they go at the next backup', { vmid, error: e.message }));
   }
-  for (const j of jobs) markValid(opts, j, j.kind === 'fleece' ? qemu : undefined, j.kind === 'fleece' ? sinceEventId : undefined);
+  tracedSync('backup.ledger-valid', () => {
+    for (const j of jobs) markValid(opts, j, j.kind === 'fleece' ? qemu : undefined, j.kind === 'fleece' ? sinceEventId : undefined);
+  });
   logger?.info('backup finished', { vmid, backupId: manifestId, disks: results });
   return { id: manifestId, vmid, disks: results, ...(freezeNote && agent ? { freezeNote } : {}) };
 }

@@ -21,6 +21,7 @@ import { runChunkPipeline } from './chunk-pipeline';
 import { formatReason } from './mode-decision';
 import { newBitmapOf, type DiskJob } from './plan-disks';
 import { planFull, planIncremental, type ByteRange } from './read-plan';
+import { traced } from '../../shared/trace/trace-spans';
 
 /** Longest single NBD read request the plan makes. */
 const MAX_REQUEST = 4 * 1024 * 1024;
@@ -46,7 +47,7 @@ export async function backupDisk(
   if (mode === 'incremental-storage' && !nbd.changedRanges) {
     throw BackupDiskMismatchError({ vmid, disk: j.disk.key, reason: 'incremental-storage without the ranges the storage reported' });
   }
-  const dw = await openDiskWriter(opts, writer, j);
+  const dw = await traced('disk.open-writer', () => openDiskWriter(opts, writer, j));
   const context = mode === 'incremental' ? `${QEMU_DIRTY_BITMAP_PREFIX}${j.readBitmap}` : 'base:allocation';
   const connect = (): Promise<NbdClient> =>
     NbdClient.connect({
@@ -56,13 +57,13 @@ export async function backupDisk(
       ...(c.nbdTimeoutMs !== undefined ? { timeoutMs: c.nbdTimeoutMs } : {}),
       ...(opts.logger ? { logger: opts.logger } : {}),
     });
-  const probed = await rangesToRead(vmid, j, connect, context);
+  const probed = await traced('disk.map-extents', () => rangesToRead(vmid, j, connect, context));
   const ranges = mode === 'incremental-storage' ? [...(nbd.changedRanges ?? [])] : probed;
   const planOpts = { diskSize: j.size, chunkSize: dw.chunkSize, maxRequest: MAX_REQUEST };
   const plan = overBase ? planIncremental(ranges, dw.badBaseChunks(), planOpts) : planFull(ranges, planOpts);
   let bytesRead: number;
   try {
-    bytesRead = await runChunkPipeline({
+    bytesRead = await traced('disk.pipeline', () => runChunkPipeline({
       plan,
       dw,
       diskSize: j.size,
@@ -77,7 +78,7 @@ export async function backupDisk(
       onProgress: async (bytesDone, reuse) => {
         await opts.onProgress?.({ vmid, disk: j.disk.key, mode, bytesDone, bytesTotal: plan.bytesToRead, ...reuse });
       },
-    });
+    }));
   } catch (err) {
     if (signal?.aborted) throw err;
     if ((err as { code?: string }).code?.startsWith('CBT_NBD_')) {
@@ -88,7 +89,7 @@ export async function backupDisk(
   const durationMs = Date.now() - t0;
   const reason = formatReason(j.decision);
   const bitmap = newBitmapOf(j);
-  const entry = await dw.finish({ mode, reason, ...(bitmap ? { bitmap } : {}), consistency, bytesRead, durationMs });
+  const entry = await traced('disk.finish', () => dw.finish({ mode, reason, ...(bitmap ? { bitmap } : {}), consistency, bytesRead, durationMs }));
   const result: DiskResult = {
     disk: j.disk.key,
     format: j.disk.format,

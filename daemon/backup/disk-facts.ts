@@ -13,7 +13,7 @@ import { readStorageFacts } from './rbd-storage-facts';
 import type { QemuProcess } from '../pve/qemu-process';
 import type { VmDisk } from '../pve/vm-disks';
 import { withQmp } from '../qmp/qmp-session';
-import { queryDisks } from '../qmp/query-disks';
+import { queryDisks, type QemuDisk } from '../qmp/query-disks';
 import type { BackupVmOptions } from './backup-options';
 import { assertVmStopped, imageInfo } from './image-export';
 import type { LastDiskBackup } from './last-backups';
@@ -27,10 +27,12 @@ export async function gatherDiskFacts(
   qmpSocket: string,
   /** The VM generation id of the config now (storage-delta.ts: a change since the last backup is a rollback). */
   vmgenid?: string,
+  /** QEMU's drives when the caller has just asked for them (recover-fleece.ts `onDisks`). */
+  known?: readonly QemuDisk[],
 ): Promise<DiskFacts[]> {
   const { vmid, config } = opts;
   const qemuImg = config.qemuImg ?? 'qemu-img';
-  const qdisks = qemu ? await withQmp(qmpSocket, (q) => queryDisks(q)) : [];
+  const qdisks = qemu ? (known ?? (await withQmp(qmpSocket, (q) => queryDisks(q)))) : [];
   const facts: DiskFacts[] = [];
   for (const disk of disks) {
     const last = lastByDisk.get(disk.key);

@@ -4,14 +4,18 @@
  *
  *   1. `nbd-server-start` on a private unix socket in the work dir. QEMU has one NBD server; when
  *      PVE's migration or backup holds it we retry in fresh short sessions for a bounded time, then
- *      fail CBT_BACKUP_NBD_BUSY. Done first, so a busy server costs nothing else.
- *   2. per disk: `qemu-img create -f qcow2 SCRATCH SIZE` and `blockdev-add` a qcow2 node over it with
- *      the drive as backing.
+ *      fail CBT_BACKUP_NBD_BUSY. Done first (only the scratch copies of step 2 are made meanwhile),
+ *      so a busy server costs nothing else.
+ *   2. per disk: an empty qcow2 SCRATCH of the disk's size (a copy of a `qemu-img create`d template,
+ *      scratch-image.ts; made while the NBD server starts) and `blockdev-add` a qcow2 node over it
+ *      with the drive as backing.
  *   3. guest-agent fs freeze (only with `agent: 1`, bounded), then ONE `transaction` for all disks:
  *      disable the bitmap being read, add the next bitmap (persistent on qcow2, transient on
  *      raw/vmdk), `blockdev-backup sync=none` into the scratch node (copy-before-write); then thaw.
  *      One transaction makes the view and the bitmap switch atomic, also across the VM's disks.
  *   4. `block-export-add` per disk, exporting the frozen old bitmap with it.
+ * Without a guest agent, steps 2 (the nodes), 3 and 4 share one QMP session; with one, each has its own
+ * and the freeze happens between them, so a silent agent never holds QMP.
  * Teardown runs in reverse (export, job, node, server, files), each step best-effort so one failure
  * does not leave the rest behind; `leftBehind` tells the caller when QEMU did not answer, so that
  * the cleanup is finished later (fleece-source.ts). Bitmaps are settled afterwards, by the caller's outcome:
@@ -30,7 +34,7 @@ import type { QmpClient, QmpConnectOptions } from '../qmp/qmp-client';
 import { QmpCommandError } from '../qmp/qmp-errors';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks } from '../qmp/query-disks';
-import { run } from '../proc/run-process';
+import { createScratchImage } from './scratch-image';
 import { BackupCleanupTimeoutError, BackupJobFailedError, BackupNbdBusyError } from './backup-errors';
 import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
@@ -131,21 +135,56 @@ export class FleeceSession {
     const { vmid, workDir, logger } = this.opts;
     fs.mkdirSync(workDir, { recursive: true, mode: 0o700 });
     fs.rmSync(this.socketPath, { force: true });
-    await this.startNbdServer();
+    // The scratch images are made while QEMU starts its NBD server (a busy server still fails first:
+    // the images are removed with the rest by the teardown).
+    const scratch = this.createScratchImages();
+    const server = this.startNbdServer();
+    const [made, started] = await Promise.allSettled([scratch, server]);
+    if (started.status === 'rejected') throw started.reason;
+    if (made.status === 'rejected') throw made.reason;
+    // Without a guest agent nothing waits between the steps: nodes, the transaction and the
+    // exports go in one short QMP session. With one, the freeze happens outside any session.
+    // A storage snapshot around the transaction (aroundTransaction: stop, snapshot, cont) talks to
+    // QMP itself, so it never runs inside an open session (the monitor takes one client at a time).
+    if (!this.opts.qgaSocket && !this.opts.aroundTransaction) {
+      this.freezeNote = 'no guest agent configured';
+      await this.qmp(async (q) => {
+        await this.addScratchNodes(q);
+        await this.switchBitmaps(q);
+        await this.addExports(q);
+      });
+    } else {
+      await this.qmp((q) => this.addScratchNodes(q));
+      // The guest agent is talked to outside any QMP session, so a silent agent never holds QMP.
+      const transaction = (): Promise<void> => this.qmp((q) => this.switchBitmaps(q));
+      await this.frozen(() => (this.opts.aroundTransaction ? this.opts.aroundTransaction(transaction) : transaction()));
+      await this.qmp((q) => this.addExports(q));
+    }
+    logger?.info('point-in-time view ready', { vmid, disks: this.disks.map((d) => d.drive), consistency: this.consistency });
+  }
+
+  private async createScratchImages(): Promise<void> {
+    const { vmid, workDir } = this.opts;
     for (const d of this.disks) {
       const file = path.join(workDir, fleeceNames(vmid, d.drive).scratchFile);
       fs.rmSync(file, { force: true });
-      await run(this.opts.qemuImg ?? 'qemu-img', ['create', '-q', '-f', 'qcow2', file, String(d.size)]);
       this.scratchFiles.push(file);
+      await createScratchImage(file, d.size, workDir, this.opts.qemuImg);
     }
-    await this.qmp(async (q) => {
-      for (const d of this.disks) {
-        const n = fleeceNames(vmid, d.drive);
-        const file = path.join(workDir, n.scratchFile);
-        await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
-        this.nodesAdded.push(d);
-      }
-    });
+  }
+
+  private async addScratchNodes(q: QmpClient): Promise<void> {
+    for (const d of this.disks) {
+      const n = fleeceNames(this.opts.vmid, d.drive);
+      const file = path.join(this.opts.workDir, n.scratchFile);
+      await q.execute('blockdev-add', { driver: 'qcow2', 'node-name': n.node, file: { driver: 'file', filename: file }, backing: d.device });
+      this.nodesAdded.push(d);
+    }
+  }
+
+  /** The one transaction: disable the read bitmap, add the next one, start copy-before-write. */
+  private async switchBitmaps(q: QmpClient): Promise<void> {
+    const { vmid } = this.opts;
     const actions: unknown[] = [];
     for (const d of this.disks) {
       if (d.readBitmap) actions.push({ type: 'block-dirty-bitmap-disable', data: { node: d.nodeName, name: d.readBitmap } });
@@ -156,26 +195,24 @@ export class FleeceSession {
       const n = fleeceNames(vmid, d.drive);
       actions.push({ type: 'blockdev-backup', data: { device: d.device, target: n.node, sync: 'none', 'job-id': n.job } });
     }
-    // The guest agent is talked to outside any QMP session, so a silent agent never holds QMP.
-    const transaction = (): Promise<unknown> => this.qmp((q) => q.execute('transaction', { actions }));
-    await this.frozen(() => (this.opts.aroundTransaction ? this.opts.aroundTransaction(transaction) : transaction()));
+    await q.execute('transaction', { actions });
     this.bitmapsSwitched = true;
     this.jobsStarted.push(...this.disks);
-    await this.qmp(async (q) => {
-      for (const d of this.disks) {
-        const n = fleeceNames(vmid, d.drive);
-        await q.execute('block-export-add', {
-          type: 'nbd',
-          id: n.exportId,
-          'node-name': n.node,
-          name: n.exportName,
-          writable: false,
-          ...(d.readBitmap ? { bitmaps: [{ node: d.nodeName, name: d.readBitmap }] } : {}),
-        });
-        this.exportsAdded.push(d);
-      }
-    });
-    logger?.info('point-in-time view ready', { vmid, disks: this.disks.map((d) => d.drive), consistency: this.consistency });
+  }
+
+  private async addExports(q: QmpClient): Promise<void> {
+    for (const d of this.disks) {
+      const n = fleeceNames(this.opts.vmid, d.drive);
+      await q.execute('block-export-add', {
+        type: 'nbd',
+        id: n.exportId,
+        'node-name': n.node,
+        name: n.exportName,
+        writable: false,
+        ...(d.readBitmap ? { bitmaps: [{ node: d.nodeName, name: d.readBitmap }] } : {}),
+      });
+      this.exportsAdded.push(d);
+    }
   }
 
   private async startNbdServer(): Promise<void> {

@@ -9,7 +9,7 @@ import type { Logger } from 'winston';
 import type { QemuProcess } from '../pve/qemu-process';
 import type { QmpConnectOptions } from '../qmp/qmp-client';
 import { withQmp } from '../qmp/qmp-session';
-import { queryDisks } from '../qmp/query-disks';
+import { queryDisks, type QemuDisk } from '../qmp/query-disks';
 import { isOwnName, ownBitmapsOf, parseBitmapName, scratchFilePrefix } from './bitmap-names';
 import { retryCleanup, stopCleanupRetry } from './cleanup-retry';
 import { bitmapRollbackActions, nbdSocketPath, waitExportsGone, waitJobsGone } from './fleece-session';
@@ -22,6 +22,11 @@ export interface LeftoverOptions {
   readonly committedBitmap: (drive: string) => string | undefined;
   readonly qmpOptions?: QmpConnectOptions;
   readonly logger?: Logger;
+  /**
+   * Receives QEMU's drives and bitmaps as they are after the cleanup, from the same session (asked
+   * again only when the cleanup changed bitmaps), so a backup need not ask for them once more.
+   */
+  readonly onDisks?: (disks: QemuDisk[]) => void;
 }
 
 /**
@@ -52,18 +57,19 @@ async function removeLeftovers(opts: LeftoverOptions): Promise<string[]> {
   await withQmp(
     opts.qmpSocket,
     async (q) => {
-      const exps = await q.execute<{ id: string }[]>('query-block-exports');
-      for (const e of exps.filter((x) => isOwnName(x.id))) {
+      // The waits ask again only after something was removed: otherwise the answer is known.
+      const exps = (await q.execute<{ id: string }[]>('query-block-exports')).filter((x) => isOwnName(x.id));
+      for (const e of exps) {
         await q.execute('block-export-del', { id: e.id, mode: 'hard' });
         done.push(`export ${e.id}`);
       }
-      await waitExportsGone(q, vmid);
-      const jobs = await q.execute<{ device: string }[]>('query-block-jobs');
-      for (const j of jobs.filter((x) => isOwnName(x.device))) {
+      if (exps.length > 0) await waitExportsGone(q, vmid);
+      const jobs = (await q.execute<{ device: string }[]>('query-block-jobs')).filter((x) => isOwnName(x.device));
+      for (const j of jobs) {
         await q.execute('block-job-cancel', { device: j.device, force: true });
         done.push(`job ${j.device}`);
       }
-      await waitJobsGone(q);
+      if (jobs.length > 0) await waitJobsGone(q);
       const nodes = await q.execute<{ 'node-name': string }[]>('query-named-block-nodes', { flat: true });
       for (const n of nodes.filter((x) => isOwnName(x['node-name']))) {
         await q.execute('blockdev-del', { 'node-name': n['node-name'] });
@@ -77,7 +83,9 @@ async function removeLeftovers(opts: LeftoverOptions): Promise<string[]> {
           opts.logger?.debug('nbd-server-stop during cleanup', { vmid, error: (err as Error).message });
         }
       }
-      for (const disk of await queryDisks(q)) {
+      const disks = await queryDisks(q);
+      let bitmapsChanged = false;
+      for (const disk of disks) {
         const own = ownBitmapsOf(disk.bitmaps, disk.drive);
         const disabled = own.filter((b) => !b.recording);
         if (disabled.length === 0 || own.length < 2) continue;
@@ -85,6 +93,7 @@ async function removeLeftovers(opts: LeftoverOptions): Promise<string[]> {
         const newest = own.reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a));
         const old = disabled.filter((b) => b !== newest).reduce((a, b) => (gen(b.name) > gen(a.name) ? b : a), disabled[0]);
         if (old === newest) continue;
+        bitmapsChanged = true;
         if (opts.committedBitmap(disk.drive) === newest.name) {
           await q.execute('block-dirty-bitmap-remove', { node: disk.nodeName, name: old.name });
           done.push(`bitmap ${old.name} removed (backup committed)`);
@@ -93,6 +102,7 @@ async function removeLeftovers(opts: LeftoverOptions): Promise<string[]> {
           done.push(`bitmap ${newest.name} merged back into ${old.name}`);
         }
       }
+      opts.onDisks?.(bitmapsChanged ? await queryDisks(q) : disks);
     },
     opts.qmpOptions,
   );

@@ -4,11 +4,12 @@
  * `verify` on a fresh or mistyped stateDir never create one (issue 17); what they would record
  * (verify results) is also in the repository, which stays the source of truth.
  */
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { sqliteDatabase } from './sqlite-module';
 import { loadMigrations } from './open-catalog';
 
 export function openMemoryCatalog(): Database.Database {
-  const db = new Database(':memory:');
+  const db = new (sqliteDatabase())(':memory:');
   db.pragma('foreign_keys = ON');
   for (const m of loadMigrations()) {
     db.transaction(() => {

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { sqliteDatabase } from './sqlite-module';
 import { CatalogMigrationError, CatalogTooNewError } from './catalog-errors';
 import type { Migration } from './migration';
 
@@ -53,7 +54,7 @@ export function openCatalog(file: string, migrations: Migration[] = loadMigratio
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   fs.closeSync(fs.openSync(file, fs.constants.O_WRONLY | fs.constants.O_CREAT, CATALOG_FILE_MODE));
   makePrivate(file);
-  const db = new Database(file);
+  const db = new (sqliteDatabase())(file);
   try {
     db.pragma('journal_mode = WAL');
     makePrivate(file);

@@ -6,9 +6,13 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { COMMANDS } from './registry';
+import { commandsFor } from './command-loaders';
 import { runCli } from './run-cli';
 import { CliInterruptedError } from './cli-errors';
+import { traceNow, traceSince } from '../../shared/trace/trace-spans';
+
+const loaded = traceNow();
+traceSince('cli.load', performance.timeOrigin);
 
 function packageVersion(): string | undefined {
   for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
@@ -34,7 +38,7 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
 
 runCli({
   argv: process.argv.slice(2),
-  commands: COMMANDS,
+  commands: commandsFor(process.argv.slice(2)),
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
@@ -44,7 +48,11 @@ runCli({
   (code) => {
     // Exit once stdout has drained, so piped output is complete even if a library left a handle open.
     process.exitCode = code;
-    process.stdout.write('', () => process.exit(code));
+    traceSince('cli.run', loaded);
+    process.stdout.write('', () => {
+      traceSince('cli.process', performance.timeOrigin);
+      process.exit(code);
+    });
   },
   (err: unknown) => {
     process.stderr.write(`pve-cbt: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);

@@ -10,7 +10,7 @@
  * Throughput is measured over the last 10 s, so a slow start does not spoil the ETA forever.
  * Time comes from `now()` so the line mode is tested without timers.
  */
-import { SingleBar } from 'cli-progress';
+import type { SingleBar } from 'cli-progress';
 
 export type ProgressMode = 'bar' | 'lines' | 'silent';
 
@@ -110,7 +110,10 @@ export function createProgressReporter(opts: ProgressOptions): ProgressReporter 
 
   let bar: SingleBar | undefined;
   if (mode === 'bar') {
-    bar = new SingleBar({
+    // Loaded only for a bar (a terminal): --json and piped runs do not pay for it.
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const { SingleBar: Bar } = require('cli-progress') as typeof import('cli-progress');
+    bar = new Bar({
       stream: opts.stream,
       format: `${opts.label} [{bar}] {percentage}% | {bytes} | {speed} | ETA {etaText}{reuse}`,
       // A short bar leaves room for the figures on an 80- or 100-column terminal.

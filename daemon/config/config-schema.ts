@@ -8,7 +8,7 @@
  */
 import { DEFAULTS, DEFAULT_CHUNK_SIZE, NOTIFY_DEFAULTS } from '../../shared/config/defaults';
 import { IPC_LIMIT_DEFAULTS } from '../ipc/ipc-limits';
-import { COMPRESSIONS, type Compression } from '../repository/file-formats';
+import { COMPRESSIONS, type Compression } from '../repository/compressions';
 
 export const LOG_LEVELS = ['error', 'warn', 'info', 'verbose', 'debug'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];

@@ -10,14 +10,14 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import Ajv from 'ajv';
 import { CONFIG_ENV, DEFAULT_CONFIG_PATH } from '../../shared/config/defaults';
 import { isCbtError } from '../../shared/errors/cbt-error';
 import { nextRun, parseCalendarEvent } from '../schedule/calendar-event';
 import { ConfigInvalidError, type ConfigProblem } from './config-errors';
 import { configPathProblems, directoryProblem } from './config-path-problems';
 import { problemsFromAjv } from './config-problems';
-import { CONFIG_SCHEMA, type CbtConfig } from './config-schema';
+import type { CbtConfig } from './config-schema';
+import { configValidator } from './config-validator';
 
 export interface LoadConfigOptions {
   /** `--config`; wins over the environment. */
@@ -127,8 +127,7 @@ function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
 
 /** Validates an already-parsed config object (not mutated); `file` is only used in messages. */
 export function validateConfig(raw: unknown, file: string, now: Date = new Date()): CbtConfig {
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, verbose: true, strict: true });
-  const validate = ajv.compile(CONFIG_SCHEMA);
+  const validate = configValidator();
   const data: unknown = structuredClone(raw);
   if (!validate(data)) {
     const fromSchema = problemsFromAjv(validate.errors ?? []);

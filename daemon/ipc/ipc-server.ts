@@ -54,6 +54,7 @@ import { newConnection, type Connection } from './ipc-connection';
 import { IPC_LIMIT_DEFAULTS } from './ipc-limits';
 import { checkRequest, compileValidators } from './ipc-message-check';
 import { prepareSocketPath } from './ipc-socket-path';
+import { traced } from '../../shared/trace/trace-spans';
 
 export interface IpcHandlerContext {
   /** Sends a progress frame for this request; dropped silently once the client has gone. */
@@ -340,7 +341,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       },
     };
     try {
-      const result = await handler.handle(req.payload as never, ctx);
+      const result = await traced(`ipcd.${req.type}`, () => handler.handle(req.payload as never, ctx));
       sendSafely(conn, { v: IPC_PROTOCOL_VERSION, id: req.id, ok: true, result: result === undefined ? null : result }, req);
     } catch (err) {
       if (closed && ac.signal.aborted) {

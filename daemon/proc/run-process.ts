@@ -6,10 +6,13 @@
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { BackupToolError } from '../backup/backup-errors';
+import { traceNow, traceSince } from '../../shared/trace/trace-spans';
 
 export function run(cmd: string, args: string[], timeoutMs = 60_000): Promise<string> {
+  const t0 = traceNow();
   return new Promise((resolve, reject) => {
     execFile(cmd, args, { timeout: timeoutMs, killSignal: 'SIGKILL', encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
+      traceSince(`spawn.${path.basename(cmd)}`, t0, { args: args.slice(0, 2).join(' ') });
       const reason = (err as { killed?: boolean } | null)?.killed ? `timed out after ${timeoutMs} ms` : stderr.trim() || err?.message;
       if (err) reject(BackupToolError({ command: `${path.basename(cmd)} ${args.join(' ')}`, reason: reason ?? '' }, err));
       else resolve(stdout);

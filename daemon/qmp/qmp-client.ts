@@ -24,6 +24,7 @@ import {
   QmpTimeoutError,
 } from './qmp-errors';
 import { noteQmp } from './qmp-transcript';
+import { traceNow, traceOn, traceSince } from '../../shared/trace/trace-spans';
 
 export interface QmpEvent {
   event: string;
@@ -89,6 +90,7 @@ export class QmpClient {
 
   /** Connects, waits for the greeting and negotiates capabilities; retries while the socket is busy. */
   static async connect(socketPath: string, opts: QmpConnectOptions = {}): Promise<QmpClient> {
+    const t0 = traceOn() ? traceNow() : 0;
     const attempts = Math.max(1, opts.connectAttempts ?? DEFAULTS.connectAttempts);
     const baseDelay = opts.retryBaseDelayMs ?? DEFAULTS.retryBaseDelayMs;
     const maxDelay = opts.maxRetryDelayMs ?? DEFAULTS.maxRetryDelayMs;
@@ -102,6 +104,7 @@ export class QmpClient {
           last.client.socket.destroy();
           throw err;
         }
+        if (t0) traceSince('qmp.connect', t0);
         return last.client;
       }
       // Something that is not a QMP server answered: retrying will not change that.
@@ -165,7 +168,7 @@ export class QmpClient {
     const timeoutMs = opts.timeoutMs ?? this.defaultTimeoutMs;
     const message = args === undefined ? { execute: command, id } : { execute: command, arguments: args, id };
     this.logger?.debug('qmp command', { socketPath: this.socketPath, command, id, arguments: args });
-    return new Promise<T>((resolve, reject) => {
+    const reply = new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         reject(QmpTimeoutError({ socketPath: this.socketPath, command, timeoutMs }));
@@ -175,6 +178,11 @@ export class QmpClient {
       noteQmp(this.socketPath, '->', line);
       this.socket.write(`${line}\n`);
     });
+    if (!traceOn() || command === 'qmp_capabilities') return reply;
+    const t0 = traceNow();
+    const end = (): void => traceSince(`qmp.${command}`, t0);
+    reply.then(end, end);
+    return reply;
   }
 
   on(event: 'event', listener: (ev: QmpEvent) => void): this;

@@ -28,6 +28,7 @@
  */
 import lz4 from 'lz4-napi';
 import { blobCipher, type BlobCipher } from './blob-cipher';
+import type { Compression } from './compressions';
 
 export const CHUNK_MAGIC_V1 = Buffer.from([45, 15, 246, 163, 79, 168, 108, 130]);
 export const PAGE_MAGIC_V1 = Buffer.from([199, 192, 100, 75, 45, 32, 38, 157]);
@@ -37,9 +38,7 @@ export const BLOB_HEADER_SIZE = 20;
 export type BlobKind = 'chunk' | 'page';
 export type Lz4Sync = { uncompressSync(data: Buffer): Buffer };
 export type Lz4Module = Lz4Sync & { compressSync(data: Buffer): Buffer };
-/** How new blobs are stored (the config's `compression` is checked against this list). */
-export const COMPRESSIONS = ['auto', 'none'] as const;
-export type Compression = (typeof COMPRESSIONS)[number];
+export { COMPRESSIONS, type Compression } from './compressions';
 
 export function magicOf(kind: BlobKind): Buffer {
   return kind === 'chunk' ? CHUNK_MAGIC_V1 : PAGE_MAGIC_V1;

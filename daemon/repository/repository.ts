@@ -263,8 +263,12 @@ export class Repository {
    * lives. The id is the start time in whole seconds; without an explicit `time` it moves to the
    * next free second if the current one is taken.
    */
-  /** `logger`: the caller's (child) logger, so the writer's `backup committed` carries its job context. */
-  async startBackup(opts: { vmid: number; parent?: string; time?: Date; logger?: Logger }): Promise<BackupWriter> {
+  /**
+   * `logger`: the caller's (child) logger, so the writer's `backup committed` carries its job context.
+   * `manifests`: manifests the caller has read for this backup (the parent's, the bases'): the writer
+   * takes them from there instead of reading them again; the parent is still checked to be committed.
+   */
+  async startBackup(opts: { vmid: number; parent?: string; time?: Date; logger?: Logger; manifests?: ReadonlyMap<string, Manifest> }): Promise<BackupWriter> {
     if (!Number.isSafeInteger(opts.vmid) || opts.vmid < 1) {
       throw RepoInvalidArgumentError({ what: 'vmid', value: opts.vmid, hint: 'a positive integer' });
     }
@@ -276,7 +280,10 @@ export class Repository {
     try {
       await refuseDuringUpgrade(this.storage, this.dir);
       await this.refuseIfFormatChanged();
-      if (opts.parent) await this.readManifest(opts.parent);
+      const known = opts.manifests ?? new Map<string, Manifest>();
+      if (opts.parent && known.has(opts.parent)) {
+        if (!(await this.storage.stat(`${opts.parent}/manifest.json`))) throw RepoBackupNotFoundError({ backupId: opts.parent });
+      } else if (opts.parent) await this.readManifest(opts.parent);
       await this.storage.mkdir(`vm/${opts.vmid}`);
       let time = truncateToSecond(opts.time ?? new Date());
       let id = formatBackupId(opts.vmid, time);
@@ -303,7 +310,7 @@ export class Repository {
           manifestKeys: this.manifestKeys(),
           defaultChunkSize: this.chunkSize,
           logger,
-          readManifest: (bid) => this.readManifest(bid),
+          readManifest: async (bid) => known.get(bid) ?? this.readManifest(bid),
           onCommit: (m) => this.catalog?.recordBackup(m),
         },
         id,

@@ -15,6 +15,7 @@ import { createProgressLog } from '../log/progress-log';
 import { notifyBackupTask } from './notify-events';
 import { reconcileLedgerWithConfigs } from './reconcile-ledger';
 import { workDir, type Services } from './services';
+import { traced, tracedSync } from '../../shared/trace/trace-spans';
 
 export function enqueueBackup(s: Services, vmid: number, opts: { jobId?: string; forceFull?: boolean } = {}): JobHandle<BackupResult> {
   const h = enqueue(s, vmid, opts);
@@ -38,16 +39,16 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: 
     meta: opts.jobId ? { jobId: opts.jobId } : undefined,
     run: async (signal, progress, taskId) => {
       // Events a hook spooled while the daemon was unreachable must count before the mode decision.
-      replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger);
+      tracedSync('task.replay-spool', () => replaySpool(s.config.stateDir, (ev) => void s.ledger.recordEvent(ev), s.logger));
       // A VM live-migrated here takes over the bitmap records its source node handed over.
-      await adoptMigratedBitmaps(migrationDepsOf(s), vmid).catch((err: Error) => s.logger.warn(`adopting migrated bitmap records failed: ${err.message}`, { vmid }));
+      await traced('task.adopt-migrated', () => adoptMigratedBitmaps(migrationDepsOf(s), vmid)).catch((err: Error) => s.logger.warn(`adopting migrated bitmap records failed: ${err.message}`, { vmid }));
       // Disks detached, removed or moved since the last job (no hook tells of them).
-      await reconcileLedgerWithConfigs(s, [vmid]);
+      await traced('task.reconcile-ledger', () => reconcileLedgerWithConfigs(s, [vmid]));
       const log = s.logger.child({ vmid, taskId, ...(opts.jobId ? { jobId: opts.jobId } : {}) });
-      s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid });
+      tracedSync('task.record-start', () => s.catalog.recordJobStart({ id: taskId, kind: 'backup', vmid }));
       const progressLogs = new Map<string, ReturnType<typeof createProgressLog>>();
       try {
-        const result = await backupVm({
+        const result = await traced('task.backup-vm', () => backupVm({
           vmid,
           config: {
             qemuServerConfigDir: s.config.qemuServerConfigDir,
@@ -69,9 +70,9 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: 
             if (!logProgress) progressLogs.set(p.disk, (logProgress = createProgressLog({ logger: log.child({ disk: p.disk }), message: 'backup progress' })));
             logProgress({ done: p.bytesDone, total: p.bytesTotal });
           },
-        });
+        }));
         // The engine (given `log`) and the repository log the story: mode and reason per disk, bytes, commit.
-        s.catalog.recordJobEnd(taskId, { status: 'ok', backupId: result.id, result });
+        tracedSync('task.record-end', () => s.catalog.recordJobEnd(taskId, { status: 'ok', backupId: result.id, result }));
         // A job's run is notified as a whole (scheduled-job.ts); a backup on its own here.
         if (!opts.jobId) void notifyBackupTask(s, log, { vmid, taskId, result });
         return result;

@@ -18,6 +18,7 @@ import {
 import { DEFAULT_MAX_REPLY_BYTES, LineFramer, encodeFrame } from './line-framer';
 import type { RequestEnvelope, ServerFrame } from './messages';
 import { IPC_PROTOCOL_VERSION } from './messages';
+import { traceNow, traceSince } from '../trace/trace-spans';
 
 export interface IpcRequestOptions {
   /** Bound on the whole exchange: connect, request and final reply. */
@@ -50,6 +51,7 @@ export function ipcRequest<R = unknown>(
   });
   const id = randomUUID();
   const framer = new LineFramer(opts.maxReplyBytes ?? DEFAULT_MAX_REPLY_BYTES);
+  const t0 = traceNow();
 
   return new Promise<R>((resolve, reject) => {
     let settled = false;
@@ -57,6 +59,7 @@ export function ipcRequest<R = unknown>(
     const finish = (err: Error | null, result?: unknown): void => {
       if (settled) return;
       settled = true;
+      traceSince(`ipc.${type}`, t0);
       clearTimeout(timer);
       opts.signal?.removeEventListener('abort', onAbort);
       ipc.disconnect(SERVICE_ID);
@@ -78,6 +81,7 @@ export function ipcRequest<R = unknown>(
     const client = ipc.of[SERVICE_ID] as unknown as RawClient;
     client.on('connect', () => {
       connected = true;
+      traceSince('ipc.connect', t0);
       const req: RequestEnvelope = { v: IPC_PROTOCOL_VERSION, id, type, payload };
       if (client.socket && !client.socket.destroyed) client.socket.write(encodeFrame(req));
     });

@@ -30,6 +30,7 @@ interface VmOut {
 interface Envelope {
   ok: boolean;
   backups?: VmOut[];
+  disks?: (DiskOut & { vmid: number })[];
   error?: { code: string; message: string; details: Record<string, unknown> };
 }
 
@@ -123,6 +124,7 @@ test('--pool: the pool members on this node, one entry each; an unknown or empty
   expect(r.code).toBe(0);
   expect(r.env.ok).toBe(true);
   expect(r.env.backups!.map((b) => [b.vmid, b.ok, b.disks![0].mode])).toEqual([[121, true, 'full'], [122, true, 'full']]);
+  expect(r.env.disks!).toEqual(r.env.backups!.flatMap((b) => b.disks!.map((d) => ({ vmid: b.vmid, ...d }))));
   for (const [pool, reason] of [['nosuch', /no pool 'nosuch' in .*user\.cfg/], ['empty', /the pool has no VM/]] as const) {
     const bad = await cli(['backup', '--pool', pool, '--json']);
     expect(bad.code).toBe(1);
@@ -136,7 +138,12 @@ test('one VM has the same shape as many; the text ends with the backup id as PBS
   await vms.get(121)!.write('scsi0', { pattern: 0x5c, offset: 3 * MiB, length: 64 * 1024 });
   const one = await backup(['121'], [121]);
   expect(one.code).toBe(0);
-  expect(one.env).toEqual({ ok: true, backups: [expect.objectContaining({ vmid: 121, ok: true, id: expect.stringMatching(PBS_ID) })] });
+  expect(one.env).toEqual({
+    ok: true,
+    backups: [expect.objectContaining({ vmid: 121, ok: true, id: expect.stringMatching(PBS_ID) })],
+    // every disk of every VM at the top level too, with its VM (the peers bench reads `.disks`)
+    disks: [{ vmid: 121, ...one.env.backups![0].disks![0] }],
+  });
   expect(one.env.backups![0].disks![0].mode).toBe('incremental');
   const text = await cli(['backup', '122']);
   expect(text.code).toBe(0);

@@ -10,7 +10,9 @@
  *
  * JSON (beside `ok`, output.ts): `{ backups: [{ vmid, ok: true, id, disks: [{ disk, format, mode, reason, size,
  * bytesRead, bytesStored, durationMs, consistency }] } | { vmid, ok: false, error: { code, message,
- * details } }] }`, one entry per VM, the same for one VM or many.
+ * details } }], disks: [{ vmid, disk, format, mode, ... }] }`, one entry per VM, the same for one VM or many;
+ * `disks` lists every backed-up disk of every VM with its `vmid` (a script that backs up one VM, as the
+ * peers bench does, reads `.disks` directly).
  */
 import { CbtError } from '../../../shared/errors/cbt-error';
 import { IpcConnectionLostError } from '../../../shared/ipc/ipc-errors';
@@ -97,7 +99,7 @@ export const backupCommand = defineCommand<BackupCliOptions, { vmids?: number[] 
     const failedVms = new Set(outcomes.filter((o) => o.error).map((o) => o.vmid));
     for (const [key, bar] of bars) bar.finish(failedVms.has(Number(key.split('/')[0])) ? 'failed' : 'done');
     const bad = outcomes.filter((o) => o.error);
-    const data = { backups: outcomes.map(outcomeView) };
+    const data = { backups: outcomes.map(outcomeView), disks: outcomes.flatMap((o) => (o.result ? o.result.disks.map((d) => ({ vmid: o.vmid, ...d })) : [])) };
     if (bad.length === 1 && outcomes.length === 1) {
       const e = bad[0].error!;
       return { data, error: new CbtError(e.code, e.message, { vmid: bad[0].vmid, ...e.details }) };
