@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { SyncBatch } from '../../daemon/repository/storage';
+import { SyncBatch, type RepositoryStorage } from '../../daemon/repository/storage';
 import { S3Storage } from '../../daemon/repository/s3-storage';
 import { adminClient, allObjects, dropBucket, makeBucket, s3Env, setBucketQuota, storageOf } from './s3-test-env';
 
@@ -36,7 +36,7 @@ describe('S3 storage on radosgw', () => {
     await s.writeAtomic('vm/100/manifest.json', Buffer.from('second'));
     expect((await s.read('vm/100/manifest.json'))!.toString()).toBe('second');
     expect((await allObjects(env, bucket)).map((o) => o.name)).toEqual(['repo/vm/100/manifest.json']);
-    expect(s.localPath).toBeUndefined();
+    expect((s as RepositoryStorage).localPath).toBeUndefined();
     const batch = new SyncBatch();
     s.addToBatch(batch, 'vm/100/manifest.json', 6);
     await s.syncBatch(batch);
