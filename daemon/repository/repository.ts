@@ -114,7 +114,8 @@ export class Repository {
   }
 
   static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
-    const abs = path.resolve(dir);
+    // An S3 storage names itself by its s3:// URL, which is no path to resolve.
+    const abs = opts.storage?.root ?? path.resolve(dir);
     if (opts.chunkSize !== undefined && !isValidChunkSize(opts.chunkSize)) {
       throw RepoInvalidArgumentError({ what: 'chunk size', value: opts.chunkSize, hint: 'a power of two, 64 KiB to 16 MiB' });
     }

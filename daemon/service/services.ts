@@ -15,6 +15,7 @@ import { openMemoryCatalog } from '../catalog/memory-catalog';
 import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
+import { repositoryStorageOf } from '../repository/repository-storage-of';
 import { ensurePrivateDir } from './state-dir';
 import { killPoint } from './test-kill-point';
 
@@ -63,6 +64,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
   try {
     const catalog = new BackupCatalog(db);
     const repo = await Repository.open(config.repository, {
+      storage: repositoryStorageOf(config),
       create: opts.createRepository ?? true,
       compression: config.compression,
       chunkSize: config.chunkSize,
