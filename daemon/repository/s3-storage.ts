@@ -131,6 +131,7 @@ export class S3Storage implements RepositoryStorage {
     try {
       etag = etagOf((await this.c.client.putObject(this.bucket, objectName(this.loc, key), data, data.length)).etag);
     } catch (err) {
+      await this.abortUpload(key);
       throw this.fail('PUT', key, err);
     }
     if (this.cache && isCacheableKey(key)) await this.cache.put(key, etag, data);
@@ -141,8 +142,33 @@ export class S3Storage implements RepositoryStorage {
     try {
       await this.c.client.fPutObject(this.bucket, objectName(this.loc, key), file, {});
     } catch (err) {
+      await this.abortUpload(key);
       throw this.fail('PUT', key, err);
     }
+  }
+
+  /**
+   * A failed multipart upload keeps its parts (and their space, counted by a quota) until it is
+   * aborted; minio would even resume it on the next PUT of the key. Best effort: the endpoint may
+   * be the reason it failed. A kill -9 mid-upload leaves them too: `abortStaleUploads`.
+   */
+  private async abortUpload(key: string): Promise<void> {
+    await this.c.client.removeIncompleteUpload(this.bucket, objectName(this.loc, key)).catch(() => undefined);
+  }
+
+  /** Aborts multipart uploads under the repository started before `beforeMs` (left by a killed writer); returns their keys. */
+  async abortStaleUploads(beforeMs: number): Promise<string[]> {
+    const stale: string[] = [];
+    try {
+      for await (const u of this.c.client.listIncompleteUploads(this.bucket, this.loc.prefix, true)) {
+        const item = u as { key: string; initiated?: Date | string };
+        if (item.initiated !== undefined && new Date(item.initiated).getTime() < beforeMs) stale.push(item.key);
+      }
+    } catch (err) {
+      throw this.fail('LIST uploads', this.loc.prefix, err);
+    }
+    for (const name of [...new Set(stale)]) await this.c.client.removeIncompleteUpload(this.bucket, name).catch(() => undefined);
+    return [...new Set(stale)].map((n) => n.slice(this.loc.prefix.length));
   }
 
   async createExclusive(key: string, data: Buffer): Promise<boolean> {

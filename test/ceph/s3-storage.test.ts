@@ -108,6 +108,21 @@ describe('S3 storage on radosgw', () => {
     expect(await s.readRange('.packs/0a/none.pack', 0, 10)).toBeNull();
   });
 
+  it('multipart uploads a killed writer left are aborted by abortStaleUploads, newer ones kept', async () => {
+    const admin = adminClient(env) as unknown as { initiateNewMultipartUpload(b: string, o: string, h: Record<string, string>): Promise<string> };
+    await admin.initiateNewMultipartUpload(bucket, 'repo/.packs/0d/left.pack', {});
+    const pending = async () => {
+      const keys: string[] = [];
+      for await (const u of adminClient(env).listIncompleteUploads(bucket, '', true)) keys.push((u as { key: string }).key);
+      return keys;
+    };
+    expect(await pending()).toEqual(['repo/.packs/0d/left.pack']);
+    expect(await s.abortStaleUploads(Date.now() - 3_600_000)).toEqual([]);
+    expect(await pending()).toEqual(['repo/.packs/0d/left.pack']);
+    expect(await s.abortStaleUploads(Date.now() + 60_000)).toEqual(['.packs/0d/left.pack']);
+    expect(await pending()).toEqual([]);
+  });
+
   it('touch moves Last-Modified to now and keeps the bytes', async () => {
     await s.writeAtomic('.packs/0b/p.idx', Buffer.from('idx'));
     const before = (await s.stat('.packs/0b/p.idx'))!.mtimeMs;
