@@ -11,6 +11,7 @@ import { backupVm, type BackupResult, type BackupVmConfig, type BackupVmOptions 
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import { Repository } from '../../../daemon/repository/repository';
+import type { RepositoryStorage } from '../../../daemon/repository/storage';
 import type { PveNode } from '../../../daemon/sim/pve-node';
 
 export interface EngineEnv {
@@ -24,10 +25,10 @@ export interface EngineEnv {
   close(): void;
 }
 
-/** `repoDir`: where the repository lives (default: inside the env's temporary directory). */
-export async function createEngineEnv(node: PveNode, opts: { repoDir?: string } = {}): Promise<EngineEnv> {
+/** `repoDir`: where the repository lives (default: inside the env's temporary directory); `storage`: another backend (S3). */
+export async function createEngineEnv(node: PveNode, opts: { repoDir?: string; storage?: RepositoryStorage } = {}): Promise<EngineEnv> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
-  const repo = await Repository.open(opts.repoDir ?? path.join(dir, 'repo'), { create: true });
+  const repo = await Repository.open(opts.repoDir ?? path.join(dir, 'repo'), { create: true, ...(opts.storage ? { storage: opts.storage } : {}) });
   const db = openCatalog(path.join(dir, 'catalog.db'));
   const ledger = new Ledger(db);
   const env: EngineEnv = {
