@@ -8,10 +8,9 @@
  * A missing or corrupt chunk rejects with the repository's error; the caller turns it into EIO.
  */
 import { BlobWorkers } from './blob-workers';
-import { ChunkStore } from './chunk-store';
 import { DiskChunkReader } from './disk-chunk-reader';
 import type { IndexGeometry } from './disk-index';
-import { Repository } from './repository';
+import { Repository, blobsFor } from './repository';
 import { RepoRestoreFailedError } from './repository-errors';
 
 export class BackupDiskReader {
@@ -27,8 +26,8 @@ export class BackupDiskReader {
     const manifest = await repo.readManifest(backupId);
     const workers = new BlobWorkers();
     try {
-      const pages = new ChunkStore(repo.storage, 'page', 'auto', workers);
-      const chunks = new ChunkStore(repo.storage, 'chunk', 'auto', workers);
+      // The stores of the repository's format, on this view's own workers.
+      const { chunks, pages } = blobsFor(repo.format, repo.storage, 'auto', workers);
       const { reader, badPages } = await DiskChunkReader.open({ chunks, pages }, manifest, disk);
       if (badPages.length) {
         throw RepoRestoreFailedError({

@@ -3,14 +3,15 @@
  *
  * The writer holds the VM's lock (`.locks/vm-<vmid>.lock`) from start to commit/abort; the lock
  * also tells GC when the writer started and which backups it cloned from (see repository-lock.ts).
- * `commit` makes every chunk and page written durable (file and folder fsyncs), then writes the manifest
+ * `commit` makes every chunk and page written durable (format 1: file and folder fsyncs; format 2:
+ * every pack of the session sealed and its .idx written, blob-store.ts), then writes the manifest
  * atomically: only then does the backup exist. It never commits a manifest that references a blob
  * found damaged or unreadable in this run and not rewritten since (CBT_REPO_DAMAGED_REFERENCE). `abort` removes the folder; a writer that dies
  * leaves the same kind of manifest-less folder, which GC removes once the VM's lock is stale.
  */
 import type { Logger } from 'winston';
-import { SyncBatch, type RepositoryStorage } from './storage';
-import type { ChunkStore } from './chunk-store';
+import type { RepositoryStorage } from './storage';
+import type { BlobSession, BlobStore } from './blob-store';
 import type { BadBlobRegistry } from './bad-blobs';
 import type { LockHandle, RepositoryLocks } from './repository-lock';
 import type { BlobWorkers } from './blob-workers';
@@ -42,8 +43,10 @@ export interface BackupWriter {
 
 export interface BackupWriterDeps {
   storage: RepositoryStorage;
-  chunks: ChunkStore;
-  pages: ChunkStore;
+  chunks: BlobStore;
+  pages: BlobStore;
+  /** A new write session of the repository's blob stores (blob-store.ts). */
+  openSession(): BlobSession;
   workers: BlobWorkers;
   badRegistry: BadBlobRegistry;
   locks: RepositoryLocks;
@@ -70,7 +73,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     private readonly lock: LockHandle,
     bad: { chunks: Set<string>; pages: Set<string> },
   ) {
-    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, workers: deps.workers, bad, damaged: { chunks: new Set(), pages: new Set() }, repaired: [], batch: new SyncBatch(), logger: deps.logger };
+    this.ctx = { backupId: id, chunks: deps.chunks, pages: deps.pages, workers: deps.workers, bad, damaged: { chunks: new Set(), pages: new Set() }, repaired: [], session: deps.openSession(), logger: deps.logger };
   }
 
   private get dirKey(): string {
@@ -130,7 +133,8 @@ export class RepositoryBackupWriter implements BackupWriter {
         extra,
         ...(config ? { config: { conf: config.conf, firewall: config.firewall } } : {}),
       });
-      await this.deps.storage.syncBatch(this.ctx.batch);
+      // Format 1: the sync batch; format 2: every pack sealed and its .idx durable (pack-store.ts).
+      await this.ctx.session.commit();
       await this.deps.storage.writeAtomic(`${this.dirKey}/manifest.json`, serializeManifest(manifest));
       this.state = 'committed';
       this.deps.logger?.info('backup committed', { backupId: this.id, vmid: this.vmid, disks: entries.map((d) => d.name) });
@@ -155,6 +159,7 @@ export class RepositoryBackupWriter implements BackupWriter {
     if (this.state === 'aborted') return;
     if (this.state === 'committed') throw RepoWriterStateError({ backupId: this.id, reason: 'already committed' });
     this.state = 'aborted';
+    await this.ctx.session.abort();
     await this.deps.storage.removeTree(this.dirKey);
     await this.deps.locks.release(this.lock);
     this.deps.logger?.info('backup aborted', { backupId: this.id, vmid: this.vmid });

@@ -28,6 +28,8 @@ import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from '
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
 import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
 import { writeViaRename } from './write-via-rename';
+import { packAbortSync, packPutSync, packSealSync, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
+import { probeDigestPrefix } from './pack-lookup';
 import { InternalError } from '../../shared/errors/internal-errors';
 import { RepoWorkerExitedError } from './repository-errors';
 
@@ -36,17 +38,25 @@ const INLINE_BELOW = 64 * 1024;
 type Op =
   | { op: 'sha256' }
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
-  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined }
-  | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] };
+  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined; at?: { offset: number; length: number } }
+  | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] }
+  | ({ op: 'packPut' } & Omit<PackPutJob, 'plain' | 'magic'> & { magic: Uint8Array })
+  | { op: 'packSeal'; session: string }
+  | { op: 'packAbort'; session: string };
 type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
-type Result = string | StoreBlobResult | LoadBlobResult | RestoreBatchResult;
+type Result = string | null | StoreBlobResult | LoadBlobResult | RestoreBatchResult | PackPutResult;
 
-/** One chunk of a restore batch: the chunk store's file of `digest`, written at `offset`. */
+/**
+ * One chunk of a restore batch: the chunk store's file of `digest` (format 2: its pack file and
+ * `at`, the blob's place in it), written at `offset`. Format-2 batches come sorted by (file,
+ * at.offset): a run of adjacent blobs of one pack is read with one pread (up to RUN_BYTES).
+ */
 export interface RestoreChunk {
   file: string;
   digest: string;
   offset: number;
   length: number;
+  at?: { offset: number; length: number };
 }
 
 export interface RestoreBatchResult {
@@ -66,6 +76,10 @@ function workerMain(
   decode: typeof decodeBlobSync,
   probe: typeof worthCompressing,
   sizeOf: typeof storedSizeOf,
+  packPut: typeof packPutSync,
+  packSeal: typeof packSealSync,
+  packAbort: typeof packAbortSync,
+  probePrefix: typeof probeDigestPrefix,
 ): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
@@ -74,6 +88,10 @@ function workerMain(
   /* eslint-enable @typescript-eslint/no-require-imports */
   const knownDirs = new Set<string>();
   const scratch = { buf: Buffer.alloc(0) };
+  const packs: PackWorkerState = { open: new Map(), knownDirs, scratch };
+  const runBuf = { buf: Buffer.alloc(0) };
+  /** Largest run of adjacent blobs a restore reads with one pread. */
+  const RUN_BYTES = 8 * 1024 * 1024;
   parentPort?.on('message', (m: Request) => {
     const view = (): Buffer => {
       const d = m.data as SharedArrayBuffer | Uint8Array;
@@ -94,31 +112,76 @@ function workerMain(
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: crypto.createHash('sha256').update(view()).digest('hex') };
+      else if (m.op === 'packPut') {
+        const { id: _id, op: _op, data: _data, offset: _offset, length: _length, magic, ...rest } = m;
+        reply = { id: m.id, result: packPut({ ...rest, plain: view(), magic: Buffer.from(magic) }, codec, probePrefix, packs) };
+      } else if (m.op === 'packSeal') reply = { id: m.id, result: packSeal(m.session, packs) };
+      else if (m.op === 'packAbort') reply = { id: m.id, result: packAbort(m.session, packs) };
       else if (m.op === 'restore') {
         const fs = require('node:fs') as typeof import('node:fs'); // eslint-disable-line @typescript-eslint/no-require-imports
         const magic = Buffer.from(m.magic);
         const result: RestoreBatchResult = { bad: [], bytes: 0 };
-        for (const c of m.chunks) {
-          // The SHA-256 finds everything the CRC would (load-blob.ts); the content is a view into
-          // this thread's read buffer, written out before the next chunk is read.
-          const loaded = load({ file: c.file, digest: c.digest, magic, checkCrc: false, maxPlain: c.length }, codec, scratch);
-          if (loaded.state !== 'ok' || loaded.plain.length !== c.length) {
-            result.bad.push(c.offset);
-            continue;
+        // Format 2: runs of adjacent blobs of one pack, read with one pread each (see RestoreChunk);
+        // each run is written out before the next is read into the same buffer.
+        for (let i = 0; i < m.chunks.length; ) {
+          const c = m.chunks[i];
+          let j = i + 1;
+          let run: Buffer | null = null;
+          if (c.at) {
+            let end = c.at.offset + c.at.length;
+            while (j < m.chunks.length) {
+              const n = m.chunks[j];
+              if (!n.at || n.file !== c.file || n.at.offset !== end || end + n.at.length - c.at.offset > RUN_BYTES) break;
+              end += n.at.length;
+              j++;
+            }
+            const len = end - c.at.offset;
+            if (j - i > 1) {
+              if (runBuf.buf.length < len) runBuf.buf = Buffer.allocUnsafeSlow(Math.max(len, 2 * runBuf.buf.length));
+              let got = 0;
+              try {
+                const fd = fs.openSync(c.file, 'r');
+                try {
+                  while (got < len) {
+                    const n = fs.readSync(fd, runBuf.buf, got, len - got, c.at.offset + got);
+                    if (n === 0) break;
+                    got += n;
+                  }
+                } finally {
+                  fs.closeSync(fd);
+                }
+              } catch (err) {
+                if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+              }
+              // A short run (pack truncated or gone) falls back to one read per blob, which says which.
+              if (got === len) run = runBuf.buf.subarray(0, len);
+            }
           }
-          const plain = loaded.plain;
-          for (let o = 0; o < plain.length; ) {
-            const n = fs.writeSync(m.fd, plain, o, plain.length - o, c.offset + o);
-            // As a failed write(2) would report it (errno EIO): callers map it like any file error.
-            if (n === 0) throw Object.assign(new Error(`write to the restore target returned 0 bytes`), { code: 'EIO', syscall: 'write' });
-            o += n;
+          for (let k = i; k < j; k++) {
+            const ck = m.chunks[k];
+            const from = run && ck.at && c.at ? run.subarray(ck.at.offset - c.at.offset, ck.at.offset - c.at.offset + ck.at.length) : undefined;
+            // The SHA-256 finds everything the CRC would (load-blob.ts); the content is a view into
+            // this thread's read buffer, written out before the next chunk is read.
+            const loaded = load({ file: ck.file, digest: ck.digest, magic, checkCrc: false, maxPlain: ck.length, ...(ck.at ? { at: ck.at } : {}), ...(from ? { from } : {}) }, codec, scratch);
+            if (loaded.state !== 'ok' || loaded.plain.length !== ck.length) {
+              result.bad.push(ck.offset);
+              continue;
+            }
+            const plain = loaded.plain;
+            for (let o = 0; o < plain.length; ) {
+              const n = fs.writeSync(m.fd, plain, o, plain.length - o, ck.offset + o);
+              // As a failed write(2) would report it (errno EIO): callers map it like any file error.
+              if (n === 0) throw Object.assign(new Error(`write to the restore target returned 0 bytes`), { code: 'EIO', syscall: 'write' });
+              o += n;
+            }
+            result.bytes += plain.length;
           }
-          result.bytes += plain.length;
+          i = j;
         }
         reply = { id: m.id, result };
       } else {
         // The content may be a view into the read buffer: it is copied out below either way.
-        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain }, codec, scratch);
+        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain, ...(m.at ? { at: m.at } : {}) }, codec, scratch);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
         else if (m.data) {
           // Into the caller's shared memory: nothing travels back but the answer.
@@ -143,7 +206,7 @@ function workerMain(
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 
@@ -175,10 +238,10 @@ export class BlobWorkers {
    * length) the worker writes the content there and the answer's `plain` is `into`; otherwise the
    * content arrives in memory of the caller's own, moved rather than copied.
    */
-  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number; into?: Buffer }): Promise<LoadBlobResult> {
+  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number; into?: Buffer; at?: { offset: number; length: number } }): Promise<LoadBlobResult> {
     const into = req.into;
     if (into && !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('load into: the buffer must be shared memory');
-    const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain }) as Promise<LoadBlobResult>;
+    const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain, ...(req.at ? { at: req.at } : {}) }) as Promise<LoadBlobResult>;
     // Buffers arrive from a worker as plain Uint8Arrays.
     return loaded.then((r) => (r.state !== 'ok' ? r : { state: 'ok', plain: into ?? Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) }));
   }
@@ -197,6 +260,31 @@ export class BlobWorkers {
     return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force, verify: req.verify, touch: req.touch }) as Promise<StoreBlobResult>;
   }
 
+  /**
+   * One blob of a pack session (pack-worker.ts): hash, compare with the base, dedup probe, encode
+   * and append in one trip. Errors carry the errno code of the failed call.
+   */
+  packPut(req: PackPutJob): Promise<PackPutResult> {
+    const { plain, magic, ...rest } = req;
+    return this.run(plain, { op: 'packPut', ...rest, magic: new Uint8Array(magic) }) as Promise<PackPutResult>;
+  }
+
+  /** Seals every worker's open pack of `session`; the ids of the packs sealed now. */
+  async packSealAll(session: string): Promise<string[]> {
+    const ids = await Promise.all(this.liveSlots().map((slot) => this.run(null, { op: 'packSeal', session }, slot) as Promise<string | null>));
+    return ids.filter((x): x is string => x !== null);
+  }
+
+  /** Deletes every worker's open (unsealed) pack of `session`; the ids deleted. */
+  async packAbortAll(session: string): Promise<string[]> {
+    const ids = await Promise.all(this.liveSlots().map((slot) => this.run(null, { op: 'packAbort', session }, slot) as Promise<string | null>));
+    return ids.filter((x): x is string => x !== null);
+  }
+
+  private liveSlots(): Slot[] {
+    return this.slots.filter((s): s is Slot => s !== undefined);
+  }
+
   /** Stops the workers; outstanding jobs fail. */
   async close(): Promise<void> {
     const workers = this.slots.filter((s): s is Slot => s !== undefined).map((s) => s.worker);
@@ -204,8 +292,8 @@ export class BlobWorkers {
     await Promise.all(workers.map((w) => w.terminate()));
   }
 
-  private run(data: Buffer | null, op: Op): Promise<Result> {
-    const slot = this.leastBusy();
+  private run(data: Buffer | null, op: Op, on?: Slot): Promise<Result> {
+    const slot = on ?? this.leastBusy();
     const id = this.nextId++;
     // A view into a larger ordinary buffer is copied first: postMessage would clone all of it.
     const payload = data === null || data.buffer instanceof SharedArrayBuffer ? (data?.buffer ?? null) : data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);

@@ -26,7 +26,8 @@
  * storage's own calls (e.g. get/put of `keyOf(digest)`), leaving encoding and checking on the
  * workers; until then such a storage is refused with CBT_REPO_STORAGE_NOT_LOCAL.
  */
-import type { RepositoryStorage, SyncBatch } from './storage';
+import { SyncBatch, type RepositoryStorage } from './storage';
+import type { BlobSession, BlobStore, InsertOptions, PutChunkResult, RepositoryBlobs } from './blob-store';
 
 /** Hex digits of the digest that name its shard folder. */
 export const SHARD_HEX_DIGITS = 2;
@@ -47,9 +48,41 @@ import {
   noSpaceOr,
 } from './repository-errors';
 
-export type BlobState = 'ok' | 'missing' | 'corrupt';
+export type { BlobState } from './blob-store';
+import type { BlobState } from './blob-store';
 
-export class ChunkStore {
+/** Format 1's write session: the sync batch of one backup writer (storage.ts). */
+export class SyncBatchSession implements BlobSession {
+  readonly format = 1 as const;
+  readonly batch = new SyncBatch();
+  constructor(private readonly storage: RepositoryStorage) {}
+  commit(): Promise<void> {
+    return this.storage.syncBatch(this.batch);
+  }
+  async abort(): Promise<void> {
+    // Blob files written without a sync are harmless: GC removes them once unreferenced and old.
+  }
+}
+
+/** The blob stores of a format-1 repository (blob-store.ts). */
+export class Format1Blobs implements RepositoryBlobs {
+  readonly format = 1 as const;
+  readonly chunks: ChunkStore;
+  readonly pages: ChunkStore;
+  constructor(
+    private readonly storage: RepositoryStorage,
+    compression: Compression,
+    workers: BlobWorkers,
+  ) {
+    this.chunks = new ChunkStore(storage, 'chunk', compression, workers);
+    this.pages = new ChunkStore(storage, 'page', compression, workers);
+  }
+  openSession(): SyncBatchSession {
+    return new SyncBatchSession(this.storage);
+  }
+}
+
+export class ChunkStore implements BlobStore {
   readonly dir: string;
 
   constructor(
@@ -77,11 +110,8 @@ export class ChunkStore {
    * `plain`; `present: 'base'` is for a blob a committed backup this writer cloned from references
    * (durable, kept alive by the writer's lock): found intact it is neither touched nor batched.
    */
-  async insert(
-    digest: string,
-    plain: Buffer,
-    opts: { force?: boolean; verify?: boolean; present?: 'base'; batch: SyncBatch },
-  ): Promise<StoreBlobResult> {
+  async insert(digest: string, plain: Buffer, opts: Omit<InsertOptions, 'session'> & ({ batch: SyncBatch } | { session: BlobSession })): Promise<StoreBlobResult> {
+    const batch = 'batch' in opts ? opts.batch : (opts.session as SyncBatchSession).batch;
     const key = this.keyOf(digest);
     const file = this.fileOf(digest);
     const base = opts.present === 'base';
@@ -102,8 +132,33 @@ export class ChunkStore {
     // A blob found present joins the batch too: another writer may have written it moments ago
     // without a sync yet (a concurrent backup, or one that failed before its commit), and this
     // backup's manifest must not reference it before it is durable.
-    if (!(base && stored.existed)) this.storage.addToBatch(opts.batch, key, stored.storedBytes);
+    if (!(base && stored.existed)) this.storage.addToBatch(batch, key, stored.storedBytes);
     return stored;
+  }
+
+  /** Format 1: hash on a worker, then insert (two trips; format 2 does it in one). */
+  async putChunk(plain: Buffer, opts: { base: string | null; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult> {
+    const digest = await this.workers.sha256Hex(plain);
+    const force = opts.forced(digest);
+    if (!force && opts.base === digest) {
+      // The base's copy is referenced again: checked against the true bytes held here.
+      const { repaired } = await this.insert(digest, plain, { present: 'base', session: opts.session });
+      return { digest, outcome: 'unchanged', storedBytes: 0, repaired };
+    }
+    const { existed, storedBytes, repaired } = await this.insert(digest, plain, { force, session: opts.session });
+    return { digest, outcome: existed ? 'known' : 'stored', storedBytes, repaired };
+  }
+
+  async restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]> {
+    return jobs;
+  }
+
+  whereIs(digest: string): string {
+    return this.storage.localPath ? this.fileOf(digest) : this.keyOf(digest);
+  }
+
+  async locate(): Promise<null> {
+    return null;
   }
 
   /**

@@ -3,7 +3,7 @@
  * index by the disk writer). A page that is missing, corrupt or of the wrong length does not stop
  * the others: it is reported with its problem and its part of the table stays zero.
  */
-import type { ChunkStore } from './chunk-store';
+import type { BlobStore } from './blob-store';
 import { DIGEST_BYTES } from './digest';
 import { isZeroDigest, pageLength, type IndexGeometry } from './disk-index';
 import { inParallel } from './in-parallel';
@@ -17,7 +17,7 @@ export interface BadPage {
 
 const PAGE_READ_CONCURRENCY = 16;
 
-export async function loadDigestTable(pagesStore: ChunkStore, g: IndexGeometry, pages: string[]): Promise<{ table: Buffer; badPages: BadPage[] }> {
+export async function loadDigestTable(pagesStore: BlobStore, g: IndexGeometry, pages: string[]): Promise<{ table: Buffer; badPages: BadPage[] }> {
   const table = Buffer.alloc(g.chunkCount * DIGEST_BYTES);
   const badPages: BadPage[] = [];
   const todo = pages.map((d, p) => ({ d, p })).filter(({ d }) => !isZeroDigest(d));

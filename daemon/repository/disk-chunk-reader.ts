@@ -9,7 +9,7 @@
  * against the index. Restore into a file hands the same chunks to the workers in batches instead
  * (`restoreJobs`, restore-workers.ts), checked by the same code.
  */
-import type { ChunkStore } from './chunk-store';
+import type { BlobStore } from './blob-store';
 import { DIGEST_BYTES } from './digest';
 import { loadDigestTable, type BadPage } from './digest-table';
 import { chunkLength, geometry, isZeroDigest, type IndexGeometry } from './disk-index';
@@ -31,11 +31,11 @@ export class DiskChunkReader {
   private constructor(
     readonly geometry: IndexGeometry,
     private readonly table: Buffer,
-    private readonly chunks: ChunkStore,
+    private readonly chunks: BlobStore,
   ) {}
 
   /** The reader of `diskName` in `manifest`, and the index pages that were missing or corrupt. */
-  static async open(stores: { chunks: ChunkStore; pages: ChunkStore }, manifest: Manifest, diskName: string): Promise<{ reader: DiskChunkReader; badPages: BadPage[] }> {
+  static async open(stores: { chunks: BlobStore; pages: BlobStore }, manifest: Manifest, diskName: string): Promise<{ reader: DiskChunkReader; badPages: BadPage[] }> {
     const entry = manifest.disks.find((d) => d.name === diskName);
     if (!entry) throw RepoDiskNotFoundError({ backupId: manifest.id, disk: diskName });
     const g = geometry(entry.size, entry.chunkSize, entry.pageEntries);
@@ -65,7 +65,7 @@ export class DiskChunkReader {
     const digest = this.digestAt(i);
     const data = await this.chunks.read(digest, { maxPlain: this.chunkLength(i), fast: true });
     if (data.length !== this.chunkLength(i)) {
-      throw RepoChunkCorruptError({ digest, path: this.chunks.fileOf(digest), reason: `length ${data.length}, the index expects ${this.chunkLength(i)}` });
+      throw RepoChunkCorruptError({ digest, path: this.chunks.whereIs(digest), reason: `length ${data.length}, the index expects ${this.chunkLength(i)}` });
     }
     return data;
   }

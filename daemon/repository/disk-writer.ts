@@ -20,7 +20,7 @@
  * references one (`damagedReference`).
  */
 import type { Logger } from 'winston';
-import type { ChunkStore } from './chunk-store';
+import type { BlobSession, BlobStore } from './blob-store';
 import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
@@ -37,7 +37,6 @@ import {
 import { diskPages, type BackupMode, type Consistency, type DiskEntry } from './manifest';
 import { RepoChunkCorruptError, RepoChunkMissingError, RepoInvalidArgumentError, RepoWriterStateError } from './repository-errors';
 import type { BlobKind } from './file-formats';
-import type { SyncBatch } from './storage';
 
 export interface DiskMeta {
   mode: BackupMode;
@@ -81,16 +80,16 @@ export interface DiskWriter {
 /** What a disk writer needs from its backup writer. */
 export interface DiskWriterContext {
   backupId: string;
-  chunks: ChunkStore;
-  pages: ChunkStore;
+  chunks: BlobStore;
+  pages: BlobStore;
   workers: BlobWorkers;
   bad: { chunks: Set<string>; pages: Set<string> };
   /** Blobs found missing or damaged in this run and not rewritten since: never referenced at commit. */
   damaged: { chunks: Set<string>; pages: Set<string> };
   /** Known-bad blobs this backup rewrote; their markers are dropped after the commit. */
   repaired: { kind: BlobKind; digest: string }[];
-  /** Blobs this backup wrote or relies on, made durable together before the manifest is written. */
-  batch: SyncBatch;
+  /** Blobs this backup wrote or relies on, made durable together before the manifest is written (blob-store.ts). */
+  session: BlobSession;
   logger?: Logger;
 }
 
@@ -237,25 +236,26 @@ export class IndexDiskWriter implements DiskWriter {
       this.putZero(index);
       return { zero: true, unchanged, stored: false, digest: null };
     }
-    const digest = await this.ctx.workers.sha256Hex(data);
     const wasBad = this.pendingBad.has(index);
-    const force = this.ctx.bad.chunks.has(digest) || this.ctx.damaged.chunks.has(digest);
-    if (!wasBad && !force && this.baseDigest(index) === digest) {
-      // The base's copy is referenced again: checked against the true bytes held here.
-      const { repaired } = await this.ctx.chunks.insert(digest, data, { present: 'base', batch: this.ctx.batch });
-      if (repaired) this.noteRepaired('chunk', digest, index);
+    const forced = (d: string): boolean => this.ctx.bad.chunks.has(d) || this.ctx.damaged.chunks.has(d);
+    // One call: hash, compare with the base (its copy checked against the true bytes held here),
+    // dedup and store (format 2: one worker trip, blob-store.ts).
+    const r = await this.ctx.chunks.putChunk(data, { base: wasBad ? null : this.baseDigest(index), forced, session: this.ctx.session });
+    const digest = r.digest;
+    if (r.outcome === 'unchanged') {
+      if (r.repaired) this.noteRepaired('chunk', digest, index);
       this.setEntry(index, digest);
       return { zero: false, unchanged: true, stored: false, digest };
     }
-    const { existed, storedBytes, repaired } = await this.ctx.chunks.insert(digest, data, { force, batch: this.ctx.batch });
-    if (force || repaired) this.noteRepaired('chunk', digest, index);
+    if (forced(digest) || r.repaired) this.noteRepaired('chunk', digest, index);
     this.setEntry(index, digest);
     this.pendingBad.delete(index);
-    if (!existed) {
-      this.bytesStored += storedBytes;
+    const stored = r.outcome === 'stored';
+    if (stored) {
+      this.bytesStored += r.storedBytes;
       this.chunksStored++;
     }
-    return { zero: false, unchanged: false, stored: !existed, digest };
+    return { zero: false, unchanged: false, stored, digest };
   }
 
   putZero(index: number): void {
@@ -295,7 +295,7 @@ export class IndexDiskWriter implements DiskWriter {
     let pageBytesStored = 0;
     await inParallel([...toStore], PAGE_WRITE_CONCURRENCY, async ([digest, content]) => {
       const force = this.ctx.bad.pages.has(digest) || this.ctx.damaged.pages.has(digest);
-      const { storedBytes, repaired } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, batch: this.ctx.batch });
+      const { storedBytes, repaired } = await this.ctx.pages.insert(digest, Buffer.from(content), { force, session: this.ctx.session });
       if (force || repaired) this.noteRepaired('page', digest, null);
       pageBytesStored += storedBytes;
     });

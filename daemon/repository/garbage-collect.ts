@@ -19,15 +19,28 @@
  * GC refuses to sweep when a manifest is unreadable, since the blobs it references are unknown.
  * Partial backups (no manifest) are removed when their VM has no live writer; temporary files are
  * removed once older than the cutoff. Only one GC runs at a time (`.locks/gc.lock`).
+ *
+ * Format 2 (pack-format.ts) sweeps whole packs by the same rule made per pack: the mtime that
+ * counts is the .idx's (set at seal, and by a writer relying on one of its blobs, once per
+ * session); `planPackSweep` (pack-sweep.ts) decides, a pack with no live entry and an old .idx is
+ * deleted (.idx renamed aside, re-stat, then .idx and .pack removed, or put back). Unsealed packs
+ * (no .idx, a writer killed) older than the cutoff are removed. A .idx that cannot be read blocks
+ * the sweep (CBT_REPO_GC_BLOCKED_PACK_INDEX), as a corrupt manifest does. Packs with a small live
+ * share are only reported (`repackCandidates`): repacking them is the repack step's.
  */
 import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
 import type { ChunkStore } from './chunk-store';
+import type { RepositoryBlobs } from './blob-store';
+import { PackStore } from './pack-store';
+import { PACKS_DIR, isPackId, packIndexKeyOf, packKeyOf } from './pack-format';
+import { decodePackIndex, entryAt } from './pack-index-file';
+import { planPackSweep, type PackSweepInput } from './pack-sweep';
 import type { RepositoryLocks } from './repository-lock';
 import { DIGEST_BYTES, isDigest } from './digest';
 import { diskPages, type Manifest } from './manifest';
 import { isZeroDigest } from './disk-index';
-import { RepoGcBlockedError, RepoManifestCorruptError, RepoPageCorruptError, RepoPageMissingError } from './repository-errors';
+import { RepoGcBlockedByPackIndexError, RepoGcBlockedError, RepoManifestCorruptError, RepoPageCorruptError, RepoPageMissingError } from './repository-errors';
 import type { ProgressFn } from './verify';
 
 export const DEFAULT_GC_GRACE_MS = 10 * 60 * 1000;
@@ -45,12 +58,17 @@ export interface GcReport {
   partialsRemoved: string[];
   tempFilesRemoved: number;
   durationMs: number;
+  /** Format 2: whole packs deleted (their blobs count in chunks/pagesRemoved) and their bytes. */
+  packsRemoved?: number;
+  packBytesRemoved?: number;
+  /** Format 2: packs whose live share is below the repack threshold (left for the repack step). */
+  repackCandidates?: string[];
 }
 
 export interface GcDeps {
   storage: RepositoryStorage;
-  chunks: ChunkStore;
-  pages: ChunkStore;
+  /** Format 1's ChunkStores (swept file by file) or format 2's PackStore (swept pack by pack). */
+  blobs: RepositoryBlobs;
   locks: RepositoryLocks;
   /** Ids of backup folders that have a manifest file (valid or not). */
   listBackupDirs(): Promise<{ id: string; vmid: number; hasManifest: boolean }[]>;
@@ -90,7 +108,7 @@ export async function garbageCollect(deps: GcDeps, opts: { graceMs?: number; onP
         pagesMarked.add(p);
         let content: Buffer;
         try {
-          content = await deps.pages.read(p);
+          content = await deps.blobs.pages.read(p);
         } catch (err) {
           if (!RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
           unreadablePages.push(p);
@@ -120,10 +138,11 @@ export async function garbageCollect(deps: GcDeps, opts: { graceMs?: number; onP
     durationMs: 0,
   };
 
-  for (const [store, marked] of [
-    [deps.chunks, chunksMarked],
-    [deps.pages, pagesMarked],
-  ] as const) {
+  if (deps.blobs instanceof PackStore) await sweepPacks(deps.storage, deps.blobs, chunksMarked, pagesMarked, cutoff, report, opts.onProgress, log);
+  for (const [store, marked] of deps.blobs instanceof PackStore ? [] : ([
+    [deps.blobs.chunks as ChunkStore, chunksMarked],
+    [deps.blobs.pages as ChunkStore, pagesMarked],
+  ] as const)) {
     log?.info(`gc phase: sweep ${store.dir}`);
     const shards = await deps.storage.list(store.dir);
     let s = 0;
@@ -182,4 +201,117 @@ export async function garbageCollect(deps: GcDeps, opts: { graceMs?: number; onP
   report.durationMs = Date.now() - started;
   log?.info('gc done', { ...report, unreadablePages: unreadablePages.length, partialsRemoved: report.partialsRemoved.length });
   return report;
+}
+
+/** Format 2's sweep (see the module header). */
+async function sweepPacks(
+  storage: RepositoryStorage,
+  packs: PackStore,
+  chunksMarked: Set<string>,
+  pagesMarked: Set<string>,
+  cutoff: number,
+  report: GcReport,
+  onProgress: ProgressFn | undefined,
+  log: Logger | undefined,
+): Promise<void> {
+  log?.info(`gc phase: sweep ${PACKS_DIR}`);
+  report.packsRemoved = 0;
+  report.packBytesRemoved = 0;
+  const inputs: PackSweepInput[] = [];
+  const counts = new Map<string, { chunks: number; pages: number; chunkBytes: number; pageBytes: number }>();
+  const unreadable: { packId: string; reason: string }[] = [];
+  const unsealed: string[] = [];
+  const leftovers: string[] = [];
+  const shards = await storage.list(PACKS_DIR);
+  let s = 0;
+  for (const shard of shards) {
+    onProgress?.(s++, shards.length, `sweep ${PACKS_DIR}`);
+    const names = await storage.list(`${PACKS_DIR}/${shard}`);
+    const have = new Set(names);
+    for (const name of names) {
+      const key = `${PACKS_DIR}/${shard}/${name}`;
+      const id = name.slice(0, 32);
+      if (name.includes('.tmp-')) {
+        const st = await storage.stat(key);
+        if (st && st.mtimeMs < cutoff && (await storage.remove(key))) report.tempFilesRemoved++;
+        continue;
+      }
+      if (!isPackId(id)) continue;
+      if (name === `${id}.pack`) {
+        if (!have.has(`${id}.idx`) && ![...have].some((n) => n.startsWith(`${id}.idx.gc-`))) unsealed.push(id);
+        continue;
+      }
+      if (name.startsWith(`${id}.idx.gc-`)) {
+        leftovers.push(key);
+        continue;
+      }
+      if (name !== `${id}.idx`) continue;
+      const st = await storage.stat(key);
+      const data = await storage.read(key);
+      if (!st || !data) continue;
+      const decoded = decodePackIndex(data);
+      if ('corrupt' in decoded) {
+        unreadable.push({ packId: id, reason: decoded.corrupt });
+        continue;
+      }
+      const c = { chunks: 0, pages: 0, chunkBytes: 0, pageBytes: 0 };
+      let bytes = 0;
+      let liveBytes = 0;
+      let liveEntries = 0;
+      for (let i = 0; i < decoded.count; i++) {
+        const e = entryAt(decoded.entries, i);
+        const hex = e.digest.toString('hex');
+        bytes += e.storedLength;
+        if (e.kind === 'chunk') {
+          c.chunks++;
+          c.chunkBytes += e.storedLength;
+        } else {
+          c.pages++;
+          c.pageBytes += e.storedLength;
+        }
+        if ((e.kind === 'chunk' ? chunksMarked : pagesMarked).has(hex)) {
+          liveEntries++;
+          liveBytes += e.storedLength;
+        }
+      }
+      counts.set(id, c);
+      inputs.push({ packId: id, idxMtimeMs: st.mtimeMs, bytes, liveBytes, liveEntries });
+    }
+  }
+  if (unreadable.length) throw RepoGcBlockedByPackIndexError({ packs: unreadable });
+
+  // Left by a GC that died between renaming an .idx aside and removing it: the pack was found
+  // dead then, but a writer may have touched it since its rename; put back, a later GC decides.
+  for (const key of leftovers) await storage.rename(key, key.replace(/\.gc-.*$/, ''));
+
+  const plan = planPackSweep(inputs, cutoff);
+  report.repackCandidates = plan.repack;
+  for (const id of plan.remove) {
+    const idx = packIndexKeyOf(id);
+    const aside = `${idx}.gc-${process.pid}`;
+    if (!(await storage.rename(idx, aside))) continue;
+    const again = await storage.stat(aside);
+    if (again && again.mtimeMs >= cutoff) {
+      await storage.rename(aside, idx);
+      continue;
+    }
+    packs.lookup.removePack(id);
+    const packSt = await storage.stat(packKeyOf(id));
+    await storage.remove(aside);
+    await storage.remove(packKeyOf(id));
+    const c = counts.get(id);
+    report.packsRemoved++;
+    report.packBytesRemoved += packSt?.size ?? 0;
+    if (c) {
+      report.chunksRemoved += c.chunks;
+      report.chunkBytesRemoved += c.chunkBytes;
+      report.pagesRemoved += c.pages;
+      report.pageBytesRemoved += c.pageBytes;
+    }
+  }
+  // Unsealed packs: a writer killed mid-pack (a live writer's pack is younger than the cutoff).
+  for (const id of unsealed) {
+    const st = await storage.stat(packKeyOf(id));
+    if (st && st.mtimeMs < cutoff && !(await storage.stat(packIndexKeyOf(id))) && (await storage.remove(packKeyOf(id)))) report.tempFilesRemoved++;
+  }
 }

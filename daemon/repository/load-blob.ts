@@ -13,6 +13,9 @@
  * valid until the thread's next read: callers copy it out (blob-workers.ts) or write it at once
  * (a restore batch) before they read another blob.
  *
+ * Format 2 (pack-format.ts): `at` names the blob's place in its pack, `from` hands over bytes a
+ * restore run already read; the checks are the same, a blob in a pack is byte for byte a blob.
+ *
  * Used by every read of a blob on the workers: the chunk store's reads (incremental bases, verify,
  * the NBD server's reads, restore to a stream or device) and restore's batches into a file.
  *
@@ -27,6 +30,13 @@ export interface LoadBlobJob {
   magic: Buffer;
   checkCrc: boolean;
   maxPlain: number | undefined;
+  /**
+   * Format 2: the blob is `length` bytes at `offset` of the pack file `file` (pack-format.ts); a
+   * short read is a corrupt (truncated) blob, a missing pack file a missing blob.
+   */
+  at?: { offset: number; length: number };
+  /** The stored bytes, already read (a restore run of adjacent blobs): only decoded and checked. */
+  from?: Buffer;
 }
 
 export type LoadBlobResult = { state: 'ok'; plain: Buffer } | { state: 'missing' } | { state: 'corrupt'; reason: string };
@@ -38,7 +48,23 @@ export function loadBlobSync(job: LoadBlobJob, codec: Pick<BlobCodec, 'decode' |
   /* eslint-enable @typescript-eslint/no-require-imports */
   let stored: Buffer;
   try {
-    if (job.maxPlain === undefined) stored = fs.readFileSync(job.file);
+    if (job.from) stored = job.from;
+    else if (job.at) {
+      const fd = fs.openSync(job.file, 'r');
+      try {
+        const want = job.at.length;
+        let buf: Buffer;
+        if (!scratch) buf = Buffer.allocUnsafe(want);
+        else {
+          if (scratch.buf.length < want) scratch.buf = Buffer.allocUnsafeSlow(Math.max(want, 2 * scratch.buf.length));
+          buf = scratch.buf;
+        }
+        stored = buf.subarray(0, fs.readSync(fd, buf, 0, want, job.at.offset));
+      } finally {
+        fs.closeSync(fd);
+      }
+      if (stored.length !== job.at.length) return { state: 'corrupt', reason: `truncated: ${stored.length} of ${job.at.length} bytes in the pack` };
+    } else if (job.maxPlain === undefined) stored = fs.readFileSync(job.file);
     else {
       const fd = fs.openSync(job.file, 'r');
       try {

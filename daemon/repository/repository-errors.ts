@@ -99,3 +99,18 @@ export const RepoDamagedReferenceError = defineError<{ backupId: string; disk: s
   'CBT_REPO_DAMAGED_REFERENCE',
   (d) => `backup ${d.backupId} not committed: disk ${d.disk} references ${d.kind} ${d.digest}, found damaged or unreadable in this run and not rewritten`,
 );
+/** Format 2: a pack a backup wrote into could not be sealed (its worker stopped first); the backup is not committed. */
+export const RepoPackUnsealedError = defineError<{ packId: string; blobs: number }>(
+  'CBT_REPO_PACK_UNSEALED',
+  (d) => `pack ${d.packId} (${d.blobs} blobs of this backup) was not sealed: its blob worker stopped before the commit`,
+);
+/** Format 2: GC refuses to sweep while a pack index cannot be read (the blobs it holds are unknown). */
+export const RepoGcBlockedByPackIndexError = defineError<{ packs: { packId: string; reason: string }[] }>(
+  'CBT_REPO_GC_BLOCKED_PACK_INDEX',
+  (d) => `garbage collection refuses to sweep while pack indexes are unreadable: ${d.packs.map((p) => `${p.packId} (${p.reason})`).join(', ')}`,
+);
+/** The repository marker names a format this version cannot read. */
+export const RepoUnknownFormatError = defineError<{ dir: string; format: string }>(
+  'CBT_REPO_UNKNOWN_FORMAT',
+  (d) => `${d.dir} is a pve-cbt repository of format ${d.format}, which this version cannot read`,
+);

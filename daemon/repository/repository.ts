@@ -2,9 +2,11 @@
  * A pve-cbt backup repository: the facade the engine, CLI and daemon use.
  *
  * Layout (all under one directory; see the named modules for each format):
- *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-1","created":...}
- *   .chunks/<2 hex>/<sha256>       chunks (chunk-store.ts, file-formats.ts)
- *   .pages/<2 hex>/<sha256>        index pages (disk-index.ts)
+ *   .pve-cbt-repository           marker: {"format":"pve-cbt-repository-2","created":...,"chunkSize":65536}
+ *                                  (format 1: "pve-cbt-repository-1", no chunkSize)
+ *   .packs/<2 hex>/<packId>.pack|.idx  format 2: blobs in pack files (pack-format.ts, pack-store.ts)
+ *   .chunks/<2 hex>/<sha256>       format 1: chunks (chunk-store.ts, file-formats.ts)
+ *   .pages/<2 hex>/<sha256>        format 1: index pages (disk-index.ts)
  *   .locks/vm-<vmid>.lock, gc.lock (repository-lock.ts)
  *   .bad/chunk-<sha256>            blobs verify found bad (bad-blobs.ts)
  *   vm/<vmid>/<time>/manifest.json the commit marker of one backup (manifest.ts)
@@ -24,7 +26,10 @@ import type { Logger } from 'winston';
 import { programPath } from '../proc/external-programs';
 import { LocalDirStorage, type RepositoryStorage } from './storage';
 import { BlobWorkers } from './blob-workers';
-import { ChunkStore } from './chunk-store';
+import { Format1Blobs } from './chunk-store';
+import { PackStore } from './pack-store';
+import { PACKS_DIR } from './pack-format';
+import type { BlobStore, RepositoryBlobs } from './blob-store';
 import { BadBlobRegistry } from './bad-blobs';
 import { lastVerifyOf, readLastVerify, writeLastVerify, type LastVerify } from './verify-record';
 import { RepositoryLocks } from './repository-lock';
@@ -43,6 +48,7 @@ import {
   RepoInUseError,
   RepoInvalidArgumentError,
   RepoNotARepositoryError,
+  RepoUnknownFormatError,
 } from './repository-errors';
 
 export type { BackupWriter, OpenDiskOptions } from './backup-writer';
@@ -55,7 +61,29 @@ export type { GcReport } from './garbage-collect';
 export type { PruneOptions, PruneMark } from './prune';
 
 export const REPOSITORY_MARKER = '.pve-cbt-repository';
-export const REPOSITORY_FORMAT = 'pve-cbt-repository-1';
+/** Format 1: one file per blob (read and written by the format-1 code, chunk-store.ts). */
+export const REPOSITORY_FORMAT_1 = 'pve-cbt-repository-1';
+/** Format 2: pack files (pack-format.ts); what new repositories are. */
+export const REPOSITORY_FORMAT_2 = 'pve-cbt-repository-2';
+/** The format new repositories get. */
+export const REPOSITORY_FORMAT = REPOSITORY_FORMAT_2;
+/** Default chunk size of new indexes in a new format-2 repository (the bitmap granule: dedup = change granularity). */
+export const FORMAT_2_CHUNK_SIZE = 65536;
+
+export type RepositoryFormat = 1 | 2;
+
+/** The marker's content. */
+export interface RepositoryMarker {
+  format: string;
+  created: string;
+  chunkSize?: number;
+  encryption?: unknown;
+}
+
+/** The blob stores of a repository of `format` (blob-store.ts). */
+export function blobsFor(format: RepositoryFormat, storage: RepositoryStorage, compression: Compression, workers: BlobWorkers, logger?: Logger): RepositoryBlobs {
+  return format === 2 ? new PackStore(storage, compression, workers, logger) : new Format1Blobs(storage, compression, workers);
+}
 
 /** Receives what the repository commits, removes and verifies (the SQLite catalog implements it). */
 export interface CatalogSink {
@@ -66,6 +94,8 @@ export interface CatalogSink {
 
 export interface RepositoryOptions {
   create?: boolean;
+  /** Format of a repository created now (default 2); an existing one keeps its own. */
+  format?: RepositoryFormat;
   compression?: Compression;
   /** Default chunk size of new indexes (an incremental keeps its base's). */
   chunkSize?: number;
@@ -86,8 +116,10 @@ export interface BackupInfo {
 }
 
 export class Repository {
-  private readonly chunks: ChunkStore;
-  private readonly pages: ChunkStore;
+  /** The blob stores of this repository's format (format-1 files or format-2 packs). */
+  readonly blobs: RepositoryBlobs;
+  private readonly chunks: BlobStore;
+  private readonly pages: BlobStore;
   private readonly locks: RepositoryLocks;
   private readonly badRegistry: BadBlobRegistry;
   private readonly logger?: Logger;
@@ -101,15 +133,18 @@ export class Repository {
     readonly dir: string,
     readonly storage: RepositoryStorage,
     opts: RepositoryOptions,
+    readonly format: RepositoryFormat,
+    marker: RepositoryMarker,
   ) {
     const compression = opts.compression ?? 'auto';
-    this.chunks = new ChunkStore(storage, 'chunk', compression, this.workers);
-    this.pages = new ChunkStore(storage, 'page', compression, this.workers);
+    this.blobs = blobsFor(format, storage, compression, this.workers, opts.logger);
+    this.chunks = this.blobs.chunks;
+    this.pages = this.blobs.pages;
     this.locks = new RepositoryLocks(storage);
     this.badRegistry = new BadBlobRegistry(storage);
     this.logger = opts.logger;
     this.catalog = opts.catalog;
-    this.chunkSize = opts.chunkSize ?? DEFAULT_CHUNK_SIZE;
+    this.chunkSize = opts.chunkSize ?? marker.chunkSize ?? DEFAULT_CHUNK_SIZE;
     this.qemuImg = opts.qemuImg ?? programPath('qemu-img');
   }
 
@@ -120,15 +155,24 @@ export class Repository {
       throw RepoInvalidArgumentError({ what: 'chunk size', value: opts.chunkSize, hint: 'a power of two, 64 KiB to 16 MiB' });
     }
     const storage = opts.storage ?? new LocalDirStorage(abs);
-    const marker = await storage.read(REPOSITORY_MARKER);
-    if (marker && !isRepositoryMarker(marker)) throw RepoNotARepositoryError({ dir: abs });
+    const data = await storage.read(REPOSITORY_MARKER);
+    let marker = data ? parseMarker(data) : null;
+    if (data && !marker) throw RepoNotARepositoryError({ dir: abs });
     if (!marker) {
       if (!opts.create) throw RepoNotARepositoryError({ dir: abs });
-      for (const d of ['.chunks', '.pages', '.locks', '.bad', 'vm']) await storage.mkdir(d);
-      await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify({ format: REPOSITORY_FORMAT, created: new Date().toISOString() })}\n`));
-      opts.logger?.info('repository created', { dir: abs });
+      const format = opts.format ?? 2;
+      const dirs = format === 2 ? [PACKS_DIR, '.locks', '.bad', 'vm'] : ['.chunks', '.pages', '.locks', '.bad', 'vm'];
+      for (const d of dirs) await storage.mkdir(d);
+      marker =
+        format === 2
+          ? { format: REPOSITORY_FORMAT_2, created: new Date().toISOString(), chunkSize: opts.chunkSize ?? FORMAT_2_CHUNK_SIZE, encryption: null }
+          : { format: REPOSITORY_FORMAT_1, created: new Date().toISOString() };
+      await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify(marker)}\n`));
+      opts.logger?.info('repository created', { dir: abs, format });
     }
-    return new Repository(abs, storage, opts);
+    const format = marker.format === REPOSITORY_FORMAT_2 ? 2 : marker.format === REPOSITORY_FORMAT_1 ? 1 : null;
+    if (format === null) throw RepoUnknownFormatError({ dir: abs, format: marker.format });
+    return new Repository(abs, storage, opts, format, marker);
   }
 
   /** Committed backups (manifest present and valid), oldest first. */
@@ -215,6 +259,7 @@ export class Repository {
           storage: this.storage,
           chunks: this.chunks,
           pages: this.pages,
+          openSession: () => this.blobs.openSession(),
           workers: this.workers,
           badRegistry: this.badRegistry,
           locks: this.locks,
@@ -267,6 +312,7 @@ export class Repository {
         storage: this.storage,
         chunks: this.chunks,
         pages: this.pages,
+        ...(this.blobs instanceof PackStore ? { packs: this.blobs.lookup } : {}),
         badRegistry: this.badRegistry,
         readManifest: (id) => this.readManifest(id),
         onVerified: (id, state) => this.catalog?.recordVerify(id, state),
@@ -291,8 +337,7 @@ export class Repository {
       return await garbageCollect(
         {
           storage: this.storage,
-          chunks: this.chunks,
-          pages: this.pages,
+          blobs: this.blobs,
           locks: this.locks,
           listBackupDirs: () => this.listBackupDirs(),
           readManifest: (id) => this.readManifest(id),
@@ -379,11 +424,15 @@ export class Repository {
   }
 }
 
-function isRepositoryMarker(data: Buffer): boolean {
+/** The marker, or null when it is not one (a `format` string starting "pve-cbt-repository-"). */
+function parseMarker(data: Buffer): RepositoryMarker | null {
   try {
-    return (JSON.parse(data.toString('utf8')) as { format?: unknown }).format === REPOSITORY_FORMAT;
+    const m = JSON.parse(data.toString('utf8')) as Partial<RepositoryMarker>;
+    if (typeof m.format !== 'string' || !m.format.startsWith('pve-cbt-repository-')) return null;
+    if (m.chunkSize !== undefined && !isValidChunkSize(m.chunkSize)) return null;
+    return { format: m.format, created: String(m.created ?? ''), ...(m.chunkSize !== undefined ? { chunkSize: m.chunkSize } : {}), ...(m.encryption !== undefined ? { encryption: m.encryption } : {}) };
   } catch {
-    return false;
+    return null;
   }
 }
 

@@ -6,7 +6,8 @@
  * trips of async file calls; a few workers with plain synchronous calls keep up with
  * `qemu-img convert`.
  *
- * The chunk store names the chunks' files (`ChunkStore.restoreBatch`); this module schedules the
+ * The blob store names the chunks' files (`BlobStore.restoreBatch`, blob-store.ts) and their order
+ * (format 2: by pack and offset, `restoreOrder`); this module schedules the
  * batches: a few lanes (one per core, up to 4), each with one batch of BATCH chunks in flight, so
  * that each lane keeps one worker busy and its read buffer warm. The file is flushed in the
  * background as it fills (background-flush.ts). The descriptor stays open until every batch sent
@@ -16,7 +17,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import { promisify } from 'node:util';
-import type { ChunkStore } from './chunk-store';
+import type { BlobStore } from './blob-store';
 import { BackgroundFlush } from './background-flush';
 import { noSpaceOr } from './repository-errors';
 
@@ -40,12 +41,14 @@ const LANES = Math.max(1, Math.min(4, os.availableParallelism()));
  * naming `file`). `onBytes` gets the disk bytes each finished batch covered.
  */
 export async function restoreChunksWithWorkers(
-  chunks: ChunkStore,
+  chunks: BlobStore,
   fd: number,
   jobs: ChunkJob[],
   onBytes: (n: number) => void,
   file: string,
 ): Promise<number[]> {
+  // Format 2 hands them out by pack and offset, so a batch reads runs of adjacent blobs.
+  jobs = await chunks.restoreOrder(jobs);
   const lanes = Math.max(1, Math.min(LANES, Math.ceil(jobs.length / BATCH)));
   const bad: number[] = [];
   const flush = new BackgroundFlush(() => fdatasync(fd), FLUSH_EVERY_BYTES);

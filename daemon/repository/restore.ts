@@ -25,7 +25,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { execFile } from 'node:child_process';
 import type { Logger } from 'winston';
-import type { ChunkStore } from './chunk-store';
+import type { BlobStore } from './blob-store';
 import { DiskChunkReader } from './disk-chunk-reader';
 import { restoreChunksWithWorkers } from './restore-workers';
 import type { Manifest } from './manifest';
@@ -44,8 +44,8 @@ export interface RestoreOptions {
 export const RESTORE_FILE_MODE = 0o600;
 
 export interface RestoreDeps {
-  chunks: ChunkStore;
-  pages: ChunkStore;
+  chunks: BlobStore;
+  pages: BlobStore;
   qemuImg: string;
   logger?: Logger;
 }

@@ -5,6 +5,9 @@
  * Who uses what (every module of this folder comes through here; none builds a path of its own):
  * - manifests, verify records, the marker, `.bad/` markers: `read`, `writeAtomic`, `stat`,
  *   `rename`, `removeTree`; locks: `createExclusive`, `remove`.
+ * - format 2 (pack-format.ts): .idx files with `read`, `writeAtomic`, `touch`, `rename`, `remove`;
+ *   pack files are appended and read by the blob workers on `localPath` (pack-worker.ts); an
+ *   object store puts a sealed pack as one object and reads (key, offset, length) ranges there.
  * - chunks and index pages: GC lists, stats, renames and removes them with the methods
  *   (garbage-collect.ts); store, load, verify, restore and the NBD reader go through the chunk
  *   store (chunk-store.ts), whose blob workers make plain file calls on `localPath(key)`: a
@@ -68,6 +71,12 @@ export interface RepositoryStorage {
   addToBatch(batch: SyncBatch, key: string, bytes: number): void;
   syncBatch(batch: SyncBatch): Promise<void>;
   stat(key: string): Promise<StorageStat | null>;
+  /**
+   * Sets the key's mtime to now; false if it does not exist. Format 2's per-pack GC rule: a writer
+   * relying on a blob of a pack touches the pack's .idx (pack-format.ts). An object store without
+   * mtimes implements it as a copy onto itself (or keeps a side record GC reads).
+   */
+  touch(key: string): Promise<boolean>;
   remove(key: string): Promise<boolean>;
   rename(from: string, to: string): Promise<boolean>;
   list(prefix: string): Promise<string[]>;
@@ -194,6 +203,17 @@ export class LocalDirStorage implements RepositoryStorage {
       return { size: st.size, mtimeMs: st.mtimeMs, isDirectory: st.isDirectory() };
     } catch (err) {
       if (isCode(err, 'ENOENT')) return null;
+      throw err;
+    }
+  }
+
+  async touch(key: string): Promise<boolean> {
+    const now = new Date();
+    try {
+      await fsp.utimes(this.localPath(key), now, now);
+      return true;
+    } catch (err) {
+      if (isCode(err, 'ENOENT')) return false;
       throw err;
     }
   }

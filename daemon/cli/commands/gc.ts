@@ -4,7 +4,8 @@
  * written are protected by the grace period (see daemon/repository/garbage-collect.ts).
  * Progress counts backups (mark) and shards (sweep), not bytes. JSON (beside `ok`, output.ts): `{ cutoff, manifests,
  * pagesMarked, chunksMarked, chunksRemoved, chunkBytesRemoved, pagesRemoved, pageBytesRemoved,
- * unreadablePages, partialsRemoved, tempFilesRemoved, durationMs }`.
+ * unreadablePages, partialsRemoved, tempFilesRemoved, durationMs }`, and on a format-2 repository
+ * also `packsRemoved, packBytesRemoved, repackCandidates` (packs are removed whole).
  */
 import { gcReportView } from '../backup-view';
 import { defineCommand } from '../command';

@@ -7,8 +7,7 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import path from 'node:path';
-import { shardOf } from '../../../daemon/repository/chunk-store';
+import { flipBlobByte } from '../repository/blob-files';
 import { diskPages } from '../../../daemon/repository/manifest';
 import { usePveNode } from '../../sim/jest-cleanup';
 import { createEngineEnv, MiB, KiB, type EngineEnv } from './backup-helpers';
@@ -22,16 +21,10 @@ beforeAll(async () => {
 });
 afterAll(() => env?.close());
 
-function flipInPlace(file: string): Buffer {
-  const bytes = fs.readFileSync(file);
-  bytes[bytes.length - 100] ^= 0xff;
-  bytes[30] ^= 0x55;
-  fs.writeFileSync(file, bytes);
-  return bytes;
+/** Flips bytes of the stored blob in place, same size (format 2: inside its pack). */
+function flipInPlace(kind: 'chunk' | 'page', digest: string): Promise<Buffer> {
+  return flipBlobByte(env.repo, kind, digest, 100, 0xff, [30]);
 }
-
-const chunkFile = (digest: string): string => path.join(env.repo.dir, '.chunks', shardOf(digest), digest);
-const pageFile = (digest: string): string => path.join(env.repo.dir, '.pages', shardOf(digest), digest);
 
 function chunkDigestOf(reference: string, index: number): string {
   const data = fs.readFileSync(reference).subarray(index * CHUNK, (index + 1) * CHUNK);
@@ -52,8 +45,8 @@ test('raw VM restarted: the full-compare finds a damaged stored chunk "present",
   const ref1 = await vm.snapshotReference('scsi0');
   const full = await env.backup(310, {}, { chunkSize: CHUNK });
   expect(full.disks[0].mode).toBe('full');
-  const damaged = chunkFile(chunkDigestOf(ref1, 5));
-  const bad = flipInPlace(damaged);
+  const damaged = chunkDigestOf(ref1, 5);
+  await flipInPlace('chunk', damaged);
 
   await vm.stop();
   await vm.start();
@@ -61,7 +54,8 @@ test('raw VM restarted: the full-compare finds a damaged stored chunk "present",
   const fc = await env.backup(310);
   expect(fc.disks[0].mode).toBe('full-compare');
   await env.expectRestoreEquals(fc.id, 'scsi0', ref2);
-  expect(fs.readFileSync(damaged).equals(bad)).toBe(false);
+  // Repaired: a good copy now serves (format 1 rewrote the file, format 2 wrote a new copy in a pack).
+  expect(await env.repo.blobs.chunks.check(damaged)).toBe('ok');
   // The repair also heals the first backup, which references the same copy.
   await env.expectRestoreEquals(full.id, 'scsi0', ref1);
   await expectVerifyClean();
@@ -75,7 +69,8 @@ test('damaged base index page: the incremental writes the page anew instead of r
   const full = await env.backup(311, {}, { chunkSize: CHUNK });
   const fullEntry = (await env.repo.readManifest(full.id)).disks[0];
   const [page] = diskPages(fullEntry);
-  const bad = flipInPlace(pageFile(page));
+  await flipInPlace('page', page);
+  expect(await env.repo.blobs.pages.check(page)).toBe('corrupt');
 
   // Dirty, same content: the re-read chunks give the same table, hence the same page digest.
   await vm.write('scsi0', { pattern: 0x41, offset: 1 * MiB, length: 64 * KiB });
@@ -84,7 +79,7 @@ test('damaged base index page: the incremental writes the page anew instead of r
   expect(inc.disks[0].mode).toBe('incremental');
   const incEntry = (await env.repo.readManifest(inc.id)).disks[0];
   expect(diskPages(incEntry)).toEqual([page]);
-  expect(fs.readFileSync(pageFile(page)).equals(bad)).toBe(false);
+  expect(await env.repo.blobs.pages.check(page)).toBe('ok');
   await env.expectRestoreEquals(inc.id, 'scsi0', ref);
   await expectVerifyClean(inc.id);
   await vm.stop();
@@ -97,7 +92,7 @@ test('damaged base chunk under a partly changed chunk: read whole from the VM, t
   await vm.write('scsi0', { pattern: 0x52, offset: 6 * MiB, length: 1 * MiB });
   const ref1 = await vm.snapshotReference('scsi0');
   await env.backup(312, {}, { chunkSize: CHUNK });
-  flipInPlace(chunkFile(chunkDigestOf(ref1, 2)));
+  await flipInPlace('chunk', chunkDigestOf(ref1, 2));
 
   for (const [i, pattern] of [0x53, 0x54].entries()) {
     await vm.write('scsi0', { pattern, offset: 2 * MiB + 64 * KiB * (i + 1), length: 64 * KiB });

@@ -1,4 +1,4 @@
-import { shardOf } from '../../../daemon/repository/chunk-store';
+import { flipBlobByte } from '../repository/blob-files';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -55,7 +55,7 @@ describe('backup catalog', () => {
 
     // Corrupt the chunk only b2 has, verify, and check the catalog marks b2 bad with the offset.
     const digest = crypto.createHash('sha256').update(data.subarray(3 * CHUNK, 4 * CHUNK)).digest('hex');
-    fs.appendFileSync(path.join(repo.dir, '.chunks', shardOf(digest), digest), 'x');
+    await flipBlobByte(repo, 'chunk', digest, 1, 0xff);
     const report = await repo.verify();
     expect(report.ok).toBe(false);
     expect(catalog.getBackup(b2.id)?.verifyState).toBe('failed');

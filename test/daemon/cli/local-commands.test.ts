@@ -108,8 +108,9 @@ test('verify: {ok, backups: [{id, ok, problems}], ...}; a bad chunk is exit 5 wi
   expect(good.env.ok).toBe(true);
   expect(good.env).toMatchObject({ ok: true, chunksChecked: expect.any(Number), pagesChecked: expect.any(Number), durationMs: expect.any(Number) });
   expect(good.env.backups.map((b) => b.id)).toEqual([ID1, ID2, ID3]);
-  const chunkDir = path.join(tmp, 'repo', '.chunks');
-  const files = execFileSync('find', [chunkDir, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n');
+  // Format 2: a byte in the middle of a pack file lies inside one of its blobs.
+  const packDir = path.join(tmp, 'repo', '.packs');
+  const files = execFileSync('find', [packDir, '-type', 'f', '-name', '*.pack'], { encoding: 'utf8' }).trim().split('\n');
   const victim = files[0];
   const bytes = fs.readFileSync(victim);
   bytes[bytes.length >> 1] ^= 0x5a;
@@ -149,7 +150,7 @@ test('forget: removes one backup, the others restore byte for byte; gc after it 
   const gcJson = await json(['gc']);
   expect(gcJson.env.ok).toBe(true);
   expect(Object.keys(gcJson.env).sort()).toEqual(
-    ['ok', 'chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages'].sort(),
+    ['ok', 'chunkBytesRemoved', 'chunksMarked', 'chunksRemoved', 'cutoff', 'durationMs', 'manifests', 'pageBytesRemoved', 'pagesMarked', 'pagesRemoved', 'partialsRemoved', 'tempFilesRemoved', 'unreadablePages', 'packsRemoved', 'packBytesRemoved', 'repackCandidates'].sort(),
   );
   fs.rmSync(target);
   expect((await run(['restore', ID2, '--disk', 'scsi0', '--to', target])).code).toBe(0);

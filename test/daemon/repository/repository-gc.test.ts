@@ -28,7 +28,8 @@ function deadPid(): number {
   return r.pid as number;
 }
 
-describe('garbage collection', () => {
+/** Format 1's sweep, blob file by blob file (format 2's, pack by pack: repository-gc-packs.test.ts). */
+describe('garbage collection (format 1)', () => {
   let dir: string;
   let repo: Repository;
   let img: string;
@@ -36,7 +37,7 @@ describe('garbage collection', () => {
 
   beforeEach(async () => {
     dir = tempDir();
-    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK });
+    repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK, format: 1 });
     img = path.join(dir, 'disk.img');
     data = seededBytes('gc', SIZE);
     fs.writeFileSync(img, data);

@@ -1,4 +1,4 @@
-import { shardOf } from '../../../daemon/repository/chunk-store';
+import { deleteBlob } from './blob-files';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -47,7 +47,7 @@ describe('restore to a block device', () => {
     fs.writeFileSync(backing, Buffer.alloc(SIZE, 0xee));
     const before = sha256File(backing);
     const d = crypto.createHash('sha256').update(data.subarray(20 * CHUNK, 21 * CHUNK)).digest('hex');
-    fs.unlinkSync(path.join(repo.dir, '.chunks', shardOf(d), d));
+    await deleteBlob(repo, 'chunk', d);
     await expect(repo.restoreDisk(m.id, 'scsi0', { path: device as string, format: 'raw' })).rejects.toMatchObject({
       code: 'CBT_REPO_RESTORE_FAILED',
       details: { offsets: [20 * CHUNK] },

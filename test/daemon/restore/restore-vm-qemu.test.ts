@@ -16,7 +16,7 @@ import { COMMANDS } from '../../../daemon/cli/registry';
 import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
 import { queryDisks } from '../../../daemon/qmp/query-disks';
-import { shardOf } from '../../../daemon/repository/chunk-store';
+import { readBlob, writeBlobInPlace } from '../repository/blob-files';
 import { displayBackupId } from '../../../daemon/repository/backup-id';
 import { sha256Hex } from '../../../daemon/repository/digest';
 import type { SimVm } from '../../../daemon/sim/pve-node';
@@ -261,11 +261,10 @@ test('a corrupt chunk in the second disk: both allocated volumes are freed, no c
   const entry = m.disks.find((d) => d.name === 'scsi1')!;
   const offset = Math.floor((1 * MiB) / entry.chunkSize) * entry.chunkSize;
   const digest = sha256Hex(refs.scsi1.subarray(offset, offset + entry.chunkSize));
-  const file = path.join(env.repo.dir, '.chunks', shardOf(digest), digest);
-  const original = fs.readFileSync(file);
+  const original = await readBlob(env.repo, 'chunk', digest);
   const bad = Buffer.from(original);
   bad[bad.length - 10] ^= 0xff;
-  fs.writeFileSync(file, bad);
+  await writeBlobInPlace(env.repo, 'chunk', digest, bad);
   try {
     const r = await cli('restore', backupId, '--vmid', '906', '--storage', 'local', '--json');
     expect(r.code).toBe(1);
@@ -281,7 +280,7 @@ test('a corrupt chunk in the second disk: both allocated volumes are freed, no c
     expect(human.code).toBe(1);
     expect(human.stderr).toContain('nothing was left behind');
   } finally {
-    fs.writeFileSync(file, original);
+    await writeBlobInPlace(env.repo, 'chunk', digest, original);
   }
 });
 

@@ -9,7 +9,7 @@ import { createLogger, transports } from 'winston';
 import { validateConfig } from '../../../daemon/config/load-config';
 import { nextRun, parseCalendarEvent } from '../../../daemon/schedule/calendar-event';
 import { Repository } from '../../../daemon/repository/repository';
-import { shardOf } from '../../../daemon/repository/chunk-store';
+import { flipBlobByte } from '../repository/blob-files';
 import { runScheduledJob, scheduledJobs, VERIFY_JOB_ID, type VerifyJob } from '../../../daemon/service/scheduled-job';
 import type { Services } from '../../../daemon/service/services';
 import { verifyText } from '../../../daemon/cli/commands/status';
@@ -44,10 +44,7 @@ describe('the verify job', () => {
       expect(await repo.lastVerify()).toBeNull();
       // Damage one chunk of the second backup, in place.
       const digest = crypto.createHash('sha256').update(seededBytes('other', 4 * 65536).subarray(0, 65536)).digest('hex');
-      const file = path.join(repo.dir, '.chunks', shardOf(digest), digest);
-      const bytes = fs.readFileSync(file);
-      bytes[bytes.length - 1] ^= 0xff;
-      fs.writeFileSync(file, bytes);
+      await flipBlobByte(repo, 'chunk', digest, 1, 0xff);
 
       const logger = createLogger({ transports: [new transports.Console({ silent: true })] });
       const before = Date.now();

@@ -1,0 +1,389 @@
+/**
+ * The blob store of a format-2 repository (pack-format.ts has the on-disk format and the rules):
+ * one `PackStore` per repository, with a `BlobStore` view per kind (chunks, index pages) and the
+ * write sessions of the backup writers. It implements blob-store.ts, so the disk writer, restore,
+ * verify, the disk chunk reader and GC's mark are the same code for both formats.
+ *
+ * Writing (`PackSession`, one per backup writer): every blob goes to a blob worker
+ * (pack-worker.ts), which appends it to its own open pack of the session. The answers tell this
+ * side where each blob went; the session keeps those entries per pack (and a pending slot in the
+ * lookup's shared table, the workers' dedup knowledge) until the pack is sealed: at
+ * PACK_SEAL_BYTES by the worker itself, or at `commit` for every worker. Sealing = the worker's
+ * fsync of pack and folder, then the .idx written here with `storage.writeAtomic`; only then do the
+ * pack's blobs enter the lookup. `commit` returns once every .idx of the session is durable (the
+ * backup writer writes the manifest after it) and fails if a pack of the session could not be
+ * sealed (its worker died): CBT_REPO_PACK_UNSEALED. `abort` deletes the session's unsealed packs.
+ *
+ * Dedup: a prefix hit on a worker comes back `maybe-known`; confirmed here (the full digest in the
+ * lookup or among this session's pending blobs) it gets a second trip that compares the stored
+ * copies with the true bytes (a damaged one is never reused: it is written anew, `repaired`), else
+ * a second trip that stores it. A writer relying on a blob of another pack touches that pack's
+ * .idx once per session (the per-pack GC rule); a touch that finds the .idx gone (GC removed the
+ * pack) forgets the pack and stores the blob anew. A duplicate the workers appended
+ * speculatively (the same digest twice in this session) is left out of the .idx: dead bytes.
+ *
+ * Reading: the lookup (pack-lookup.ts) names the pack and offset; the worker preads the stored
+ * length and checks the blob exactly as format 1 does (load-blob.ts). A digest not in the lookup
+ * refreshes it once before it is missing; of several locations the first good one serves.
+ *
+ * Object storage (S3 helper): the pack file I/O is the workers' on `storage.localPath`; a backend
+ * without local files would stage a session's packs in a local folder, upload a sealed pack as one
+ * object (`packKeyOf`) before writing its .idx, and read (key, offset, storedLength) ranges in
+ * `read`/`restoreBatch`: `packFile` and `sealPack` below are the two places.
+ */
+import crypto from 'node:crypto';
+import type { Logger } from 'winston';
+import type { RepositoryStorage } from './storage';
+import type { BlobWorkers, RestoreBatchResult, RestoreChunk } from './blob-workers';
+import type { BlobSession, BlobState, BlobStore, InsertOptions, PutChunkResult, RepositoryBlobs } from './blob-store';
+import type { ChunkJob } from './restore-workers';
+import type { StoreBlobResult } from './store-blob';
+import type { PackLoc, PackPutResult } from './pack-worker';
+import { PackLookup, type BlobLocation } from './pack-lookup';
+import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
+import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
+import { magicOf, type BlobKind, type Compression } from './file-formats';
+import {
+  RepoChunkCorruptError,
+  RepoChunkMissingError,
+  RepoPackUnsealedError,
+  RepoPageCorruptError,
+  RepoPageMissingError,
+  RepoStorageNotLocalError,
+  noSpaceOr,
+} from './repository-errors';
+
+export class PackStore implements RepositoryBlobs {
+  readonly format = 2 as const;
+  readonly lookup: PackLookup;
+  readonly chunks: PackKindStore;
+  readonly pages: PackKindStore;
+  sealBytes = PACK_SEAL_BYTES;
+
+  constructor(
+    readonly storage: RepositoryStorage,
+    readonly compression: Compression,
+    readonly workers: BlobWorkers,
+    readonly logger?: Logger,
+  ) {
+    this.lookup = new PackLookup(storage);
+    this.chunks = new PackKindStore(this, 'chunk');
+    this.pages = new PackKindStore(this, 'page');
+  }
+
+  openSession(): PackSession {
+    return new PackSession(this);
+  }
+
+  /** Local folder of `.packs` for the workers' file calls (see the module header). */
+  packsDir(): string {
+    if (!this.storage.localPath) throw RepoStorageNotLocalError({ root: this.storage.root, key: PACKS_DIR });
+    return this.storage.localPath(PACKS_DIR);
+  }
+
+  /** Local file of a pack (see the module header). */
+  packFile(packId: string): string {
+    const key = packKeyOf(packId);
+    if (!this.storage.localPath) throw RepoStorageNotLocalError({ root: this.storage.root, key });
+    return this.storage.localPath(key);
+  }
+
+  /** Reads a pack's .idx: its entries, or null when absent; a corrupt one throws nothing but answers `corrupt`. */
+  async readIndex(packId: string): Promise<{ entries: Buffer; count: number } | { corrupt: string } | null> {
+    const data = await this.storage.read(packIndexKeyOf(packId));
+    return data ? decodePackIndex(data) : null;
+  }
+}
+
+/** Where a blob is, for messages: "<pack key>@<offset>", or the .packs folder when in no pack. */
+function describe(locs: BlobLocation[]): string {
+  return locs.length ? `${packKeyOf(locs[0].packId)}@${locs[0].offset}` : `${PACKS_DIR} (in no pack index)`;
+}
+
+function toLoc(l: BlobLocation): PackLoc {
+  return { packId: l.packId, offset: l.offset, storedLength: l.storedLength };
+}
+
+/** The `BlobStore` of one kind of blob in a format-2 repository. */
+export class PackKindStore implements BlobStore {
+  private readonly magic: Buffer;
+
+  constructor(
+    private readonly store: PackStore,
+    readonly kind: BlobKind,
+  ) {
+    this.magic = magicOf(kind);
+  }
+
+  async insert(digest: string, plain: Buffer, opts: InsertOptions): Promise<StoreBlobResult> {
+    const session = opts.session as PackSession;
+    const force = opts.force === true;
+    if (!force && session.pendingHas(digest)) return { existed: true, storedBytes: 0, repaired: false };
+    await this.store.lookup.ensureLoaded();
+    const locs = force ? [] : this.store.lookup.allSync(digest);
+    const r = await session.put(this.kind, plain, {
+      digest,
+      force,
+      verify: opts.verify !== false,
+      ...(locs.length ? { candidates: locs.map(toLoc) } : {}),
+    });
+    return this.settle(session, r, plain, locs, force);
+  }
+
+  async putChunk(plain: Buffer, opts: { base: string | null; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult> {
+    const session = opts.session as PackSession;
+    const lookup = this.store.lookup;
+    await lookup.ensureLoaded();
+    const base = opts.base !== null && !opts.forced(opts.base) ? { digest: opts.base, locations: lookup.allSync(opts.base).map(toLoc) } : undefined;
+    let r = await session.put(this.kind, plain, { force: false, verify: true, table: lookup.table, ...(base ? { base } : {}) });
+    if (r.outcome === 'unchanged') return { digest: r.digest, outcome: 'unchanged', storedBytes: 0, repaired: false };
+    const digest = r.digest;
+    if (r.outcome === 'stored') {
+      const res = session.record(this.kind, r, plain.length, opts.forced(digest) || r.repaired);
+      return { digest, outcome: res.added ? 'stored' : 'known', storedBytes: res.added ? (r.storedLength ?? 0) : 0, repaired: r.repaired };
+    }
+    // maybe-known: confirm here, then one more trip (see the module header).
+    const force = opts.forced(digest);
+    if (!force && session.pendingHas(digest)) return { digest, outcome: 'known', storedBytes: 0, repaired: false };
+    const locs = force ? [] : lookup.allSync(digest);
+    r = await session.put(this.kind, plain, { digest, force, verify: true, ...(locs.length ? { candidates: locs.map(toLoc) } : {}) });
+    const s = await this.settle(session, r, plain, locs, force);
+    return { digest, outcome: s.existed ? 'known' : 'stored', storedBytes: s.storedBytes, repaired: s.repaired };
+  }
+
+  /** The answer of a trip with `candidates` (or force): known → touch its pack; stored → record. */
+  private async settle(session: PackSession, r: PackPutResult, plain: Buffer, locs: BlobLocation[], force: boolean): Promise<StoreBlobResult> {
+    if (r.outcome === 'known' || r.outcome === 'unchanged') {
+      const loc = locs[r.intact ?? 0];
+      if (await session.touchPack(loc.packId)) return { existed: true, storedBytes: 0, repaired: false };
+      // GC removed that pack meanwhile: store the blob anew.
+      const again = await session.put(this.kind, plain, { digest: r.digest, force: true, verify: true });
+      return this.settle(session, again, plain, [], true);
+    }
+    const res = session.record(this.kind, r, plain.length, force || r.repaired);
+    return { existed: !res.added, storedBytes: res.added ? (r.storedLength ?? 0) : 0, repaired: r.repaired };
+  }
+
+  async read(digest: string, opts: { maxPlain?: number; fast?: boolean; into?: Buffer } = {}): Promise<Buffer> {
+    const locs = await this.store.lookup.getFresh(digest);
+    if (!locs.length) throw this.missing(digest, describe(locs));
+    let reason = '';
+    let missing = true;
+    for (const loc of locs) {
+      const r = await this.store.workers.load({
+        file: this.store.packFile(loc.packId),
+        digest,
+        magic: this.magic,
+        checkCrc: opts.fast !== true,
+        at: { offset: loc.offset, length: loc.storedLength },
+        ...(opts.into ? { into: opts.into } : {}),
+      });
+      if (r.state === 'ok') return r.plain;
+      if (r.state === 'corrupt') {
+        missing = false;
+        reason ||= r.reason === 'bad magic' ? `bad magic for a ${this.kind}` : r.reason;
+      }
+    }
+    if (missing) throw this.missing(digest, describe(locs));
+    throw this.kind === 'chunk'
+      ? RepoChunkCorruptError({ digest, path: describe(locs), reason })
+      : RepoPageCorruptError({ digest, path: describe(locs), reason });
+  }
+
+  async check(digest: string): Promise<BlobState> {
+    try {
+      await this.read(digest);
+      return 'ok';
+    } catch (err) {
+      if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
+      if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
+      throw err;
+    }
+  }
+
+  async restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]> {
+    const lookup = this.store.lookup;
+    await lookup.ensureLoaded();
+    const keyed = jobs.map((j) => ({ j, loc: lookup.allSync(j.digest)[0] }));
+    keyed.sort((a, b) => {
+      if (!a.loc || !b.loc) return (a.loc ? 0 : 1) - (b.loc ? 0 : 1) || a.j.offset - b.j.offset;
+      return a.loc.packId < b.loc.packId ? -1 : a.loc.packId > b.loc.packId ? 1 : a.loc.offset - b.loc.offset;
+    });
+    return keyed.map((k) => k.j);
+  }
+
+  /**
+   * Restores a batch on one worker: each job's first location, runs of adjacent blobs read with
+   * one pread; a chunk bad there but with another location (or not in the lookup before a
+   * refresh) is read again through `read` and written here.
+   */
+  async restoreBatch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
+    const lookup = this.store.lookup;
+    await lookup.ensureLoaded();
+    const chunks: RestoreChunk[] = [];
+    const unplaced: ChunkJob[] = [];
+    for (const j of jobs) {
+      const loc = lookup.allSync(j.digest)[0];
+      if (!loc) unplaced.push(j);
+      else chunks.push({ file: this.store.packFile(loc.packId), digest: j.digest, offset: j.offset, length: j.length, at: { offset: loc.offset, length: loc.storedLength } });
+    }
+    chunks.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.at?.offset ?? 0) - (b.at?.offset ?? 0)));
+    const result = chunks.length ? await this.store.workers.restoreBatch(fd, this.magic, chunks) : { bad: [], bytes: 0 };
+    const retry = [...unplaced, ...jobs.filter((j) => result.bad.includes(j.offset) && (lookup.allSync(j.digest).length > 1))];
+    if (!retry.length) return result;
+    const bad = new Set(result.bad);
+    for (const j of unplaced) bad.add(j.offset);
+    const fs = await import('node:fs');
+    for (const j of retry) {
+      try {
+        const plain = await this.read(j.digest, { fast: true });
+        if (plain.length !== j.length) continue;
+        for (let o = 0; o < plain.length; ) {
+          o += await new Promise<number>((resolve, reject) => fs.write(fd, plain, o, plain.length - o, j.offset + o, (err, n) => (err ? reject(err) : resolve(n))));
+        }
+        bad.delete(j.offset);
+        result.bytes += plain.length;
+      } catch (err) {
+        if (!RepoChunkMissingError.is(err) && !RepoChunkCorruptError.is(err) && !RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
+      }
+    }
+    return { bad: [...bad].sort((a, b) => a - b), bytes: result.bytes };
+  }
+
+  whereIs(digest: string): string {
+    return describe(this.store.lookup.allSync(digest));
+  }
+
+  async locate(digest: string): Promise<{ pack: string; packOffset: number } | null> {
+    const loc = (await this.store.lookup.all(digest))[0];
+    return loc ? { pack: loc.packId, packOffset: loc.offset } : null;
+  }
+
+  private missing(digest: string, where: string): Error {
+    return this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
+  }
+}
+
+interface SessionPack {
+  entries: PackIndexEntry[];
+  digests: Set<string>;
+  sealed: boolean;
+}
+
+/** One backup writer's pack session (see the module header). */
+export class PackSession implements BlobSession {
+  readonly format = 2 as const;
+  readonly id = crypto.randomBytes(8).toString('hex');
+  private readonly packs = new Map<string, SessionPack>();
+  /** Digests appended in this session whose pack is not sealed yet. */
+  private readonly pending = new Map<string, string>();
+  private readonly touched = new Set<string>();
+  private readonly sealing: Promise<void>[] = [];
+  private sealError: unknown;
+  private state: 'open' | 'committed' | 'aborted' = 'open';
+
+  constructor(private readonly store: PackStore) {}
+
+  pendingHas(digest: string): boolean {
+    return this.pending.has(digest);
+  }
+
+  /** One worker trip of this session. */
+  async put(
+    kind: BlobKind,
+    plain: Buffer,
+    opts: { digest?: string; force: boolean; verify: boolean; table?: Uint32Array; base?: { digest: string; locations: PackLoc[] }; candidates?: PackLoc[] },
+  ): Promise<PackPutResult> {
+    const packsDir = this.store.packsDir();
+    try {
+      return await this.store.workers.packPut({
+        session: this.id,
+        packsDir,
+        plain,
+        magic: magicOf(kind),
+        compress: this.store.compression === 'auto',
+        sealBytes: this.store.sealBytes,
+        ...opts,
+      });
+    } catch (err) {
+      throw noSpaceOr(err, packsDir);
+    }
+  }
+
+  /**
+   * Records an appended blob. Not added (dead bytes) when this session has it already; otherwise
+   * added, also when a sealed pack has it too (a duplicate, `preferred` when it repairs a bad copy).
+   * A reply that sealed its pack starts the .idx write.
+   */
+  record(kind: BlobKind, r: PackPutResult, plainLength: number, _preferred: boolean): { added: boolean } {
+    const packId = r.packId as string;
+    let p = this.packs.get(packId);
+    if (!p) {
+      p = { entries: [], digests: new Set(), sealed: false };
+      this.packs.set(packId, p);
+    }
+    let added = false;
+    if (!this.pending.has(r.digest) && !p.digests.has(r.digest)) {
+      p.entries.push({ digest: Buffer.from(r.digest, 'hex'), offset: r.offset as number, storedLength: r.storedLength as number, plainLength, kind });
+      p.digests.add(r.digest);
+      this.pending.set(r.digest, packId);
+      this.store.lookup.addPending(Buffer.from(r.digest, 'hex'));
+      added = true;
+    }
+    if (r.sealed) this.startSeal(packId);
+    return { added };
+  }
+
+  /** Touches the .idx of a pack this session relies on, once; false if the pack is gone. */
+  async touchPack(packId: string): Promise<boolean> {
+    if (this.touched.has(packId) || this.packs.has(packId)) return true;
+    if (!(await this.store.storage.touch(packIndexKeyOf(packId)))) {
+      this.store.lookup.removePack(packId);
+      return false;
+    }
+    this.touched.add(packId);
+    return true;
+  }
+
+  /** Seals every open pack of the session and waits until every .idx is durable. */
+  async commit(): Promise<void> {
+    if (this.state !== 'open') return;
+    for (const id of await this.store.workers.packSealAll(this.id)) this.startSeal(id);
+    await Promise.all(this.sealing);
+    if (this.sealError) throw this.sealError;
+    for (const [packId, p] of this.packs) {
+      if (!p.sealed) throw RepoPackUnsealedError({ packId, blobs: p.entries.length });
+    }
+    this.state = 'committed';
+  }
+
+  /** Deletes the unsealed packs of this session (sealed ones stay for GC). */
+  async abort(): Promise<void> {
+    if (this.state !== 'open') return;
+    this.state = 'aborted';
+    await this.store.workers.packAbortAll(this.id).catch(() => []);
+    await Promise.allSettled(this.sealing);
+    for (const d of this.pending.keys()) this.store.lookup.dropPending(Buffer.from(d, 'hex'));
+    this.pending.clear();
+  }
+
+  private startSeal(packId: string): void {
+    const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false };
+    this.packs.set(packId, p);
+    this.sealing.push(
+      this.sealPack(packId, p).catch((err: unknown) => {
+        this.sealError ??= err;
+      }),
+    );
+  }
+
+  /** The worker fsynced the pack: the .idx now, then its blobs join the lookup. */
+  private async sealPack(packId: string, p: SessionPack): Promise<void> {
+    const idx = encodePackIndex(p.entries);
+    await this.store.storage.writeAtomic(packIndexKeyOf(packId), idx);
+    p.sealed = true;
+    const decoded = decodePackIndex(idx);
+    if ('entries' in decoded) this.store.lookup.addPack(packId, decoded.entries, decoded.count);
+    for (const d of p.digests) this.pending.delete(d);
+  }
+}
