@@ -19,8 +19,18 @@
  * - `rename`: server-side COPY, then DELETE of the source: not atomic (for a moment both exist,
  *   after a crash both may remain). The repository renames only manifests aside (removeBackup:
  *   both copies hold the same bytes) and stale locks (repository-lock.ts re-reads after it).
- * - `stat`: HEAD (mtime = Last-Modified, whole seconds); a key with objects under it, or with a
- *   folder marker, is a directory.
+ * - `stat`: HEAD; a key with objects under it, or with a folder marker, is a directory. The mtime
+ *   is the writer's clock in `x-amz-meta-cbt-mtime` (set on every PUT, kept by COPY), else
+ *   Last-Modified: S3's Last-Modified of a copy is the copy's time, so a `rename` would otherwise
+ *   make an old object new (GC's per-pack rule renames an .idx aside and re-stats it).
+ * - `touch` (GC's per-pack rule, pack-format.ts): of a pack index it PUTs the marker
+ *   `<idx>.touch` and then HEADs the .idx: true only if the .idx still exists after the marker
+ *   is there. `stat` of an .idx (or of it renamed aside, `<idx>.gc-*`) is the newer of the two.
+ *   So a GC that renamed the .idx aside after the writer's HEAD sees the marker when it re-stats
+ *   and puts it back, and a writer whose HEAD comes after the rename stores its blob anew: the
+ *   same guarantee as utimes/rename give on a local file system, where a copy onto itself
+ *   racing GC's copy+delete would not give it. Markers are hidden from `list`. Other keys are
+ *   touched by a copy onto themselves with a new cbt-mtime.
  * - `list`: ListObjectsV2 with delimiter '/', paged by continuation token until the end.
  * - `mkdir`: the folder marker `key/` created exclusively (so a backup id is reserved once).
  * - `remove`/`removeTree`: DELETE / listing + DeleteObjects in pages of 1000.
@@ -52,6 +62,22 @@ export interface S3ListEntry {
   size: number;
   mtimeMs: number;
   etag: string;
+}
+
+/** User metadata holding the writer's mtime (see the header). */
+const MTIME_META = 'cbt-mtime';
+const MTIME_HEADER = `x-amz-meta-${MTIME_META}`;
+const TOUCH_SUFFIX = '.touch';
+
+/** The pack index a key is, or was before GC renamed it aside: its touch marker applies. */
+function indexKeyOf(key: string): string | null {
+  if (key.endsWith('.idx')) return key;
+  const m = /^(.*\.idx)\.gc-[^/]*$/.exec(key);
+  return m ? m[1]! : null;
+}
+
+function mtimeHeaders(): Record<string, string> {
+  return { [MTIME_HEADER]: String(Date.now()) };
 }
 
 /** S3 DeleteObjects takes at most this many keys per request. */
@@ -129,7 +155,7 @@ export class S3Storage implements RepositoryStorage {
   async writeAtomic(key: string, data: Buffer): Promise<void> {
     let etag: string;
     try {
-      etag = etagOf((await this.c.client.putObject(this.bucket, objectName(this.loc, key), data, data.length)).etag);
+      etag = etagOf((await this.c.client.putObject(this.bucket, objectName(this.loc, key), data, data.length, { [MTIME_META]: String(Date.now()) })).etag);
     } catch (err) {
       await this.abortUpload(key);
       throw this.fail('PUT', key, err);
@@ -140,7 +166,7 @@ export class S3Storage implements RepositoryStorage {
   /** Uploads a local file as one object (multipart when large); it appears whole or not at all. */
   async putFile(key: string, file: string): Promise<void> {
     try {
-      await this.c.client.fPutObject(this.bucket, objectName(this.loc, key), file, {});
+      await this.c.client.fPutObject(this.bucket, objectName(this.loc, key), file, { [MTIME_META]: String(Date.now()) });
     } catch (err) {
       await this.abortUpload(key);
       throw this.fail('PUT', key, err);
@@ -179,7 +205,7 @@ export class S3Storage implements RepositoryStorage {
   private async putIfAbsent(key: string, data: Buffer): Promise<boolean> {
     try {
       const res = await this.c.client.makeRequestAsync(
-        { method: 'PUT', bucketName: this.bucket, objectName: objectName(this.loc, key), headers: { 'If-None-Match': '*' } },
+        { method: 'PUT', bucketName: this.bucket, objectName: objectName(this.loc, key), headers: { 'If-None-Match': '*', ...mtimeHeaders() } },
         data,
         [200],
       );
@@ -221,7 +247,8 @@ export class S3Storage implements RepositoryStorage {
   private async head(key: string): Promise<{ size: number; mtimeMs: number; etag: string } | null> {
     try {
       const st = await this.c.client.statObject(this.bucket, objectName(this.loc, key));
-      return { size: st.size, mtimeMs: st.lastModified.getTime(), etag: etagOf(st.etag) };
+      const meta = Number((st.metaData as Record<string, string> | undefined)?.[MTIME_META]);
+      return { size: st.size, mtimeMs: Number.isFinite(meta) && meta > 0 ? meta : st.lastModified.getTime(), etag: etagOf(st.etag) };
     } catch (err) {
       if (isNotFound(err)) return null;
       throw this.fail('HEAD', key, err);
@@ -230,7 +257,11 @@ export class S3Storage implements RepositoryStorage {
 
   async stat(key: string): Promise<StorageStat | null> {
     const st = await this.head(key);
-    if (st) return { size: st.size, mtimeMs: st.mtimeMs, isDirectory: false };
+    if (st) {
+      const idx = indexKeyOf(key);
+      const touched = idx ? await this.head(idx + TOUCH_SUFFIX) : null;
+      return { size: st.size, mtimeMs: Math.max(st.mtimeMs, touched?.mtimeMs ?? 0), isDirectory: false };
+    }
     const page = await this.listPage(childrenPrefix(this.loc, key), '', '', 1);
     const first = page.objects[0];
     if (!first) return null;
@@ -247,6 +278,8 @@ export class S3Storage implements RepositoryStorage {
       throw this.fail('DELETE', key, err);
     }
     if (this.cache) await this.cache.drop(key);
+    const idx = indexKeyOf(key);
+    if (idx) await this.c.client.removeObject(this.bucket, objectName(this.loc, idx + TOUCH_SUFFIX)).catch(() => undefined);
     return true;
   }
 
@@ -258,7 +291,13 @@ export class S3Storage implements RepositoryStorage {
       throw this.fail('COPY', `${from} -> ${to}`, err);
     }
     if (this.cache) await this.cache.drop(to);
-    await this.remove(from);
+    // The source only: a pack index's touch marker belongs to the index under either name.
+    try {
+      await this.c.client.removeObject(this.bucket, objectName(this.loc, from));
+    } catch (err) {
+      if (!isNotFound(err)) throw this.fail('DELETE', from, err);
+    }
+    if (this.cache) await this.cache.drop(from);
     return true;
   }
 
@@ -268,13 +307,21 @@ export class S3Storage implements RepositoryStorage {
    */
   async touch(key: string): Promise<boolean> {
     const name = objectName(this.loc, key);
+    if (key.endsWith('.idx')) {
+      try {
+        await this.c.client.putObject(this.bucket, objectName(this.loc, key + TOUCH_SUFFIX), Buffer.alloc(0), 0, { [MTIME_META]: String(Date.now()) });
+      } catch (err) {
+        throw this.fail('PUT (touch)', key, err);
+      }
+      return (await this.head(key)) !== null;
+    }
     try {
       const res = await this.c.client.makeRequestAsync(
         {
           method: 'PUT',
           bucketName: this.bucket,
           objectName: name,
-          headers: { 'x-amz-copy-source': encodeURI(`/${this.bucket}/${name}`), 'x-amz-metadata-directive': 'REPLACE' },
+          headers: { 'x-amz-copy-source': encodeURI(`/${this.bucket}/${name}`), 'x-amz-metadata-directive': 'REPLACE', ...mtimeHeaders() },
         },
         '',
         [200],
@@ -301,7 +348,7 @@ export class S3Storage implements RepositoryStorage {
       for (const o of page.objects) {
         const raw = o.name ?? o.prefix ?? '';
         const [name] = childNames(listed, [raw]);
-        if (name === undefined) continue;
+        if (name === undefined || name.endsWith(`.idx${TOUCH_SUFFIX}`)) continue;
         const isDirectory = o.prefix !== undefined || raw.endsWith('/');
         const prev = byName.get(name);
         if (prev && prev.isDirectory) continue;
