@@ -41,6 +41,10 @@
  * bad keys CBT_S3_AUTH_FAILED, a missing bucket CBT_S3_BUCKET_NOT_FOUND.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { DIR_MODE } from './storage';
 import type { Readable } from 'node:stream';
 import type { RepositoryStorage, StorageStat, SyncBatch } from './storage';
 import { makeClient, isNotFound, isPreconditionFailed, s3Failure, type BoundedClient, type S3Endpoint } from './s3-client';
@@ -90,6 +94,8 @@ export class S3Storage implements RepositoryStorage {
   private readonly loc: S3Location;
   private readonly cache: S3ObjectCache | null;
   private conditionalPutChecked: Promise<void> | null = null;
+  private readonly cacheRoot: string;
+  private staging: string | null = null;
 
   constructor(opts: S3StorageOptions) {
     this.loc = opts.location;
@@ -97,6 +103,7 @@ export class S3Storage implements RepositoryStorage {
     this.root = formatS3Url(opts.location);
     this.c = makeClient(opts);
     this.cache = opts.cacheDir ? new S3ObjectCache(opts.cacheDir) : null;
+    this.cacheRoot = opts.cacheDir ?? path.join(os.tmpdir(), `pve-cbt-s3-${opts.location.bucket}`);
   }
 
   get endpoint(): string {
@@ -161,6 +168,29 @@ export class S3Storage implements RepositoryStorage {
       throw this.fail('PUT', key, err);
     }
     if (this.cache && isCacheableKey(key)) await this.cache.put(key, etag, data);
+  }
+
+  /**
+   * The local folder where this process's blob workers append open packs before they are uploaded
+   * (remote-packs.ts): `<cacheDir>/staging/<pid>`. Made on first use, when the staging folders of
+   * processes that are gone (killed mid-backup) are removed.
+   */
+  stagingDir(): string {
+    if (this.staging) return this.staging;
+    const root = path.join(this.cacheRoot, 'staging');
+    fs.mkdirSync(root, { recursive: true, mode: DIR_MODE });
+    for (const name of fs.readdirSync(root)) {
+      const pid = Number(name);
+      if (Number.isSafeInteger(pid) && pid > 0 && pid !== process.pid && !pidAlive(pid)) fs.rmSync(path.join(root, name), { recursive: true, force: true });
+    }
+    this.staging = path.join(root, String(process.pid));
+    fs.mkdirSync(this.staging, { recursive: true, mode: DIR_MODE });
+    return this.staging;
+  }
+
+  /** A sealed pack as one object (remote-packs.ts). */
+  upload(key: string, file: string): Promise<void> {
+    return this.putFile(key, file);
   }
 
   /** Uploads a local file as one object (multipart when large); it appears whole or not at all. */
@@ -405,6 +435,15 @@ interface ListPage {
   objects: { name?: string; prefix?: string; size?: number; lastModified?: Date | string; etag?: string }[];
   isTruncated: boolean;
   nextContinuationToken?: string;
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function etagOf(raw: string | undefined): string {

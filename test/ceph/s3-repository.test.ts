@@ -29,7 +29,7 @@ async function copyTree(from: string, storage: S3Storage, key = ''): Promise<voi
   }
 }
 
-describe('repository on S3 (no packs needed)', () => {
+describe('repository operations on S3', () => {
   let bucket: string;
   let storage: S3Storage;
   let tmp: string;
