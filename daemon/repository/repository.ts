@@ -398,10 +398,13 @@ export class Repository {
 
   /** Removes partial backups of VMs without a live writer (also done by GC); returns their ids. */
   async cleanupPartials(): Promise<string[]> {
+    // Folders first, then the locks, then the manifest again (as GC does): a writer takes its lock
+    // before it makes its folder and writes its manifest before it releases the lock.
+    const dirs = await this.listBackupDirs();
     const busy = new Set((await this.locks.listLive('vm-')).map((w) => w.info.vmid));
     const removed: string[] = [];
-    for (const d of await this.listBackupDirs()) {
-      if (d.hasManifest || busy.has(d.vmid)) continue;
+    for (const d of dirs) {
+      if (d.hasManifest || busy.has(d.vmid) || (await this.storage.stat(`${d.id}/manifest.json`))) continue;
       await this.storage.removeTree(d.id);
       removed.push(d.id);
     }
