@@ -39,7 +39,8 @@ import { parseManifest, type BackupMode, type Manifest } from './manifest';
 import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './backup-id';
 import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
 import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type VerifyState } from './verify';
-import { garbageCollect, type GcReport } from './garbage-collect';
+import { DEFAULT_GC_GRACE_MS, garbageCollect, type GcReport } from './garbage-collect';
+import type { S3Storage } from './s3-storage';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
 import {
@@ -333,8 +334,9 @@ export class Repository {
   /** Garbage collection (see garbage-collect.ts); exclusive: fails fast if another GC runs. */
   async gc(opts: { graceMs?: number; onProgress?: ProgressFn } = {}): Promise<GcReport> {
     const lock = await this.locks.acquire('gc', { what: 'gc' });
+    const started = Date.now();
     try {
-      return await garbageCollect(
+      const report = await garbageCollect(
         {
           storage: this.storage,
           blobs: this.blobs,
@@ -345,6 +347,17 @@ export class Repository {
         },
         opts,
       );
+      // Object storage: multipart uploads a killed writer left (their parts count against a quota),
+      // under the same cutoff as everything else: older than every live writer and the grace.
+      const objects = this.storage as Partial<Pick<S3Storage, 'abortStaleUploads'>>;
+      if (typeof objects.abortStaleUploads === 'function') {
+        const writers = await this.locks.listLive('vm-');
+        const cutoff = Math.min(started, ...writers.map((w) => w.info.startedAtMs)) - (opts.graceMs ?? DEFAULT_GC_GRACE_MS);
+        const aborted = await objects.abortStaleUploads.call(this.storage, cutoff);
+        report.tempFilesRemoved += aborted.length;
+        if (aborted.length) this.logger?.info('stale multipart uploads aborted', { keys: aborted });
+      }
+      return report;
     } finally {
       await this.locks.release(lock);
     }
