@@ -96,6 +96,8 @@ export class S3Storage implements RepositoryStorage {
   private conditionalPutChecked: Promise<void> | null = null;
   private readonly cacheRoot: string;
   private staging: string | null = null;
+  /** ETags of .idx keys seen in the last listing of their folder (see `read`). */
+  private readonly listedIndexes = new Map<string, string>();
 
   constructor(opts: S3StorageOptions) {
     this.loc = opts.location;
@@ -121,6 +123,10 @@ export class S3Storage implements RepositoryStorage {
 
   async read(key: string): Promise<Buffer | null> {
     if (this.cache && isCacheableKey(key)) {
+      // A pack index never changes under its key (random pack id): listed just now, its cached
+      // copy needs no HEAD (the pack lookup lists every .idx, then reads each).
+      const listed = key.endsWith('.idx') ? this.listedIndexes.get(key) : undefined;
+      if (listed !== undefined) return await this.readListed(key, listed);
       const head = await this.head(key);
       if (!head) return null;
       return await this.readListed(key, head.etag);
@@ -299,6 +305,7 @@ export class S3Storage implements RepositoryStorage {
   }
 
   async remove(key: string): Promise<boolean> {
+    this.listedIndexes.delete(key);
     const existed = (await this.head(key)) !== null;
     if (!existed) return false;
     try {
@@ -308,6 +315,7 @@ export class S3Storage implements RepositoryStorage {
       throw this.fail('DELETE', key, err);
     }
     if (this.cache) await this.cache.drop(key);
+    this.listedIndexes.delete(key);
     const idx = indexKeyOf(key);
     if (idx) await this.c.client.removeObject(this.bucket, objectName(this.loc, idx + TOUCH_SUFFIX)).catch(() => undefined);
     return true;
@@ -328,6 +336,7 @@ export class S3Storage implements RepositoryStorage {
       if (!isNotFound(err)) throw this.fail('DELETE', from, err);
     }
     if (this.cache) await this.cache.drop(from);
+    this.listedIndexes.delete(from);
     return true;
   }
 
@@ -392,6 +401,9 @@ export class S3Storage implements RepositoryStorage {
       }
       if (!page.isTruncated || !page.nextContinuationToken) break;
       token = page.nextContinuationToken;
+    }
+    for (const e of byName.values()) {
+      if (!e.isDirectory && e.name.endsWith('.idx')) this.listedIndexes.set(prefix === '' ? e.name : `${prefix}/${e.name}`, e.etag);
     }
     return [...byName.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   }

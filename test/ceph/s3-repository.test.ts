@@ -1,5 +1,5 @@
 /**
- * Repository operations on an S3 repository (radosgw) that need no pack store: create/open, the
+ * Repository operations on an S3 repository (radosgw) beside backup and restore: create/open, the
  * writer locks (live holder refused, a dead holder's lock taken over through S3's copy+delete
  * rename, another host's lock respected), listing, forget (manifest set aside), prune and the
  * removal of partial backups. The manifests come from real backups made in a local repository and

@@ -167,8 +167,15 @@ describe('S3 storage on radosgw', () => {
     // With the ETag from a listing, a cached copy costs no request: it answers even after the object went.
     await adminClient(env).removeObject(bucket, 'repo/.packs/0c/p.idx');
     expect((await c.readListed('.packs/0c/p.idx', entry!.etag))!.toString()).toBe('index two');
-    // A plain read asks the bucket first: gone is gone.
-    expect(await c.read('.packs/0c/p.idx')).toBeNull();
+    // A read by a storage that has not listed it asks the bucket first (HEAD): gone is gone ...
+    expect(await storageOf(env, bucket, { cacheDir }).read('.packs/0c/p.idx')).toBeNull();
+    // ... unless a listing of its folder by this storage just saw the (immutable) index.
+    await c.writeAtomic('.packs/0c/q.idx', Buffer.from('index q'));
+    await c.list('.packs/0c');
+    await adminClient(env).removeObject(bucket, 'repo/.packs/0c/q.idx');
+    expect((await c.read('.packs/0c/q.idx'))!.toString()).toBe('index q');
+    expect(await c.remove('.packs/0c/q.idx')).toBe(false);
+    expect(await c.read('.packs/0c/q.idx')).toBeNull();
     // Keys that are not immutable are never cached.
     await c.writeAtomic('.locks/x.lock', Buffer.from('l'));
     expect(fs.existsSync(path.join(cacheDir, '.locks'))).toBe(false);
