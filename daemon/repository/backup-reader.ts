@@ -11,6 +11,7 @@ import { BlobWorkers } from './blob-workers';
 import { DiskChunkReader } from './disk-chunk-reader';
 import type { IndexGeometry } from './disk-index';
 import { Repository, blobsFor } from './repository';
+import type { RepositoryStorage } from './storage';
 import { RepoRestoreFailedError } from './repository-errors';
 
 export class BackupDiskReader {
@@ -21,8 +22,9 @@ export class BackupDiskReader {
     private readonly workers: BlobWorkers,
   ) {}
 
-  static async open(repoDir: string, backupId: string, disk: string): Promise<BackupDiskReader> {
-    const repo = await Repository.open(repoDir, { create: false });
+  /** `storage`: the repository's backend when it is not the directory `repoDir` (an s3:// one). */
+  static async open(repoDir: string, backupId: string, disk: string, storage?: RepositoryStorage): Promise<BackupDiskReader> {
+    const repo = await Repository.open(repoDir, { create: false, ...(storage ? { storage } : {}) });
     const manifest = await repo.readManifest(backupId);
     const workers = new BlobWorkers();
     try {

@@ -35,8 +35,10 @@
  * - `mkdir`: the folder marker `key/` created exclusively (so a backup id is reserved once).
  * - `remove`/`removeTree`: DELETE / listing + DeleteObjects in pages of 1000.
  * - `addToBatch`/`syncBatch`: nothing to do, a PUT is durable when it returns.
- * - `localPath`: absent (no local files): the chunk store refuses this storage until packs
- *   (format 2) move the bytes with `readRange`/`putFile` instead.
+ * - `localPath`: absent (no local files). Packs (format 2) go through remote-packs.ts instead:
+ *   `stagingDir` (the workers' local folder for open packs), `upload` of a sealed pack,
+ *   `readRange`. A format-1 repository (one file per blob) is refused on S3
+ *   (CBT_REPO_STORAGE_NOT_LOCAL): new repositories are format 2.
  * Errors: every call is bounded (s3-client.ts); a full bucket (QuotaExceeded) is CBT_REPO_NO_SPACE,
  * bad keys CBT_S3_AUTH_FAILED, a missing bucket CBT_S3_BUCKET_NOT_FOUND.
  */

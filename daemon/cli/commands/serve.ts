@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { NbdExportServer } from '../../nbd/nbd-server';
 import { BackupDiskReader } from '../../repository/backup-reader';
+import { repositoryStorageOf } from '../../repository/repository-storage-of';
 import { displayBackupId } from '../../repository/backup-id';
 import { CliUsageError } from '../cli-errors';
 import { defineCommand } from '../command';
@@ -44,7 +45,7 @@ export const serveCommand = defineCommand<ServeOptions, { backup: string }>({
     if (!socket && !tcp) throw CliUsageError({ command: 'serve', problem: 'one of --socket or --tcp is required', hint: 'e.g. --socket /run/pve-cbt.sock' });
     const where = socket ? { path: path.resolve(socket) } : parseTcp(tcp as string);
     const config = ctx.loadConfig();
-    const reader = await BackupDiskReader.open(config.repository, ctx.args.backup, disk);
+    const reader = await BackupDiskReader.open(config.repository, ctx.args.backup, disk, repositoryStorageOf(config));
     try {
       const server = new NbdExportServer({ exportName: disk, source: reader });
       const addr = await server.listen(where);
