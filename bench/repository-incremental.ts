@@ -4,7 +4,9 @@
  * 1. 2 GiB disk, 1 GiB random data in alternating 1 MiB extents; full backup; then 328 scattered
  *    64 KiB-aligned blocks rewritten (fixed seed) and an incremental of the chunks they touch.
  *    Targets: new bytes stored <= 4x the changed bytes; metadata written (pages + manifest) < 1 %
- *    of the new bytes stored. Measured for 64, 128 and 256 KiB chunks (the default is 128 KiB).
+ *    of the new bytes stored. Measured for 64, 128 and 256 KiB chunks (DEFAULT_CHUNK_SIZE is the
+ *    default), in a format-2 repository (packs); then the default's full and its restore against a
+ *    format-1 repository (one file per 256 KiB chunk) in the same run (ratio = format 1 / format 2).
  * 2. 64 GiB mostly empty disk (64 MiB of data), full, then 1 MiB changed in 16 scattered 64 KiB
  *    blocks: the incremental must write < 1 MiB of metadata.
  * 3. Restore of the 2 GiB incremental to a raw file vs `qemu-img convert -O raw` of the same
@@ -129,7 +131,7 @@ export async function run(): Promise<BenchResult[]> {
     const changed = await rewriteBlocks(img, size, 328, 20261125);
     const changedBytes = changed.length * BLOCK;
 
-    let restoreFrom: { repo: Repository; id: string } | null = null;
+    let restoreFrom: { repo: Repository; id: string; fullId: string; fullMs: number } | null = null;
     for (const chunkSize of [64 * KiB, 128 * KiB, 256 * KiB]) {
       const repo = await Repository.open(path.join(dir, `repo-${chunkSize / KiB}k`), { create: true });
       const full = await backup(repo, 100, fullImg, size, chunkSize, 'all');
@@ -155,13 +157,47 @@ export async function run(): Promise<BenchResult[]> {
           ...(isDefault ? { target: '< 1', pass: metaPct < 1 } : {}),
         },
       );
-      if (isDefault) restoreFrom = { repo, id: inc.m.id };
+      if (isDefault) restoreFrom = { repo, id: inc.m.id, fullId: full.m.id, fullMs: full.ms };
       else fs.rmSync(repo.dir, { recursive: true, force: true });
+    }
+    // Format 2 (packs, the default chunk size) against format 1 (one file per chunk, 256 KiB, its
+    // measured best and the previous default) in the same run: the full and its restore.
+    if (!restoreFrom) throw new Error('no default-chunk-size repository');
+    {
+      const f1 = await Repository.open(path.join(dir, 'repo-format1'), { create: true, format: 1 });
+      settle();
+      const f1Full = await backup(f1, 100, fullImg, size, 256 * KiB, 'all');
+      const out = path.join(dir, 'restored-format.raw');
+      settle();
+      const f1RestoreMs = await timed(() => f1.restoreDisk(f1Full.m.id, 'scsi0', { path: out, format: 'raw' }));
+      fs.rmSync(out);
+      settle();
+      const f2RestoreMs = await timed(() => (restoreFrom as { repo: Repository }).repo.restoreDisk((restoreFrom as { fullId: string }).fullId, 'scsi0', { path: out, format: 'raw' }));
+      const same = execFileSync('sha256sum', [out, fullImg]).toString().split('\n').map((l) => l.split(' ')[0]);
+      if (same[0] !== same[1]) throw new Error('restored image (format 2) differs from the source image');
+      fs.rmSync(out);
+      fs.rmSync(f1.dir, { recursive: true, force: true });
+      const tag = `format 2 (packs, ${DEFAULT_CHUNK_SIZE / KiB} KiB) vs format 1 (files, 256 KiB)`;
+      results.push(
+        {
+          name: `repo 2 GiB full backup: ${tag}`,
+          value: +(restoreFrom.fullMs / 1000).toFixed(2),
+          unit: 's',
+          baseline: `format 1 ${(f1Full.ms / 1000).toFixed(2)} s`,
+          ratio: +(f1Full.ms / restoreFrom.fullMs).toFixed(2),
+        },
+        {
+          name: `repo restore 2 GiB full: ${tag}`,
+          value: +(f2RestoreMs / 1000).toFixed(2),
+          unit: 's',
+          baseline: `format 1 ${(f1RestoreMs / 1000).toFixed(2)} s`,
+          ratio: +(f1RestoreMs / f2RestoreMs).toFixed(2),
+        },
+      );
     }
     fs.rmSync(fullImg);
 
     // Restore of the 2 GiB incremental vs qemu-img convert of the same image, same run.
-    if (!restoreFrom) throw new Error('no default-chunk-size repository');
     const { repo, id } = restoreFrom;
     const outRestore = path.join(dir, 'restored.raw');
     const outQemu = path.join(dir, 'qemu.raw');

@@ -86,6 +86,11 @@ export class PackLookup {
     return this.slots;
   }
 
+  /** Counts refreshes: a caller that saw no refresh since it began may ask for one. */
+  get generationNow(): number {
+    return this.generation;
+  }
+
   get packCount(): number {
     return this.packNo.size;
   }

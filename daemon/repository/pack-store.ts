@@ -47,6 +47,7 @@ import { planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
+import { InternalError } from '../../shared/errors/internal-errors';
 import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
@@ -127,9 +128,9 @@ export class PackKindStore implements BlobStore {
   async insert(digest: string, plain: Buffer, opts: InsertOptions): Promise<StoreBlobResult> {
     const session = opts.session as PackSession;
     const force = opts.force === true;
-    if (!force && session.pendingHas(digest)) return { existed: true, storedBytes: 0, repaired: false };
+    if (!force && session.pendingHas(this.kind, digest)) return { existed: true, storedBytes: 0, repaired: false };
     await this.store.lookup.ensureLoaded();
-    const locs = force ? [] : this.store.lookup.allSync(digest);
+    const locs = force ? [] : this.locs(digest);
     const r = await session.put(this.kind, plain, {
       digest,
       force,
@@ -143,7 +144,7 @@ export class PackKindStore implements BlobStore {
     const session = opts.session as PackSession;
     const lookup = this.store.lookup;
     await lookup.ensureLoaded();
-    const base = opts.base !== null && !opts.forced(opts.base) ? { digest: opts.base, locations: lookup.allSync(opts.base).map(toLoc) } : undefined;
+    const base = opts.base !== null && !opts.forced(opts.base) ? { digest: opts.base, locations: this.locs(opts.base).map(toLoc) } : undefined;
     let r = await session.put(this.kind, plain, { force: false, verify: true, table: lookup.table, ...(base ? { base } : {}) });
     if (r.outcome === 'unchanged') return { digest: r.digest, outcome: 'unchanged', storedBytes: 0, repaired: false };
     const digest = r.digest;
@@ -153,8 +154,8 @@ export class PackKindStore implements BlobStore {
     }
     // maybe-known: confirm here, then one more trip (see the module header).
     const force = opts.forced(digest);
-    if (!force && session.pendingHas(digest)) return { digest, outcome: 'known', storedBytes: 0, repaired: false };
-    const locs = force ? [] : lookup.allSync(digest);
+    if (!force && session.pendingHas(this.kind, digest)) return { digest, outcome: 'known', storedBytes: 0, repaired: false };
+    const locs = force ? [] : this.locs(digest);
     r = await session.put(this.kind, plain, { digest, force, verify: true, ...(locs.length ? { candidates: locs.map(toLoc) } : {}) });
     const s = await this.settle(session, r, plain, locs, force);
     return { digest, outcome: s.existed ? 'known' : 'stored', storedBytes: s.storedBytes, repaired: s.repaired };
@@ -174,31 +175,39 @@ export class PackKindStore implements BlobStore {
   }
 
   async read(digest: string, opts: { maxPlain?: number; fast?: boolean; into?: Buffer } = {}): Promise<Buffer> {
-    const locs = await this.store.lookup.getFresh(digest);
+    const lookup = this.store.lookup;
+    const gen = lookup.generationNow;
+    let locs = (await lookup.getFresh(digest)).filter((l) => l.kind === this.kind);
     if (!locs.length) throw this.missing(digest, describe(locs));
     let reason = '';
     let missing = true;
     const remote = this.store.remote;
-    for (const loc of locs) {
-      let from: Buffer | undefined;
-      if (remote) {
-        const got = await remote.readRange(packKeyOf(loc.packId), loc.offset, loc.storedLength);
-        if (!got) continue;
-        from = got;
-      }
-      const r = await this.store.workers.load({
-        file: remote ? packKeyOf(loc.packId) : this.store.packFile(loc.packId),
-        ...(from ? { from } : {}),
-        digest,
-        magic: this.magic,
-        checkCrc: opts.fast !== true,
-        at: { offset: loc.offset, length: loc.storedLength },
-        ...(opts.into ? { into: opts.into } : {}),
-      });
+    for (let i = 0; i < locs.length; i++) {
+      const loc = locs[i];
+      // Object storage: the stored bytes by a ranged GET; a pack object that is gone is missing.
+      const from = remote ? await remote.readRange(packKeyOf(loc.packId), loc.offset, loc.storedLength) : undefined;
+      const r =
+        from === null
+          ? ({ state: 'missing' } as const)
+          : await this.store.workers.load({
+              file: remote ? packKeyOf(loc.packId) : this.store.packFile(loc.packId),
+              ...(from ? { from } : {}),
+              digest,
+              magic: this.magic,
+              checkCrc: opts.fast !== true,
+              at: { offset: loc.offset, length: loc.storedLength },
+              ...(opts.into ? { into: opts.into } : {}),
+            });
       if (r.state === 'ok') return r.plain;
       if (r.state === 'corrupt') {
         missing = false;
         reason ||= r.reason === 'bad magic' ? `bad magic for a ${this.kind}` : r.reason;
+      }
+      if (i === locs.length - 1 && missing && lookup.generationNow === gen) {
+        // Every pack named is gone: GC or a repack elsewhere; refresh once and try where it is now.
+        await lookup.refresh();
+        const tried = new Set(locs.map((l) => `${l.packId}@${l.offset}`));
+        locs = [...locs, ...this.locs(digest).filter((l) => !tried.has(`${l.packId}@${l.offset}`))];
       }
     }
     if (missing) throw this.missing(digest, describe(locs));
@@ -221,7 +230,7 @@ export class PackKindStore implements BlobStore {
   async restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]> {
     const lookup = this.store.lookup;
     await lookup.ensureLoaded();
-    const keyed = jobs.map((j) => ({ j, loc: lookup.allSync(j.digest)[0] }));
+    const keyed = jobs.map((j) => ({ j, loc: this.locs(j.digest)[0] }));
     keyed.sort((a, b) => {
       if (!a.loc || !b.loc) return (a.loc ? 0 : 1) - (b.loc ? 0 : 1) || a.j.offset - b.j.offset;
       return a.loc.packId < b.loc.packId ? -1 : a.loc.packId > b.loc.packId ? 1 : a.loc.offset - b.loc.offset;
@@ -241,13 +250,15 @@ export class PackKindStore implements BlobStore {
     const chunks: RestoreChunk[] = [];
     const unplaced: ChunkJob[] = [];
     for (const j of jobs) {
-      const loc = lookup.allSync(j.digest)[0];
+      const loc = this.locs(j.digest)[0];
       if (!loc) unplaced.push(j);
       else chunks.push({ file: this.store.packFile(loc.packId), digest: j.digest, offset: j.offset, length: j.length, at: { offset: loc.offset, length: loc.storedLength } });
     }
     chunks.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.at?.offset ?? 0) - (b.at?.offset ?? 0)));
     const result = chunks.length ? await this.store.workers.restoreBatch(fd, this.magic, chunks) : { bad: [], bytes: 0 };
-    const retry = [...unplaced, ...jobs.filter((j) => result.bad.includes(j.offset) && (lookup.allSync(j.digest).length > 1))];
+    // Read again through `read`: another location, or a refresh (a repack or GC elsewhere moved it).
+    const badNow = new Set(result.bad);
+    const retry = [...unplaced, ...jobs.filter((j) => badNow.has(j.offset))];
     if (!retry.length) return result;
     const bad = new Set(result.bad);
     for (const j of unplaced) bad.add(j.offset);
@@ -274,11 +285,10 @@ export class PackKindStore implements BlobStore {
    * its disk offset; a chunk bad or absent at its first location goes through `read` (all of them).
    */
   private async restoreRemote(remote: RemotePacks, fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
-    const lookup = this.store.lookup;
     const byPack = new Map<string, (ChunkJob & { at: number; storedLength: number })[]>();
     const retry: ChunkJob[] = [];
     for (const j of jobs) {
-      const loc = lookup.allSync(j.digest)[0];
+      const loc = this.locs(j.digest)[0];
       if (!loc) retry.push(j);
       else {
         const list = byPack.get(loc.packId) ?? [];
@@ -332,12 +342,18 @@ export class PackKindStore implements BlobStore {
   }
 
   whereIs(digest: string): string {
-    return describe(this.store.lookup.allSync(digest));
+    return describe(this.locs(digest));
   }
 
   async locate(digest: string): Promise<{ pack: string; packOffset: number } | null> {
-    const loc = (await this.store.lookup.all(digest))[0];
+    await this.store.lookup.ensureLoaded();
+    const loc = this.locs(digest)[0];
     return loc ? { pack: loc.packId, packOffset: loc.offset } : null;
+  }
+
+  /** The locations of this kind's blob (a page and a chunk of equal content are two blobs). */
+  private locs(digest: string): BlobLocation[] {
+    return this.store.lookup.allSync(digest).filter((l) => l.kind === this.kind);
   }
 
   private missing(digest: string, where: string): Error {
@@ -345,10 +361,17 @@ export class PackKindStore implements BlobStore {
   }
 }
 
+/** Key of a pending blob: kind initial + digest. */
+function pendingKey(kind: BlobKind, digest: string): string {
+  return `${kind[0]}${digest}`;
+}
+
 interface SessionPack {
+  /** Until sealed (then dropped: the lookup has them, and a 64 GiB full must not keep a million here). */
   entries: PackIndexEntry[];
   digests: Set<string>;
   sealed: boolean;
+  count: number;
 }
 
 /** One backup writer's pack session (see the module header). */
@@ -356,7 +379,7 @@ export class PackSession implements BlobSession {
   readonly format = 2 as const;
   readonly id = crypto.randomBytes(8).toString('hex');
   private readonly packs = new Map<string, SessionPack>();
-  /** Digests appended in this session whose pack is not sealed yet. */
+  /** Blobs appended in this session whose pack is not sealed yet (pendingKey → pack id). */
   private readonly pending = new Map<string, string>();
   private readonly touched = new Set<string>();
   private readonly sealing: Promise<void>[] = [];
@@ -365,8 +388,8 @@ export class PackSession implements BlobSession {
 
   constructor(private readonly store: PackStore) {}
 
-  pendingHas(digest: string): boolean {
-    return this.pending.has(digest);
+  pendingHas(kind: BlobKind, digest: string): boolean {
+    return this.pending.has(pendingKey(kind, digest));
   }
 
   /** One worker trip of this session. */
@@ -402,14 +425,17 @@ export class PackSession implements BlobSession {
     const packId = r.packId as string;
     let p = this.packs.get(packId);
     if (!p) {
-      p = { entries: [], digests: new Set(), sealed: false };
+      p = { entries: [], digests: new Set(), sealed: false, count: 0 };
       this.packs.set(packId, p);
     }
     let added = false;
-    if (!this.pending.has(r.digest) && !p.digests.has(r.digest)) {
+    if (p.sealed) throw InternalError({ what: `pack ${packId}: a blob answered after the pack was sealed` });
+    const key = pendingKey(kind, r.digest);
+    if (!this.pending.has(key) && !p.digests.has(key)) {
+      p.count++;
       p.entries.push({ digest: Buffer.from(r.digest, 'hex'), offset: r.offset as number, storedLength: r.storedLength as number, plainLength, kind });
-      p.digests.add(r.digest);
-      this.pending.set(r.digest, packId);
+      p.digests.add(key);
+      this.pending.set(key, packId);
       this.store.lookup.addPending(Buffer.from(r.digest, 'hex'));
       added = true;
     }
@@ -428,6 +454,11 @@ export class PackSession implements BlobSession {
     return true;
   }
 
+  /** Waits for the .idx writes of the packs sealed so far (not a seal of the open ones). */
+  async settled(): Promise<void> {
+    await Promise.all(this.sealing);
+  }
+
   /** Seals every open pack of the session and waits until every .idx is durable. */
   async commit(): Promise<void> {
     if (this.state !== 'open') return;
@@ -435,7 +466,7 @@ export class PackSession implements BlobSession {
     await Promise.all(this.sealing);
     if (this.sealError) throw this.sealError;
     for (const [packId, p] of this.packs) {
-      if (!p.sealed) throw RepoPackUnsealedError({ packId, blobs: p.entries.length });
+      if (!p.sealed) throw RepoPackUnsealedError({ packId, blobs: p.count });
     }
     this.state = 'committed';
   }
@@ -446,12 +477,12 @@ export class PackSession implements BlobSession {
     this.state = 'aborted';
     await this.store.workers.packAbortAll(this.id).catch(() => []);
     await Promise.allSettled(this.sealing);
-    for (const d of this.pending.keys()) this.store.lookup.dropPending(Buffer.from(d, 'hex'));
+    for (const k of this.pending.keys()) this.store.lookup.dropPending(Buffer.from(k.slice(1), 'hex'));
     this.pending.clear();
   }
 
   private startSeal(packId: string): void {
-    const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false };
+    const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false, count: 0 };
     this.packs.set(packId, p);
     this.sealing.push(
       this.sealPack(packId, p).catch((err: unknown) => {
@@ -477,5 +508,7 @@ export class PackSession implements BlobSession {
     const decoded = decodePackIndex(idx);
     if ('entries' in decoded) this.store.lookup.addPack(packId, decoded.entries, decoded.count);
     for (const d of p.digests) this.pending.delete(d);
+    p.entries = [];
+    p.digests.clear();
   }
 }

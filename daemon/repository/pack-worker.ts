@@ -8,7 +8,8 @@
  * 2. with a `base` of the same digest (an incremental's or full-compare's unchanged chunk): its
  *    stored copies are compared with the true bytes (`verify`), and the answer is `unchanged`
  *    when one is intact; none intact: the blob is appended, answered `stored` + `repaired`;
- * 3. with the dedup `table` (pack-lookup.ts) and a prefix hit: `maybe-known`, nothing written
+ * 3. with the dedup `table` (pack-lookup.ts) and a prefix hit, or a digest this worker appended to
+ *    its open pack of the session already: `maybe-known`, nothing written
  *    (the main thread confirms and, when it is truly known, sends the second trip with `candidates`);
  * 4. with `candidates` (where the main thread knows the blob is): the first intact one is
  *    answered `known` (`intact` = its index); none intact, or `force`: appended, `stored`;
@@ -70,6 +71,8 @@ export interface OpenPack {
   packId: string;
   file: string;
   size: number;
+  /** Digests appended to it: a second one of this worker's session is not appended again. */
+  digests: Set<string>;
 }
 
 export interface PackWorkerState {
@@ -148,7 +151,7 @@ export function packPutSync(job: PackPutJob, codec: BlobCodec, probe: typeof pro
         fs.rmSync(file, { force: true });
         throw err;
       }
-      p = { fd, packId, file, size: 16 };
+      p = { fd, packId, file, size: 16, digests: new Set() };
       st.open.set(job.session, p);
     }
     const offset = p.size;
@@ -162,6 +165,7 @@ export function packPutSync(job: PackPutJob, codec: BlobCodec, probe: typeof pro
       }
     }
     p.size = pos;
+    p.digests.add(digest);
     const result: PackPutResult = { digest, outcome: 'stored', repaired, packId: p.packId, offset, storedLength };
     if (p.size >= job.sealBytes) {
       sealOpenPack(p);
@@ -195,7 +199,9 @@ export function packPutSync(job: PackPutJob, codec: BlobCodec, probe: typeof pro
     if (i >= 0) return { digest, outcome: 'known', repaired: false, intact: i };
     return append(job.candidates.length > 0);
   }
-  if (job.table && probe(job.table, Buffer.from(digest, 'hex'))) return { digest, outcome: 'maybe-known', repaired: false };
+  // A digest this worker appended to its open pack moments ago counts as known too: the main
+  // thread may not have put it into the table yet (identical chunks in flight).
+  if (job.table && (st.open.get(job.session)?.digests.has(digest) || probe(job.table, Buffer.from(digest, 'hex')))) return { digest, outcome: 'maybe-known', repaired: false };
   return append(false);
 }
 

@@ -8,7 +8,8 @@
  *
  * The blob store names the chunks' files (`BlobStore.restoreBatch`, blob-store.ts) and their order
  * (format 2: by pack and offset, `restoreOrder`); this module schedules the
- * batches: a few lanes (one per core, up to 4), each with one batch of BATCH chunks in flight, so
+ * batches: a few lanes (one per core, up to 4), each with one batch of BATCH_BYTES of chunks (at
+ * most MAX_BATCH of them: 16 chunks of 256 KiB, 64 of 64 KiB) in flight, so
  * that each lane keeps one worker busy and its read buffer warm. The file is flushed in the
  * background as it fills (background-flush.ts). The descriptor stays open until every batch sent
  * has settled, also when one fails: a worker still writing must never see it closed (and its
@@ -29,7 +30,8 @@ export interface ChunkJob {
 
 const fdatasync = promisify(fs.fdatasync);
 
-const BATCH = 16;
+const BATCH_BYTES = 4 * 1024 * 1024;
+const MAX_BATCH = 256;
 /** The file is flushed in the background after each this much written (background-flush.ts). */
 const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** One per core (up to 4): the work is hashing and copying, so more threads only contend. */
@@ -49,14 +51,15 @@ export async function restoreChunksWithWorkers(
 ): Promise<number[]> {
   // Format 2 hands them out by pack and offset, so a batch reads runs of adjacent blobs.
   jobs = await chunks.restoreOrder(jobs);
-  const lanes = Math.max(1, Math.min(LANES, Math.ceil(jobs.length / BATCH)));
+  const batchOf = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_BYTES / Math.max(1, jobs[0]?.length ?? 1))));
+  const lanes = Math.max(1, Math.min(LANES, Math.ceil(jobs.length / batchOf)));
   const bad: number[] = [];
   const flush = new BackgroundFlush(() => fdatasync(fd), FLUSH_EVERY_BYTES);
   let failure: { err: unknown } | undefined;
   let next = 0;
   const lane = async (): Promise<void> => {
     while (!failure && next < jobs.length) {
-      const batch = jobs.slice(next, next + BATCH);
+      const batch = jobs.slice(next, next + batchOf);
       next += batch.length;
       try {
         const r = await chunks.restoreBatch(fd, batch);

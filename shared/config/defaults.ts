@@ -34,12 +34,12 @@ export const NOTIFY_DEFAULTS = Object.freeze({
 
 /**
  * Repository chunk size in bytes: a power of two and a multiple of 64 KiB (QEMU's default dirty
- * bitmap granularity), so a dirty cluster never straddles two chunks. 256 KiB by measurement
- * (daemon/repository/COMPRESSION.md): it meets both incremental targets (stored ≤ 4× changed,
- * metadata < 1 %) and, with half the chunk files of 128 KiB, makes fulls and full-compares faster —
- * creating a file costs about as much as writing 2 MiB into one on the measured host.
+ * bitmap granularity), so a dirty cluster never straddles two chunks. 64 KiB = the bitmap granule,
+ * so an incremental stores what changed (issue 15): in a format-2 repository chunks live in pack
+ * files, and a chunk no longer costs a file creation (the reason format 1 measured 256 KiB best,
+ * daemon/repository/COMPRESSION.md). Incrementals and full-compares keep their base's chunk size.
  */
-export const DEFAULT_CHUNK_SIZE = 262144;
+export const DEFAULT_CHUNK_SIZE = 65536;
 
 /** pve-cbt only ever touches QEMU dirty bitmaps whose name starts with this prefix. */
 export const BITMAP_PREFIX = 'pve-cbt-';

@@ -13,6 +13,10 @@ import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
 import type { Clock } from '../../daemon/schedule/scheduler';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
+import { Repository } from '../../daemon/repository/repository';
+import { diskPages } from '../../daemon/repository/manifest';
+import { normalizeBackupId } from '../../daemon/repository/backup-id';
+import { flipBlobByte } from '../daemon/repository/blob-files';
 import { addVm, CLI, createStack, diskOf, firstDifference, MiB, requireDist, type Stack } from './e2e-harness';
 
 const execFileP = promisify(execFile);
@@ -281,13 +285,16 @@ describe('daemon service with the CLI', () => {
     const ok = await cli(['verify', '--json', ...cfg], 120_000);
     expect(ok.code).toBe(0);
     expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true });
-    // A chunk file (format 1) or a pack file (format 2): a byte in its middle lies inside a blob.
-    const chunkFiles = walk(path.join(stack.config.repository)).filter((f) => /chunk|\.pack$/i.test(path.relative(stack.config.repository, f)) && fs.statSync(f).size > 64);
-    expect(chunkFiles.length).toBeGreaterThan(0);
-    const victim = chunkFiles[0];
-    const bytes = fs.readFileSync(victim);
-    bytes[bytes.length >> 1] ^= 0x5a;
-    fs.writeFileSync(victim, bytes);
+    // A byte flipped inside a chunk this backup references (format 1: its file; format 2: its
+    // bytes in its pack; a pack of a backup that retention removed would not count).
+    const repo = await Repository.open(stack.config.repository);
+    const entry = (await repo.readManifest(normalizeBackupId(res.id))).disks[0];
+    const firstPage = diskPages(entry).find((d) => !/^0+$/.test(d)) as string;
+    const table = await repo.blobs.pages.read(firstPage);
+    let victim = '';
+    for (let o = 0; o < table.length && !victim; o += 32) if (table.subarray(o, o + 32).some((b) => b !== 0)) victim = table.toString('hex', o, o + 32);
+    expect(victim).not.toBe('');
+    await flipBlobByte(repo, 'chunk', victim, 30, 0x5a);
     const bad = await cli(['verify', '--json', ...cfg], 120_000);
     expect(bad.code).toBe(5);
     const badEnvelope = JSON.parse(bad.stdout) as { ok: boolean; backups: { ok: boolean; problems: unknown[] }[] };
@@ -315,6 +322,3 @@ describe('daemon service with the CLI', () => {
   });
 });
 
-function walk(dir: string): string[] {
-  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(path.join(dir, e.name)) : [path.join(dir, e.name)]));
-}

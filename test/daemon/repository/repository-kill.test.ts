@@ -105,11 +105,11 @@ describe('kill -9 of a backup writer', () => {
     await w.abort();
   }
 
-  async function freshRepo(name: string): Promise<{ repoDir: string; catalogFile: string; base: { id: string; sha: string } }> {
+  async function freshRepo(name: string, format: 1 | 2 = 2): Promise<{ repoDir: string; catalogFile: string; base: { id: string; sha: string } }> {
     const repoDir = path.join(dir, name);
     const catalogFile = path.join(dir, `${name}.db`);
     const db = openCatalog(catalogFile);
-    const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, catalog: new BackupCatalog(db) });
+    const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, catalog: new BackupCatalog(db), format });
     const img = path.join(dir, `${name}.img`);
     fs.writeFileSync(img, seededBytes(name, 48 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 100 });
@@ -117,8 +117,11 @@ describe('kill -9 of a backup writer', () => {
     return { repoDir, catalogFile, base: { id: m.id, sha: sha256File(img) } };
   }
 
-  it.each(['started', 'opened', 'mid-chunks', 'finished', 'committed'])('killed at %s', async (point) => {
-    const { repoDir, catalogFile, base } = await freshRepo(`at-${point}`);
+  // Format 2 (packs sealed every 4 chunks by the child: kills land between seals) and format 1.
+  it.each<[1 | 2, string]>(
+    ([2, 1] as const).flatMap((f) => ['started', 'opened', 'mid-chunks', 'finished', 'committed'].map((p): [1 | 2, string] => [f, p])),
+  )('format %d: killed at %s', async (format, point) => {
+    const { repoDir, catalogFile, base } = await freshRepo(`at-${point}-f${format}`, format);
     const { child, reached } = runChild(repoDir, catalogFile, point, base.id);
     expect(await reached).toBe(`AT ${point}`);
     await killHard(child);

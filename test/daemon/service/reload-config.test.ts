@@ -12,7 +12,7 @@ test.each<[string, Record<string, unknown>, string[], string[]]>([
   ['a new job', { jobs: [{ id: 'nightly', vms: 'all', schedule: 'daily 02:00' }] }, ['jobs'], []],
   ['verify schedule and log level', { verify: { schedule: 'sat 03:00' }, logLevel: 'debug' }, ['logLevel', 'verify'], []],
   ['notify', { notify: { on: 'always' } }, ['notify'], []],
-  ['concurrency and chunk size need a restart', { concurrency: 4, chunkSize: 65536 }, [], ['chunkSize', 'concurrency']],
+  ['concurrency and chunk size need a restart', { concurrency: 4, chunkSize: 131072 }, [], ['chunkSize', 'concurrency']],
   ['socket and log dir need a restart, a job applies', { socketPath: '/run/pve-cbt/other.sock', logDir: '/tmp', jobs: [{ id: 'a', vms: 'all', schedule: 'daily' }] }, ['jobs'], ['logDir', 'socketPath']],
 ])('%s', (_name, change, applied, needRestart) => {
   const plan = planReload(running, validateConfig({ ...base, ...change }, 'x', NOW));
