@@ -15,6 +15,7 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
 import { REPOSITORY_MARKER } from '../repository/repository';
+import { isS3Url } from '../repository/s3-url';
 import { closeLogger, createLogger } from '../log/create-logger';
 import { openStores, type Services } from '../service/services';
 import { CliLogUnwritableError, CliNoRepositoryError } from './cli-errors';
@@ -72,7 +73,8 @@ export interface WithStoresOptions {
 }
 
 function requireRepository(ctx: CommandContext<unknown, unknown>, config: CbtConfig): void {
-  if (fs.existsSync(path.join(config.repository, REPOSITORY_MARKER))) return;
+  // An s3:// repository is checked when it is opened (CBT_REPO_NOT_A_REPOSITORY), not here.
+  if (isS3Url(config.repository) || fs.existsSync(path.join(config.repository, REPOSITORY_MARKER))) return;
   const configFile = ctx.configPath ?? ctx.env.PVE_CBT_CONFIG ?? '(defaults)';
   throw CliNoRepositoryError({
     repository: config.repository,

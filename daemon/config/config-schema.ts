@@ -47,7 +47,10 @@ export interface CbtConfig {
   readonly qemuServerLockDir: string;
   readonly pvesmPath: string;
   readonly qmPath: string;
+  /** A directory, or `s3://BUCKET/PREFIX` with the endpoint and keys in `s3`. */
   readonly repository: string;
+  /** Endpoint and keys of an `s3://` repository (daemon/repository/s3-storage.ts). */
+  readonly s3?: S3RepositoryConfig;
   readonly stateDir: string;
   readonly socketPath: string;
   readonly logDir: string;
@@ -107,6 +110,18 @@ export interface WebhookConfig {
   /** Extra request headers, e.g. an Authorization token. */
   readonly headers: Readonly<Record<string, string>>;
   readonly timeoutMs: number;
+}
+
+/** Where an `s3://` repository lives: any S3-compatible endpoint (Ceph radosgw, MinIO, AWS). */
+export interface S3RepositoryConfig {
+  readonly endpoint: string;
+  readonly accessKey: string;
+  readonly secretKey: string;
+  readonly region: string;
+  /** No progress on one S3 request for this long fails it (CBT_S3_TIMEOUT). */
+  readonly timeoutMs: number;
+  /** The per-node cache of pack indexes and manifests; default `<stateDir>/s3-cache`. */
+  readonly cacheDir?: string;
 }
 
 /** The verify job: re-reads the whole repository; monthly by default, as PBS recommends. */
@@ -179,7 +194,40 @@ export const CONFIG_SCHEMA = {
     qemuServerLockDir: absolutePath(DEFAULTS.qemuServerLockDir, "where qemu-server keeps its per-VM lock files (lock-VMID.conf), which pve-cbt's offline work also locks"),
     pvesmPath: absolutePath(DEFAULTS.pvesmPath, 'the pvesm binary'),
     qmPath: absolutePath(DEFAULTS.qmPath, 'the qm binary'),
-    repository: absolutePath(DEFAULTS.repository, 'the backup repository directory (its parent must exist)'),
+    repository: {
+      type: 'string',
+      pattern: '^(/|s3://)',
+      default: DEFAULTS.repository,
+      description: 'the backup repository: a directory (its parent must exist) or s3://BUCKET/PREFIX (endpoint and keys in s3)',
+      examples: [DEFAULTS.repository, 's3://pve-backups/cluster-a'],
+    },
+    s3: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['endpoint', 'accessKey', 'secretKey'],
+      description: 'the S3 endpoint and keys of an s3:// repository',
+      examples: [{ endpoint: 'http://10.0.0.5:7480', accessKey: 'ACCESS', secretKey: 'SECRET' }],
+      properties: {
+        endpoint: { type: 'string', pattern: '^https?://[^\\s/]+/?$', description: 'http(s)://host[:port] of the S3 endpoint', examples: ['http://10.0.0.5:7480'] },
+        accessKey: { type: 'string', minLength: 1, examples: ['ACCESS'] },
+        secretKey: { type: 'string', minLength: 1, examples: ['SECRET'] },
+        region: { type: 'string', minLength: 1, default: 'us-east-1', description: 'the SigV4 region (radosgw accepts any)', examples: ['us-east-1'] },
+        timeoutMs: {
+          type: 'integer',
+          minimum: 1000,
+          maximum: 600_000,
+          default: 30_000,
+          description: 'an S3 request that makes no progress for this many ms fails',
+          examples: [30_000],
+        },
+        cacheDir: {
+          type: 'string',
+          pattern: '^/',
+          description: 'the per-node cache of pack indexes and manifests (default: s3-cache in stateDir)',
+          examples: ['/var/lib/pve-cbt/s3-cache'],
+        },
+      },
+    },
     stateDir: absolutePath(DEFAULTS.stateDir, 'daemon state: catalog, ledger, spool'),
     socketPath: absolutePath(DEFAULTS.socketPath, 'the daemon IPC socket'),
     logDir: absolutePath(DEFAULTS.logDir, 'JSON-lines log files'),

@@ -18,6 +18,7 @@ import { configPathProblems, directoryProblem } from './config-path-problems';
 import { problemsFromAjv } from './config-problems';
 import type { CbtConfig } from './config-schema';
 import { configValidator } from './config-validator';
+import { isS3Url, parseS3Url } from '../repository/s3-url';
 
 export interface LoadConfigOptions {
   /** `--config`; wins over the environment. */
@@ -88,11 +89,12 @@ function scheduleProblems(data: unknown, now: Date): ConfigProblem[] {
   return problems;
 }
 
-/** Checks beyond the schema; `config` already has its defaults. */
-function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
+/**
+ * The daemon creates stateDir and what is below it; a repository elsewhere whose parent is missing
+ * is most often a backup disk that is not mounted, and must not be silently created on the root fs.
+ */
+function localRepositoryProblems(config: CbtConfig): ConfigProblem[] {
   const problems: ConfigProblem[] = [];
-  // The daemon creates stateDir and what is below it; a repository elsewhere whose parent is missing
-  // is most often a backup disk that is not mounted, and must not be silently created on the root fs.
   const parent = path.dirname(config.repository);
   const insideStateDir = (parent + '/').startsWith(path.resolve(config.stateDir) + '/');
   const repoProblem = directoryProblem('/repository', config.repository);
@@ -111,6 +113,32 @@ function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
       hint: `create ${parent} (e.g. mount the backup disk there) or point repository elsewhere`,
     });
   }
+  return problems;
+}
+
+/** An s3:// repository needs a valid URL and the `s3` endpoint and keys. */
+function s3RepositoryProblems(config: CbtConfig): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  try {
+    parseS3Url(config.repository);
+  } catch (err) {
+    if (!isCbtError(err)) throw err;
+    problems.push({ keyPath: '/repository', problem: err.message, hint: 'example: s3://pve-backups/cluster-a' });
+  }
+  if (!config.s3) {
+    problems.push({
+      keyPath: '/s3',
+      problem: `repository ${config.repository} is on S3 but the config has no s3 section`,
+      hint: 'add "s3": {"endpoint": "http://HOST:PORT", "accessKey": "...", "secretKey": "..."}',
+    });
+  }
+  return problems;
+}
+
+/** Checks beyond the schema; `config` already has its defaults. */
+function semanticProblems(config: CbtConfig, now: Date): ConfigProblem[] {
+  const problems: ConfigProblem[] = [];
+  problems.push(...(isS3Url(config.repository) ? s3RepositoryProblems(config) : localRepositoryProblems(config)));
   problems.push(...configPathProblems(config));
   const ids = new Map<string, number>();
   config.jobs.forEach((job, i) => {

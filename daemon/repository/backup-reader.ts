@@ -12,6 +12,7 @@ import { DiskChunkReader } from './disk-chunk-reader';
 import type { IndexGeometry } from './disk-index';
 import { Repository, blobsFor } from './repository';
 import type { RepositoryKeys } from './key-file';
+import type { RepositoryStorage } from './storage';
 import { RepoRestoreFailedError } from './repository-errors';
 
 export class BackupDiskReader {
@@ -22,9 +23,9 @@ export class BackupDiskReader {
     private readonly workers: BlobWorkers,
   ) {}
 
-  /** `keys`: an encrypted repository's (key-file.ts); checked against the marker like any open. */
-  static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys): Promise<BackupDiskReader> {
-    const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}) });
+  /** `keys`: an encrypted repository's (key-file.ts), checked against the marker like any open; `storage`: the repository's backend when it is not the directory `repoDir` (an s3:// one). */
+  static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys, storage?: RepositoryStorage): Promise<BackupDiskReader> {
+    const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}), ...(storage ? { storage } : {}) });
     const manifest = await repo.readManifest(backupId);
     const workers = new BlobWorkers(undefined, repo.blobKeys());
     try {

@@ -39,7 +39,7 @@ const INLINE_BELOW = 64 * 1024;
 type Op =
   | { op: 'sha256' }
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
-  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined; at?: { offset: number; length: number } }
+  | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined; at?: { offset: number; length: number }; from?: Uint8Array }
   | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] }
   | ({ op: 'packPut' } & Omit<PackPutJob, 'plain' | 'magic'> & { magic: Uint8Array })
   | { op: 'packSeal'; session: string }
@@ -194,7 +194,8 @@ function workerMain(
         reply = { id: m.id, result };
       } else {
         // The content may be a view into the read buffer: it is copied out below either way.
-        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain, ...(m.at ? { at: m.at } : {}) }, codec, scratch);
+        const from = m.from ? Buffer.from(m.from.buffer, m.from.byteOffset, m.from.byteLength) : undefined;
+        const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain, ...(m.at ? { at: m.at } : {}), ...(from ? { from } : {}) }, codec, scratch);
         if (loaded.state !== 'ok') reply = { id: m.id, result: loaded };
         else if (m.data) {
           // Into the caller's shared memory: nothing travels back but the answer.
@@ -269,10 +270,13 @@ export class BlobWorkers {
    * length) the worker writes the content there and the answer's `plain` is `into`; otherwise the
    * content arrives in memory of the caller's own, moved rather than copied.
    */
-  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number; into?: Buffer; at?: { offset: number; length: number } }): Promise<LoadBlobResult> {
+  /** `from`: the stored bytes, already fetched (a pack range from object storage): only decoded and checked. */
+  load(req: { file: string; digest: string; magic: Buffer; checkCrc: boolean; maxPlain?: number; into?: Buffer; at?: { offset: number; length: number }; from?: Buffer }): Promise<LoadBlobResult> {
     const into = req.into;
     if (into && !(into.buffer instanceof SharedArrayBuffer)) throw new TypeError('load into: the buffer must be shared memory');
-    const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain, ...(req.at ? { at: req.at } : {}) }) as Promise<LoadBlobResult>;
+    // `from` as a copy of just the view: postMessage would clone the whole buffer a view lies in.
+    const from = req.from ? { from: new Uint8Array(req.from) } : {};
+    const loaded = this.run(into ?? null, { op: 'load', file: req.file, digest: req.digest, magic: new Uint8Array(req.magic), checkCrc: req.checkCrc, maxPlain: req.maxPlain, ...(req.at ? { at: req.at } : {}), ...from }) as Promise<LoadBlobResult>;
     // Buffers arrive from a worker as plain Uint8Arrays.
     return loaded.then((r) => (r.state !== 'ok' ? r : { state: 'ok', plain: into ?? Buffer.from(r.plain.buffer, r.plain.byteOffset, r.plain.byteLength) }));
   }

@@ -209,7 +209,10 @@ export async function garbageCollect(deps: GcDeps, opts: GcOptions = {}): Promis
   }
 
   log?.info('gc phase: partial backups');
-  const busyVms = new Set(writers.map((w) => w.info.vmid));
+  // Locks read again now, after the folders were listed: a writer that started after GC did (so
+  // not in `writers`) took its lock before it made its folder; one that is done by now wrote its
+  // manifest before releasing the lock, so the manifest is looked for again as well.
+  const busyVms = new Set((await deps.locks.listLive('vm-')).map((w) => w.info.vmid));
   for (const d of dirs) {
     if (d.hasManifest) {
       for (const name of await deps.storage.list(d.id)) {
@@ -217,7 +220,7 @@ export async function garbageCollect(deps: GcDeps, opts: GcOptions = {}): Promis
         const st = await deps.storage.stat(`${d.id}/${name}`);
         if (st && st.mtimeMs < cutoff && (await deps.storage.remove(`${d.id}/${name}`))) report.tempFilesRemoved++;
       }
-    } else if (!busyVms.has(d.vmid)) {
+    } else if (!busyVms.has(d.vmid) && !(await deps.storage.stat(`${d.id}/manifest.json`))) {
       await deps.storage.removeTree(d.id);
       report.partialsRemoved.push(d.id);
     }

@@ -26,12 +26,15 @@
  * length and checks the blob exactly as format 1 does (load-blob.ts). A digest not in the lookup
  * refreshes it once before it is missing; of several locations the first good one serves.
  *
- * Object storage (S3 helper): the pack file I/O is the workers' on `storage.localPath`; a backend
- * without local files would stage a session's packs in a local folder, upload a sealed pack as one
- * object (`packKeyOf`) before writing its .idx, and read (key, offset, storedLength) ranges in
- * `read`/`restoreBatch`: `packFile` and `sealPack` below are the two places.
+ * Object storage (remote-packs.ts, s3-storage.ts): the workers append a session's packs in a local
+ * staging folder (`packsDir`), a sealed pack is uploaded as one object (`packKeyOf`) before its
+ * .idx is written (`sealPack`) and the staged file removed; `read` and `restoreBatch` fetch
+ * (offset, storedLength) ranges and hand the bytes to the workers to decode and check. Stored
+ * copies are not compared with the true bytes before reuse there (`put`: see remote-packs.ts).
  */
 import crypto from 'node:crypto';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
 import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
 import type { BlobWorkers, RestoreBatchResult, RestoreChunk } from './blob-workers';
@@ -40,6 +43,7 @@ import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import type { PackLoc, PackPutResult } from './pack-worker';
 import { PackLookup, type BlobLocation } from './pack-lookup';
+import { planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
@@ -68,6 +72,7 @@ export class PackStore implements RepositoryBlobs {
     readonly logger?: Logger,
   ) {
     this.lookup = new PackLookup(storage);
+    this.remote = remotePacksOf(storage);
     this.chunks = new PackKindStore(this, 'chunk');
     this.pages = new PackKindStore(this, 'page');
   }
@@ -76,8 +81,12 @@ export class PackStore implements RepositoryBlobs {
     return new PackSession(this);
   }
 
+  /** Packs on object storage (see the module header), or null for a local directory. */
+  readonly remote: RemotePacks | null;
+
   /** Local folder of `.packs` for the workers' file calls (see the module header). */
   packsDir(): string {
+    if (this.remote) return this.remote.stagingDir();
     if (!this.storage.localPath) throw RepoStorageNotLocalError({ root: this.storage.root, key: PACKS_DIR });
     return this.storage.localPath(PACKS_DIR);
   }
@@ -172,16 +181,23 @@ export class PackKindStore implements BlobStore {
     if (!locs.length) throw this.missing(digest, describe(locs));
     let reason = '';
     let missing = true;
+    const remote = this.store.remote;
     for (let i = 0; i < locs.length; i++) {
       const loc = locs[i];
-      const r = await this.store.workers.load({
-        file: this.store.packFile(loc.packId),
-        digest,
-        magic: this.magic,
-        checkCrc: opts.fast !== true,
-        at: { offset: loc.offset, length: loc.storedLength },
-        ...(opts.into ? { into: opts.into } : {}),
-      });
+      // Object storage: the stored bytes by a ranged GET; a pack object that is gone is missing.
+      const from = remote ? await remote.readRange(packKeyOf(loc.packId), loc.offset, loc.storedLength) : undefined;
+      const r =
+        from === null
+          ? ({ state: 'missing' } as const)
+          : await this.store.workers.load({
+              file: remote ? packKeyOf(loc.packId) : this.store.packFile(loc.packId),
+              ...(from ? { from } : {}),
+              digest,
+              magic: this.magic,
+              checkCrc: opts.fast !== true,
+              at: { offset: loc.offset, length: loc.storedLength },
+              ...(opts.into ? { into: opts.into } : {}),
+            });
       if (r.state === 'ok') return r.plain;
       if (r.state === 'corrupt') {
         missing = false;
@@ -230,6 +246,7 @@ export class PackKindStore implements BlobStore {
   async restoreBatch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
     const lookup = this.store.lookup;
     await lookup.ensureLoaded();
+    if (this.store.remote) return await this.restoreRemote(this.store.remote, fd, jobs);
     const chunks: RestoreChunk[] = [];
     const unplaced: ChunkJob[] = [];
     for (const j of jobs) {
@@ -260,6 +277,68 @@ export class PackKindStore implements BlobStore {
       }
     }
     return { bad: [...bad].sort((a, b) => a - b), bytes: result.bytes };
+  }
+
+  /**
+   * restoreBatch on object storage: per pack, runs of adjacent blobs fetched with one ranged GET
+   * (remote-packs.ts), each blob decoded and checked on a worker (SHA-256, length) and written at
+   * its disk offset; a chunk bad or absent at its first location goes through `read` (all of them).
+   */
+  private async restoreRemote(remote: RemotePacks, fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
+    const byPack = new Map<string, (ChunkJob & { at: number; storedLength: number })[]>();
+    const retry: ChunkJob[] = [];
+    for (const j of jobs) {
+      const loc = this.locs(j.digest)[0];
+      if (!loc) retry.push(j);
+      else {
+        const list = byPack.get(loc.packId) ?? [];
+        list.push({ ...j, at: loc.offset, storedLength: loc.storedLength });
+        byPack.set(loc.packId, list);
+      }
+    }
+    const fs = await import('node:fs');
+    const writeAt = async (plain: Buffer, offset: number): Promise<void> => {
+      for (let o = 0; o < plain.length; ) {
+        o += await new Promise<number>((resolve, reject) => fs.write(fd, plain, o, plain.length - o, offset + o, (err, n) => (err ? reject(err) : resolve(n))));
+      }
+    };
+    let bytes = 0;
+    for (const [packId, list] of byPack) {
+      const runs = planRuns(list.map((j) => ({ offset: j.at, length: j.storedLength, job: j })));
+      for (const run of runs) {
+        const buf = await remote.readRange(packKeyOf(packId), run.start, run.end - run.start);
+        for (const { job } of run.items) {
+          const from = buf?.subarray(job.at - run.start, job.at - run.start + job.storedLength);
+          if (!from || from.length !== job.storedLength) {
+            retry.push(job);
+            continue;
+          }
+          const r = await this.store.workers.load({ file: packKeyOf(packId), digest: job.digest, magic: this.magic, checkCrc: false, maxPlain: job.length, from });
+          if (r.state !== 'ok' || r.plain.length !== job.length) {
+            retry.push(job);
+            continue;
+          }
+          await writeAt(r.plain, job.offset);
+          bytes += job.length;
+        }
+      }
+    }
+    const bad: number[] = [];
+    for (const j of retry) {
+      try {
+        const plain = await this.read(j.digest, { fast: true });
+        if (plain.length !== j.length) {
+          bad.push(j.offset);
+          continue;
+        }
+        await writeAt(plain, j.offset);
+        bytes += plain.length;
+      } catch (err) {
+        if (!RepoChunkMissingError.is(err) && !RepoChunkCorruptError.is(err) && !RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
+        bad.push(j.offset);
+      }
+    }
+    return { bad: bad.sort((a, b) => a - b), bytes };
   }
 
   whereIs(digest: string): string {
@@ -329,6 +408,8 @@ export class PackSession implements BlobSession {
         compress: this.store.compression === 'auto',
         sealBytes: this.store.sealBytes,
         ...opts,
+        // Object storage: stored copies are trusted, not downloaded to compare (remote-packs.ts).
+        ...(this.store.remote ? { verify: false } : {}),
       });
     } catch (err) {
       throw noSpaceOr(err, packsDir);
@@ -413,7 +494,16 @@ export class PackSession implements BlobSession {
   /** The worker fsynced the pack: the .idx now, then its blobs join the lookup. */
   private async sealPack(packId: string, p: SessionPack): Promise<void> {
     const idx = encodePackIndex(p.entries);
-    await this.store.storage.writeAtomic(packIndexKeyOf(packId), idx);
+    const remote = this.store.remote;
+    const staged = remote ? path.join(remote.stagingDir(), packId.slice(0, 2), `${packId}.pack`) : null;
+    // Object storage: the pack object first, so an .idx never names a pack that is not there.
+    try {
+      if (remote && staged) await remote.upload(packKeyOf(packId), staged);
+      await this.store.storage.writeAtomic(packIndexKeyOf(packId), idx);
+    } finally {
+      // Uploaded or not (a full bucket), the staged copy goes: a pack object without .idx is GC's.
+      if (staged) await fsp.rm(staged, { force: true });
+    }
     p.sealed = true;
     const decoded = decodePackIndex(idx);
     if ('entries' in decoded) this.store.lookup.addPack(packId, decoded.entries, decoded.count);

@@ -47,10 +47,11 @@ import { parseManifest, type BackupMode, type Manifest } from './manifest';
 import { formatBackupId, isBackupId, parseBackupId, truncateToSecond } from './backup-id';
 import { restoreDisk, type RestoreOptions, type RestoreTarget } from './restore';
 import { verifyBackups, VERIFY_FILE, type ProgressFn, type VerifyReport, type VerifyState } from './verify';
-import { garbageCollect, type GcOptions, type GcReport } from './garbage-collect';
+import { DEFAULT_GC_GRACE_MS, garbageCollect, type GcOptions, type GcReport } from './garbage-collect';
 import { refuseDuringUpgrade } from './upgrade-state';
 import { RepoFormatChangedError } from './upgrade-errors';
 import { upgradeRepository, type UpgradeOptions, type UpgradeReport } from './upgrade-repository';
+import type { S3Storage } from './s3-storage';
 import { computePrune, type PruneMark, type PruneOptions } from './prune';
 import type { Compression } from './file-formats';
 import type { RepositoryKeys } from './key-file';
@@ -180,7 +181,8 @@ export class Repository {
   }
 
   static async open(dir: string, opts: RepositoryOptions = {}): Promise<Repository> {
-    const abs = path.resolve(dir);
+    // An S3 storage names itself by its s3:// URL, which is no path to resolve.
+    const abs = opts.storage?.root ?? path.resolve(dir);
     if (opts.chunkSize !== undefined && !isValidChunkSize(opts.chunkSize)) {
       throw RepoInvalidArgumentError({ what: 'chunk size', value: opts.chunkSize, hint: 'a power of two, 64 KiB to 16 MiB' });
     }
@@ -386,8 +388,9 @@ export class Repository {
   /** Garbage collection (see garbage-collect.ts); exclusive: fails fast if another GC runs. */
   async gc(opts: GcOptions = {}): Promise<GcReport> {
     const lock = await this.locks.acquire('gc', { what: 'gc' });
+    const started = Date.now();
     try {
-      return await garbageCollect(
+      const report = await garbageCollect(
         {
           storage: this.storage,
           blobs: this.blobs,
@@ -398,6 +401,17 @@ export class Repository {
         },
         opts,
       );
+      // Object storage: multipart uploads a killed writer left (their parts count against a quota),
+      // under the same cutoff as everything else: older than every live writer and the grace.
+      const objects = this.storage as Partial<Pick<S3Storage, 'abortStaleUploads'>>;
+      if (typeof objects.abortStaleUploads === 'function') {
+        const writers = await this.locks.listLive('vm-');
+        const cutoff = Math.min(started, ...writers.map((w) => w.info.startedAtMs)) - (opts.graceMs ?? DEFAULT_GC_GRACE_MS);
+        const aborted = await objects.abortStaleUploads.call(this.storage, cutoff);
+        report.tempFilesRemoved += aborted.length;
+        if (aborted.length) this.logger?.info('stale multipart uploads aborted', { keys: aborted });
+      }
+      return report;
     } finally {
       await this.locks.release(lock);
     }
@@ -469,10 +483,13 @@ export class Repository {
 
   /** Removes partial backups of VMs without a live writer (also done by GC); returns their ids. */
   async cleanupPartials(): Promise<string[]> {
+    // Folders first, then the locks, then the manifest again (as GC does): a writer takes its lock
+    // before it makes its folder and writes its manifest before it releases the lock.
+    const dirs = await this.listBackupDirs();
     const busy = new Set((await this.locks.listLive('vm-')).map((w) => w.info.vmid));
     const removed: string[] = [];
-    for (const d of await this.listBackupDirs()) {
-      if (d.hasManifest || busy.has(d.vmid)) continue;
+    for (const d of dirs) {
+      if (d.hasManifest || busy.has(d.vmid) || (await this.storage.stat(`${d.id}/manifest.json`))) continue;
       await this.storage.removeTree(d.id);
       removed.push(d.id);
     }

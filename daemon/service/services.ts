@@ -16,6 +16,7 @@ import { createJobQueue, type JobQueue } from '../jobs/job-queue';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
 import { configuredRepositoryKeys } from '../repository/repository-keys';
+import { repositoryStorageOf } from '../repository/repository-storage-of';
 import { ensurePrivateDir } from './state-dir';
 import { killPoint } from './test-kill-point';
 
@@ -67,6 +68,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
     const catalog = new BackupCatalog(db);
     const keys = configuredRepositoryKeys(config, opts.env);
     const repo = await Repository.open(config.repository, {
+      storage: repositoryStorageOf(config),
       create: opts.createRepository ?? true,
       ...(keys ? { keys } : {}),
       compression: config.compression,

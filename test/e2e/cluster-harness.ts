@@ -15,6 +15,7 @@ import type { CbtConfig } from '../../daemon/config/config-schema';
 import { simNodeConfig } from '../../daemon/demo/sim-node-config';
 import { attachHook, installHooks, type HookAdminOptions } from '../../daemon/hook-admin/hook-admin';
 import { Repository } from '../../daemon/repository/repository';
+import type { RepositoryStorage } from '../../daemon/repository/storage';
 import { REQUESTS, type BackupOutcome, type BackupResult } from '../../daemon/service/requests';
 import { createPveCluster, type PveCluster } from '../../daemon/sim/pve-cluster';
 import type { DiskLayout, PveNode, SimVm } from '../../daemon/sim/pve-node';
@@ -45,14 +46,19 @@ export interface ClusterStack {
   cleanup(): Promise<void>;
 }
 
-export async function createClusterStack(): Promise<ClusterStack> {
+/** `repository`: the nodes' shared repository config keys (e.g. an s3:// one), and how this process opens it. */
+export interface ClusterStackOptions {
+  repository?: { config: Record<string, unknown>; storage: () => RepositoryStorage };
+}
+
+export async function createClusterStack(opts: ClusterStackOptions = {}): Promise<ClusterStack> {
   requireDist();
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-cl-'));
   const cluster = await createPveCluster({ baseDir: work });
-  const repository = path.join(work, 'repository');
+  const repository = (opts.repository?.config.repository as string | undefined) ?? path.join(work, 'repository');
   const compareRestore = async (backupId: string, disk: string, reference: string): Promise<number> => {
     const target = path.join(work, `restore-${process.hrtime.bigint()}.raw`);
-    const repo = await Repository.open(repository);
+    const repo = await Repository.open(repository, opts.repository ? { storage: opts.repository.storage() } : {});
     try {
       await repo.restoreDisk(backupId, disk, { path: target, format: 'raw' });
       return firstDifference(fs.readFileSync(target), fs.readFileSync(reference));
@@ -65,7 +71,7 @@ export async function createClusterStack(): Promise<ClusterStack> {
     const nodeWork = path.join(work, node.nodeName);
     fs.mkdirSync(nodeWork);
     const configFile = path.join(nodeWork, 'config.json');
-    const raw = { ...simNodeConfig(node, nodeWork), repository };
+    const raw = { ...simNodeConfig(node, nodeWork), repository, ...opts.repository?.config };
     fs.writeFileSync(configFile, `${JSON.stringify(raw, null, 2)}\n`);
     const config = validateConfig(raw, configFile);
     const hookOpts: HookAdminOptions = { root: node.root, nodePath: process.execPath, distDir: DIST, stateDir: config.stateDir, configPath: configFile };

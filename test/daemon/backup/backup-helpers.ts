@@ -12,6 +12,7 @@ import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { Ledger } from '../../../daemon/ledger/ledger';
 import { Repository } from '../../../daemon/repository/repository';
 import type { RepositoryKeys } from '../../../daemon/repository/key-file';
+import type { RepositoryStorage } from '../../../daemon/repository/storage';
 import type { PveNode } from '../../../daemon/sim/pve-node';
 
 export interface EngineEnv {
@@ -27,11 +28,11 @@ export interface EngineEnv {
 
 /**
  * `repoDir`: where the repository lives (default: inside the env's temporary directory); `keys`:
- * create (or open) it encrypted under these keys.
+ * create (or open) it encrypted under these keys; `storage`: another backend (S3).
  */
-export async function createEngineEnv(node: PveNode, opts: { repoDir?: string; keys?: RepositoryKeys } = {}): Promise<EngineEnv> {
+export async function createEngineEnv(node: PveNode, opts: { repoDir?: string; keys?: RepositoryKeys; storage?: RepositoryStorage } = {}): Promise<EngineEnv> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));
-  const repo = await Repository.open(opts.repoDir ?? path.join(dir, 'repo'), { create: true, ...(opts.keys ? { keys: opts.keys } : {}) });
+  const repo = await Repository.open(opts.repoDir ?? path.join(dir, 'repo'), { create: true, ...(opts.keys ? { keys: opts.keys } : {}), ...(opts.storage ? { storage: opts.storage } : {}) });
   const db = openCatalog(path.join(dir, 'catalog.db'));
   const ledger = new Ledger(db);
   const env: EngineEnv = {
