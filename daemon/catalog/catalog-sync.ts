@@ -21,6 +21,7 @@
  * Nothing is forgotten when the repository marker is missing (an unmounted file system lists as
  * empty; that must not empty the catalog).
  */
+import fs from 'node:fs';
 import type Database from 'better-sqlite3';
 import { REPOSITORY_MARKER, type BackupInfo, type Repository } from '../repository/repository';
 import { isBackupId } from '../repository/backup-id';
@@ -89,9 +90,18 @@ async function readCommitted(repo: CatalogStores['repo'], id: string): Promise<{
   }
 }
 
-/** Modification time of each VM folder (null: gone, not a folder, or the backend keeps none). */
+/**
+ * Modification time of each VM folder (null: gone, not a folder, or the backend keeps none). On a
+ * local directory with plain stat(2) calls: 1,000 of them take ~3 ms, through the thread pool ~20.
+ */
 async function folderTimes(repo: CatalogStores['repo'], vms: readonly string[]): Promise<Map<string, number | null>> {
-  const times = await Promise.all(vms.map((vm) => repo.storage.stat(`vm/${vm}`)));
+  const local = repo.storage.localPath?.bind(repo.storage);
+  const times = local
+    ? vms.map((vm) => {
+        const st = fs.statSync(local(`vm/${vm}`), { throwIfNoEntry: false });
+        return st ? { isDirectory: st.isDirectory(), mtimeMs: st.mtimeMs } : null;
+      })
+    : await Promise.all(vms.map((vm) => repo.storage.stat(`vm/${vm}`)));
   return new Map(vms.map((vm, i) => [vm, times[i]?.isDirectory && Number.isFinite(times[i]?.mtimeMs) ? (times[i] as { mtimeMs: number }).mtimeMs : null]));
 }
 

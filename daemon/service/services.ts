@@ -48,6 +48,8 @@ export interface OpenStoresOptions {
   createRepository?: boolean;
   /** Create nothing: no stateDir, and a catalog in memory when the node has no catalog file. */
   readOnly?: boolean;
+  /** Skip SQLite's quick_check of the catalog (read-only CLI commands; damaged-catalog.ts). */
+  skipQuickCheck?: boolean;
 }
 
 /**
@@ -59,7 +61,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
   const file = catalogFile(config.stateDir);
   const inMemory = opts.readOnly === true && !fs.existsSync(file);
   if (!inMemory) ensurePrivateDir(config.stateDir);
-  const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file);
+  const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file, undefined, { quickCheck: opts.skipQuickCheck !== true });
   try {
     const catalog = new BackupCatalog(db);
     const repo = await Repository.open(config.repository, {

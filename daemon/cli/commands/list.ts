@@ -63,11 +63,11 @@ export const listCommand = defineCommand<{ all?: boolean; refresh?: boolean }, {
           await syncCatalog(s, undefined, { refresh });
           return listVmGroups(s.db);
         },
-        { readOnly: true },
+        { readOnly: true, skipQuickCheck: true },
       );
       return { data: { groups: groups.map(groupView) }, text: groupsText(groups) };
     }
-    const list = await withStores(ctx, (s) => listBackupsFromCatalog(s, ctx.args.vmid, { refresh }), { readOnly: true });
+    const list = await withStores(ctx, (s) => listBackupsFromCatalog(s, ctx.args.vmid, { refresh }), { readOnly: true, skipQuickCheck: true });
     return { data: { backups: list.map(backupInfoView) }, text: listText(list) };
   },
 });

@@ -116,6 +116,27 @@ test('list without a VMID: one row per VM (count, first, last, bytes), the same 
   expect((await json<{ groups: Group[] }>(['list'])).env.groups.map((g) => g.vmid)).toEqual([101]);
 });
 
+test('list skips the catalog quick_check; a damaged page it reads sets the catalog aside, and the answer comes from the repository', async () => {
+  expect((await json(['prune', '--vm', '101', '--keep-last', '5'])).code).toBe(0); // creates the catalog file
+  const before = await json<{ backups: { id: string }[] }>(['list', '--all']);
+  expect(before.env.backups.map((b) => b.id)).toEqual([ID1, ID2, ID3]);
+  const stateDir = path.join(tmp, 'state');
+  const file = path.join(stateDir, 'catalog.sqlite');
+  // The closed catalog has no WAL left; overwrite the root page of the backups table.
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(file, { readonly: true });
+  const root = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'backups'").pluck().get() as number;
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.close();
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(pageSize, 0x5a), 0, pageSize, (root - 1) * pageSize);
+  fs.closeSync(fd);
+  const after = await json<{ backups: { id: string }[] }>(['list', '--all']);
+  expect(after.code).toBe(0);
+  expect(after.env).toEqual(before.env);
+  expect(fs.readdirSync(stateDir).some((f) => f.startsWith('catalog.sqlite.corrupt-'))).toBe(true);
+});
+
 test('show: the manifest with PBS ids, ISO time and verify state; the folder form is still read', async () => {
   const shown = await json<{ id: string; parent: string; time: string; vmid: number; disks: { name: string }[]; verify: unknown }>(['show', ID2]);
   expect(shown.env.ok).toBe(true);
