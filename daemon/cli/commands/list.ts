@@ -6,7 +6,7 @@
  * wrote or removed are noticed; only VM folders that changed are listed, all with `--refresh`).
  * Read-only: a repository that does not exist is an error, never created, and a node without a
  * catalog file gets an in-memory one (local-stores.ts).
- * JSON (beside `ok`, output.ts): groups `{ groups: [{ vmid, backups, first, last, lastId, lastVerifyState, bytesRead, bytesStored }] }`;
+ * JSON (beside `ok`, output.ts): groups `{ groups: [{ vmid, backups, first, last, lastId, bytesRead, bytesStored }] }`;
  * backups `{ backups: [{ id, vmid, time, parent, disks: [...], verifyState }] }`.
  */
 import type { BackupInfo } from '../../repository/repository';
@@ -41,8 +41,8 @@ export function groupView(g: VmGroup) {
 
 export function groupsText(groups: VmGroup[]): string {
   if (groups.length === 0) return 'no backups';
-  const rows = groups.map((g) => [g.vmid, g.backups, formatTime(g.first), displayBackupId(g.lastId), formatBytes(g.bytesRead), formatBytes(g.bytesStored), g.lastVerifyState]);
-  return textTable(['VMID', 'BACKUPS', 'FIRST', 'LAST', 'READ', 'STORED', 'VERIFY'], rows);
+  const rows = groups.map((g) => [g.vmid, g.backups, formatTime(g.first), displayBackupId(g.lastId), formatBytes(g.bytesRead), formatBytes(g.bytesStored)]);
+  return textTable(['VMID', 'BACKUPS', 'FIRST', 'LAST', 'READ', 'STORED'], rows);
 }
 
 export const listCommand = defineCommand<{ all?: boolean; refresh?: boolean }, { vmid?: number }>({

@@ -90,7 +90,7 @@ test('list --all: {ok, backups} for all, one VM or none; PBS ids and ISO times, 
 });
 
 test('list without a VMID: one row per VM (count, first, last, bytes), the same numbers as its backups; kept after forget', async () => {
-  type Group = { vmid: number; backups: number; first: string; last: string; lastId: string; lastVerifyState: string; bytesRead: number; bytesStored: number };
+  type Group = { vmid: number; backups: number; first: string; last: string; lastId: string; bytesRead: number; bytesStored: number };
   const all = (await json<{ backups: { id: string; vmid: number; disks: { bytesRead: number; bytesStored: number }[] }[] }>(['list', '--all'])).env.backups;
   const sum = (vmid: number, k: 'bytesRead' | 'bytesStored') => all.filter((b) => b.vmid === vmid).reduce((n, b) => n + b.disks.reduce((m, d) => m + d[k], 0), 0);
   const groups = await json<{ groups: Group[] }>(['list']);
@@ -98,13 +98,13 @@ test('list without a VMID: one row per VM (count, first, last, bytes), the same 
   expect(groups.env).toEqual({
     ok: true,
     groups: [
-      { vmid: 101, backups: 2, first: '2026-11-25T02:00:03Z', last: '2026-11-26T02:00:03Z', lastId: ID2, lastVerifyState: 'none', bytesRead: sum(101, 'bytesRead'), bytesStored: sum(101, 'bytesStored') },
-      { vmid: 102, backups: 1, first: '2026-11-26T03:00:00Z', last: '2026-11-26T03:00:00Z', lastId: ID3, lastVerifyState: 'none', bytesRead: sum(102, 'bytesRead'), bytesStored: sum(102, 'bytesStored') },
+      { vmid: 101, backups: 2, first: '2026-11-25T02:00:03Z', last: '2026-11-26T02:00:03Z', lastId: ID2, bytesRead: sum(101, 'bytesRead'), bytesStored: sum(101, 'bytesStored') },
+      { vmid: 102, backups: 1, first: '2026-11-26T03:00:00Z', last: '2026-11-26T03:00:00Z', lastId: ID3, bytesRead: sum(102, 'bytesRead'), bytesStored: sum(102, 'bytesStored') },
     ],
   });
   expect(sum(101, 'bytesStored')).toBeGreaterThan(0);
   const text = (await run(['list'])).stdout.split('\n');
-  expect(text[0]).toMatch(/^VMID\s+BACKUPS\s+FIRST\s+LAST\s+READ\s+STORED\s+VERIFY$/);
+  expect(text[0]).toMatch(/^VMID\s+BACKUPS\s+FIRST\s+LAST\s+READ\s+STORED$/);
   expect(text[1]).toMatch(new RegExp(`^101\\s+2\\s+2026-11-25T02:00:03Z\\s+${ID2}\\s`));
   // Forgetting the newest of VM 101 moves its group's last backup back and takes its bytes off.
   expect((await json(['forget', ID2])).code).toBe(0);
