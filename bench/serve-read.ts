@@ -8,7 +8,9 @@
  * both are read from the page cache and the figures compare the servers. Rounds alternate
  * `nbdcopy URI null:` (its defaults: 4 connections) against each, three rounds, best time counts.
  * One nbdcopy of the served backup to a file is compared with the image first: a fast wrong
- * answer would be no figure.
+ * answer would be no figure. Also shown, without a target: the same server answering every chunk
+ * from memory (what the server itself costs, apart from the repository's chunk reads and checks),
+ * and a sequential reader (`--connections=1 --requests=1`, where the server's read-ahead works).
  */
 import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -49,10 +51,16 @@ async function backUp(repo: Repository, image: string): Promise<string> {
 }
 
 /** nbdcopy runs as a child without blocking this process: pve-cbt's server answers from its event loop. */
-async function timeNbdcopy(uri: string): Promise<number> {
+async function timeNbdcopy(uri: string, flags: string[] = []): Promise<number> {
   const t0 = performance.now();
-  await execFileP('nbdcopy', [uri, 'null:']);
+  await execFileP('nbdcopy', [...flags, uri, 'null:']);
   return performance.now() - t0;
+}
+
+/** The same geometry and zero map as the backup, every chunk answered from one buffer: the server alone. */
+function fromMemory(reader: BackupDiskReader) {
+  const data = Buffer.alloc(reader.geometry.chunkSize, 0xa5);
+  return { size: reader.size, geometry: reader.geometry, isZeroChunk: (i: number) => reader.isZeroChunk(i), readChunk: (i: number) => Promise.resolve(data.subarray(0, reader.chunkLength(i))) };
 }
 
 function sha256(file: string): string {
@@ -66,6 +74,7 @@ export async function run(): Promise<BenchResult[]> {
   const serveSocket = path.join(dir, 'serve.sock');
   let reader: BackupDiskReader | undefined;
   let server: NbdExportServer | undefined;
+  let memServer: NbdExportServer | undefined;
   const fd = fs.openSync(image, 'w');
   const buf = Buffer.allocUnsafe(64 * 1024 * 1024);
   for (let at = 0; at < SIZE; at += buf.length) fs.writeSync(fd, crypto.randomFillSync(buf), 0, buf.length, at);
@@ -90,15 +99,25 @@ export async function run(): Promise<BenchResult[]> {
     if (sha256(copy) !== sha256(image)) throw new Error('the served backup differs from the image');
     fs.rmSync(copy);
 
-    const best = { qemu: Infinity, serve: Infinity, serveCpu: Infinity };
+    const memSocket = path.join(dir, 'memory.sock');
+    memServer = new NbdExportServer({ exportName: 'scsi0', source: fromMemory(reader) });
+    await memServer.listen({ path: memSocket });
+    const memUri = `nbd+unix:///scsi0?socket=${memSocket}`;
+    const serial = ['--connections=1', '--requests=1'];
+
+    const best = { qemu: Infinity, serve: Infinity, serveCpu: Infinity, memory: Infinity, qemuSerial: Infinity, serveSerial: Infinity };
     for (let round = 0; round < ROUNDS; round++) {
       best.qemu = Math.min(best.qemu, await timeNbdcopy(qemuUri));
       const cpu0 = process.cpuUsage();
       best.serve = Math.min(best.serve, await timeNbdcopy(serveUri));
       const cpu = process.cpuUsage(cpu0);
       best.serveCpu = Math.min(best.serveCpu, (cpu.user + cpu.system) / 1e6);
+      best.memory = Math.min(best.memory, await timeNbdcopy(memUri));
+      best.qemuSerial = Math.min(best.qemuSerial, await timeNbdcopy(qemuUri, serial));
+      best.serveSerial = Math.min(best.serveSerial, await timeNbdcopy(serveUri, serial));
     }
     const ratio = best.qemu / best.serve;
+    const r2 = (x: number) => Math.round(x * 100) / 100;
     return [
       {
         name: 'serve 1 GiB backup (random data): nbdcopy to null:',
@@ -111,10 +130,15 @@ export async function run(): Promise<BenchResult[]> {
       },
       // Where serve's time goes: every chunk read is checked (SHA-256 against its name) on the blob
       // workers, which share the cores with nbdcopy.
-      { name: 'serve 1 GiB: CPU of the serving process (all threads: chunk reads, SHA-256 checks, replies)', value: Math.round(best.serveCpu * 100) / 100, unit: 's' },
+      { name: 'serve 1 GiB: CPU of the serving process (all threads: chunk reads, SHA-256 checks, replies)', value: r2(best.serveCpu), unit: 's' },
+      // The server without the repository: the same export answered from memory.
+      { name: 'serve 1 GiB from memory (no chunk reads: the NBD server alone): nbdcopy to null:', value: mbps(best.memory), unit: 'MB/s', baseline: `qemu-nbd ${mbps(best.qemu)} MB/s`, ratio: r2(best.qemu / best.memory) },
+      // One request at a time: what read-ahead is for.
+      { name: 'serve 1 GiB: nbdcopy --connections=1 --requests=1 (a sequential reader, read-ahead)', value: mbps(best.serveSerial), unit: 'MB/s', baseline: `qemu-nbd ${mbps(best.qemuSerial)} MB/s`, ratio: r2(best.qemuSerial / best.serveSerial) },
     ];
   } finally {
     await server?.close();
+    await memServer?.close();
     await reader?.close();
     if (qemuNbd.exitCode === null) qemuNbd.kill('SIGTERM');
     await qemuNbdExited;

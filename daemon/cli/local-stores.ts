@@ -17,6 +17,7 @@ import type { CbtConfig } from '../config/config-schema';
 import { REPOSITORY_MARKER } from '../repository/repository';
 import { isS3Url } from '../repository/s3-url';
 import { closeLogger, createLogger } from '../log/create-logger';
+import { isCatalogDamage } from '../catalog/damaged-catalog';
 import { openStores, type Services } from '../service/services';
 import { CliLogUnwritableError, CliNoRepositoryError } from './cli-errors';
 import type { CommandContext } from './command';
@@ -70,6 +71,8 @@ export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () 
 export interface WithStoresOptions {
   /** The command only reads: create no directory or file (see the header). */
   readOnly?: boolean;
+  /** Skip the catalog's quick_check (read-only commands that answer before they write anything). */
+  skipQuickCheck?: boolean;
 }
 
 function requireRepository(ctx: CommandContext<unknown, unknown>, config: CbtConfig): void {
@@ -89,11 +92,23 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
   let logError: Error | undefined;
   const logger = opts.readOnly && !fs.existsSync(config.logDir) ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err));
   try {
-    const stores = await openStores(config, logger, { createRepository: false, readOnly: opts.readOnly, env: ctx.env });
+    // `skipQuickCheck`: the catalog's whole-file check is skipped and damage met where the command
+    // reads; then the catalog is opened again with the check, which sets a damaged one aside and
+    // rebuilds it, and the command runs again (it must have written nothing yet: `list`).
+    const attempt = async (skipQuickCheck: boolean): Promise<T> => {
+      const stores = await openStores(config, logger, { createRepository: false, readOnly: opts.readOnly, skipQuickCheck, env: ctx.env });
+      try {
+        return await fn(stores);
+      } finally {
+        stores.db.close();
+      }
+    };
+    if (!opts.readOnly || !opts.skipQuickCheck) return await attempt(false);
     try {
-      return await fn(stores);
-    } finally {
-      stores.db.close();
+      return await attempt(true);
+    } catch (err) {
+      if (!isCatalogDamage(err)) throw err;
+      return await attempt(false);
     }
   } finally {
     await closeLogger(logger);

@@ -15,7 +15,7 @@
  *     { "ok": false, <same fields>, "error": {…} }                               exit 1-4, with what was done
  *
  * `ok` is true exactly when the exit code is 0 (a command's own `ok`, as verify's, means the same).
- * So `pve-cbt list --json` is `{"ok":true,"backups":[…]}` and a script reads `.backups` directly.
+ * So `pve-cbt list 101 --json` is `{"ok":true,"backups":[…]}` and a script reads `.backups` directly.
  * `json` is one line, `json-pretty` indented. Streams (`log`, `serve`) print JSON lines instead,
  * one record per line.
  */

@@ -5,7 +5,9 @@
  * with `base:allocation` (zero chunks are NBD_STATE_HOLE|NBD_STATE_ZERO). Transmission: READ (holes
  * as OFFSET_HOLE chunks with structured replies), BLOCK_STATUS, FLUSH/CACHE (no-ops), DISC; writes,
  * trims and write-zeroes fail with EPERM. The export is read-only and CAN_MULTI_CONN: connections
- * share one reader and one small cache of decoded chunks. Wire encoding is in server-codec.ts.
+ * share one reader and one cache of decoded chunks with read-ahead (chunk-cache.ts). A reply goes
+ * out as one corked write: header and data in one writev, the data straight from the decoded chunk.
+ * Wire encoding is in server-codec.ts.
  */
 import net from 'node:net';
 import {
@@ -39,6 +41,7 @@ import {
   NBD_STATE_ZERO,
   REQUEST_SIZE,
 } from './nbd-constants';
+import { ChunkCache, DEFAULT_CACHE_OPTIONS, type ChunkCacheOptions } from './chunk-cache';
 import * as c from './server-codec';
 
 /** What the server needs from a backup disk (BackupDiskReader implements it). */
@@ -53,28 +56,8 @@ export const SERVER_MIN_BLOCK = 1;
 export const SERVER_PREFERRED_BLOCK = 4096;
 export const SERVER_MAX_BLOCK = DEFAULT_MAX_BLOCK_SIZE;
 const MAX_OPTION_DATA = 64 * 1024;
-const CACHE_CHUNKS = 16;
 const META_ID = 1;
 export const TRANSMISSION_FLAGS = NBD_FLAG_HAS_FLAGS | NBD_FLAG_READ_ONLY | NBD_FLAG_CAN_MULTI_CONN;
-
-/** Decoded chunks shared by all connections; a read in flight is shared too. */
-class ChunkCache {
-  private readonly map = new Map<number, Promise<Buffer>>();
-  constructor(private readonly source: ExportSource) {}
-  get(i: number): Promise<Buffer> {
-    let p = this.map.get(i);
-    if (p) {
-      this.map.delete(i);
-      this.map.set(i, p);
-      return p;
-    }
-    p = this.source.readChunk(i);
-    p.catch(() => this.map.delete(i));
-    this.map.set(i, p);
-    while (this.map.size > CACHE_CHUNKS) this.map.delete(this.map.keys().next().value as number);
-    return p;
-  }
-}
 
 /** Reads exact byte counts from a socket, without timeouts (an NBD client may sit idle for hours). */
 class SocketReader {
@@ -124,15 +107,17 @@ export interface NbdServerOptions {
   exportName: string;
   source: ExportSource;
   onError?: (err: unknown) => void;
+  /** The chunk cache's size and read-ahead (chunk-cache.ts). */
+  cache?: ChunkCacheOptions;
 }
 
 export class NbdExportServer {
   readonly server: net.Server;
-  private readonly cache: ChunkCache;
+  readonly cache: ChunkCache;
   private readonly sockets = new Set<net.Socket>();
 
   constructor(private readonly opts: NbdServerOptions) {
-    this.cache = new ChunkCache(opts.source);
+    this.cache = new ChunkCache(opts.source, opts.cache ?? DEFAULT_CACHE_OPTIONS);
     this.server = net.createServer((s) => {
       this.sockets.add(s);
       s.on('close', () => this.sockets.delete(s));
@@ -291,10 +276,18 @@ export class NbdExportServer {
     const datas = await Promise.all(
       pieces.map(async (p) => (p.zero ? null : (await this.cache.get(p.chunk)).subarray(p.within, p.within + p.length))),
     );
+    s.cork();
+    try {
+      this.writeRead(s, req, structured, pieces, datas);
+    } finally {
+      s.uncork();
+    }
+  }
+
+  private writeRead(s: net.Socket, req: c.Request, structured: boolean, pieces: c.Piece[], datas: (Buffer | null)[]): void {
     if (!structured) {
-      const out: Buffer[] = [c.encodeSimpleReply(req.cookie, 0)];
-      pieces.forEach((p, i) => out.push(datas[i] ?? Buffer.alloc(p.length)));
-      s.write(Buffer.concat(out));
+      s.write(c.encodeSimpleReply(req.cookie, 0));
+      pieces.forEach((p, i) => s.write(datas[i] ?? Buffer.alloc(p.length)));
       return;
     }
     if (pieces.length === 0) {

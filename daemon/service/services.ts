@@ -52,6 +52,8 @@ export interface OpenStoresOptions {
   readOnly?: boolean;
   /** Where PVE_CBT_ENCRYPTION_PASSWORD is read (an encrypted repository's scrypt key file). Default process.env. */
   env?: NodeJS.ProcessEnv;
+  /** Skip SQLite's quick_check of the catalog (read-only CLI commands; damaged-catalog.ts). */
+  skipQuickCheck?: boolean;
 }
 
 /**
@@ -63,7 +65,7 @@ export async function openStores(config: CbtConfig, logger: Logger, opts: OpenSt
   const file = catalogFile(config.stateDir);
   const inMemory = opts.readOnly === true && !fs.existsSync(file);
   if (!inMemory) ensurePrivateDir(config.stateDir);
-  const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file);
+  const { db, setAside } = inMemory ? { db: openMemoryCatalog(), setAside: undefined } : openCatalogOrSetAside(file, undefined, { quickCheck: opts.skipQuickCheck !== true });
   try {
     const catalog = new BackupCatalog(db);
     const keys = configuredRepositoryKeys(config, opts.env);

@@ -76,7 +76,7 @@ async function backup(args: string[], expectVmids: number[]): Promise<{ code: nu
   }
 }
 
-const listIds = async (): Promise<string[]> => (JSON.parse((await cli(['list', '--json'])).stdout) as { backups: { id: string }[] }).backups.map((b) => b.id);
+const listIds = async (): Promise<string[]> => (JSON.parse((await cli(['list', '--all', '--json'])).stdout) as { backups: { id: string }[] }).backups.map((b) => b.id);
 
 beforeAll(async () => {
   requireDist();

@@ -59,7 +59,7 @@ describe('a catalog holding garbage', () => {
     expect(loud).toHaveLength(1);
     expect(loud[0]).toMatchObject({ level: 'error', backups: 2, component: 'daemon' });
 
-    const list = await cli(stack, ['list', '--json']);
+    const list = await cli(stack, ['list', '--all', '--json']);
     expect(list.code).toBe(0);
     expect((JSON.parse(list.stdout) as { backups: { id: string }[] }).backups.map((b) => b.id)).toContain(displayBackupId(second.id));
     const verify = await cli(stack, ['verify', '--json']);

@@ -249,7 +249,7 @@ describe('daemon service with the CLI', () => {
     await stack.backupAndCheck([b]);
 
     // list --json
-    const list = await cli(['list', '--json', ...cfg]);
+    const list = await cli(['list', '--all', '--json', ...cfg]);
     expect(list.code).toBe(0);
     const backups = (JSON.parse(list.stdout) as { backups: { id: string; vmid: number; time: string; disks: unknown[] }[] }).backups;
     expect(Array.isArray(backups)).toBe(true);

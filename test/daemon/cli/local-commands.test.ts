@@ -71,8 +71,8 @@ beforeEach(async () => {
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-test('list: {ok, backups} for all, one VM or none; PBS ids and ISO times, also in the table', async () => {
-  const all = await json<{ backups: { id: string; vmid: number; time: string; parent: string | null; disks: unknown[]; verifyState: string }[] }>(['list']);
+test('list --all: {ok, backups} for all, one VM or none; PBS ids and ISO times, also in the table', async () => {
+  const all = await json<{ backups: { id: string; vmid: number; time: string; parent: string | null; disks: unknown[]; verifyState: string }[] }>(['list', '--all']);
   expect(all.code).toBe(0);
   expect(all.env.ok).toBe(true);
   expect(all.env.backups.map((b) => [b.id, b.vmid, b.time, b.parent])).toEqual([
@@ -84,9 +84,57 @@ test('list: {ok, backups} for all, one VM or none; PBS ids and ISO times, also i
   expect(one.env).toEqual({ ok: true, backups: [expect.objectContaining({ id: ID3 })] });
   const none = await json(['list', '999']);
   expect(none.env).toEqual({ ok: true, backups: [] }); // never a bare []
-  const text = await run(['list']);
+  const text = await run(['list', '--all']);
   expect(text.stdout).toContain(`${ID1}  101   2026-11-25T02:00:03Z`);
   expect(text.stdout).not.toMatch(/T\d\d_\d\d_\d\dZ|[AP]M\b|\d+\/\d+\/\d{4}/);
+});
+
+test('list without a VMID: one row per VM (count, first, last, bytes), the same numbers as its backups; kept after forget', async () => {
+  type Group = { vmid: number; backups: number; first: string; last: string; lastId: string; bytesRead: number; bytesStored: number };
+  const all = (await json<{ backups: { id: string; vmid: number; disks: { bytesRead: number; bytesStored: number }[] }[] }>(['list', '--all'])).env.backups;
+  const sum = (vmid: number, k: 'bytesRead' | 'bytesStored') => all.filter((b) => b.vmid === vmid).reduce((n, b) => n + b.disks.reduce((m, d) => m + d[k], 0), 0);
+  const groups = await json<{ groups: Group[] }>(['list']);
+  expect(groups.code).toBe(0);
+  expect(groups.env).toEqual({
+    ok: true,
+    groups: [
+      { vmid: 101, backups: 2, first: '2026-11-25T02:00:03Z', last: '2026-11-26T02:00:03Z', lastId: ID2, bytesRead: sum(101, 'bytesRead'), bytesStored: sum(101, 'bytesStored') },
+      { vmid: 102, backups: 1, first: '2026-11-26T03:00:00Z', last: '2026-11-26T03:00:00Z', lastId: ID3, bytesRead: sum(102, 'bytesRead'), bytesStored: sum(102, 'bytesStored') },
+    ],
+  });
+  expect(sum(101, 'bytesStored')).toBeGreaterThan(0);
+  const text = (await run(['list'])).stdout.split('\n');
+  expect(text[0]).toMatch(/^VMID\s+BACKUPS\s+FIRST\s+LAST\s+READ\s+STORED$/);
+  expect(text[1]).toMatch(new RegExp(`^101\\s+2\\s+2026-11-25T02:00:03Z\\s+${ID2}\\s`));
+  // Forgetting the newest of VM 101 moves its group's last backup back and takes its bytes off.
+  expect((await json(['forget', ID2])).code).toBe(0);
+  const after = (await json<{ groups: Group[] }>(['list'])).env.groups;
+  expect(after[0]).toMatchObject({ vmid: 101, backups: 1, first: '2026-11-25T02:00:03Z', last: '2026-11-25T02:00:03Z', lastId: ID1 });
+  const left = (await json<{ backups: { disks: { bytesStored: number }[] }[] }>(['list', '101'])).env.backups;
+  expect(after[0].bytesStored).toBe(left.reduce((n, b) => n + b.disks.reduce((m, d) => m + d.bytesStored, 0), 0));
+  expect((await json(['forget', ID3])).code).toBe(0);
+  expect((await json<{ groups: Group[] }>(['list'])).env.groups.map((g) => g.vmid)).toEqual([101]);
+});
+
+test('list skips the catalog quick_check; a damaged page it reads sets the catalog aside, and the answer comes from the repository', async () => {
+  expect((await json(['prune', '--vm', '101', '--keep-last', '5'])).code).toBe(0); // creates the catalog file
+  const before = await json<{ backups: { id: string }[] }>(['list', '--all']);
+  expect(before.env.backups.map((b) => b.id)).toEqual([ID1, ID2, ID3]);
+  const stateDir = path.join(tmp, 'state');
+  const file = path.join(stateDir, 'catalog.sqlite');
+  // The closed catalog has no WAL left; overwrite the root page of the backups table.
+  const { default: Database } = await import('better-sqlite3');
+  const db = new Database(file, { readonly: true });
+  const root = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'backups'").pluck().get() as number;
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  db.close();
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(pageSize, 0x5a), 0, pageSize, (root - 1) * pageSize);
+  fs.closeSync(fd);
+  const after = await json<{ backups: { id: string }[] }>(['list', '--all']);
+  expect(after.code).toBe(0);
+  expect(after.env).toEqual(before.env);
+  expect(fs.readdirSync(stateDir).some((f) => f.startsWith('catalog.sqlite.corrupt-'))).toBe(true);
 });
 
 test('show: the manifest with PBS ids, ISO time and verify state; the folder form is still read', async () => {
@@ -136,7 +184,7 @@ test('forget: removes one backup, the others restore byte for byte; gc after it 
   const forgot = await json(['forget', ID1]);
   expect(forgot.code).toBe(0);
   expect(forgot.env).toEqual({ ok: true, id: ID1, vmid: 101, removed: true });
-  expect((await json<{ backups: { id: string }[] }>(['list'])).env.backups.map((b) => b.id)).toEqual([ID2, ID3]);
+  expect((await json<{ backups: { id: string }[] }>(['list', '--all'])).env.backups.map((b) => b.id)).toEqual([ID2, ID3]);
   // The incremental cloned its index from the forgotten backup: it still restores by itself.
   const target = path.join(tmp, 'restored.raw');
   const restored = await json(['restore', ID2, '--disk', 'scsi0', '--to', target]);
