@@ -143,7 +143,7 @@ export async function upgradeRepository(deps: UpgradeDeps, opts: UpgradeOptions 
     await copyBlobs(storage, resume.after, resume.nextSeq, report, opts);
     opts.onProgress?.(1, 1, 'copied');
 
-    const json = { ...marker.json, format: REPOSITORY_FORMAT_2, chunkSize: FORMAT_2_CHUNK_SIZE, encryption: null, upgraded: new Date().toISOString() };
+    const json = { ...marker.json, format: REPOSITORY_FORMAT_2, chunkSize: FORMAT_2_CHUNK_SIZE, encryption: marker.json.encryption ?? null, upgraded: new Date().toISOString() };
     await storage.writeAtomic(REPOSITORY_MARKER, Buffer.from(`${JSON.stringify(json)}\n`));
     opts.onProgress?.(1, 1, 'switched');
     log?.info('upgrade phase: marker switched to format 2');
