@@ -74,7 +74,7 @@ it('two daemons back up into one bucket at once next to GC and verify; prune and
   for (const r of refs) expect(await cs.compareRestore(r.id, 'scsi0', r.ref)).toBe(-1);
 
   for (const node of [pve1, pve2]) {
-    const out = await runCli(['list', '--json', '--config', node.configFile]);
+    const out = await runCli(['list', '--all', '--json', '--config', node.configFile]);
     expect(out.code).toBe(0);
     const ids = (JSON.parse(out.stdout) as { backups: { id: string }[] }).backups.map((x) => x.id);
     expect(ids.length).toBe(2);

@@ -94,7 +94,7 @@ test('local commands on an encrypted repository: with the configured key they wo
   const id = m.id.replace(/_/g, ':');
 
   writeConfig({ keyFile: key });
-  expect((await json<{ backups: { id: string }[] }>(['list'], pass)).env.backups.map((b) => b.id)).toEqual([id]);
+  expect((await json<{ backups: { id: string }[] }>(['list', '--all'], pass)).env.backups.map((b) => b.id)).toEqual([id]);
   expect((await json(['verify'], pass)).env).toMatchObject({ ok: true });
   const out = path.join(tmp, 'restored.raw');
   expect((await json(['restore', id, '--disk', 'scsi0', '--to', out], pass)).env).toMatchObject({ ok: true, bytes: 6 * CHUNK + 99 });

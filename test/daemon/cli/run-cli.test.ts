@@ -1,4 +1,3 @@
-import { DEFAULT_CHUNK_SIZE } from '../../../shared/config/defaults';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -207,7 +206,8 @@ describe('config check', () => {
     const out = (JSON.parse(r.stdout) as { ok: boolean; config: { repository: string; chunkSize: number } });
     expect(out.ok).toBe(true);
     expect(out.config.repository).toBe(path.join(tmp, 'repo'));
-    expect(out.config.chunkSize).toBe(DEFAULT_CHUNK_SIZE);
+    // Unset: the repository's own chunk size applies (64 KiB in format 2, 256 KiB in format 1).
+    expect(out.config.chunkSize).toBeUndefined();
     expect((await run(['config', 'check'])).stdout).toMatch(/is valid\n.*\njobs: 1\n  n: daily, next run \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\n$/);
   });
 

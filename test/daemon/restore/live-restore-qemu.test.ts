@@ -22,7 +22,6 @@ import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
 import { acquirePveLock } from '../../../daemon/pve/pve-lock';
 import { processStartTime, readQemuProcess } from '../../../daemon/pve/qemu-process';
-import { shardOf } from '../../../daemon/repository/chunk-store';
 import { sha256Hex } from '../../../daemon/repository/digest';
 import { liveRestore, type LiveRestoreDeps, type LiveRestoreEvent } from '../../../daemon/restore/live-restore';
 import { stopLiveVm } from '../../../daemon/restore/live-restore-launch';
@@ -30,6 +29,7 @@ import type { DiskLayout } from '../../../daemon/sim/qemu-command';
 import { usePveNode } from '../../sim/jest-cleanup';
 import { createEngineEnv, KiB, MiB, type EngineEnv } from '../backup/backup-helpers';
 import { ForegroundQemu } from '../nbd/foreground-qemu';
+import { flipBlobByte, readBlob, writeBlobInPlace } from '../repository/blob-files';
 
 const execFileP = promisify(execFile);
 const sim = usePveNode();
@@ -175,11 +175,9 @@ test('a corrupt chunk fails the move: the VM is stopped, the allocated volumes f
   const entry = m.disks.find((d) => d.name === 'scsi1')!;
   const offset = 2 * MiB;
   const digest = sha256Hex(refs.scsi1.subarray(offset, offset + entry.chunkSize));
-  const file = path.join(env.repo.dir, '.chunks', shardOf(digest), digest);
-  const original = fs.readFileSync(file);
-  const bad = Buffer.from(original);
-  bad[bad.length - 10] ^= 0xff;
-  fs.writeFileSync(file, bad);
+  // Found through the repository's own layout (a format-1 file or a blob inside a pack).
+  const original = await readBlob(env.repo, 'chunk', digest);
+  await flipBlobByte(env.repo, 'chunk', digest, 10, 0xff);
   const events: LiveRestoreEvent[] = [];
   started.push(vmid);
   try {
@@ -198,7 +196,7 @@ test('a corrupt chunk fails the move: the VM is stopped, the allocated volumes f
     expect(processStartTime(ran!.pid)).toBeUndefined();
     expect(events.map((e) => e.type).slice(-2)).toEqual(['failed', 'stopped']);
   } finally {
-    fs.writeFileSync(file, original);
+    await writeBlobInPlace(env.repo, 'chunk', digest, original);
   }
   expect(readQemuProcess(sim.node.runDir, vmid)).toBeUndefined();
   expect(images(vmid)).toEqual([]);
