@@ -49,7 +49,7 @@ import { RestoreLiveFailedError, RestoreLiveJobFailedError, RestoreLiveStartFail
 import { daemonizedLauncher, layoutOfMachine, liveQemuArgs, stopLiveVm, type LiveLaunch, type QemuLauncher } from './live-restore-launch';
 import { jobIdOf, LiveRestoreQmp, type JobState, type MoveTarget } from './live-restore-qmp';
 import { ownedVolumes, restoredConfig, usedDiskIndices, type RandomBytes } from './restored-config';
-import { allocate, checkNotRunning, freeAll, readOrUndefined, refuseOrPlan, writeFileAtomic, type RestorePlan, type RestoreVmResult } from './restore-vm';
+import { allocate, checkNotRunning, freeAll, putBackFirewall, readOrUndefined, reasonOf, refuseOrPlan, writeFileAtomic, type RestorePlan, type RestoreVmResult } from './restore-vm';
 import { RestoreVmExistsError } from './restore-vm-errors';
 import { restoreTargetGuard } from './restore-target-guard';
 import type { NodePaths } from './target-facts';
@@ -120,10 +120,6 @@ interface LiveState {
   workDir?: string;
   vmStarted: boolean;
   firewallBefore?: string | null;
-}
-
-function reasonOf(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -382,15 +378,7 @@ async function undo(req: LiveRestoreRequest, deps: LiveRestoreDeps, state: LiveS
     emit({ type: 'stopped', stopped: vmStopped });
   }
   const closeProblems = await closeExports(state);
-  if (state.firewallBefore !== undefined) {
-    const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
-    try {
-      if (state.firewallBefore === null) fs.rmSync(fwPath, { force: true });
-      else writeFileAtomic(fwPath, state.firewallBefore);
-    } catch (e) {
-      deps.logger?.error('live restore: putting back the firewall file failed', { vmid, file: fwPath, error: reasonOf(e) });
-    }
-  }
+  putBackFirewall(deps, vmid, state.firewallBefore, 'live restore');
   // A VM that still runs may be writing its volumes: they stay, and the error says why.
   const { freed, leftover } = vmStopped
     ? await freeAll(deps, state.allocated)

@@ -104,7 +104,7 @@ export type PvesmDeps = Pick<RestoreVmDeps, 'node' | 'pvesmTimeoutMs' | 'logger'
 
 const MAX_NAME_TRIES = 64;
 
-function reasonOf(err: unknown): string {
+export function reasonOf(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
@@ -123,6 +123,21 @@ export function writeFileAtomic(file: string, text: string): void {
   } catch (err) {
     fs.rmSync(tmp, { force: true });
     throw err;
+  }
+}
+
+/**
+ * After a failed restore: `VMID.fw` as it was before (`before`: its text, null for none, undefined
+ * when the restore never touched it). A failure is logged, not thrown: the restore's own error wins.
+ */
+export function putBackFirewall(deps: Pick<RestoreVmDeps, 'node' | 'logger'>, vmid: number, before: string | null | undefined, what: string): void {
+  if (before === undefined) return;
+  const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
+  try {
+    if (before === null) fs.rmSync(fwPath, { force: true });
+    else writeFileAtomic(fwPath, before);
+  } catch (e) {
+    deps.logger?.error(`${what}: putting back the firewall file failed`, { vmid, file: fwPath, error: reasonOf(e) });
   }
 }
 
@@ -259,15 +274,7 @@ function commitConfig(req: RestoreVmRequest, deps: RestoreVmDeps, plan: RestoreP
 /** After a failure: the firewall file put back, every allocated volume freed; the error to throw. */
 async function undoRestore(req: RestoreVmRequest, deps: RestoreVmDeps, undo: Undo, err: unknown): Promise<unknown> {
   const { vmid, backupId } = req;
-  if (undo.firewallBefore !== undefined) {
-    const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
-    try {
-      if (undo.firewallBefore === null) fs.rmSync(fwPath, { force: true });
-      else writeFileAtomic(fwPath, undo.firewallBefore);
-    } catch (e) {
-      deps.logger?.error('restore: putting back the firewall file failed', { vmid, file: fwPath, error: reasonOf(e) });
-    }
-  }
+  putBackFirewall(deps, vmid, undo.firewallBefore, 'restore');
   if (undo.allocated.length === 0) return err; // nothing exists that needs undoing
   const { freed, leftover } = await freeAll(deps, undo.allocated);
   deps.logger?.error('restore failed; allocated volumes freed', { backupId, vmid, disk: undo.disk, error: reasonOf(err), freed, leftover });
