@@ -13,11 +13,24 @@
  * durable (format 2: the unsealed packs).
  */
 import type { BlobKind } from './file-formats';
+import { RepoChunkCorruptError, RepoChunkMissingError, RepoPageCorruptError, RepoPageMissingError } from './repository-errors';
 import type { RestoreBatchResult } from './blob-workers';
 import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 
 export type BlobState = 'ok' | 'missing' | 'corrupt';
+
+/** `check` of either store: a read that succeeds is 'ok'; a missing or corrupt blob answers its state, other errors throw. */
+export async function blobStateByReading(read: () => Promise<unknown>): Promise<BlobState> {
+  try {
+    await read();
+    return 'ok';
+  } catch (err) {
+    if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
+    if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
+    throw err;
+  }
+}
 
 export interface BlobSession {
   readonly format: 1 | 2;

@@ -49,7 +49,7 @@ import {
 } from './repository-errors';
 
 export type { BlobState } from './blob-store';
-import type { BlobState } from './blob-store';
+import { blobStateByReading, type BlobState } from './blob-store';
 
 /** Format 1's write session: the sync batch of one backup writer (storage.ts). */
 export class SyncBatchSession implements BlobSession {
@@ -197,15 +197,8 @@ export class ChunkStore implements BlobStore {
   }
 
   /** Like read, but answers the state instead of throwing for missing or corrupt blobs. */
-  async check(digest: string): Promise<BlobState> {
-    try {
-      await this.read(digest);
-      return 'ok';
-    } catch (err) {
-      if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
-      if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
-      throw err;
-    }
+  check(digest: string): Promise<BlobState> {
+    return blobStateByReading(() => this.read(digest));
   }
 
   private corrupt(digest: string, where: string, reason: string): Error {

@@ -38,7 +38,7 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
 import type { BlobWorkers, RestoreBatchResult, RestoreChunk } from './blob-workers';
-import type { BlobSession, BlobState, BlobStore, InsertOptions, PutChunkResult, RepositoryBlobs } from './blob-store';
+import { blobStateByReading, type BlobSession, type BlobState, type BlobStore, type InsertOptions, type PutChunkResult, type RepositoryBlobs } from './blob-store';
 import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import type { PackLoc, PackPutResult } from './pack-worker';
@@ -216,15 +216,8 @@ export class PackKindStore implements BlobStore {
       : RepoPageCorruptError({ digest, path: describe(locs), reason });
   }
 
-  async check(digest: string): Promise<BlobState> {
-    try {
-      await this.read(digest);
-      return 'ok';
-    } catch (err) {
-      if (RepoChunkMissingError.is(err) || RepoPageMissingError.is(err)) return 'missing';
-      if (RepoChunkCorruptError.is(err) || RepoPageCorruptError.is(err)) return 'corrupt';
-      throw err;
-    }
+  check(digest: string): Promise<BlobState> {
+    return blobStateByReading(() => this.read(digest));
   }
 
   async restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]> {
