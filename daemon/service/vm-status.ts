@@ -3,8 +3,9 @@
  * the next backup would judge them (status-check.ts: ledger, last backup and QEMU's own view; the
  * ledger's alone in `ledgerState`), the next backup's mode, the dirty bytes QEMU reports now, and
  * the last committed backup. Per VM also the task working on it now (a running backup with its
- * progress). QEMU is asked in one short QMP session per running VM, qemu-img for a stopped VM's
- * images; a VM whose QMP socket is busy or broken still reports the ledger's view, with the QMP
+ * progress). QEMU is asked in one short QMP session per running VM; a stopped VM's qcow2 images
+ * are read from their own header (backup/qcow2-header.ts), other images and what that reader is not
+ * sure of by qemu-img; a VM whose QMP socket is busy or broken still reports the ledger's view, with the QMP
  * problem named.
  */
 import type { Logger } from 'winston';
@@ -12,6 +13,7 @@ import { isCbtError } from '../../shared/errors/cbt-error';
 import { DEFAULT_GRANULARITY } from '../backup/backup-options';
 import { isOwnName } from '../backup/bitmap-names';
 import { imageInfo, type ImageInfo } from '../backup/image-export';
+import { readQcow2Facts } from '../backup/qcow2-header';
 import { listBackupsFromCatalog } from '../catalog/catalog-sync';
 import { lastBackupsByDisk } from '../backup/last-backups';
 import type { ModeDecision } from '../backup/mode-decision';
@@ -52,14 +54,14 @@ export interface VmStatus {
   disks: DiskStatus[];
 }
 
-/** qemu-img's view of a stopped VM's images, by disk key; a disk it cannot read is left out. */
+/** What qemu-img says of a stopped VM's images, by disk key; a disk it cannot read is left out. */
 async function imageViews(s: Services, conf: VmConfig): Promise<Map<string, ImageInfo>> {
   const out = new Map<string, ImageInfo>();
   try {
     const disks = await resolveVmDisks(conf, { qemuServerConfigDir: s.config.qemuServerConfigDir, pvesmPath: s.config.pvesmPath });
     for (const d of disks) {
       try {
-        out.set(d.key, await imageInfo(d.path, d.format));
+        out.set(d.key, (d.format === 'qcow2' ? readQcow2Facts(d.path) : null) ?? (await imageInfo(d.path, d.format)));
       } catch (err) {
         s.logger.warn('status: qemu-img info failed', { vmid: conf.vmid, disk: d.key, error: (err as Error).message });
       }
