@@ -95,10 +95,11 @@ async function readCommitted(repo: CatalogStores['repo'], id: string): Promise<{
  * local directory with plain stat(2) calls: 1,000 of them take ~3 ms, through the thread pool ~20.
  */
 async function folderTimes(repo: CatalogStores['repo'], vms: readonly string[]): Promise<Map<string, number | null>> {
-  const local = repo.storage.localPath?.bind(repo.storage);
-  const times = local
+  // One path join for the folder of all VMs, not one per VM (VM names are digits, see isVmFolder).
+  const vmRoot = repo.storage.localPath?.('vm');
+  const times = vmRoot !== undefined
     ? vms.map((vm) => {
-        const st = fs.statSync(local(`vm/${vm}`), { throwIfNoEntry: false });
+        const st = fs.statSync(`${vmRoot}/${vm}`, { throwIfNoEntry: false });
         return st ? { isDirectory: st.isDirectory(), mtimeMs: st.mtimeMs } : null;
       })
     : await Promise.all(vms.map((vm) => repo.storage.stat(`vm/${vm}`)));
