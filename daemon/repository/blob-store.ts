@@ -79,27 +79,10 @@ export interface BlobStore {
   restoreBatch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult>;
   /** The order in which restore should hand out `jobs` (format 2: by pack and offset). */
   restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]>;
-  /**
-   * Format 2 on local packs: a reader for one restore (pack-run-reader.ts) whose batches read
-   * runs of a pack with one call, check them in one worker trip and write them while the next
-   * runs are read; `lanes` batches may be in flight. Null (or absent): batches go to `restoreBatch`.
-   */
-  restoreReader?(): RestoreReader | null;
-  /**
-   * Reads and checks several blobs at once (format 2 on local packs: runs of a pack with one read
-   * and one worker trip each); each answer is the content or the kind's missing/corrupt error.
-   */
-  readMany?(wanted: { digest: string; maxPlain: number }[]): Promise<(Buffer | Error)[]>;
   /** Where the blob is (or would be), for error messages. */
   whereIs(digest: string): string;
   /** Format 2: the pack and offset of the blob, for verify's problems; null if not in any pack (format 1: always null). */
   locate(digest: string): Promise<{ pack: string; packOffset: number } | null>;
-}
-
-export interface RestoreReader {
-  readonly lanes: number;
-  batch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult>;
-  close(): Promise<void>;
 }
 
 export interface RepositoryBlobs {

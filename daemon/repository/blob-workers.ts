@@ -7,10 +7,7 @@
  *   compression, CRC) and the file calls, synchronous on the worker;
  * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks;
  * - `restore`: a batch of chunks read and checked the same way (load-blob.ts), each written with
- *   pwrite at its offset into a file descriptor the caller holds open (restore-workers.ts);
- * - `checkRun`: a run of adjacent blobs of one pack, already read by the caller into memory that
- *   is moved to the worker and back (no copy), decoded and checked in one trip
- *   (pack-run-reader.ts): format 2's restore, verify and NBD reads.
+ *   pwrite at its offset into a file descriptor the caller holds open (restore-workers.ts).
  *
  * This is the repository's only worker pool: one per open repository (and one per NBD server's
  * backup reader), sized to the cores. Each thread keeps one read buffer that its loads and
@@ -34,7 +31,6 @@ import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } fr
 import { writeViaRename } from './write-via-rename';
 import { packAbortSync, packPutSync, packSealSync, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
 import { probeDigestPrefix } from './pack-lookup';
-import { checkRunSync, type RunCheckItem, type RunCheckResult } from './pack-run-reader';
 import { InternalError } from '../../shared/errors/internal-errors';
 import { RepoWorkerExitedError } from './repository-errors';
 
@@ -45,7 +41,6 @@ type Op =
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
   | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined; at?: { offset: number; length: number }; from?: Uint8Array }
   | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] }
-  | { op: 'checkRun'; run: ArrayBuffer; runLength: number; magic: Uint8Array; items: RunCheckItem[] }
   | ({ op: 'packPut' } & Omit<PackPutJob, 'plain' | 'magic'> & { magic: Uint8Array })
   | { op: 'packSeal'; session: string }
   | { op: 'packAbort'; session: string };
@@ -88,7 +83,6 @@ function workerMain(
   probePrefix: typeof probeDigestPrefix,
   seal: typeof sealBlobPayload,
   open: typeof openBlobPayload,
-  checkRun: typeof checkRunSync,
 ): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
@@ -120,18 +114,6 @@ function workerMain(
       const e = err as NodeJS.ErrnoException;
       return { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
     };
-    if (m.op === 'checkRun') {
-      // The run's memory came moved and goes back moved, with the checked content in it (pack-run-reader.ts).
-      try {
-        const r = checkRun(Buffer.from(m.run, 0, m.runLength), m.items, Buffer.from(m.magic), codec, load);
-        const transfer: ArrayBuffer[] = [m.run];
-        if (r.extra) transfer.push(r.extra.buffer as ArrayBuffer);
-        parentPort?.postMessage({ id: m.id, result: { answers: r.answers, run: m.run, extra: r.extra ? { buffer: r.extra.buffer, length: r.extra.length } : null } }, transfer);
-      } catch (err) {
-        parentPort?.postMessage(failed(err));
-      }
-      return;
-    }
     if (m.op === 'store') {
       // Settles before the next message is handled: every file call in it is synchronous.
       store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, write, knownDirs, scratch).then(
@@ -238,7 +220,7 @@ function workerMain(
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()}, ${checkRunSync.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 
@@ -308,22 +290,6 @@ export class BlobWorkers {
     return this.run(null, { op: 'restore', fd, magic: new Uint8Array(magic), chunks }) as Promise<RestoreBatchResult>;
   }
 
-  /**
-   * Decodes and checks a run of blobs (pack-run-reader.ts) on one worker. `run` must be a view at
-   * offset 0 of memory of its own (Buffer.allocUnsafeSlow): that memory is moved to the worker and
-   * back, so the caller's buffer is detached until the answer, whose `run` views it again (whole).
-   */
-  async checkRun(run: Buffer, items: RunCheckItem[], magic: Buffer): Promise<{ run: Buffer } & RunCheckResult> {
-    const ab = run.buffer;
-    if (run.byteOffset !== 0 || ab instanceof SharedArrayBuffer) throw new TypeError('checkRun: the run must start memory of its own');
-    const r = (await this.run(null, { op: 'checkRun', run: ab, runLength: run.length, magic: new Uint8Array(magic), items }, undefined, [ab])) as unknown as {
-      answers: RunCheckResult['answers'];
-      run: ArrayBuffer;
-      extra: { buffer: ArrayBuffer; length: number } | null;
-    };
-    return { answers: r.answers, run: Buffer.from(r.run), extra: r.extra ? Buffer.from(r.extra.buffer, 0, r.extra.length) : null };
-  }
-
   /** Stores a blob (store-blob.ts); errors carry the errno code of the failed call. */
   store(req: StoreBlobJob): Promise<StoreBlobResult> {
     return this.run(req.plain, { op: 'store', file: req.file, magic: new Uint8Array(req.magic), compress: req.compress, force: req.force, verify: req.verify, touch: req.touch }) as Promise<StoreBlobResult>;
@@ -361,7 +327,7 @@ export class BlobWorkers {
     await Promise.all(workers.map((w) => w.terminate()));
   }
 
-  private run(data: Buffer | null, op: Op, on?: Slot, transfer?: ArrayBuffer[]): Promise<Result> {
+  private run(data: Buffer | null, op: Op, on?: Slot): Promise<Result> {
     const slot = on ?? this.leastBusy();
     const id = this.nextId++;
     // A view into a larger ordinary buffer is copied first: postMessage would clone all of it.
@@ -369,7 +335,7 @@ export class BlobWorkers {
     return new Promise((resolve, reject) => {
       const msg = { id, data: payload, offset: data?.byteOffset ?? 0, length: data?.length ?? 0, ...op } as Request;
       // Recorded only once sent: if postMessage throws, no ref'd worker is left waiting for it.
-      slot.worker.postMessage(msg, transfer);
+      slot.worker.postMessage(msg);
       slot.jobs.set(id, { resolve, reject });
       if (slot.jobs.size === 1) slot.worker.ref();
     });

@@ -25,9 +25,6 @@
  * Reading: the lookup (pack-lookup.ts) names the pack and offset; the worker preads the stored
  * length and checks the blob exactly as format 1 does (load-blob.ts). A digest not in the lookup
  * refreshes it once before it is missing; of several locations the first good one serves.
- * Restore (`restoreReader`), `readMany` (the NBD server) and verify read many blobs at once:
- * runs of adjacent blobs of a pack with one read and one worker trip each (pack-run-reader.ts);
- * a blob bad or absent at its first location is read again through `read`.
  *
  * Object storage (remote-packs.ts, s3-storage.ts): the workers append a session's packs in a local
  * staging folder (`packsDir`), a sealed pack is uploaded as one object (`packKeyOf`) before its
@@ -41,9 +38,8 @@ import path from 'node:path';
 import type { Logger } from 'winston';
 import type { RepositoryStorage } from './storage';
 import type { BlobWorkers, RestoreBatchResult, RestoreChunk } from './blob-workers';
-import { blobStateByReading, type BlobSession, type BlobState, type BlobStore, type InsertOptions, type PutChunkResult, type RepositoryBlobs, type RestoreReader } from './blob-store';
-import { writeChunksAt, type ChunkJob } from './restore-workers';
-import { PackRunReader, type RunBlob } from './pack-run-reader';
+import { blobStateByReading, type BlobSession, type BlobState, type BlobStore, type InsertOptions, type PutChunkResult, type RepositoryBlobs } from './blob-store';
+import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import type { PackLoc, PackPutResult } from './pack-worker';
 import { PackLookup, type BlobLocation } from './pack-lookup';
@@ -253,111 +249,27 @@ export class PackKindStore implements BlobStore {
     }
     chunks.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : (a.at?.offset ?? 0) - (b.at?.offset ?? 0)));
     const result = chunks.length ? await this.store.workers.restoreBatch(fd, this.magic, chunks) : { bad: [], bytes: 0 };
+    // Read again through `read`: another location, or a refresh (a repack or GC elsewhere moved it).
     const badNow = new Set(result.bad);
-    return this.rewriteThroughRead(fd, [...unplaced, ...jobs.filter((j) => badNow.has(j.offset))], result.bytes);
-  }
-
-  /** Local packs: a reader of runs for one restore (see the module header and blob-store.ts). */
-  restoreReader(): RestoreReader | null {
-    if (this.store.remote) return null;
-    const reader = new PackRunReader(this.store.workers, this.magic, true);
-    return {
-      // Batches in flight: reads, checks and writes of different batches overlap.
-      lanes: Math.min(10, 2 * this.store.workers.size + 2),
-      batch: (fd, jobs) => this.restoreRuns(reader, fd, jobs),
-      close: () => reader.dispose(),
-    };
-  }
-
-  private async restoreRuns(reader: PackRunReader, fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
-    await this.store.lookup.ensureLoaded();
-    const { blobs, unplaced } = this.placed(jobs.map((j) => ({ digest: j.digest, plain: j.length, tag: j })));
-    const retry: ChunkJob[] = [...unplaced];
-    let bytes = 0;
-    await reader.read(blobs, async (results, done) => {
-      try {
-        const ok: { offset: number; data: Buffer }[] = [];
-        for (const r of results) {
-          if ('plain' in r) ok.push({ offset: r.tag.offset, data: r.plain });
-          else retry.push(r.tag);
-        }
-        bytes += await writeChunksAt(fd, ok);
-      } finally {
-        done();
-      }
-    });
-    return this.rewriteThroughRead(fd, retry, bytes);
-  }
-
-  /** Each wanted blob's first location as a run reader's blob; those in no pack apart. */
-  private placed<T>(wanted: { digest: string; plain: number; tag: T }[]): { blobs: RunBlob<T>[]; unplaced: T[] } {
-    const blobs: RunBlob<T>[] = [];
-    const unplaced: T[] = [];
-    for (const w of wanted) {
-      const loc = this.locs(w.digest)[0];
-      if (!loc) unplaced.push(w.tag);
-      else blobs.push({ file: this.store.packFile(loc.packId), digest: w.digest, offset: loc.offset, storedLength: loc.storedLength, plain: w.plain, tag: w.tag });
-    }
-    return { blobs, unplaced };
-  }
-
-  /** Chunks bad or absent at their first location, read again through `read` (another location, or a refresh: a repack or GC elsewhere moved them) and written. */
-  private async rewriteThroughRead(fd: number, retry: ChunkJob[], bytesSoFar: number): Promise<RestoreBatchResult> {
-    const bad: number[] = [];
-    let bytes = bytesSoFar;
+    const retry = [...unplaced, ...jobs.filter((j) => badNow.has(j.offset))];
+    if (!retry.length) return result;
+    const bad = new Set(result.bad);
+    for (const j of unplaced) bad.add(j.offset);
+    const fs = await import('node:fs');
     for (const j of retry) {
       try {
         const plain = await this.read(j.digest, { fast: true });
-        if (plain.length !== j.length) {
-          bad.push(j.offset);
-          continue;
+        if (plain.length !== j.length) continue;
+        for (let o = 0; o < plain.length; ) {
+          o += await new Promise<number>((resolve, reject) => fs.write(fd, plain, o, plain.length - o, j.offset + o, (err, n) => (err ? reject(err) : resolve(n))));
         }
-        bytes += await writeChunksAt(fd, [{ offset: j.offset, data: plain }]);
+        bad.delete(j.offset);
+        result.bytes += plain.length;
       } catch (err) {
         if (!RepoChunkMissingError.is(err) && !RepoChunkCorruptError.is(err) && !RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
-        bad.push(j.offset);
       }
     }
-    return { bad: bad.sort((a, b) => a - b), bytes };
-  }
-
-  /**
-   * Several blobs at once (the NBD server's reads of a group of chunks): on local packs runs read
-   * and checked in one trip each, memory of their own (the caller keeps the views); a blob bad or
-   * absent at its first location, and every blob on object storage, through `read`.
-   */
-  async readMany(wanted: { digest: string; maxPlain: number }[]): Promise<(Buffer | Error)[]> {
-    const out: (Buffer | Error | undefined)[] = new Array(wanted.length).fill(undefined);
-    const again: number[] = [];
-    if (this.store.remote) again.push(...wanted.map((_, k) => k));
-    else {
-      await this.store.lookup.ensureLoaded();
-      const { blobs, unplaced } = this.placed(wanted.map((w, k) => ({ digest: w.digest, plain: w.maxPlain, tag: k })));
-      again.push(...unplaced);
-      const reader = new PackRunReader(this.store.workers, this.magic, false);
-      try {
-        await reader.read(blobs, async (results, done) => {
-          for (const r of results) {
-            if ('plain' in r) out[r.tag] = r.plain;
-            else again.push(r.tag);
-          }
-          done();
-        });
-      } finally {
-        await reader.dispose();
-      }
-    }
-    await Promise.all(
-      again.map(async (k) => {
-        try {
-          out[k] = await this.read(wanted[k].digest, { fast: true });
-        } catch (err) {
-          if (!RepoChunkMissingError.is(err) && !RepoChunkCorruptError.is(err) && !RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
-          out[k] = err as Error;
-        }
-      }),
-    );
-    return out as (Buffer | Error)[];
+    return { bad: [...bad].sort((a, b) => a - b), bytes: result.bytes };
   }
 
   /**

@@ -37,39 +37,6 @@ const FLUSH_EVERY_BYTES = 32 * 1024 * 1024;
 /** One per core (up to 4): the work is hashing and copying, so more threads only contend. */
 const LANES = Math.max(1, Math.min(4, os.availableParallelism()));
 
-const writev = promisify(fs.writev);
-/** Fewer than IOV_MAX (1024) buffers per writev. */
-const MAX_IOV = 512;
-
-/**
- * Writes checked chunks at their disk offsets: chunks adjacent on the disk with one writev (runs
- * of a pack come back in pack order, which is mostly disk order). Returns the bytes written.
- * Errors are the write's (ENOSPC and the like); a write of 0 bytes is reported as EIO.
- */
-export async function writeChunksAt(fd: number, pieces: { offset: number; data: Buffer }[]): Promise<number> {
-  const sorted = [...pieces].sort((a, b) => a.offset - b.offset);
-  let bytes = 0;
-  for (let i = 0; i < sorted.length; ) {
-    let j = i + 1;
-    let end = sorted[i].offset + sorted[i].data.length;
-    while (j < sorted.length && j - i < MAX_IOV && sorted[j].offset === end) end += sorted[j++].data.length;
-    let at = sorted[i].offset;
-    let bufs = sorted.slice(i, j).map((p) => p.data);
-    while (bufs.length) {
-      const n = (await writev(fd, bufs, at)).bytesWritten;
-      if (n === 0) throw Object.assign(new Error('write to the restore target returned 0 bytes'), { code: 'EIO', syscall: 'write' });
-      at += n;
-      bytes += n;
-      // A short write: go on from where it stopped.
-      let left = n;
-      while (bufs.length && left >= bufs[0].length) left -= (bufs.shift() as Buffer).length;
-      if (left && bufs.length) bufs[0] = bufs[0].subarray(left);
-    }
-    i = j;
-  }
-  return bytes;
-}
-
 /**
  * Restores `jobs` into the open file `fd`; returns the offsets of chunks that were missing or
  * corrupt (those are not written). Other I/O errors are thrown (ENOSPC as CBT_REPO_NO_SPACE
@@ -85,9 +52,7 @@ export async function restoreChunksWithWorkers(
   // Format 2 hands them out by pack and offset, so a batch reads runs of adjacent blobs.
   jobs = await chunks.restoreOrder(jobs);
   const batchOf = Math.max(1, Math.min(MAX_BATCH, Math.floor(BATCH_BYTES / Math.max(1, jobs[0]?.length ?? 1))));
-  const reader = chunks.restoreReader?.() ?? null;
-  const restoreBatch = reader ? (batch: ChunkJob[]) => reader.batch(fd, batch) : (batch: ChunkJob[]) => chunks.restoreBatch(fd, batch);
-  const lanes = Math.max(1, Math.min(reader?.lanes ?? LANES, Math.ceil(jobs.length / batchOf)));
+  const lanes = Math.max(1, Math.min(LANES, Math.ceil(jobs.length / batchOf)));
   const bad: number[] = [];
   const flush = new BackgroundFlush(() => fdatasync(fd), FLUSH_EVERY_BYTES);
   let failure: { err: unknown } | undefined;
@@ -97,7 +62,7 @@ export async function restoreChunksWithWorkers(
       const batch = jobs.slice(next, next + batchOf);
       next += batch.length;
       try {
-        const r = await restoreBatch(batch);
+        const r = await chunks.restoreBatch(fd, batch);
         bad.push(...r.bad);
         flush.wrote(r.bytes);
         onBytes(batch.reduce((n, j) => n + j.length, 0));
@@ -111,7 +76,6 @@ export async function restoreChunksWithWorkers(
   } finally {
     const flushError = await flush.settle();
     failure ??= flushError ? { err: flushError } : undefined;
-    await reader?.close();
   }
   if (failure) throw noSpaceOr(failure.err, file);
   return bad.sort((a, b) => a - b);
