@@ -3,7 +3,8 @@
  *
  * Order of events (the bitmap and the manifest must never disagree in a way that loses changes):
  *   1. vzdump busy (ledger) → CBT_BACKUP_VZDUMP_BUSY; a qemu-server `lock:` in the config is waited
- *      out, bounded (wait-config-lock.ts). Disks come from the VM config (+ pvesm path).
+ *      out, bounded (wait-config-lock.ts). Disks come from the VM config (+ pvesm path, run while
+ *      step 2 and the leftovers check go on: they need only the disks' keys).
  *   2. The repository writer is started first: it takes the VM's lock, so two engines never work on
  *      one VM, and only then are a crashed engine's leftovers in QEMU cleaned (recover-fleece.ts).
  *   3. Each disk is planned (plan-disks.ts) from the last committed backup, the ledger and QEMU's
@@ -18,7 +19,7 @@
 import { qmpSocketPath, readQemuProcess, type QemuProcess } from '../pve/qemu-process';
 import { resolveVmDisks, type VmDisk } from '../pve/vm-disks';
 import { readSavedVmConfig, type SavedVmConfig } from '../pve/saved-vm-config';
-import { parseVmConfig } from '../pve/vm-config';
+import { parseVmConfig, type VmConfigDisk } from '../pve/vm-config';
 import type { QemuDisk } from '../qmp/query-disks';
 import type { BackupWriter } from '../repository/repository';
 import { BackupAbortedError, BackupNoDisksError } from './backup-errors';
@@ -46,26 +47,33 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   // The config the manifest keeps, and the disks to read, from one read of VMID.conf.
   const saved = tracedSync('backup.read-config', () => readSavedVmConfig(config.qemuServerConfigDir, vmid));
   const vmConfig = parseVmConfig(vmid, saved.conf);
-  const disks = await traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
-  if (disks.length === 0) throw BackupNoDisksError({ vmid });
+  if (vmConfig.disks.length === 0) throw BackupNoDisksError({ vmid });
+  // `pvesm path` per disk (a process each; the real Perl pvesm takes far longer than the bench's)
+  // runs while the manifests are read, the writer takes the VM's lock and QEMU's leftovers are
+  // checked: none of that needs a disk's path, only its key. Awaited before the disks are planned;
+  // a failure meanwhile is not unhandled (the writer is aborted like for any failure).
+  const resolving = traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
+  resolving.catch(() => undefined);
   const { stateDir, qemuServerLockDir } = config;
   if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
     // A stopped VM: under Proxmox's lock, with its parked bitmaps back in the images (daemon/parking).
+    const disks = await resolving;
     const paths = { ...config, stateDir, qemuServerLockDir, hookTimeoutMs: 0 };
-    return withOfflineParking(paths, opts.ledger, vmid, disks, () => backupDisks(opts, vmConfig.agentEnabled, disks, saved), logger);
+    return withOfflineParking(paths, opts.ledger, vmid, disks, () => backupDisks(opts, vmConfig.agentEnabled, vmConfig.disks, resolving, saved), logger);
   }
-  return backupDisks(opts, vmConfig.agentEnabled, disks, saved);
+  return backupDisks(opts, vmConfig.agentEnabled, vmConfig.disks, resolving, saved);
 }
 
-async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[], saved: SavedVmConfig): Promise<BackupResult> {
+async function backupDisks(opts: BackupVmOptions, agent: boolean, configDisks: readonly VmConfigDisk[], resolving: Promise<VmDisk[]>, saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, repo, logger } = opts;
+  const keys = configDisks.map((d) => d.key);
   // Each manifest is read once: the writer takes the parent's and the bases' from `manifests`.
-  const { byDisk: lastByDisk, manifests } = await traced('backup.last-backups', () => lastBackupsForBackup(repo, vmid, disks.map((d) => d.key)));
+  const { byDisk: lastByDisk, manifests } = await traced('backup.last-backups', () => lastBackupsForBackup(repo, vmid, keys));
   const latestId = [...lastByDisk.values()].map((l) => l.backupId).sort().pop();
   const writer = await traced('backup.start-writer', () => repo.startBackup({ vmid, ...(latestId ? { parent: latestId } : {}), ...(logger ? { logger } : {}), manifests }));
-  logger?.info('backup started', { vmid, backupId: writer.id, disks: disks.map((d) => d.key) });
+  logger?.info('backup started', { vmid, backupId: writer.id, disks: keys });
   try {
-    return await runBackup(opts, writer, disks, lastByDisk, agent, saved);
+    return await runBackup(opts, writer, resolving, lastByDisk, agent, saved);
   } catch (err) {
     await writer.abort().catch((e: Error) => logger?.error('abort of backup writer failed', { vmid, error: e.message }));
     logger?.error('backup failed', { vmid, backupId: writer.id, error: (err as Error).message, code: (err as { code?: string }).code });
@@ -73,7 +81,7 @@ async function backupDisks(opts: BackupVmOptions, agent: boolean, disks: VmDisk[
   }
 }
 
-async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmDisk[], lastByDisk: Map<string, LastDiskBackup>, agent: boolean, saved: SavedVmConfig): Promise<BackupResult> {
+async function runBackup(opts: BackupVmOptions, writer: BackupWriter, resolving: Promise<VmDisk[]>, lastByDisk: Map<string, LastDiskBackup>, agent: boolean, saved: SavedVmConfig): Promise<BackupResult> {
   const { vmid, config, logger } = opts;
   const qemu = readQemuProcess(config.qemuServerRunDir, vmid);
   const qmpSocket = qmpSocketPath(config.qemuServerRunDir, vmid);
@@ -83,6 +91,7 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, disks: VmD
     const onDisks = (d: QemuDisk[]): void => void (qemuDisks = d);
     await traced('backup.cleanup-leftovers', () => cleanupFleeceLeftovers({ vmid, qmpSocket, workDir: workDirOf(config), committedBitmap, onDisks, ...(logger ? { logger } : {}) }));
   }
+  const disks = await resolving;
   const granularity = config.granularity ?? DEFAULT_GRANULARITY;
   const jobs = planDisks({ vmid, qemu, granularity, forceFull: opts.forceFull, disks: await traced('backup.disk-facts', () => gatherDiskFacts(opts, disks, lastByDisk, qemu, qmpSocket, vmgenidOf(saved.conf), qemuDisks)) });
   for (const j of jobs) logger?.info(`mode ${j.decision.mode}: ${j.decision.reason}`, { vmid, disk: j.disk.key, mode: j.decision.mode, code: j.decision.code });

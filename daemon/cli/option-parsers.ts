@@ -1,10 +1,11 @@
 /**
  * Converters for command parameters and option values. They throw commander's
  * InvalidArgumentError, which run-cli turns into CBT_CLI_USAGE (exit 2) naming the bad value.
+ * Every command loads this file: a converter that needs a heavier module (`--since` needs the log
+ * reader) lives with its one command instead (commands/log.ts).
  */
 import { InvalidArgumentError } from 'commander';
 import { isCbtError } from '../../shared/errors/cbt-error';
-import { parseSince } from '../log/read-log';
 import { normalizeBackupId } from '../repository/backup-id';
 
 /** A Proxmox VM id: an integer from 100 to 999999999. */
@@ -17,16 +18,6 @@ export function parseVmid(raw: string): number {
 export function parsePositiveInt(raw: string): number {
   if (!/^\d+$/.test(raw) || Number(raw) < 1) throw new InvalidArgumentError(`'${raw}' is not a positive integer`);
   return Number(raw);
-}
-
-/** `--since`: a duration back from the moment of parsing (`30m`, `2h`, `1d`) or an ISO time. */
-export function parseSinceOption(raw: string): Date {
-  try {
-    return parseSince(raw, new Date());
-  } catch (err) {
-    if (isCbtError(err)) throw new InvalidArgumentError(`${err.message}`);
-    throw err;
-  }
 }
 
 /** A backup id, PBS form (`vm/101/2026-11-25T02:00:03Z`) or folder form (`…T02_00_03Z`). */

@@ -11,10 +11,22 @@ import type { LogLevel } from '../../config/config-schema';
 import { LOG_LEVELS } from '../../config/config-schema';
 import { formatLogLine, type LogEntry } from '../../log/log-entry';
 import { assertKnownJob, assertLogDir, noEntriesNote } from '../../log/log-query';
-import { followLog, readLog, type LogFilter } from '../../log/read-log';
+import { followLog, parseSince, readLog, type LogFilter } from '../../log/read-log';
 import { VERIFY_JOB_ID } from '../../service/scheduled-job';
 import { defineCommand } from '../command';
-import { parseSinceOption, parseVmid } from '../option-parsers';
+import { InvalidArgumentError } from 'commander';
+import { isCbtError } from '../../../shared/errors/cbt-error';
+import { parseVmid } from '../option-parsers';
+
+/** `--since`: a duration back from the moment of parsing (`30m`, `2h`, `1d`) or an ISO time. */
+export function parseSinceOption(raw: string): Date {
+  try {
+    return parseSince(raw, new Date());
+  } catch (err) {
+    if (isCbtError(err)) throw new InvalidArgumentError(`${err.message}`);
+    throw err;
+  }
+}
 
 interface LogOptions {
   vm?: number;
