@@ -74,6 +74,14 @@ const volPath = (volid: string): string => path.join(stack.node.storageDir, 'ima
 const liveDirs = (vmid: number): string[] => fs.readdirSync(stack.node.runDir).filter((n) => n.startsWith(`${vmid}.live-restore-`));
 const journal = (vmid: number): string => journalFile(liveRestoreJournalDir(stack.config.stateDir), vmid);
 
+/** The newest startup recovery's live restores, once the in-process daemon's log has reached the file. */
+async function recoveredLive(): Promise<RecoveredLiveRestore[]> {
+  for (let end = Date.now() + 10_000; ; await new Promise((r) => setTimeout(r, 100))) {
+    const got = lastStartupRecovery<{ liveRestores: RecoveredLiveRestore[] }>(stack.config.logDir).liveRestores;
+    if (got.length > 0 || Date.now() > end) return got;
+  }
+}
+
 async function contents(image: string, format: string): Promise<Buffer> {
   const out = path.join(stack.work, `contents-${path.basename(image)}.raw`);
   await execFileP('qemu-img', ['convert', '-U', '-f', format, '-O', 'raw', image, out]);
@@ -126,8 +134,7 @@ test('kill -9 of the daemon while the data moves: the next start stops the VM, f
   expect(fs.existsSync(confOf(vmid))).toBe(false);
   expect(liveDirs(vmid)).toEqual([]);
   expect(fs.existsSync(journal(vmid))).toBe(false);
-  const recovery = lastStartupRecovery<{ liveRestores: RecoveredLiveRestore[] }>(stack.config.logDir);
-  expect(recovery.liveRestores).toEqual([
+  expect(await recoveredLive()).toEqual([
     { vmid, taskId, phase: 'mirror', vm: 'on-export', outcome: 'undone', vmStopped: true, freed: [`local:${vmid}/vm-${vmid}-disk-0.qcow2`, `local:${vmid}/vm-${vmid}-disk-1.raw`], leftover: [] },
   ]);
   const [task] = await stack.request<TaskRecord[]>(TASK_REQUESTS.list, { vmid });
@@ -148,8 +155,7 @@ test.each([
   expect(JSON.parse(fs.readFileSync(journal(vmid), 'utf8'))).toMatchObject({ vmid, taskId, phase });
 
   await stack.startDaemon();
-  const recovery = lastStartupRecovery<{ liveRestores: RecoveredLiveRestore[] }>(stack.config.logDir);
-  expect(recovery.liveRestores).toEqual([{ vmid, taskId, phase, vm: 'on-volumes', outcome: 'finished', vmStopped: false, freed: [], leftover: [] }]);
+  expect(await recoveredLive()).toEqual([{ vmid, taskId, phase, vm: 'on-volumes', outcome: 'finished', vmStopped: false, freed: [], leftover: [] }]);
   // The VM runs on, on its volumes; the config names them; nothing of the export is left.
   expect(readQemuProcess(stack.node.runDir, vmid)).toEqual(qemu);
   const conf = fs.readFileSync(confOf(vmid), 'utf8');
