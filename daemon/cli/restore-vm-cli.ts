@@ -21,6 +21,7 @@ export interface RestoreVmCliOptions {
   force?: boolean;
   live?: boolean;
   bwlimit?: number;
+  detach?: boolean;
 }
 
 export const RESTORE_VM_OPTIONS: readonly OptionDefinition[] = [
@@ -29,6 +30,7 @@ export const RESTORE_VM_OPTIONS: readonly OptionDefinition[] = [
   { flags: '--unique', description: 'with --vmid: new MAC addresses and smbios1 uuid, as qmrestore --unique' },
   { flags: '--live', description: 'with --vmid: start the VM at once on the backup served over NBD and move its data into the volumes while it runs (qmrestore --live-restore)' },
   { flags: '--bwlimit <KiB/s>', description: 'with --live: limit each disk\'s move to this rate', parse: parsePositiveInt },
+  { flags: '--detach', description: 'with --live: start the restore task in the daemon and return with its id (pve-cbt task show|cancel)' },
 ];
 
 export const RESTORE_VM_EXAMPLES: readonly string[] = [
@@ -39,7 +41,7 @@ export const RESTORE_VM_EXAMPLES: readonly string[] = [
 
 /** Disk mode (--disk/--to): the VM-only options would be ignored, so they are refused. */
 export function refuseVmOptions(opts: RestoreVmCliOptions): void {
-  const given = [opts.storage !== undefined && '--storage', opts.unique === true && '--unique', opts.live === true && '--live', opts.bwlimit !== undefined && '--bwlimit'].filter((f) => f !== false);
+  const given = [opts.storage !== undefined && '--storage', opts.unique === true && '--unique', opts.live === true && '--live', opts.bwlimit !== undefined && '--bwlimit', opts.detach === true && '--detach'].filter((f) => f !== false);
   if (given.length) throw CliUsageError({ command: 'restore', problem: `${given.join(' and ')} only apply with --vmid`, hint: "see 'pve-cbt restore --help'" });
 }
 
@@ -51,6 +53,7 @@ export async function runRestoreVm(ctx: CommandContext<RestoreVmCliOptions, { ba
   if (to !== undefined) throw usage('--to and --vmid exclude each other: --to writes one disk to a path, --vmid restores into a VM');
   if (ctx.opts.live && disk) throw usage('--live restores a whole VM; --disk replaces one disk of a stopped VM: give one');
   if (ctx.opts.bwlimit !== undefined && !ctx.opts.live) throw usage('--bwlimit only applies with --live');
+  if (ctx.opts.detach && !ctx.opts.live) throw usage('--detach only applies with --live (a live restore is a daemon task)');
   if (ctx.opts.live) return runLiveRestore(ctx, vmid, storage);
   const result = await withStores(ctx, (s) =>
     restoreVm(

@@ -28,6 +28,8 @@ export interface JobProgress {
   /** Backups: chunk bytes the repository took so far, and of those the ones it already had. */
   chunkBytes?: number;
   reusedBytes?: number;
+  /** A step a person reads (a live restore's `VM 9101 runs on the backup`), sent as its own frame. */
+  message?: string;
 }
 
 export type ProgressFn = (p: JobProgress) => void;

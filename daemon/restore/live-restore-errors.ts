@@ -44,3 +44,30 @@ export const RestoreLiveFailedError = defineError<{
     (d.vmStarted ? (d.vmStopped ? '; the VM was stopped' : `; the VM (pid ${d.vmPid}) could NOT be stopped and still runs on the export: stop it`) : '') +
     (d.leftover.length ? `; left behind: ${d.leftover.map((l) => l.volid).join(', ')}` : '; no volume was left behind'),
 );
+
+/**
+ * The process that ran a live restore (the daemon, holding the NBD export) died before the restore
+ * ended, and the next daemon start resolved it (live-restore-recovery.ts): the VM was stopped if it
+ * still ran on the overlays (`vmStopped`; `vmPid` when it could not be), the allocated volumes freed
+ * (`freed`, `leftover`), no config written. The task of the restore is recorded failed with this code.
+ */
+export const RestoreLiveInterruptedError = defineError<{
+  backupId: string;
+  vmid: number;
+  taskId: string | null;
+  phase: LivePhase;
+  /** What recovery found of the restore's QEMU: on the export, on its volumes, gone, or another QEMU of this VMID. */
+  vm: 'on-export' | 'on-volumes' | 'gone' | 'foreign';
+  vmStopped: boolean;
+  vmPid: number | null;
+  freed: string[];
+  leftover: { volid: string; reason: string }[];
+  reason: string;
+}>(
+  'CBT_RESTORE_LIVE_INTERRUPTED',
+  (d) =>
+    `live restore of VM ${d.vmid} from ${d.backupId}${d.taskId ? ` (${d.taskId})` : ''} was interrupted while ${d.phase === 'mirror' ? 'moving the data' : d.phase}: ${d.reason}` +
+    (d.vm === 'gone' ? '; its VM was not running any more' : d.vm === 'foreign' ? '; another QEMU of this VMID runs and was left alone' : d.vmStopped ? '; the VM was stopped' : `; the VM (pid ${d.vmPid}) could NOT be stopped: stop it`) +
+    '; no config was written' +
+    (d.leftover.length ? `; left behind: ${d.leftover.map((l) => l.volid).join(', ')}` : '; no volume was left behind'),
+);

@@ -51,6 +51,8 @@ import { jobIdOf, LiveRestoreQmp, type JobState, type MoveTarget } from './live-
 import { ownedVolumes, restoredConfig, usedDiskIndices, type RandomBytes } from './restored-config';
 import { allocate, checkNotRunning, freeAll, putBackFirewall, readOrUndefined, reasonOf, refuseOrPlan, writeFileAtomic, type RestorePlan, type RestoreVmResult } from './restore-vm';
 import { RestoreVmExistsError } from './restore-vm-errors';
+import { journalFile, removeJournal, writeJournal, type LiveJournal } from './live-restore-journal';
+import { killPoint } from '../service/test-kill-point';
 import { restoreTargetGuard } from './restore-target-guard';
 import type { NodePaths } from './target-facts';
 
@@ -95,6 +97,14 @@ export interface LiveRestoreDeps {
   readonly pollMs?: number;
   /** How long a mirror may take to become ready, and the VM to run. Default: no limit / 60 s. */
   readonly startTimeoutMs?: number;
+  /**
+   * Where the restore keeps its journal (live-restore-journal.ts) for the next daemon start to
+   * resolve it if this process dies; the daemon passes `<stateDir>/live-restore`. Without it no
+   * journal is kept (tests that drive the function in their own process).
+   */
+  readonly journalDir?: string;
+  /** The daemon task this restore runs as, recorded in the journal. */
+  readonly taskId?: string;
 }
 
 export interface LiveRestoreResult extends RestoreVmResult {
@@ -120,6 +130,9 @@ interface LiveState {
   workDir?: string;
   vmStarted: boolean;
   firewallBefore?: string | null;
+  /** The journal, when deps.journalDir is given; `save()` writes it after each change. */
+  journal?: LiveJournal;
+  save(): void;
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -140,7 +153,37 @@ export async function liveRestore(req: LiveRestoreRequest, deps: LiveRestoreDeps
     if (readOrUndefined(plan.confPath) !== plan.existing) {
       throw RestoreVmExistsError({ vmid: req.vmid, conf: plan.confPath, hint: 'the config appeared or changed before the restore began; nothing was touched' });
     }
-    const state: LiveState = { phase: 'allocate', disk: null, allocated: [], servers: [], readers: [], overlays: [], vmStarted: false };
+    const journalDir = deps.journalDir;
+    if (journalDir !== undefined && fs.existsSync(journalFile(journalDir, req.vmid))) {
+      throw RestoreVmExistsError({ vmid: req.vmid, conf: journalFile(journalDir, req.vmid), hint: 'an unfinished live restore of this VMID is recorded there: the next daemon start resolves it (pve-cbt log tells what it did)' });
+    }
+    const state: LiveState = { phase: 'allocate', disk: null, allocated: [], servers: [], readers: [], overlays: [], vmStarted: false, save: () => undefined };
+    if (journalDir !== undefined) {
+      const journal: LiveJournal = {
+        version: 1,
+        taskId: deps.taskId ?? null,
+        backupId: req.backupId,
+        vmid: req.vmid,
+        storage: req.storage,
+        startedAt: new Date(t0).toISOString(),
+        phase: 'allocate',
+        workDir: null,
+        allocated: [],
+        targets: [],
+        qemu: null,
+        confPath: plan.confPath,
+        existing: plan.existing ?? null,
+        finish: null,
+      };
+      state.journal = journal;
+      state.save = () => {
+        journal.phase = state.phase;
+        journal.allocated = [...state.allocated];
+        journal.workDir = state.workDir ?? null;
+        writeJournal(journalDir, journal);
+      };
+      state.save();
+    }
     try {
       const r = await run(req, deps, plan, state, emit, t0);
       return { ...r, live: { ...r.live, totalMs: Date.now() - t0, timeline } };
@@ -174,9 +217,11 @@ async function run(
     const format = req.format ?? (entry.format === 'qcow2' ? 'qcow2' : 'raw');
     const volid = await allocate(req, deps, entry.name, entry.size, format, used);
     state.allocated.push(volid);
+    state.save();
     const file = await pvesmPath(deps.node.pvesmPath, volid, { vmid, timeoutMs: deps.pvesmTimeoutMs });
     await restoreTargetGuard(file, deps.node, { force: true })();
     targets.push({ disk: entry.name, volid, path: file, format, size: entry.size });
+    state.journal?.targets.push({ disk: entry.name, volid, path: file, format, size: entry.size });
     emit({ type: 'allocated', disk: entry.name, volid });
   }
 
@@ -184,6 +229,7 @@ async function run(
   state.phase = 'serve';
   fs.mkdirSync(runDir, { recursive: true });
   state.workDir = fs.mkdtempSync(path.join(runDir, `${vmid}.live-restore-`));
+  state.save();
   for (const t of targets) {
     deps.signal?.throwIfAborted();
     state.disk = t.disk;
@@ -207,6 +253,7 @@ async function run(
   // 4. The VM, on the overlays.
   state.phase = 'start';
   state.disk = null;
+  state.save();
   const launch: LiveLaunch = {
     vmid,
     name: saved.entries.name ?? `vm${vmid}`,
@@ -226,14 +273,17 @@ async function run(
   } catch (err) {
     throw RestoreLiveStartFailedError({ vmid, reason: reasonOf(err) }, err);
   }
-  const pid = readQemuProcess(runDir, vmid)?.pid;
-  if (pid === undefined) throw RestoreLiveStartFailedError({ vmid, reason: `no live QEMU behind ${launch.pidPath}` });
+  const qemuProcess = readQemuProcess(runDir, vmid);
+  if (qemuProcess === undefined) throw RestoreLiveStartFailedError({ vmid, reason: `no live QEMU behind ${launch.pidPath}` });
+  const { pid } = qemuProcess;
+  if (state.journal) state.journal.qemu = { pid, startTime: qemuProcess.startTime };
   const guestRunningMs = Date.now() - t0;
   emit({ type: 'running', pid, ms: guestRunningMs, qmp: launch.qmpPath });
   deps.logger?.info('live restore: VM runs on the backup', { backupId: req.backupId, vmid, pid, ms: guestRunningMs });
 
   // 5. The data into the volumes, while the guest runs.
   state.phase = 'mirror';
+  state.save();
   const jobs = new Map(targets.map((t) => [jobIdOf(t.disk), t]));
   for (const t of targets) {
     state.disk = t.disk;
@@ -243,14 +293,27 @@ async function run(
   state.disk = null;
   await waitJobs(vmid, qmp, jobs, 'ready', deps, state, emit);
 
+  // The config to write last, made now: from the switch on, a daemon that dies leaves the next
+  // start enough to finish the restore instead of undoing it (live-restore-recovery.ts).
+  const volumes = new Map(targets.map((t) => [t.disk, { volid: t.volid, sizeBytes: t.size }]));
+  const random = deps.random ?? ((n: number) => crypto.randomBytes(n));
+  const conf = restoredConfig({ savedConf: plan.saved.conf, volumes, unique: req.unique, random });
+  const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
+  const replaced = plan.existing !== undefined ? ownedVolumes(vmid, plan.existing).filter((v) => !state.allocated.includes(v)) : [];
+  if (state.journal) {
+    state.journal.finish = { conf: conf.text, firewall: plan.saved.firewall, firewallBefore: plan.saved.firewall !== null ? (readOrUndefined(fwPath) ?? null) : null, replaced, dropped: conf.dropped };
+  }
+
   // 6. The switch to the volumes, and nothing left of the export.
   state.phase = 'switch';
+  state.save();
   for (const id of jobs.keys()) {
     state.disk = jobs.get(id)!.disk;
     await qmp.complete(id);
   }
   state.disk = null;
   await waitJobs(vmid, qmp, jobs, 'concluded', deps, state, emit);
+  killPoint('live-restore-after-switch');
   const left = await qmp.exportLeft(state.overlays);
   for (const t of targets) {
     const now = left.disks.find((d) => d.drive === t.disk);
@@ -267,6 +330,8 @@ async function run(
 
   // 7. The config, last, once the volumes are durable (as the whole-VM restore fsyncs each).
   state.phase = 'config';
+  state.save();
+  killPoint('live-restore-export-closed');
   deps.signal?.throwIfAborted();
   for (const t of targets) {
     state.disk = t.disk;
@@ -276,11 +341,7 @@ async function run(
   if (readOrUndefined(plan.confPath) !== plan.existing) {
     throw RestoreVmExistsError({ vmid, conf: plan.confPath, hint: 'the config appeared or changed during the restore; nothing of it was touched' });
   }
-  const volumes = new Map(targets.map((t) => [t.disk, { volid: t.volid, sizeBytes: t.size }]));
-  const random = deps.random ?? ((n: number) => crypto.randomBytes(n));
-  const conf = restoredConfig({ savedConf: plan.saved.conf, volumes, unique: req.unique, random });
   if (plan.saved.firewall !== null) {
-    const fwPath = firewallFile(deps.node.qemuServerConfigDir, vmid);
     state.firewallBefore = readOrUndefined(fwPath) ?? null;
     fs.mkdirSync(path.dirname(fwPath), { recursive: true });
     writeFileAtomic(fwPath, plan.saved.firewall);
@@ -289,8 +350,8 @@ async function run(
   emit({ type: 'config', conf: plan.confPath });
   deps.logger?.info('live restore: complete, config written', { backupId: req.backupId, vmid, conf: plan.confPath, disks: targets.map((t) => t.volid) });
 
-  const replaced = plan.existing !== undefined ? ownedVolumes(vmid, plan.existing).filter((v) => !state.allocated.includes(v)) : [];
   const { freed, leftover } = await freeAll(deps, replaced);
+  if (deps.journalDir !== undefined) removeJournal(deps.journalDir, vmid);
   return {
     backup: req.backupId,
     vmid,
@@ -383,6 +444,9 @@ async function undo(req: LiveRestoreRequest, deps: LiveRestoreDeps, state: LiveS
   const { freed, leftover } = vmStopped
     ? await freeAll(deps, state.allocated)
     : { freed: [] as string[], leftover: state.allocated.map((volid) => ({ volid, reason: `VM ${vmid} (pid ${vmPid}) could not be stopped` })) };
+  // Resolved: nothing of the restore runs any more. A VM that could not be stopped keeps its
+  // journal, so the next daemon start tries again and says so.
+  if (deps.journalDir !== undefined && vmStopped) removeJournal(deps.journalDir, vmid);
   deps.logger?.error('live restore failed', { backupId, vmid, phase: state.phase, disk: state.disk, error: reasonOf(err), vmStopped, freed, leftover, closeProblems });
   if (state.allocated.length === 0 && !state.vmStarted) return err;
   return RestoreLiveFailedError(

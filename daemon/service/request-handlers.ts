@@ -10,6 +10,7 @@ import { lifecycleEventHandler } from '../ipc/lifecycle-event-handler';
 import { migrationDepsOf } from '../migration/migration-deps';
 import { publishClaim } from '../migration/publish-claim';
 import { parkingOnEvent, parkingPaths } from '../parking/parking-service';
+import { liveRestoreHandlers } from '../restore/live-restore-task';
 import { enqueueBackup } from './backup-task';
 import { resolveBackupSelection } from './backup-selection';
 import { REQUESTS, type BackupOutcome, type TaskProgress, type BackupRequest, type BackupStarted, type TaskInfo } from './requests';
@@ -105,5 +106,6 @@ export function requestHandlers(s: Services): Record<string, IpcHandler> {
     [REQUESTS.status]: statusHandler(s),
     [REQUESTS.tasks]: tasksHandler(s),
     ...taskHandlers(s),
+    ...liveRestoreHandlers(s),
   };
 }

@@ -1,7 +1,9 @@
 /**
  * What a daemon does before serving anything, so that a crash or kill of the previous daemon costs
  * nothing: replay the hooks' spool into the ledger (events while the daemon was down), remove
- * partial backups (no manifest), and per VM stop leftover qemu-nbd exports and, in a running QEMU,
+ * partial backups (no manifest), resolve live restores the previous daemon did not finish (the VM
+ * stopped and its volumes freed, or the restore finished after its switch:
+ * daemon/restore/live-restore-recovery.ts), and per VM stop leftover qemu-nbd exports and, in a running QEMU,
  * remove pve-cbt's exports, jobs and scratch nodes, settling bitmaps like the interrupted backup's
  * commit or rollback (daemon/backup/recover-vm.ts); last, jobs the previous daemon left running are
  * settled: a backup that had committed has its commit finished (catalog row, ledger), the others
@@ -10,6 +12,7 @@
  */
 import fs from 'node:fs';
 import { recoverVm } from '../backup/recover-vm';
+import { recoverLiveRestores, type RecoveredLiveRestore } from '../restore/live-restore-recovery';
 import { replaySpool } from '../ipc/spool-replay';
 import { parkAtStartup, parkingPaths } from '../parking/parking-service';
 import { settleInterruptedJobs, type SettledJob } from './interrupted-jobs';
@@ -24,6 +27,8 @@ export interface RecoveryReport {
   qemuCleanups: { vmid: number; actions: string[] }[];
   qemuErrors: { vmid: number; error: string }[];
   interruptedJobs: SettledJob[];
+  /** Live restores the previous daemon left unfinished, finished or undone (live-restore-recovery.ts). */
+  liveRestores: RecoveredLiveRestore[];
   /** The catalog was unreadable, set aside and rebuilt at this start (services.ts). */
   catalogRebuilt: boolean;
 }
@@ -33,7 +38,10 @@ export async function recoverAtStartup(s: Services): Promise<RecoveryReport> {
   const partialsRemoved = await s.repo.cleanupPartials();
   const work = workDir(s.config.stateDir);
   fs.mkdirSync(work, { recursive: true, mode: 0o700 });
-  const report: RecoveryReport = { spoolApplied: spool.applied, spoolRejected: spool.rejected, partialsRemoved, qemuCleanups: [], qemuErrors: [], interruptedJobs: [], catalogRebuilt: s.catalogRebuilt !== undefined };
+  const report: RecoveryReport = { spoolApplied: spool.applied, spoolRejected: spool.rejected, partialsRemoved, qemuCleanups: [], qemuErrors: [], interruptedJobs: [], liveRestores: [], catalogRebuilt: s.catalogRebuilt !== undefined };
+  // First: a restored VM running on a dead export is stopped before anything asks its QMP, and its
+  // task is recorded before the generic settling below would call it CBT_JOB_INTERRUPTED.
+  report.liveRestores = await recoverLiveRestores(s);
   for (const vmid of listNodeVmids(s.config.qemuServerConfigDir)) {
     try {
       const actions = await recoverVm({ vmid, config: { qemuServerRunDir: s.config.qemuServerRunDir, workDir: work }, repo: s.repo, logger: s.logger });

@@ -7,8 +7,13 @@
  * Points:
  * - `after-manifest-commit`: a backup's manifest is renamed into place and synced, its VM lock is
  *   released; the catalog row, the bitmap settlement and the ledger update have not happened.
+ * - `live-restore-after-switch`: a live restore's mirror jobs have completed and concluded (QEMU put
+ *   every device on its volume); the switch is not yet checked, the export not closed, the journal
+ *   still says `switch` (daemon/restore/live-restore.ts).
+ * - `live-restore-export-closed`: the switch is checked, the export closed, the journal says
+ *   `config`; the volumes are not yet fsynced and no config is written.
  */
-export type KillPoint = 'after-manifest-commit';
+export type KillPoint = 'after-manifest-commit' | 'live-restore-after-switch' | 'live-restore-export-closed';
 
 export const KILL_POINT_ENV = 'PVE_CBT_TEST_KILL_POINT';
 

@@ -9,8 +9,9 @@
  * last with the new volids, and each volume equals the backup plus the guest's writes byte for byte.
  * A corrupt chunk makes the mirror fail, and so do an abort (Ctrl-C) during the move and a QEMU that
  * does not start: the VM is stopped, the volumes freed, no config written.
- * Through the CLI (daemonized QEMU, --json): the result and the refusals (running VM, existing VMID,
- * --live with --disk, --bwlimit without --live).
+ * Through the CLI (a daemon in this process runs the restore as its task, daemonized QEMU, --json):
+ * the result and the refusals (running VM, existing VMID, --live with --disk, --bwlimit or --detach
+ * without --live, no daemon running); `--detach` answers with the task id at once.
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
@@ -20,6 +21,11 @@ import { promisify } from 'node:util';
 import { COMMANDS } from '../../../daemon/cli/registry';
 import { runCli } from '../../../daemon/cli/run-cli';
 import { simNodeConfig } from '../../../daemon/demo/sim-node-config';
+import { validateConfig } from '../../../daemon/config/load-config';
+import { closeLogger, createLogger } from '../../../daemon/log/create-logger';
+import { runDaemon } from '../../../daemon/service/run-daemon';
+import { TASK_REQUESTS, type TaskOutcome } from '../../../daemon/service/task-handlers';
+import { ipcRequest } from '../../../shared/ipc/ipc-client';
 import { acquirePveLock } from '../../../daemon/pve/pve-lock';
 import { processStartTime, readQemuProcess } from '../../../daemon/pve/qemu-process';
 import { sha256Hex } from '../../../daemon/repository/digest';
@@ -256,7 +262,33 @@ async function cli(...argv: string[]): Promise<{ code: number; stdout: string; s
   return { code, stdout: stdout.text(), stderr: stderr.text(), json: () => JSON.parse(stdout.text()) as Json };
 }
 
-test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (also --force), existing VMID, --live --disk, --bwlimit alone', async () => {
+/** A pve-cbt daemon in this process on the test's config, for `fn`; stopped after it. */
+async function withDaemon<T>(fn: (socketPath: string) => Promise<T>): Promise<T> {
+  const config = validateConfig(JSON.parse(fs.readFileSync(configFile, 'utf8')), configFile);
+  const logger = createLogger({ console: false });
+  const abort = new AbortController();
+  let done!: Promise<void>;
+  await new Promise<void>((resolve, reject) => {
+    done = runDaemon({ config, logger, signal: abort.signal, onReady: () => resolve() });
+    done.catch(reject);
+  });
+  try {
+    return await fn(config.socketPath);
+  } finally {
+    abort.abort(new Error('test done'));
+    await done;
+    await closeLogger(logger);
+  }
+}
+
+test('CLI: no daemon running: --live is refused before anything is done', async () => {
+  const r = await cli('restore', backups.blockdev.id, '--vmid', '732', '--storage', 'local', '--live', '--json');
+  expect(r.code).toBe(4);
+  expect(r.json().error).toMatchObject({ code: 'CBT_IPC_UNAVAILABLE', details: { hint: expect.stringContaining('task of the pve-cbt daemon') } });
+  expect(images(732)).toEqual([]);
+});
+
+test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (also --force), existing VMID, --live --disk, --bwlimit alone', () => withDaemon(async (socketPath) => {
   const vmid = 730;
   const { id, refs } = backups.blockdev;
   started.push(vmid);
@@ -281,7 +313,7 @@ test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (als
   const exists = await cli('restore', id, '--vmid', String(vmid), '--storage', 'local', '--live', '--json');
   expect(exists.code).toBe(2);
   expect(exists.json().error).toMatchObject({ code: 'CBT_RESTORE_VM_EXISTS', details: { vmid } });
-  for (const argv of [['--live', '--disk', 'scsi0', '--force'], ['--bwlimit', '100']]) {
+  for (const argv of [['--live', '--disk', 'scsi0', '--force'], ['--bwlimit', '100'], ['--detach']]) {
     const bad = await cli('restore', id, '--vmid', String(vmid), '--storage', 'local', '--json', ...argv);
     expect(bad.code).toBe(2);
     expect(bad.json().error).toMatchObject({ code: 'CBT_CLI_USAGE' });
@@ -294,7 +326,8 @@ test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (als
   const text = await cli('restore', id, '--vmid', String(vmid2), '--storage', 'local', '--live');
   expect(text.code).toBe(0);
   const steps = text.stderr.split('\n').filter((l) => l.startsWith('live restore: '));
-  expect(steps.map((l) => l.replace(/ \(pid \d+, .* after the start\)/, ' (pid)').replace(/socket=\S+/, 'socket=S'))).toEqual([
+  expect(steps.map((l) => l.replace(/ \(pid \d+, .* after the start\)/, ' (pid)').replace(/socket=\S+/, 'socket=S').replace(/task \S+ \(.*\)$/, 'task T'))).toEqual([
+    'live restore: task T',
     `live restore: scsi0 -> local:${vmid2}/vm-${vmid2}-disk-0.qcow2`,
     `live restore: scsi1 -> local:${vmid2}/vm-${vmid2}-disk-1.raw`,
     'live restore: serving scsi0 at nbd+unix:///scsi0?socket=S',
@@ -303,13 +336,25 @@ test('CLI: --live with a daemonized QEMU, --json; then refusals: running VM (als
     `live restore: scsi0 is on local:${vmid2}/vm-${vmid2}-disk-0.qcow2`,
     `live restore: scsi1 is on local:${vmid2}/vm-${vmid2}-disk-1.raw`,
     'live restore: export closed, overlays removed',
+    `live restore: config written: ${confOf(vmid2)}`,
   ]);
   expect(text.stdout.split('\n')[0]).toBe(`restored VM ${vmid2} live from ${id}: scsi0=local:${vmid2}/vm-${vmid2}-disk-0.qcow2, scsi1=local:${vmid2}/vm-${vmid2}-disk-1.raw`);
   expect(text.stdout).toContain(`config: ${confOf(vmid2)}`);
   expect(await stopLiveVm(sim.node.runDir, vmid2, path.join(sim.node.runDir, `${vmid2}.qmp`))).toBe(true);
 
+  // --detach: the task id at once; the task runs to its end in the daemon.
+  const vmid3 = 733;
+  started.push(vmid3);
+  const detached = await cli('restore', id, '--vmid', String(vmid3), '--storage', 'local', '--live', '--detach', '--json');
+  expect(detached.code).toBe(0);
+  const task = (detached.json().task as { taskId: string; vmid: number });
+  expect(task.vmid).toBe(vmid3);
+  const [ended] = await ipcRequest<TaskOutcome[]>(socketPath, TASK_REQUESTS.wait, { ids: [task.taskId] }, { timeoutMs: 60_000 });
+  expect(ended).toMatchObject({ id: task.taskId, kind: 'live-restore', status: 'ok', result: { vmid: vmid3, live: { state: 'complete' } } });
+  expect(fs.existsSync(confOf(vmid3))).toBe(true);
+
   // The restored VM starts from the config the live restore wrote.
   const vm = await sim.node.adoptVm(vmid);
   await vm.start();
   await vm.stop();
-});
+}));
