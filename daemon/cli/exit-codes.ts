@@ -62,5 +62,5 @@ export function exitCodeFor(err: unknown): ExitCode {
 }
 
 export function exitCodeHelp(): string {
-  return ['Exit codes:', ...EXIT_CODE_TABLE.map((e) => `  ${e.code}  ${e.name.padEnd(19)}${e.meaning}`)].join('\n');
+  return ['Exit codes:', ...EXIT_CODE_TABLE.map((e) => `  ${String(e.code).padEnd(3)}  ${e.name.padEnd(19)}${e.meaning}`)].join('\n');
 }
