@@ -1,7 +1,8 @@
 /**
  * Lock files in `.locks/` (Node has no flock, and flock does not cross NFS anyway).
  *
- * A lock is a file created with O_EXCL holding JSON: pid, the process start time from
+ * A lock is a file created exclusively with its whole content (never seen empty: see
+ * shared/fs/create-exclusive-file.ts; on S3 a conditional PUT) holding JSON: pid, the process start time from
  * /proc/<pid>/stat (so a recycled pid is not mistaken for the holder), host name, what it is for
  * and when it was taken. Taking a held lock fails fast with CBT_REPO_LOCKED unless the holder is
  * dead: same host and (no such pid, or a different start time). Stale locks are taken over by
@@ -127,9 +128,9 @@ export class RepositoryLocks {
     if (!(await this.storage.rename(key, aside))) return;
     const moved = await this.storage.read(aside);
     if (moved && !moved.equals(staleRaw)) {
-      // Someone replaced the stale lock between our read and rename: put theirs back.
-      await this.storage.rename(aside, key);
-      return;
+      // Someone replaced the stale lock between our read and rename: put theirs back, unless a
+      // third process has created one meanwhile (createExclusive never replaces a lock).
+      await this.storage.createExclusive(key, moved);
     }
     await this.storage.remove(aside);
   }

@@ -42,6 +42,7 @@ import { programPath } from '../proc/external-programs';
 import fs from 'node:fs';
 import { promisify } from 'node:util';
 import { writeViaRename, type RenameWriterIo } from './write-via-rename';
+import { createExclusiveFile } from '../../shared/fs/create-exclusive-file';
 import { BackgroundFlush } from './background-flush';
 import { inParallel } from './in-parallel';
 import { RepoSyncFailedError, noSpaceOr } from './repository-errors';
@@ -132,25 +133,12 @@ export class LocalDirStorage implements RepositoryStorage {
 
   async createExclusive(key: string, data: Buffer): Promise<boolean> {
     const file = this.localPath(key);
-    await fsp.mkdir(path.dirname(file), { recursive: true, mode: DIR_MODE });
-    let fh: fsp.FileHandle;
     try {
-      fh = await fsp.open(file, 'wx', FILE_MODE);
+      await fsp.mkdir(path.dirname(file), { recursive: true, mode: DIR_MODE });
+      return await createExclusiveFile(file, data, FILE_MODE);
     } catch (err) {
-      if (isCode(err, 'EEXIST')) return false;
       rethrow(err, file);
     }
-    try {
-      await fh.writeFile(data);
-      await fh.sync();
-    } catch (err) {
-      await fh.close();
-      await fsp.rm(file, { force: true });
-      rethrow(err, file);
-    }
-    await fh.close();
-    await syncDir(path.dirname(file));
-    return true;
   }
 
   /**

@@ -3,7 +3,7 @@
  * anything (catalog, spool, repository partials, QEMU), so a second `pve-cbt daemon` started while
  * one runs leaves the live one's backups alone and exits with CBT_DAEMON_ALREADY_RUNNING.
  *
- * Node has no flock, so the lock is a file created with O_EXCL holding JSON: pid and process start
+ * Node has no flock, so the lock is a file created exclusively, content first (create-exclusive-file.ts), holding JSON: pid and process start
  * time (/proc/<pid>/stat, so a recycled pid is not taken for the holder). A lock whose holder is dead
  * (a SIGKILLed daemon) is stale and taken over by renaming it aside first and re-reading it, the
  * same way as the repository's locks (repository-lock.ts), so two starting daemons cannot both win.
@@ -16,6 +16,7 @@ import path from 'node:path';
 import { isLockLive, processStartTime, type LockInfo } from '../repository/repository-lock';
 import { DaemonAlreadyRunningError } from './service-errors';
 import { PRIVATE_FILE_MODE } from './state-dir';
+import { createExclusiveFileSync } from '../../shared/fs/create-exclusive-file';
 
 export interface DaemonLock {
   readonly file: string;
@@ -43,23 +44,6 @@ function readLock(file: string): { raw: Buffer; info: LockInfo | null } | null {
   }
 }
 
-function createExclusive(file: string, data: string): boolean {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'wx', PRIVATE_FILE_MODE);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
-    throw err;
-  }
-  try {
-    fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return true;
-}
-
 function takeOverStale(file: string, staleRaw: Buffer): void {
   const aside = `${file}.stale-${crypto.randomBytes(4).toString('hex')}`;
   try {
@@ -69,9 +53,10 @@ function takeOverStale(file: string, staleRaw: Buffer): void {
     throw err;
   }
   const moved = fs.readFileSync(aside);
-  // Someone replaced the stale lock between our read and rename: put theirs back.
-  if (!moved.equals(staleRaw)) fs.renameSync(aside, file);
-  else fs.rmSync(aside, { force: true });
+  // Someone replaced the stale lock between our read and rename: put theirs back, unless a third
+  // process has created one meanwhile (a link never replaces a lock).
+  if (!moved.equals(staleRaw)) createExclusiveFileSync(file, moved, PRIVATE_FILE_MODE);
+  fs.rmSync(aside, { force: true });
 }
 
 /** Takes the daemon lock of `stateDir` (which must exist) or throws CBT_DAEMON_ALREADY_RUNNING. */
@@ -80,7 +65,7 @@ export function acquireDaemonLock(stateDir: string): DaemonLock {
   const info: LockInfo = { pid: process.pid, procStart: processStartTime(process.pid), host: os.hostname(), what: 'daemon', startedAtMs: Date.now() };
   const data = JSON.stringify(info);
   for (let attempt = 0; attempt < 3; attempt++) {
-    if (createExclusive(file, data)) {
+    if (createExclusiveFileSync(file, data, PRIVATE_FILE_MODE)) {
       return {
         file,
         release() {
