@@ -24,6 +24,7 @@ import { Repository } from '../daemon/repository/repository';
 import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
 import { DEFAULT_CHUNK_SIZE } from '../shared/config/defaults';
+import { BATCH_BYTES, INSERT_WINDOW_BYTES } from '../daemon/backup/chunk-pipeline';
 import type { BenchResult } from './support/bench-result';
 import { settle } from './support/settle';
 import { mulberry32 } from './support/prng';
@@ -32,7 +33,6 @@ const KiB = 1024;
 const MiB = 1024 * KiB;
 const GiB = 1024 * MiB;
 const BLOCK = 64 * KiB;
-const PUT_WINDOW = 8;
 
 function randomStream(seed: string): (n: number) => Buffer {
   const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(seed).digest(), Buffer.alloc(16));
@@ -68,21 +68,30 @@ async function rewriteBlocks(file: string, size: number, count: number, seed: nu
   return [...blocks].sort((a, b) => a - b);
 }
 
-/** Reads the given chunks of `file` and puts them, a few in flight. */
+/**
+ * Reads the given chunks of `file` and puts them as the engine does (chunk-pipeline.ts): batches of
+ * up to BATCH_BYTES in one `putChunks` (one blob-worker trip), a few batches in flight.
+ */
 async function feed(d: DiskWriter, file: string, indexes: number[]): Promise<void> {
   const fh = await fsp.open(file, 'r');
+  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / d.chunkSize));
   let next = 0;
   try {
     const worker = async (): Promise<void> => {
       while (next < indexes.length) {
-        const i = indexes[next++];
-        const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
-        const buf = Buffer.allocUnsafe(len);
-        await fh.read(buf, 0, len, i * d.chunkSize);
-        await d.putChunk(i, buf);
+        const batch = indexes.slice(next, next + perBatch);
+        next += batch.length;
+        const items = [];
+        for (const i of batch) {
+          const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
+          const buf = Buffer.allocUnsafe(len);
+          await fh.read(buf, 0, len, i * d.chunkSize);
+          items.push({ index: i, data: buf });
+        }
+        await d.putChunks(items);
       }
     };
-    await Promise.all(Array.from({ length: PUT_WINDOW }, worker));
+    await Promise.all(Array.from({ length: Math.max(1, INSERT_WINDOW_BYTES / BATCH_BYTES) }, worker));
   } finally {
     await fh.close();
   }

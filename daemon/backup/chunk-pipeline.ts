@@ -3,6 +3,13 @@
  * chunks (chunk-assembler.ts, with the base chunks of an incremental read ahead by base-prefetch.ts),
  * inserted into the disk writer while reading goes on (insert-window.ts).
  *
+ * Batches: the chunks of one NBD read buffer go to the disk writer together, up to BATCH_BYTES,
+ * as one `putChunks` and so one blob-worker trip (hash, base compare, dedup probe, encode, append
+ * for each; pack-worker.ts). A trip per 64 KiB chunk cost more in messages, wake-ups and small
+ * writes than the hashing itself. A batch never waits for the next read buffer: it goes at the
+ * end of each buffer, so an incremental's scattered chunks are not held back. The insert window
+ * counts bytes (INSERT_WINDOW_BYTES), so it means the same for every chunk size.
+ *
  * Buffers: NBD read buffers are pooled shared memory of the reader (no page faults, no GC, worked on
  * by the blob workers without a copy). A chunk that lies whole in one of them is inserted as a view
  * of it, so the read buffer goes back to the reader only when its lease is dropped (piece-lease.ts):
@@ -12,7 +19,7 @@
  *
  * Reuse (PBS's "reused N %"): each chunk whose insert settled counts its length in `chunkBytes`, and
  * in `reusedBytes` too when the repository already had it (unchanged base copy, a known digest, a zero
- * chunk). Progress is reported after every chunk and once more when every insert has settled, so
+ * chunk). Progress is reported after every batch and once more when every insert has settled, so
  * the last report has the final figures.
  */
 import type { NbdClient } from '../nbd/nbd-client';
@@ -26,8 +33,10 @@ import { PieceLease } from './piece-lease';
 import { readWholeChunk } from './read-whole-chunk';
 import { chunkLength, type ByteRange, type ReadPlan } from './read-plan';
 
-/** Chunk inserts running at once while reading goes on. */
-const PUT_WINDOW = 8;
+/** Largest batch of chunks handed to the disk writer in one call (one blob-worker trip). */
+export const BATCH_BYTES = 1024 * 1024;
+/** Bytes of chunk inserts running at once while reading goes on (a few batches per blob worker). */
+export const INSERT_WINDOW_BYTES = 8 * 1024 * 1024;
 
 export interface ChunkPipelineInput {
   readonly plan: ReadPlan;
@@ -54,16 +63,37 @@ export interface ChunkReuse {
  */
 export async function runChunkPipeline(input: ChunkPipelineInput): Promise<number> {
   const { plan, dw } = input;
-  const window = new InsertWindow(PUT_WINDOW);
+  const window = new InsertWindow(INSERT_WINDOW_BYTES);
   let lease: PieceLease | undefined;
   const buffers = new ChunkBuffers(dw.chunkSize);
   const reuse = { chunkBytes: 0, reusedBytes: 0 };
-  const put = async (i: number, data: Buffer): Promise<unknown> => {
-    const length = data.length; // a pooled buffer may be handed on once its insert settled
-    const r = await dw.putChunk(i, data);
-    reuse.chunkBytes += length;
-    if (!r.stored) reuse.reusedBytes += length;
-    return r;
+  /** Chunks not yet handed to the disk writer, each with what gives its memory back. */
+  let batch: { index: number; data: Buffer; drop: (() => void) | undefined }[] = [];
+  let batchBytes = 0;
+  const put = async (items: { index: number; data: Buffer }[]): Promise<unknown> => {
+    const lengths = items.map((b) => b.data.length); // a pooled buffer may be handed on once its insert settled
+    const rs = await dw.putChunks(items);
+    rs.forEach((r, k) => {
+      reuse.chunkBytes += lengths[k];
+      if (!r.stored) reuse.reusedBytes += lengths[k];
+    });
+    return rs;
+  };
+  const flush = async (): Promise<void> => {
+    if (!batch.length) return;
+    window.check();
+    const items = batch;
+    const bytes = batchBytes;
+    batch = [];
+    batchBytes = 0;
+    await window.track(
+      put(items.map(({ index, data }) => ({ index, data }))),
+      () => {
+        for (const b of items) b.drop?.();
+      },
+      bytes,
+    );
+    await input.onProgress(assembler.received, { ...reuse });
   };
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
@@ -77,9 +107,9 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       readWholeChunk: (i, into) => readWholeChunk(input.connect, i * dw.chunkSize, into),
       onChunk: async (i, data, pooled) => {
         window.check();
-        const drop = pooled ? () => buffers.give(data) : lease?.hold();
-        await window.track(put(i, data), drop);
-        await input.onProgress(assembler.received, { ...reuse });
+        batch.push({ index: i, data, drop: pooled ? () => buffers.give(data) : lease?.hold() });
+        batchBytes += data.length;
+        if (batchBytes >= BATCH_BYTES) await flush();
       },
       onUntouched: async (i) => {
         if (!input.incremental) dw.putZero(i);
@@ -93,6 +123,7 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       lease = piece;
       try {
         await assembler.push(off, data);
+        await flush();
       } finally {
         lease = undefined;
         piece.drop();
@@ -108,9 +139,12 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       ...(input.signal ? { signal: input.signal } : {}),
     });
     await assembler.finish();
+    await flush();
     await window.finish();
     await input.onProgress(assembler.received, { ...reuse });
   } catch (err) {
+    // Chunks never handed on: nobody else gives their memory back.
+    for (const b of batch.splice(0)) b.drop?.();
     await window.stop();
     throw err;
   }

@@ -1,6 +1,7 @@
 /**
  * Chunk inserts (digest, compression, file writes on the blob workers) overlap with reading, up to
- * `size` at once. The first failed insert fails the disk: every later call throws it. Once reading
+ * `size` at once: counted in inserts, or in bytes when each is tracked with its `weight` (its
+ * bytes: a batch of chunks is one insert). The first failed insert fails the disk: every later call throws it. Once reading
  * failed, `stop` keeps new inserts from starting and waits for those still running, so that none
  * runs when the caller aborts the writer and removes its folder.
  */
@@ -8,6 +9,7 @@ import { InternalError } from '../../shared/errors/internal-errors';
 
 export class InsertWindow {
   private readonly pending = new Set<Promise<void>>();
+  private weight = 0;
   private failure: { error: unknown } | undefined;
   private stopped = false;
 
@@ -21,23 +23,23 @@ export class InsertWindow {
   }
 
   /**
-   * Tracks a started insert; `settled` runs once it settled, either way (to give its buffer back).
-   * Returns when the window has room again; throws the first insert failure.
+   * Tracks a started insert of `weight` (1 unless the window counts bytes); `settled` runs once it
+   * settled, either way (to give its buffers back). Returns when the window has room again; throws
+   * the first insert failure.
    */
-  async track(insert: Promise<unknown>, settled?: () => void): Promise<void> {
-    const p: Promise<void> = insert.then(
-      () => {
-        this.pending.delete(p);
-        settled?.();
-      },
-      (e: unknown) => {
-        this.pending.delete(p);
-        this.failure ??= { error: e };
-        settled?.();
-      },
-    );
+  async track(insert: Promise<unknown>, settled?: () => void, weight = 1): Promise<void> {
+    const done = (): void => {
+      this.pending.delete(p);
+      this.weight -= weight;
+      settled?.();
+    };
+    const p: Promise<void> = insert.then(done, (e: unknown) => {
+      this.failure ??= { error: e };
+      done();
+    });
     this.pending.add(p);
-    if (this.pending.size >= this.size) await Promise.race(this.pending);
+    this.weight += weight;
+    while (this.weight >= this.size && this.pending.size && !this.failure) await Promise.race(this.pending);
     if (this.failure) throw this.failure.error;
   }
 

@@ -68,6 +68,8 @@ export interface BlobStore {
    * stored copy of `d` is known bad (it is then written anew, never reused).
    */
   putChunk(plain: Buffer, opts: { base: string | null; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult>;
+  /** `putChunk` of several chunks in one worker trip (format 2); `bases[k]` is chunk k's base. Absent: one `putChunk` each. */
+  putChunks?(plains: Buffer[], opts: { bases: (string | null)[]; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult[]>;
   /**
    * Reads and checks a blob; missing/corrupt throw the kind's CbtError. `maxPlain` (format 1) lets
    * the read happen in one call; `fast` leaves out the CRC (the SHA-256 finds the same); `into`

@@ -5,6 +5,9 @@
  *   disk; a full-compare spent ~0.9 s of its 3 s in `Hash.update` on the main thread);
  * - `store`: putting a blob into its file (store-blob.ts): existence check, encoding (lz4 probe,
  *   compression, CRC) and the file calls, synchronous on the worker;
+ * - `packPutBatch`: a batch of blobs of a format-2 pack session (pack-worker.ts), e.g. the chunks
+ *   of one NBD read buffer, each hashed, compared with its base, probed, encoded and appended, in
+ *   one trip (`packPut` is a batch of one);
  * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks;
  * - `restore`: a batch of chunks read and checked the same way (load-blob.ts), each written with
  *   pwrite at its offset into a file descriptor the caller holds open (restore-workers.ts).
@@ -29,7 +32,7 @@ import { openBlobPayload, sealBlobPayload } from './blob-cipher';
 import { loadBlobSync, type LoadBlobResult } from './load-blob';
 import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } from './store-blob';
 import { writeViaRename } from './write-via-rename';
-import { packAbortSync, packPutSync, packSealSync, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
+import { packAbortSync, packPutBatchSync, packSealSync, type PackPutBatchResult, type PackPutCommon, type PackPutItem, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
 import { probeDigestPrefix } from './pack-lookup';
 import { InternalError } from '../../shared/errors/internal-errors';
 import { RepoWorkerExitedError } from './repository-errors';
@@ -41,11 +44,14 @@ type Op =
   | { op: 'store'; file: string; magic: Uint8Array; compress: boolean; force: boolean; verify: boolean; touch: boolean }
   | { op: 'load'; file: string; digest: string; magic: Uint8Array; checkCrc: boolean; maxPlain: number | undefined; at?: { offset: number; length: number }; from?: Uint8Array }
   | { op: 'restore'; fd: number; magic: Uint8Array; chunks: RestoreChunk[] }
-  | ({ op: 'packPut' } & Omit<PackPutJob, 'plain' | 'magic'> & { magic: Uint8Array })
+  | ({ op: 'packPutBatch' } & Omit<PackPutCommon, 'magic'> & { magic: Uint8Array; items: PackPutWireItem[] })
   | { op: 'packSeal'; session: string }
   | { op: 'packAbort'; session: string };
 type Request = { id: number; data: SharedArrayBuffer | Uint8Array | null; offset: number; length: number } & Op;
-type Result = string | null | StoreBlobResult | LoadBlobResult | RestoreBatchResult | PackPutResult;
+type Result = string | null | StoreBlobResult | LoadBlobResult | RestoreBatchResult | PackPutBatchResult;
+
+/** A blob of a `packPutBatch` job as sent: its bytes as shared memory (no copy) or a copy of just them. */
+type PackPutWireItem = Omit<PackPutItem, 'plain'> & { data: SharedArrayBuffer | Uint8Array; offset: number; length: number };
 
 /**
  * One chunk of a restore batch: the chunk store's file of `digest` (format 2: its pack file and
@@ -77,7 +83,7 @@ function workerMain(
   decode: typeof decodeBlobSync,
   probe: typeof worthCompressing,
   sizeOf: typeof storedSizeOf,
-  packPut: typeof packPutSync,
+  packPutBatch: typeof packPutBatchSync,
   packSeal: typeof packSealSync,
   packAbort: typeof packAbortSync,
   probePrefix: typeof probeDigestPrefix,
@@ -125,9 +131,11 @@ function workerMain(
     let reply: Reply;
     try {
       if (m.op === 'sha256') reply = { id: m.id, result: (idKey ? crypto.createHmac('sha256', idKey) : crypto.createHash('sha256')).update(view()).digest('hex') };
-      else if (m.op === 'packPut') {
-        const { id: _id, op: _op, data: _data, offset: _offset, length: _length, magic, ...rest } = m;
-        reply = { id: m.id, result: packPut({ ...rest, plain: view(), magic: Buffer.from(magic) }, codec, probePrefix, packs) };
+      else if (m.op === 'packPutBatch') {
+        const { id: _id, op: _op, data: _data, offset: _offset, length: _length, magic, items, ...common } = m;
+        const plainOf = (w: PackPutWireItem): Buffer => (w.data instanceof SharedArrayBuffer ? Buffer.from(w.data, w.offset, w.length) : Buffer.from(w.data.buffer, w.data.byteOffset, w.data.byteLength));
+        const batch = items.map(({ data: _d, offset: _o, length: _l, ...item }, k) => ({ ...item, plain: plainOf(items[k]) }));
+        reply = { id: m.id, result: packPutBatch({ ...common, magic: Buffer.from(magic) }, batch, codec, probePrefix, packs) };
       } else if (m.op === 'packSeal') reply = { id: m.id, result: packSeal(m.session, packs) };
       else if (m.op === 'packAbort') reply = { id: m.id, result: packAbort(m.session, packs) };
       else if (m.op === 'restore') {
@@ -220,9 +228,24 @@ function workerMain(
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutBatchSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
+
+/**
+ * A worker's failure as the caller sees it: a file call's errno error rebuilt as Node raises one
+ * (callers map ENOSPC and the like); anything else thrown on the worker is a bug.
+ */
+function workerError(error: { message: string; code?: string; syscall?: string; path?: string }): Error {
+  return error.code ? Object.assign(new Error(error.message), error) : InternalError({ what: `blob worker: ${error.message}` });
+}
+
+/** Bytes for a worker: shared memory as is (no copy), a view into a larger ordinary buffer copied first (postMessage would clone all of it). */
+function wireBytes(data: Buffer): { data: SharedArrayBuffer | Uint8Array; offset: number; length: number } {
+  if (data.buffer instanceof SharedArrayBuffer) return { data: data.buffer, offset: data.byteOffset, length: data.length };
+  const own = data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
+  return { data: own, offset: 0, length: own.length };
+}
 
 interface Job {
   resolve(result: Result): void;
@@ -299,9 +322,23 @@ export class BlobWorkers {
    * One blob of a pack session (pack-worker.ts): hash, compare with the base, dedup probe, encode
    * and append in one trip. Errors carry the errno code of the failed call.
    */
-  packPut(req: PackPutJob): Promise<PackPutResult> {
-    const { plain, magic, ...rest } = req;
-    return this.run(plain, { op: 'packPut', ...rest, magic: new Uint8Array(magic) }) as Promise<PackPutResult>;
+  async packPut(req: PackPutJob): Promise<PackPutResult> {
+    const { plain, digest, base, candidates, force, ...common } = req;
+    const r = await this.packPutBatch(common, [{ plain, force, ...(digest !== undefined ? { digest } : {}), ...(base ? { base } : {}), ...(candidates ? { candidates } : {}) }]);
+    if (r.error) throw r.error;
+    return r.results[0] as PackPutResult;
+  }
+
+  /**
+   * Blobs of a pack session in one trip (pack-worker.ts), each hashed, compared with its base,
+   * probed, encoded and appended. Resolves with per-item answers and, when the job failed midway,
+   * `error` (the errno code of the failed call): the items answered are in their pack even then.
+   */
+  async packPutBatch(common: PackPutCommon, items: PackPutItem[]): Promise<{ results: (PackPutResult | null)[]; error?: Error }> {
+    const { magic, ...rest } = common;
+    const wire: PackPutWireItem[] = items.map(({ plain, ...item }) => ({ ...item, ...wireBytes(plain) }));
+    const r = (await this.run(null, { op: 'packPutBatch', ...rest, magic: new Uint8Array(magic), items: wire })) as PackPutBatchResult;
+    return r.failure ? { results: r.results, error: workerError(r.failure) } : { results: r.results };
   }
 
   /** Seals every worker's open pack of `session`; the ids of the packs sealed now. */
@@ -372,9 +409,7 @@ export class BlobWorkers {
       const job = slot.jobs.get(id);
       slot.jobs.delete(id);
       if (slot.jobs.size === 0) worker.unref();
-      // A file call's errno error, rebuilt as Node raises one (callers map ENOSPC and the like);
-      // anything else thrown on the worker is a bug.
-      if (error) job?.reject(error.code ? Object.assign(new Error(error.message), error) : InternalError({ what: `blob worker: ${error.message}` }));
+      if (error) job?.reject(workerError(error));
       else job?.resolve(result as Result);
     });
     worker.on('error', retire);

@@ -20,7 +20,7 @@
  * references one (`damagedReference`).
  */
 import type { Logger } from 'winston';
-import type { BlobSession, BlobStore } from './blob-store';
+import type { BlobSession, BlobStore, PutChunkResult } from './blob-store';
 import type { BlobWorkers } from './blob-workers';
 import { inParallel } from './in-parallel';
 import { loadDigestTable } from './digest-table';
@@ -73,6 +73,8 @@ export interface DiskWriter {
   readBaseChunk(index: number, into: Buffer): Promise<Buffer | null>;
   badBaseChunks(): number[];
   putChunk(index: number, data: Buffer): Promise<PutResult>;
+  /** `putChunk` of several chunks (the chunks of one NBD read buffer) in one worker trip: their answers in order. */
+  putChunks(items: readonly { index: number; data: Buffer }[]): Promise<PutResult[]>;
   putZero(index: number): void;
   finish(meta: DiskMeta): Promise<DiskEntry>;
 }
@@ -225,22 +227,48 @@ export class IndexDiskWriter implements DiskWriter {
   }
 
   async putChunk(index: number, data: Buffer): Promise<PutResult> {
+    const [r] = await this.putChunks([{ index, data }]);
+    return r;
+  }
+
+  async putChunks(items: readonly { index: number; data: Buffer }[]): Promise<PutResult[]> {
     this.checkWritable();
-    this.checkIndex(index);
-    const want = chunkLength(this.g, index);
-    if (data.length !== want) {
-      throw RepoInvalidArgumentError({ what: `chunk ${index} length`, value: data.length, hint: `expected ${want} bytes` });
+    for (const { index, data } of items) {
+      this.checkIndex(index);
+      const want = chunkLength(this.g, index);
+      if (data.length !== want) {
+        throw RepoInvalidArgumentError({ what: `chunk ${index} length`, value: data.length, hint: `expected ${want} bytes` });
+      }
     }
-    if (isAllZero(data)) {
+    const out: PutResult[] = new Array<PutResult>(items.length);
+    const sent: number[] = [];
+    for (let k = 0; k < items.length; k++) {
+      const index = items[k].index;
+      if (!isAllZero(items[k].data)) {
+        sent.push(k);
+        continue;
+      }
       const unchanged = this.baseDigest(index) === null && !this.pendingBad.has(index);
       this.putZero(index);
-      return { zero: true, unchanged, stored: false, digest: null };
+      out[k] = { zero: true, unchanged, stored: false, digest: null };
     }
-    const wasBad = this.pendingBad.has(index);
+    if (!sent.length) return out;
     const forced = (d: string): boolean => this.ctx.bad.chunks.has(d) || this.ctx.damaged.chunks.has(d);
+    const bases = sent.map((k) => (this.pendingBad.has(items[k].index) ? null : this.baseDigest(items[k].index)));
+    const plains = sent.map((k) => items[k].data);
     // One call: hash, compare with the base (its copy checked against the true bytes held here),
-    // dedup and store (format 2: one worker trip, blob-store.ts).
-    const r = await this.ctx.chunks.putChunk(data, { base: wasBad ? null : this.baseDigest(index), forced, session: this.ctx.session });
+    // dedup and store (format 2: one worker trip for all of them, blob-store.ts).
+    const store = this.ctx.chunks;
+    const opts = { forced, session: this.ctx.session };
+    const rs = store.putChunks ? await store.putChunks(plains, { ...opts, bases }) : await Promise.all(plains.map((plain, j) => store.putChunk(plain, { ...opts, base: bases[j] })));
+    sent.forEach((k, j) => {
+      out[k] = this.settlePut(items[k].index, rs[j], forced);
+    });
+    return out;
+  }
+
+  /** The disk's side of a put chunk's answer: its entry, repairs, what was stored. */
+  private settlePut(index: number, r: PutChunkResult, forced: (d: string) => boolean): PutResult {
     const digest = r.digest;
     if (r.outcome === 'unchanged') {
       if (r.repaired) this.noteRepaired('chunk', digest, index);

@@ -41,7 +41,7 @@ import type { BlobWorkers, RestoreBatchResult, RestoreChunk } from './blob-worke
 import { blobStateByReading, type BlobSession, type BlobState, type BlobStore, type InsertOptions, type PutChunkResult, type RepositoryBlobs } from './blob-store';
 import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
-import type { PackLoc, PackPutResult } from './pack-worker';
+import type { PackLoc, PackPutItem, PackPutResult } from './pack-worker';
 import { PackLookup, type BlobLocation } from './pack-lookup';
 import { planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
@@ -141,24 +141,56 @@ export class PackKindStore implements BlobStore {
   }
 
   async putChunk(plain: Buffer, opts: { base: string | null; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult> {
+    const [r] = await this.putChunks([plain], { bases: [opts.base], forced: opts.forced, session: opts.session });
+    return r;
+  }
+
+  /**
+   * `putChunk` for several chunks in one worker trip (the chunks of one NBD read buffer): their
+   * answers in order. The answers of the trip are recorded in order before any second trip (a
+   * `maybe-known` chunk may be a duplicate of one before it in the same job). A job that failed
+   * midway records what its worker wrote, then throws.
+   */
+  async putChunks(plains: Buffer[], opts: { bases: (string | null)[]; forced(digest: string): boolean; session: BlobSession }): Promise<PutChunkResult[]> {
     const session = opts.session as PackSession;
     const lookup = this.store.lookup;
     await lookup.ensureLoaded();
-    const base = opts.base !== null && !opts.forced(opts.base) ? { digest: opts.base, locations: this.locs(opts.base).map(toLoc) } : undefined;
-    let r = await session.put(this.kind, plain, { force: false, verify: true, table: lookup.table, ...(base ? { base } : {}) });
-    if (r.outcome === 'unchanged') return { digest: r.digest, outcome: 'unchanged', storedBytes: 0, repaired: false };
-    const digest = r.digest;
-    if (r.outcome === 'stored') {
-      const res = session.record(this.kind, r, plain.length, opts.forced(digest) || r.repaired);
-      return { digest, outcome: res.added ? 'stored' : 'known', storedBytes: res.added ? (r.storedLength ?? 0) : 0, repaired: r.repaired };
+    const items = plains.map((plain, k) => {
+      const b = opts.bases[k];
+      const base = b !== null && !opts.forced(b) ? { digest: b, locations: this.locs(b).map(toLoc) } : undefined;
+      return { plain, force: false, ...(base ? { base } : {}) };
+    });
+    const { results, error } = await session.putBatch(this.kind, items, { verify: true, table: lookup.table });
+    const out: (PutChunkResult | null)[] = plains.map(() => null);
+    const second: number[] = [];
+    for (let k = 0; k < plains.length; k++) {
+      const r = results[k];
+      if (!r) continue;
+      const digest = r.digest;
+      if (r.outcome === 'unchanged') out[k] = { digest, outcome: 'unchanged', storedBytes: 0, repaired: false };
+      else if (r.outcome === 'stored') {
+        const res = session.record(this.kind, r, plains[k].length, opts.forced(digest) || r.repaired);
+        out[k] = { digest, outcome: res.added ? 'stored' : 'known', storedBytes: res.added ? (r.storedLength ?? 0) : 0, repaired: r.repaired };
+      } else second.push(k);
     }
+    if (error) throw error;
     // maybe-known: confirm here, then one more trip (see the module header).
-    const force = opts.forced(digest);
-    if (!force && session.pendingHas(this.kind, digest)) return { digest, outcome: 'known', storedBytes: 0, repaired: false };
-    const locs = force ? [] : this.locs(digest);
-    r = await session.put(this.kind, plain, { digest, force, verify: true, ...(locs.length ? { candidates: locs.map(toLoc) } : {}) });
-    const s = await this.settle(session, r, plain, locs, force);
-    return { digest, outcome: s.existed ? 'known' : 'stored', storedBytes: s.storedBytes, repaired: s.repaired };
+    await Promise.all(
+      second.map(async (k) => {
+        const plain = plains[k];
+        const digest = (results[k] as PackPutResult).digest;
+        const force = opts.forced(digest);
+        if (!force && session.pendingHas(this.kind, digest)) {
+          out[k] = { digest, outcome: 'known', storedBytes: 0, repaired: false };
+          return;
+        }
+        const locs = force ? [] : this.locs(digest);
+        const r = await session.put(this.kind, plain, { digest, force, verify: true, ...(locs.length ? { candidates: locs.map(toLoc) } : {}) });
+        const s = await this.settle(session, r, plain, locs, force);
+        out[k] = { digest, outcome: s.existed ? 'known' : 'stored', storedBytes: s.storedBytes, repaired: s.repaired };
+      }),
+    );
+    return out as PutChunkResult[];
   }
 
   /** The answer of a trip with `candidates` (or force): known → touch its pack; stored → record. */
@@ -354,6 +386,18 @@ export class PackKindStore implements BlobStore {
   }
 }
 
+/** fsync of a closed pack file, then of its folder (on the thread pool; fsync through any descriptor flushes the file). */
+async function syncPackFile(dir: string, packId: string): Promise<void> {
+  for (const f of [path.join(dir, `${packId}.pack`), dir]) {
+    const h = await fsp.open(f, 'r');
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  }
+}
+
 /** Key of a pending blob: kind initial + digest. */
 function pendingKey(kind: BlobKind, digest: string): string {
   return `${kind[0]}${digest}`;
@@ -391,22 +435,37 @@ export class PackSession implements BlobSession {
     plain: Buffer,
     opts: { digest?: string; force: boolean; verify: boolean; table?: Uint32Array; base?: { digest: string; locations: PackLoc[] }; candidates?: PackLoc[] },
   ): Promise<PackPutResult> {
+    const { digest, force, base, candidates, ...common } = opts;
+    const { results, error } = await this.putBatch(kind, [{ plain, force, ...(digest !== undefined ? { digest } : {}), ...(base ? { base } : {}), ...(candidates ? { candidates } : {}) }], common);
+    if (error) throw error;
+    return results[0] as PackPutResult;
+  }
+
+  /**
+   * One worker trip with several blobs: per-item answers (null: not done) and the error that
+   * stopped the job midway, if any (see pack-worker.ts). The caller records the answers it got.
+   */
+  async putBatch(kind: BlobKind, items: PackPutItem[], opts: { verify: boolean; table?: Uint32Array }): Promise<{ results: (PackPutResult | null)[]; error?: Error }> {
     const packsDir = this.store.packsDir();
+    let r: { results: (PackPutResult | null)[]; error?: Error };
     try {
-      return await this.store.workers.packPut({
-        session: this.id,
-        packsDir,
-        plain,
-        magic: magicOf(kind),
-        compress: this.store.compression === 'auto',
-        sealBytes: this.store.sealBytes,
-        ...opts,
-        // Object storage: stored copies are trusted, not downloaded to compare (remote-packs.ts).
-        ...(this.store.remote ? { verify: false } : {}),
-      });
+      r = await this.store.workers.packPutBatch(
+        {
+          session: this.id,
+          packsDir,
+          magic: magicOf(kind),
+          compress: this.store.compression === 'auto',
+          sealBytes: this.store.sealBytes,
+          ...opts,
+          // Object storage: stored copies are trusted, not downloaded to compare (remote-packs.ts).
+          ...(this.store.remote ? { verify: false } : {}),
+        },
+        items,
+      );
     } catch (err) {
       throw noSpaceOr(err, packsDir);
     }
+    return r.error ? { results: r.results, error: noSpaceOr(r.error, packsDir) as Error } : r;
   }
 
   /**
@@ -432,7 +491,7 @@ export class PackSession implements BlobSession {
       this.store.lookup.addPending(Buffer.from(r.digest, 'hex'));
       added = true;
     }
-    if (r.sealed) this.startSeal(packId);
+    if (r.sealed) this.startSeal(packId, true);
     return { added };
   }
 
@@ -474,19 +533,23 @@ export class PackSession implements BlobSession {
     this.pending.clear();
   }
 
-  private startSeal(packId: string): void {
+  /** `unsynced`: a full pack the worker closed without fsync (pack-worker.ts); else the worker fsynced it. */
+  private startSeal(packId: string, unsynced = false): void {
     const p = this.packs.get(packId) ?? { entries: [], digests: new Set<string>(), sealed: false, count: 0 };
     this.packs.set(packId, p);
     this.sealing.push(
-      this.sealPack(packId, p).catch((err: unknown) => {
+      this.sealPack(packId, p, unsynced).catch((err: unknown) => {
         this.sealError ??= err;
       }),
     );
   }
 
-  /** The worker fsynced the pack: the .idx now, then its blobs join the lookup. */
-  private async sealPack(packId: string, p: SessionPack): Promise<void> {
-    const idx = encodePackIndex(p.entries);
+  /** The pack made durable (fsync of file and folder, off the workers), then the .idx, then its blobs join the lookup. */
+  private async sealPack(packId: string, p: SessionPack, unsynced: boolean): Promise<void> {
+    // Taken now: the entries are complete (every answer of a pack comes before the one that seals it).
+    const entries = p.entries;
+    if (unsynced) await syncPackFile(path.join(this.store.packsDir(), packId.slice(0, 2)), packId);
+    const idx = encodePackIndex(entries);
     const remote = this.store.remote;
     const staged = remote ? path.join(remote.stagingDir(), packId.slice(0, 2), `${packId}.pack`) : null;
     // Object storage: the pack object first, so an .idx never names a pack that is not there.

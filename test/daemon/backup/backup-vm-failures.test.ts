@@ -94,6 +94,12 @@ test('repository write error mid-read: no manifest, bitmap keeps all changes', a
                 return t.putChunk(i, data);
               };
             }
+            if (p === 'putChunks') {
+              return async (items: { index: number; data: Buffer }[]) => {
+                if (++puts > 1) throw new Error('injected: repository full');
+                return t.putChunks(items);
+              };
+            }
             const v = Reflect.get(t, p, t);
             return typeof v === 'function' ? v.bind(t) : v;
           },

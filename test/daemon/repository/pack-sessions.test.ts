@@ -60,6 +60,30 @@ describe('pack sessions', () => {
     await restoresExactly(fresh, m.id);
   });
 
+  it('one batch of chunks (one worker trip): packs sealed inside the batch, duplicates and zero chunks in it, restored exactly', async () => {
+    // Chunks 8..15 repeat 0..7 and chunks 20..23 are zero: in-batch dedup and zero chunks.
+    for (let i = 8; i < 16; i++) data.copy(data, i * CHUNK, (i - 8) * CHUNK, (i - 7) * CHUNK);
+    data.fill(0, 20 * CHUNK, 24 * CHUNK);
+    fs.writeFileSync(img, data);
+    const w = await repo.startBackup({ vmid: 100 });
+    const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: data.length });
+    const half = CHUNKS / 2;
+    const batch = (from: number, to: number): { index: number; data: Buffer }[] =>
+      Array.from({ length: to - from }, (_, k) => ({ index: from + k, data: data.subarray((from + k) * CHUNK, (from + k + 1) * CHUNK) }));
+    const rs = [...(await d.putChunks(batch(0, half))), ...(await d.putChunks(batch(half, CHUNKS)))];
+    expect(rs.filter((r) => r.zero)).toHaveLength(4);
+    expect(rs.filter((r) => r.stored)).toHaveLength(CHUNKS - 8 - 4);
+    for (let i = 8; i < 16; i++) expect(rs[i].digest).toBe(rs[i - 8].digest);
+    await d.finish({ mode: 'full', reason: 'test', bytesRead: data.length, durationMs: 0 });
+    const m = await w.commit();
+    expect(m.disks[0].chunksStored).toBe(CHUNKS - 12);
+    expect(ids(packFiles(repo.dir, '.pack'))).toEqual(ids(packFiles(repo.dir, '.idx')));
+    expect(packFiles(repo.dir, '.pack').length).toBeGreaterThanOrEqual(8);
+    const fresh = await Repository.open(repo.dir);
+    expect((await fresh.verify()).ok).toBe(true);
+    await restoresExactly(fresh, m.id);
+  });
+
   it('abort deletes the unsealed packs and keeps the sealed ones for GC', async () => {
     const w = await repo.startBackup({ vmid: 100 });
     const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: data.length });
