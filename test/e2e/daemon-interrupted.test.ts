@@ -5,8 +5,8 @@
  * partial backup and pve-cbt's leftovers in QEMU and settles the bitmaps). Either way the next backup
  * is an incremental that restores byte-exact.
  *
- * The signal is sent on the first progress frame the daemon streams for the backup, so it always
- * lands while the backup runs.
+ * The signal is sent on the first progress frame the daemon streams for the backup, with QEMU frozen
+ * (SIGSTOP) just before and thawed 1.5 s later, so it always lands while the backup runs.
  */
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
@@ -45,17 +45,30 @@ describe('a real daemon process interrupted during a backup', () => {
   const interruptedBackup = async (vm: SimVm, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
     child = await startChildDaemon(stack);
     let sent = false;
-    await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [vm.vmid] }, {
-      timeoutMs: 120_000,
-      onProgress: () => {
-        if (!sent) child!.proc.kill(signal);
-        sent = true;
-      },
-    }).catch(() => undefined);
-    expect(sent).toBe(true);
-    const exit = await child.exited;
-    child = undefined;
-    return exit;
+    let resume: NodeJS.Timeout | undefined;
+    const qemuPid = vm.pid()!;
+    try {
+      await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [vm.vmid] }, {
+        timeoutMs: 120_000,
+        onProgress: () => {
+          if (sent) return;
+          sent = true;
+          // QEMU is frozen before the signal, so the backup cannot finish its reads (and commit)
+          // however slowly a loaded machine delivers the signal; it thaws a while later.
+          process.kill(qemuPid, 'SIGSTOP');
+          child!.proc.kill(signal);
+          resume = setTimeout(() => process.kill(qemuPid, 'SIGCONT'), 1500);
+        },
+      }).catch(() => undefined);
+      expect(sent).toBe(true);
+      return await child.exited;
+    } finally {
+      if (resume) {
+        clearTimeout(resume);
+        process.kill(qemuPid, 'SIGCONT');
+      }
+      child = undefined;
+    }
   };
 
   test.each<[NodeJS.Signals, number]>([

@@ -325,7 +325,8 @@ describe('readRanges', () => {
     );
     expect(f.code).toBe('CBT_NBD_ABORTED');
     expect(f.ms).toBeLessThan(1000);
-    await new Promise((r) => setTimeout(r, 50));
+    // The server sees the close once its side's event loop gets to it (later on a loaded machine).
+    for (let i = 0; i < 100 && s.sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(s.sockets.size).toBe(0);
   });
 
