@@ -52,7 +52,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   // runs while the manifests are read, the writer takes the VM's lock and QEMU's leftovers are
   // checked: none of that needs a disk's path, only its key. Awaited before the disks are planned;
   // a failure meanwhile is not unhandled (the writer is aborted like for any failure).
-  const resolving = traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
+  const resolving = traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath, ...(config.pvesmExec ? { pvesmExec: config.pvesmExec } : {}) }));
   resolving.catch(() => undefined);
   const { stateDir, qemuServerLockDir } = config;
   if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
