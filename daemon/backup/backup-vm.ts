@@ -118,8 +118,9 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, resolving:
         }
       }
     }
-    for (const s of sources) await traced('backup.source-intact', () => s.assertIntact());
-    for (const s of sources) await traced('backup.source-close', () => s.close());
+    // Each source is checked to still be point-in-time and closed in one step (a fleece source: one
+    // QMP session); its reads are over, so closing one does not change what another's check says.
+    for (const s of sources) await traced('backup.source-close', () => s.closeIntact());
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
     // The storage snapshot each RBD disk's backup took: the next backup may read its diff (storage-delta.ts).
     const storageSnapshots = Object.assign({}, ...sources.map((s) => s.storageSnapshots?.() ?? {})) as Record<string, string>;
