@@ -15,6 +15,7 @@
  * CLI and daemon are written there. With `CBT_AB_OLD_DIST=DIR` (another build's dist/), the
  * incrementals alternate between that build's daemon + CLI and this one's on the same node, state
  * and repository, and the ratio new/old of the time outside the disk work is reported too.
+ * `CBT_INC_ROUNDS=N` runs N incrementals (N pairs with CBT_AB_OLD_DIST) instead of 3.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -23,7 +24,8 @@ import { changeBlocks, createCliRig, DIST, disksOf, type CliRig } from './suppor
 import { settle } from './support/settle';
 import { backupPhases, type Span } from './support/trace-phases';
 
-const ROUNDS = 3;
+/** `CBT_INC_ROUNDS=N`: more alternating pairs when the machine is noisy (default 3). */
+const ROUNDS = Math.max(1, Number(process.env.CBT_INC_ROUNDS) || 3);
 const BLOCKS = 328;
 const MAX_OUTSIDE_PER_VERSION = 4;
 

@@ -24,7 +24,12 @@ export function backupPhases(spans: readonly Span[]): [string, number][] {
   const wait = one('ipc.task-wait');
   const task = one('task.backup-vm');
   const disk = one('backup.disk');
-  const config = sum('backup.wait-vzdump', 'backup.wait-config-lock', 'backup.read-config', 'backup.resolve-disks');
+  const config = sum('backup.wait-vzdump', 'backup.wait-config-lock', 'backup.read-config');
+  // pvesm runs while the manifests, the writer start and the leftovers check go on (backup-vm.ts):
+  // only what is left of it after the last of those is on the path.
+  const resolve = by('backup.resolve-disks');
+  const hiddenUntil = Math.max(...['backup.start-writer', 'backup.cleanup-leftovers'].flatMap(by).map(end), 0);
+  const pvesm = resolve.reduce((a, s) => a + Math.max(0, end(s) - Math.max(s.start, hiddenUntil)), 0);
   const manifests = sum('backup.last-backups', 'backup.start-writer');
   const qemu = sum('backup.cleanup-leftovers', 'backup.disk-facts');
   const fleece = sum('backup.source-open');
@@ -33,12 +38,14 @@ export function backupPhases(spans: readonly Span[]): [string, number][] {
     ['CLI: config, argv, until the IPC request', ipc.start - end(load)],
     ['IPC backup (detach) round trip', ipc.ms],
     ['daemon: task start + queue', task.start - ipc.start],
-    ['engine: VM config, pvesm path', config],
+    ['engine: VM config', config],
+    ['engine: pvesm path, not overlapped', pvesm],
+    ['  of it: the whole pvesm span (overlapped)', sum('backup.resolve-disks')],
     ['engine: manifests + writer start', manifests],
     ['engine: QEMU leftovers check + disk facts', qemu],
     ['engine: fleecing setup', fleece],
     ['  of it: qemu-img create', sum('spawn.qemu-img')],
-    ['engine: gaps before the disk', disk.start - task.start - config - manifests - qemu - fleece],
+    ['engine: gaps before the disk', disk.start - task.start - config - pvesm - manifests - qemu - fleece],
     ['disk (writer open, extents, reads, chunks, index pages)', disk.ms],
     ['engine: point-in-time check + teardown', sum('backup.source-intact', 'backup.source-close')],
     ['engine: commit', sum('backup.commit')],

@@ -4,6 +4,7 @@
  */
 import path from 'node:path';
 import type { Logger } from 'winston';
+import type { ExecRunner } from '../proc/exec-off-thread';
 import { DEFAULTS } from '../../shared/config/defaults';
 import type { Ledger } from '../ledger/ledger';
 import type { BackupRepository } from './last-backups';
@@ -19,6 +20,8 @@ export interface BackupVmConfig {
   readonly stateDir?: string;
   readonly qemuServerLockDir?: string;
   readonly pvesmPath: string;
+  /** How pvesm is run: the daemon runs it off its event loop (daemon/proc/exec-off-thread.ts). Default execFile. */
+  readonly pvesmExec?: ExecRunner;
   /** Chunk size of new indexes; an existing disk keeps its base's. */
   readonly chunkSize?: number;
   /** Private dir for scratch images and NBD sockets (default `<stateDir>/work`). */

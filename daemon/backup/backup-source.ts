@@ -6,7 +6,7 @@
  * - image-source.ts: a stopped VM's images, or a running VM's volumes QEMU does not hold (qemu-nbd).
  *
  * Life of a source in one backup (backup-vm.ts):
- *   open → per job exportDrive (read it, close the export) → assertIntact → close → manifest commit
+ *   open → per job exportDrive (read it, close the export) → closeIntact (assertIntact + close) → manifest commit
  *   → commitBitmaps.  On any failure before the commit: close → rollbackBitmaps.
  * `open` switches the bitmaps (the new one records from here on); `commitBitmaps` keeps only the
  * new one; `rollbackBitmaps` leaves every change since the last committed backup in the old one.
@@ -38,6 +38,8 @@ export interface BackupSource<J extends DiskJob = DiskJob> {
   /** Throws when what was read may not be point-in-time any more. */
   assertIntact(): Promise<void>;
   close(): Promise<void>;
+  /** `assertIntact` then `close` in one go (a fleece source: one QMP session); closed also when it throws. */
+  closeIntact(): Promise<void>;
   commitBitmaps(): Promise<void>;
   rollbackBitmaps(): Promise<void>;
   /** The storage snapshot each disk's backup took (manifest `extra.storageSnapshots`), after the reads. */

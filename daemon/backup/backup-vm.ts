@@ -52,7 +52,7 @@ export async function backupVm(opts: BackupVmOptions): Promise<BackupResult> {
   // runs while the manifests are read, the writer takes the VM's lock and QEMU's leftovers are
   // checked: none of that needs a disk's path, only its key. Awaited before the disks are planned;
   // a failure meanwhile is not unhandled (the writer is aborted like for any failure).
-  const resolving = traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath }));
+  const resolving = traced('backup.resolve-disks', () => resolveVmDisks(vmConfig, { qemuServerConfigDir: config.qemuServerConfigDir, pvesmPath: config.pvesmPath, ...(config.pvesmExec ? { pvesmExec: config.pvesmExec } : {}) }));
   resolving.catch(() => undefined);
   const { stateDir, qemuServerLockDir } = config;
   if (stateDir && qemuServerLockDir && !readQemuProcess(config.qemuServerRunDir, vmid)) {
@@ -118,8 +118,9 @@ async function runBackup(opts: BackupVmOptions, writer: BackupWriter, resolving:
         }
       }
     }
-    for (const s of sources) await traced('backup.source-intact', () => s.assertIntact());
-    for (const s of sources) await traced('backup.source-close', () => s.close());
+    // Each source is checked to still be point-in-time and closed in one step (a fleece source: one
+    // QMP session); its reads are over, so closing one does not change what another's check says.
+    for (const s of sources) await traced('backup.source-close', () => s.closeIntact());
     freezeNote = sources.find((s) => s.freezeNote)?.freezeNote;
     // The storage snapshot each RBD disk's backup took: the next backup may read its diff (storage-delta.ts).
     const storageSnapshots = Object.assign({}, ...sources.map((s) => s.storageSnapshots?.() ?? {})) as Record<string, string>;

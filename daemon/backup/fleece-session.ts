@@ -40,6 +40,8 @@ import { fleeceNames, isOwnName, ownBitmapsOf } from './bitmap-names';
 import { fsFreeze, fsThaw } from './guest-agent';
 import type { Consistency } from '../repository/manifest';
 
+type BlockJobInfo = { device: string; status?: string; error?: string };
+
 export interface FleeceDiskSpec {
   readonly drive: string;
   /** Node accepted as blockdev-backup device and as backing: `drive-scsi0`. */
@@ -278,7 +280,10 @@ export class FleeceSession {
   /** Throws CBT_BACKUP_FLEECE_JOB when a copy-before-write job is not running any more. */
   async checkJobs(): Promise<void> {
     if (this.tornDown) return;
-    const jobs = await this.qmp((q) => q.execute<{ device: string; status?: string; error?: string }[]>('query-block-jobs'));
+    this.assertJobsRunning(await this.qmp((q) => q.execute<BlockJobInfo[]>('query-block-jobs')));
+  }
+
+  private assertJobsRunning(jobs: readonly BlockJobInfo[]): void {
     for (const d of this.jobsStarted) {
       const id = fleeceNames(this.opts.vmid, d.drive).job;
       const job = jobs.find((j) => j.device === id);
@@ -289,22 +294,39 @@ export class FleeceSession {
     }
   }
 
-  /** Removes export, job, scratch node, NBD server and files; idempotent, each step best-effort. */
-  async teardown(): Promise<void> {
+  /**
+   * Removes export, job, scratch node, NBD server and files; idempotent, each step best-effort.
+   * With `checkJobs`, the session first does what `checkJobs` does, in the same QMP session (one
+   * connect fewer after the reads), and the teardown still runs in full: it then throws what
+   * `checkJobs` would have thrown, or the error that kept it from asking QEMU.
+   */
+  async teardown(opts: { checkJobs?: boolean } = {}): Promise<void> {
     if (this.pollTimer) clearTimeout(this.pollTimer);
     if (this.tornDown) return;
     this.tornDown = true;
+    let checked = !opts.checkJobs;
+    let notIntact: unknown;
     const { vmid, logger } = this.opts;
+    let teardownError: unknown;
     const step = async (what: string, fn: () => Promise<unknown>): Promise<void> => {
       try {
         await fn();
       } catch (err) {
+        teardownError ??= err;
         this.teardownFailed = true;
         logger?.warn('fleece teardown step failed', { vmid, step: what, error: (err as Error).message });
       }
     };
     await step('qmp session', () =>
       this.qmp(async (q) => {
+        if (!checked) {
+          try {
+            this.assertJobsRunning(await q.execute<BlockJobInfo[]>('query-block-jobs'));
+          } catch (err) {
+            notIntact = err;
+          }
+          checked = true;
+        }
         for (const d of this.exportsAdded.splice(0)) {
           await step(`block-export-del ${d.drive}`, () => q.execute('block-export-del', { id: fleeceNames(vmid, d.drive).exportId, mode: 'hard' }));
         }
@@ -328,6 +350,8 @@ export class FleeceSession {
     // The socket file is how cleanupFleeceLeftovers recognises our NBD server: it stays while the
     // server may still run (QEMU hung during the teardown), so the next backup can stop it.
     if (!this.serverStarted) fs.rmSync(this.socketPath, { force: true });
+    if (notIntact !== undefined) throw notIntact;
+    if (!checked) throw teardownError ?? new Error('the block jobs were not checked');
   }
 
   /** Whether something of the session may still be in QEMU: a teardown step or the rollback failed. */

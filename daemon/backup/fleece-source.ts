@@ -98,6 +98,10 @@ export class FleeceSource implements BackupSource<FleeceJob> {
     await this.session?.teardown();
   }
 
+  async closeIntact(): Promise<void> {
+    await this.session?.teardown({ checkJobs: true });
+  }
+
   async commitBitmaps(): Promise<void> {
     await this.snapshots.commit();
     await this.session?.commitBitmaps();

@@ -85,6 +85,11 @@ export class ImageSource implements BackupSource<ImageJob | VolumeJob> {
     // Each export is closed after its drive was read.
   }
 
+  async closeIntact(): Promise<void> {
+    await this.assertIntact();
+    await this.close();
+  }
+
   async commitBitmaps(): Promise<void> {
     await this.snapshots.commit();
     for (const { job, bitmaps } of this.added.splice(0)) {

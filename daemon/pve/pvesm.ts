@@ -6,7 +6,7 @@
  * form passes (image-path.ts), anything else is CBT_PVE_PATH_REFUSED before any tool sees it. A
  * volid that is itself an absolute path (pass-through device) is checked the same way.
  */
-import { execFile } from 'node:child_process';
+import { inThreadExec, type ExecRunner } from '../proc/exec-off-thread';
 import { checkImagePath } from './image-path';
 import { PvePathRefusedError, PvesmFailedError } from './pve-errors';
 
@@ -14,6 +14,8 @@ export interface PvesmOptions {
   readonly timeoutMs?: number;
   /** The VM the volume belongs to, for the error details. */
   readonly vmid?: number;
+  /** How pvesm is run (default: execFile on this thread; the daemon runs it off its event loop, exec-off-thread.ts). */
+  readonly exec?: ExecRunner;
 }
 
 function checked(volid: string, printed: string, options: PvesmOptions): string {
@@ -26,23 +28,19 @@ export function pvesmPath(pvesmBin: string, volid: string, options: PvesmOptions
   // Pass-through devices and absolute paths in the config are already paths.
   if (volid.startsWith('/')) return new Promise((resolve) => resolve(checked(volid, volid, options)));
   const timeout = options.timeoutMs ?? 15_000;
-  return new Promise((resolve, reject) => {
-    execFile(pvesmBin, ['path', volid], { timeout, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (err) {
-        const reason = err.killed ? `timed out after ${timeout} ms` : (stderr.trim() || err.message);
-        reject(PvesmFailedError({ pvesm: pvesmBin, volid, reason }, err));
-        return;
+  const exec = options.exec ?? inThreadExec;
+  return exec(pvesmBin, ['path', volid], { timeoutMs: timeout }).then(
+    ({ stdout, stderr, error }) => {
+      if (error) {
+        const reason = error.killed ? `timed out after ${timeout} ms` : (stderr.trim() || error.message);
+        throw PvesmFailedError({ pvesm: pvesmBin, volid, reason }, error);
       }
       const out = stdout.trim().split('\n').pop()?.trim() ?? '';
-      if (out === '') {
-        reject(PvesmFailedError({ pvesm: pvesmBin, volid, reason: 'empty output' }));
-        return;
-      }
-      try {
-        resolve(checked(volid, out, options));
-      } catch (e) {
-        reject(e);
-      }
-    });
-  });
+      if (out === '') throw PvesmFailedError({ pvesm: pvesmBin, volid, reason: 'empty output' });
+      return checked(volid, out, options);
+    },
+    (err: Error) => {
+      throw PvesmFailedError({ pvesm: pvesmBin, volid, reason: err.message }, err);
+    },
+  );
 }

@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { PveConfigMissingError } from './pve-errors';
+import type { ExecRunner } from '../proc/exec-off-thread';
 import { pvesmPath } from './pvesm';
 import { parseVmConfig, type VmConfig, type VmConfigDisk } from './vm-config';
 
@@ -16,6 +17,8 @@ export interface VmDisksOptions {
   readonly qemuServerConfigDir: string;
   readonly pvesmPath: string;
   readonly pvesmTimeoutMs?: number;
+  /** How pvesm is run (pvesm.ts). */
+  readonly pvesmExec?: ExecRunner;
 }
 
 export function vmConfigFile(configDir: string, vmid: number): string {
@@ -37,7 +40,7 @@ export function readVmConfig(configDir: string, vmid: number): VmConfig {
 export async function resolveVmDisks(config: VmConfig, options: VmDisksOptions): Promise<VmDisk[]> {
   const out: VmDisk[] = [];
   for (const disk of config.disks) {
-    const p = await pvesmPath(options.pvesmPath, disk.volid, { timeoutMs: options.pvesmTimeoutMs, vmid: config.vmid });
+    const p = await pvesmPath(options.pvesmPath, disk.volid, { timeoutMs: options.pvesmTimeoutMs, vmid: config.vmid, ...(options.pvesmExec ? { exec: options.pvesmExec } : {}) });
     out.push({ ...disk, path: p });
   }
   return out;

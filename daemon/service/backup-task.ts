@@ -56,6 +56,7 @@ function enqueue(s: Services, vmid: number, opts: { jobId?: string; forceFull?: 
             qemuServerLockDir: s.config.qemuServerLockDir,
             stateDir: s.config.stateDir,
             pvesmPath: s.config.pvesmPath,
+            ...(s.exec ? { pvesmExec: s.exec.exec } : {}),
             ...(s.config.chunkSize !== undefined ? { chunkSize: s.config.chunkSize } : {}),
             workDir: workDir(s.config.stateDir),
           },

@@ -92,6 +92,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     await s.queue.cancelAll('daemon stopping');
     await server.close();
   } finally {
+    await s.exec?.close();
     s.db.close();
     lock.release();
   }

@@ -13,6 +13,7 @@ import { BackupCatalog } from '../catalog/backup-catalog';
 import { openCatalogOrSetAside } from '../catalog/damaged-catalog';
 import { openMemoryCatalog } from '../catalog/memory-catalog';
 import { createJobQueue, type JobQueue } from '../jobs/job-queue';
+import { createOffThreadExec, type OffThreadExec } from '../proc/exec-off-thread';
 import { Ledger } from '../ledger/ledger';
 import { Repository } from '../repository/repository';
 import { configuredRepositoryKeys } from '../repository/repository-keys';
@@ -28,6 +29,8 @@ export interface Services {
   readonly ledger: Ledger;
   readonly repo: Repository;
   readonly queue: JobQueue;
+  /** The daemon's runner of short tools off its event loop (pvesm; daemon/proc/exec-off-thread.ts). */
+  readonly exec?: OffThreadExec;
   /**
    * Set when this process found the catalog unreadable, set it aside and rebuilt its backups from
    * the repository: job history and the bitmap ledger are gone, so nothing may be taken as valid
@@ -106,5 +109,5 @@ export async function openServices(config: CbtConfig, logger: Logger): Promise<S
   // Task ids are also the catalog's job ids, so they must stay unique across daemon restarts.
   const base = Date.now().toString(36);
   let n = 0;
-  return { ...stores, queue: createJobQueue({ concurrency: config.concurrency, logger, newId: () => `task-${base}-${++n}` }) };
+  return { ...stores, exec: createOffThreadExec(), queue: createJobQueue({ concurrency: config.concurrency, logger, newId: () => `task-${base}-${++n}` }) };
 }

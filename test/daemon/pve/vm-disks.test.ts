@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { createOffThreadExec, type OffThreadExec } from '../../../daemon/proc/exec-off-thread';
 import { pvesmPath } from '../../../daemon/pve/pvesm';
 import { readVmDisks } from '../../../daemon/pve/vm-disks';
 
@@ -47,6 +48,34 @@ describe('vm-disks with a pvesm shim', () => {
     const t0 = Date.now();
     await expect(pvesmPath(shim, 'hang:x', { timeoutMs: 300 })).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED' });
     expect(Date.now() - t0).toBeLessThan(3000);
+  });
+
+  describe('pvesm run off the event loop (the daemon\'s exec-off-thread) answers as in-thread', () => {
+    let off: OffThreadExec;
+    beforeAll(() => (off = createOffThreadExec()));
+    afterAll(() => off.close());
+
+    test('paths, refusals, failures and the timeout', async () => {
+      const conf = { qemuServerConfigDir: path.join(dir, 'conf'), pvesmPath: shim };
+      const inThread = await readVmDisks(101, conf);
+      await expect(readVmDisks(101, { ...conf, pvesmExec: off.exec })).resolves.toEqual(inThread);
+      await expect(pvesmPath(shim, 'say:relative/a.raw', { exec: off.exec })).rejects.toMatchObject({ code: 'CBT_PVE_PATH_REFUSED' });
+      await expect(pvesmPath(shim, 'bad:x', { exec: off.exec })).rejects.toMatchObject({
+        code: 'CBT_PVE_PVESM_FAILED',
+        details: { volid: 'bad:x', reason: "storage 'bad' does not exist" },
+      });
+      await expect(pvesmPath(shim, 'hang:x', { timeoutMs: 300, exec: off.exec })).rejects.toMatchObject({
+        code: 'CBT_PVE_PVESM_FAILED',
+        details: { reason: 'timed out after 300 ms' },
+      });
+      await expect(pvesmPath(path.join(dir, 'no-such-pvesm'), 'local:x', { exec: off.exec })).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED' });
+    });
+
+    test('after close, calls run on the calling thread', async () => {
+      const other = createOffThreadExec();
+      await other.close();
+      await expect(pvesmPath(shim, 'local:101/a.qcow2', { exec: other.exec })).resolves.toBe(path.join(dir, 'local/101/a.qcow2'));
+    });
   });
 
   test('absolute paths are passed through', async () => {
