@@ -24,6 +24,8 @@ import type { RepositoryStorage } from './storage';
 export class ServeDiskSource {
   /** Chunks answered by run reads and by the chunk store's read (tests, the bench). */
   readonly counts = { runChunks: 0, runs: 0, single: 0 };
+  /** Pack file paths by pack id (a path.join per chunk showed in profiles). */
+  private readonly packFiles = new Map<string, string>();
 
   private constructor(
     private readonly reader: DiskChunkReader,
@@ -105,7 +107,8 @@ export class ServeDiskSource {
       if (!loc || loc.plainLength !== length) {
         out[k] = this.readChunk(i);
       } else {
-        const file = store.packFile(loc.packId);
+        const file = this.packFiles.get(loc.packId) ?? store.packFile(loc.packId);
+        this.packFiles.set(loc.packId, file);
         if (job && (job.file !== file || job.offset + job.length !== loc.offset)) {
           send(job);
           job = null;
