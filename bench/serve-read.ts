@@ -4,7 +4,9 @@
  * A 1 GiB raw image of random data (nothing sparse, nothing compresses) is backed up into a fresh
  * repository through the DiskWriter API (the engine's path), then exported twice: the image itself
  * by a read-only `qemu-nbd -e 8`, and its backup by pve-cbt's NBD server (daemon/nbd/nbd-server.ts
- * over daemon/repository/backup-reader.ts, what `pve-cbt serve` runs). Both were just written, so
+ * over daemon/repository/serve-source.ts, what `pve-cbt serve` runs: a request's chunks read as
+ * runs of adjacent pack blobs). Also timed in the same rounds, alternating with it: the same server
+ * over the chunk-by-chunk reader (daemon/repository/backup-reader.ts, what serve ran before). Both were just written, so
  * both are read from the page cache and the figures compare the servers. Rounds alternate
  * `nbdcopy URI null:` (its defaults: 4 connections) against each, three rounds, best time counts.
  * One nbdcopy of the served backup to a file is compared with the image first: a fast wrong
@@ -21,6 +23,7 @@ import { promisify } from 'node:util';
 import { isListening } from '../daemon/nbd/is-listening';
 import { NbdExportServer } from '../daemon/nbd/nbd-server';
 import { BackupDiskReader } from '../daemon/repository/backup-reader';
+import { ServeDiskSource } from '../daemon/repository/serve-source';
 import { Repository } from '../daemon/repository/repository';
 import type { BenchResult } from './support/bench-result';
 
@@ -58,7 +61,7 @@ async function timeNbdcopy(uri: string, flags: string[] = []): Promise<number> {
 }
 
 /** The same geometry and zero map as the backup, every chunk answered from one buffer: the server alone. */
-function fromMemory(reader: BackupDiskReader) {
+function fromMemory(reader: ServeDiskSource) {
   const data = Buffer.alloc(reader.geometry.chunkSize, 0xa5);
   return { size: reader.size, geometry: reader.geometry, isZeroChunk: (i: number) => reader.isZeroChunk(i), readChunk: (i: number) => Promise.resolve(data.subarray(0, reader.chunkLength(i))) };
 }
@@ -72,8 +75,10 @@ export async function run(): Promise<BenchResult[]> {
   const image = path.join(dir, 'random.raw');
   const qemuSocket = path.join(dir, 'qemu-nbd.sock');
   const serveSocket = path.join(dir, 'serve.sock');
-  let reader: BackupDiskReader | undefined;
+  let reader: ServeDiskSource | undefined;
   let server: NbdExportServer | undefined;
+  let chunkReader: BackupDiskReader | undefined;
+  let chunkServer: NbdExportServer | undefined;
   let memServer: NbdExportServer | undefined;
   const fd = fs.openSync(image, 'w');
   const buf = Buffer.allocUnsafe(64 * 1024 * 1024);
@@ -84,9 +89,14 @@ export async function run(): Promise<BenchResult[]> {
   try {
     const repoDir = path.join(dir, 'repo');
     const backupId = await backUp(await Repository.open(repoDir, { create: true }), image);
-    reader = await BackupDiskReader.open(repoDir, backupId, 'scsi0');
+    reader = await ServeDiskSource.open(repoDir, backupId, 'scsi0');
     server = new NbdExportServer({ exportName: 'scsi0', source: reader });
     await server.listen({ path: serveSocket });
+    chunkReader = await BackupDiskReader.open(repoDir, backupId, 'scsi0');
+    chunkServer = new NbdExportServer({ exportName: 'scsi0', source: chunkReader });
+    const chunkSocket = path.join(dir, 'chunk.sock');
+    await chunkServer.listen({ path: chunkSocket });
+    const chunkUri = `nbd+unix:///scsi0?socket=${chunkSocket}`;
     const serveUri = `nbd+unix:///scsi0?socket=${serveSocket}`;
     const qemuUri = `nbd+unix:///scsi0?socket=${qemuSocket}`;
     for (let i = 0; !(await isListening({ path: qemuSocket })); i++) {
@@ -105,13 +115,26 @@ export async function run(): Promise<BenchResult[]> {
     const memUri = `nbd+unix:///scsi0?socket=${memSocket}`;
     const serial = ['--connections=1', '--requests=1'];
 
-    const best = { qemu: Infinity, serve: Infinity, serveCpu: Infinity, memory: Infinity, qemuSerial: Infinity, serveSerial: Infinity };
+    const best = { qemu: Infinity, serve: Infinity, serveCpu: Infinity, chunk: Infinity, chunkCpu: Infinity, memory: Infinity, qemuSerial: Infinity, serveSerial: Infinity };
+    const timed = async (uri: string): Promise<{ ms: number; cpu: number }> => {
+      const cpu0 = process.cpuUsage();
+      const ms = await timeNbdcopy(uri);
+      const cpu = process.cpuUsage(cpu0);
+      return { ms, cpu: (cpu.user + cpu.system) / 1e6 };
+    };
     for (let round = 0; round < ROUNDS; round++) {
       best.qemu = Math.min(best.qemu, await timeNbdcopy(qemuUri));
-      const cpu0 = process.cpuUsage();
-      best.serve = Math.min(best.serve, await timeNbdcopy(serveUri));
-      const cpu = process.cpuUsage(cpu0);
-      best.serveCpu = Math.min(best.serveCpu, (cpu.user + cpu.system) / 1e6);
+      // Runs against chunk by chunk, alternating which goes first.
+      for (const which of round % 2 ? ['chunk', 'serve'] : ['serve', 'chunk']) {
+        const t = await timed(which === 'serve' ? serveUri : chunkUri);
+        if (which === 'serve') {
+          best.serve = Math.min(best.serve, t.ms);
+          best.serveCpu = Math.min(best.serveCpu, t.cpu);
+        } else {
+          best.chunk = Math.min(best.chunk, t.ms);
+          best.chunkCpu = Math.min(best.chunkCpu, t.cpu);
+        }
+      }
       best.memory = Math.min(best.memory, await timeNbdcopy(memUri));
       best.qemuSerial = Math.min(best.qemuSerial, await timeNbdcopy(qemuUri, serial));
       best.serveSerial = Math.min(best.serveSerial, await timeNbdcopy(serveUri, serial));
@@ -128,9 +151,11 @@ export async function run(): Promise<BenchResult[]> {
         target: '>= 0.8',
         pass: ratio >= 0.8,
       },
-      // Where serve's time goes: every chunk read is checked (SHA-256 against its name) on the blob
+      // Where serve's time goes: every chunk read is checked (SHA-256 against its name) on the run
       // workers, which share the cores with nbdcopy.
-      { name: 'serve 1 GiB: CPU of the serving process (all threads: chunk reads, SHA-256 checks, replies)', value: r2(best.serveCpu), unit: 's' },
+      { name: 'serve 1 GiB: CPU of the serving process (all threads: chunk reads, SHA-256 checks, replies)', value: r2(best.serveCpu), unit: 's', baseline: `chunk by chunk ${r2(best.chunkCpu)} s` },
+      // What serve ran before: one blob-worker trip and one moved buffer per chunk.
+      { name: 'serve 1 GiB chunk by chunk (backup-reader.ts, before runs): nbdcopy to null:', value: mbps(best.chunk), unit: 'MB/s', baseline: `qemu-nbd ${mbps(best.qemu)} MB/s`, ratio: r2(best.qemu / best.chunk) },
       // The server without the repository: the same export answered from memory.
       { name: 'serve 1 GiB from memory (no chunk reads: the NBD server alone): nbdcopy to null:', value: mbps(best.memory), unit: 'MB/s', baseline: `qemu-nbd ${mbps(best.qemu)} MB/s`, ratio: r2(best.qemu / best.memory) },
       // One request at a time: what read-ahead is for.
@@ -138,6 +163,8 @@ export async function run(): Promise<BenchResult[]> {
     ];
   } finally {
     await server?.close();
+    await chunkServer?.close();
+    await chunkReader?.close();
     await memServer?.close();
     await reader?.close();
     if (qemuNbd.exitCode === null) qemuNbd.kill('SIGTERM');

@@ -44,12 +44,14 @@ import {
 import { ChunkCache, DEFAULT_CACHE_OPTIONS, type ChunkCacheOptions } from './chunk-cache';
 import * as c from './server-codec';
 
-/** What the server needs from a backup disk (BackupDiskReader implements it). */
+/** What the server needs from a backup disk (ServeDiskSource and BackupDiskReader implement it). */
 export interface ExportSource {
   readonly size: number;
   readonly geometry: { chunkSize: number };
   isZeroChunk(i: number): boolean;
   readChunk(i: number): Promise<Buffer>;
+  /** Adjacent non-zero chunks read together (daemon/repository/serve-source.ts); see chunk-cache.ts. */
+  readRun?(first: number, count: number): Promise<Buffer>[];
 }
 
 export const SERVER_MIN_BLOCK = 1;
@@ -273,9 +275,10 @@ export class NbdExportServer {
   private async read(s: net.Socket, req: c.Request, structured: boolean): Promise<void> {
     const src = this.opts.source;
     const pieces = c.splitRange(req.offset, req.length, src.geometry.chunkSize, (i) => src.isZeroChunk(i));
-    const datas = await Promise.all(
-      pieces.map(async (p) => (p.zero ? null : (await this.cache.get(p.chunk)).subarray(p.within, p.within + p.length))),
-    );
+    // The request's chunks asked for together: the cache reads the missing ones as runs.
+    const asked = this.cache.getMany(pieces.filter((p) => !p.zero).map((p) => p.chunk));
+    let k = 0;
+    const datas = await Promise.all(pieces.map(async (p) => (p.zero ? null : (await asked[k++]).subarray(p.within, p.within + p.length))));
     s.cork();
     try {
       this.writeRead(s, req, structured, pieces, datas);
@@ -294,16 +297,22 @@ export class NbdExportServer {
       s.write(c.encodeChunkHeader(req.cookie, NBD_REPLY_FLAG_DONE, 0, 0));
       return;
     }
-    pieces.forEach((p, i) => {
-      const flags = i === pieces.length - 1 ? NBD_REPLY_FLAG_DONE : 0;
-      const d = datas[i];
-      if (d) {
-        s.write(Buffer.concat([c.encodeChunkHeader(req.cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + d.length), c.encodeOffset(p.offset)]));
-        s.write(d);
+    // Neighbouring data pieces go out as one OFFSET_DATA chunk (one header, then their bytes).
+    for (let i = 0; i < pieces.length; ) {
+      const p = pieces[i];
+      let j = i + 1;
+      if (datas[i]) while (j < pieces.length && datas[j]) j++;
+      const flags = j === pieces.length ? NBD_REPLY_FLAG_DONE : 0;
+      if (datas[i]) {
+        let n = 0;
+        for (let m = i; m < j; m++) n += (datas[m] as Buffer).length;
+        s.write(Buffer.concat([c.encodeChunkHeader(req.cookie, flags, NBD_REPLY_TYPE_OFFSET_DATA, 8 + n), c.encodeOffset(p.offset)]));
+        for (let m = i; m < j; m++) s.write(datas[m] as Buffer);
       } else {
         s.write(Buffer.concat([c.encodeChunkHeader(req.cookie, flags, NBD_REPLY_TYPE_OFFSET_HOLE, 12), c.encodeHole(p.offset, p.length)]));
       }
-    });
+      i = j;
+    }
   }
 
   private blockStatus(s: net.Socket, req: c.Request): void {

@@ -7,7 +7,7 @@
 import path from 'node:path';
 import { NbdExportServer } from '../../nbd/nbd-server';
 import { configuredRepositoryKeys } from '../../repository/repository-keys';
-import { BackupDiskReader } from '../../repository/backup-reader';
+import { ServeDiskSource } from '../../repository/serve-source';
 import { repositoryStorageOf } from '../../repository/repository-storage-of';
 import { displayBackupId } from '../../repository/backup-id';
 import { CliUsageError } from '../cli-errors';
@@ -46,7 +46,7 @@ export const serveCommand = defineCommand<ServeOptions, { backup: string }>({
     if (!socket && !tcp) throw CliUsageError({ command: 'serve', problem: 'one of --socket or --tcp is required', hint: 'e.g. --socket /run/pve-cbt.sock' });
     const where = socket ? { path: path.resolve(socket) } : parseTcp(tcp as string);
     const config = ctx.loadConfig();
-    const reader = await BackupDiskReader.open(config.repository, ctx.args.backup, disk, configuredRepositoryKeys(config, ctx.env), repositoryStorageOf(config));
+    const reader = await ServeDiskSource.open(config.repository, ctx.args.backup, disk, configuredRepositoryKeys(config, ctx.env), repositoryStorageOf(config));
     try {
       const server = new NbdExportServer({ exportName: disk, source: reader });
       const addr = await server.listen(where);

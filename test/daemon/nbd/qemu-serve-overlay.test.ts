@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Repository } from '../../../daemon/repository/repository';
-import { BackupDiskReader } from '../../../daemon/repository/backup-reader';
+import { ServeDiskSource } from '../../../daemon/repository/serve-source';
 import { NbdExportServer } from '../../../daemon/nbd/nbd-server';
 import { backupImage, seededBytes, sha256File, tempDir } from '../repository/repo-test-helpers';
 import { ForegroundQemu } from './foreground-qemu';
@@ -22,7 +22,7 @@ const READ = 256 * 1024;
 describe('QEMU runs on a qcow2 overlay over a served backup', () => {
   let dir: string;
   let image: string;
-  let reader: BackupDiskReader;
+  let reader: ServeDiskSource;
   let server: NbdExportServer;
   let uri: string;
   let qemu: ForegroundQemu | undefined;
@@ -39,7 +39,7 @@ describe('QEMU runs on a qcow2 overlay over a served backup', () => {
     const repoDir = path.join(dir, 'repo');
     const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK });
     const m = await backupImage(repo, image, { vmid: 100 });
-    reader = await BackupDiskReader.open(repoDir, m.id, 'scsi0');
+    reader = await ServeDiskSource.open(repoDir, m.id, 'scsi0');
     server = new NbdExportServer({ exportName: 'scsi0', source: reader });
     const socket = path.join(dir, 'nbd.sock');
     await server.listen({ path: socket });

@@ -13,7 +13,7 @@ import path from 'node:path';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Repository } from '../../../daemon/repository/repository';
-import { BackupDiskReader } from '../../../daemon/repository/backup-reader';
+import { ServeDiskSource } from '../../../daemon/repository/serve-source';
 import { NbdExportServer } from '../../../daemon/nbd/nbd-server';
 import { backupImage, seededBytes, sha256File, tempDir } from '../repository/repo-test-helpers';
 
@@ -41,7 +41,7 @@ test('nbdfuse exposes a served backup as a file that mounts read-only; the files
   const mnt = path.join(dir, 'mnt');
   let nbdfuse: ChildProcess | undefined;
   let mounted = false;
-  let reader: BackupDiskReader | undefined;
+  let reader: ServeDiskSource | undefined;
   let server: NbdExportServer | undefined;
   try {
     const src = path.join(dir, 'src');
@@ -53,7 +53,7 @@ test('nbdfuse exposes a served backup as a file that mounts read-only; the files
     const repoDir = path.join(dir, 'repo');
     const repo = await Repository.open(repoDir, { create: true, chunkSize: 64 * 1024 });
     const m = await backupImage(repo, image, { vmid: 104 });
-    reader = await BackupDiskReader.open(repoDir, m.id, 'scsi0');
+    reader = await ServeDiskSource.open(repoDir, m.id, 'scsi0');
     server = new NbdExportServer({ exportName: 'scsi0', source: reader });
     const socket = path.join(dir, 'nbd.sock');
     await server.listen({ path: socket });

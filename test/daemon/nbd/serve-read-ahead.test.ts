@@ -9,7 +9,7 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { Repository } from '../../../daemon/repository/repository';
-import { BackupDiskReader } from '../../../daemon/repository/backup-reader';
+import { ServeDiskSource } from '../../../daemon/repository/serve-source';
 import { NbdExportServer } from '../../../daemon/nbd/nbd-server';
 import { backupImage, seededBytes, sha256File, tempDir } from '../repository/repo-test-helpers';
 
@@ -18,7 +18,7 @@ const CHUNK = 64 * 1024;
 
 let dir: string;
 let image: string;
-let reader: BackupDiskReader;
+let reader: ServeDiskSource;
 
 beforeAll(async () => {
   dir = tempDir();
@@ -40,7 +40,7 @@ beforeAll(async () => {
   const repoDir = path.join(dir, 'repo');
   const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK });
   const m = await backupImage(repo, image, { vmid: 100 });
-  reader = await BackupDiskReader.open(repoDir, m.id, 'scsi0');
+  reader = await ServeDiskSource.open(repoDir, m.id, 'scsi0');
 });
 
 afterAll(async () => {
