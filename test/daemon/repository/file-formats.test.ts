@@ -1,4 +1,5 @@
 import crypto from 'node:crypto';
+import zlib from 'node:zlib';
 import lz4 from 'lz4-napi';
 import {
   BLOB_HEADER_SIZE,
@@ -48,6 +49,11 @@ describe('blob file format', () => {
     ['random then zeros', () => Buffer.concat([crypto.randomBytes(131072), Buffer.alloc(131072)]), true],
     ['zeros then random', () => Buffer.concat([Buffer.alloc(131072), crypto.randomBytes(131072)]), true],
     ['small random blob (always tried)', () => crypto.randomBytes(16384), true],
+    ['random 64 KiB (a format-2 chunk)', () => crypto.randomBytes(65536), false],
+    ['gzip output 64 KiB', () => zlib.gzipSync(Buffer.from(crypto.randomBytes(300000).toString('hex'))).subarray(1000, 66536), false],
+    ['0..255 over and over (even bytes, lz4 shrinks it)', () => Buffer.from(Array.from({ length: 65536 }, (_, i) => i & 255)), true],
+    ['one random 512-byte block repeated', () => Buffer.concat(Array<Buffer>(128).fill(crypto.randomBytes(512))), true],
+    ['random words between zero words', () => { const b = crypto.randomBytes(65536); for (let i = 0; i < b.length; i += 8) b.fill(0, i, i + 4); return b; }, true],
   ];
 
   it.each(probeCases)('the compression probe says %s -> %s', (_name, make, expected) => {
