@@ -6,7 +6,8 @@
 #   scripts/ceph-micro.sh env DIR      prints `export` lines: CEPH_CONF S3_ENDPOINT S3_ACCESS_KEY
 #                                      S3_SECRET_KEY RBD_POOL PVE_CBT_CEPH_DIR
 #   scripts/ceph-micro.sh status DIR   one line per daemon; exit 0 only when all four run
-#   scripts/ceph-micro.sh stop DIR     SIGTERM to the recorded pids (SIGKILL after 30 s)
+#   scripts/ceph-micro.sh stop DIR     SIGTERM to every process whose command line names DIR/ceph.conf
+#                                      (found in /proc, not by pid file), SIGKILL after 30 s
 #
 # What a test cluster needs on Ceph 16 (found with ../shared/ceph/micro-ceph.sh, whose layout this
 # follows): `auth ... = none` (cephx refused restarted daemons for minutes); `ms mon client mode =
@@ -14,8 +15,8 @@
 # `osd fast shutdown = false` (else memstore never writes its data out and a restart has no PGs);
 # beast with `endpoint=127.0.0.1:PORT` only (`port=` also binds 0.0.0.0). Every wait is bounded
 # (PVE_CBT_CEPH_TIMEOUT, 120 s) and every ceph call has a timeout: Ceph clients wait forever for
-# a cluster that is down. Daemons fork themselves and write DIR/run/NAME.pid; stop only signals a pid
-# whose /proc/PID/cmdline still names DIR/ceph.conf.
+# a cluster that is down. Daemons fork themselves and write DIR/run/NAME.pid; stop signals only
+# processes whose /proc/PID/cmdline has DIR/ceph.conf as an argument, and all of them.
 #
 # Ports (read at the first start, kept in DIR/params): PVE_CBT_CEPH_MON_PORT (3310, msgr2),
 # PVE_CBT_CEPH_MON_PORT_V1 (6799), PVE_CBT_CEPH_RGW_PORT (7490): not Ceph's defaults, so a test run
@@ -77,14 +78,48 @@ start_daemon() { # NAME BINARY ARGS...
   wait_for "$name to run" live_pid "$name"
 }
 
-stop_daemon() {
-  local name=$1 pid end
-  if ! pid=$(live_pid "$name"); then rm -f "$RUN/$name.pid"; return 0; fi
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
+dir_pids() { # [BINARY]: every process (but this script) with DIR/ceph.conf as an argument, from /proc
+  local f pid arg args mine
+  for f in /proc/[0-9]*/cmdline; do
+    pid=${f#/proc/}; pid=${pid%/cmdline}
+    [ "$pid" = $$ ] || [ "$pid" = "$BASHPID" ] && continue
+    args=() mine=
+    # read -d '': one argument per NUL; no process spawned, so nothing new carries $CONF in argv
+    while IFS= read -r -d '' arg; do args+=("$arg"); [ "$arg" = "$CONF" ] && mine=1; done 2>/dev/null <"$f" || true # (a process gone meanwhile: skipped, silently)
+    [ -n "$mine" ] || continue
+    [ $# -eq 0 ] || [ "${args[0]##*/}" = "$1" ] || continue
+    echo "$pid"
+  done
+}
+
+signal_until_gone() { # DESCRIPTION [BINARY...]: SIGTERM to every process of DIR (running BINARY), SIGKILL after 30 s
+  local what=$1 end pids; shift
   end=$((SECONDS + 30))
-  while [ -d "/proc/$pid" ] && [ $SECONDS -lt $end ]; do sleep 0.2; done
-  if [ -d "/proc/$pid" ]; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.5; fi
+  while :; do
+    if [ $# -eq 0 ]; then pids=$(dir_pids); else pids=$(for b in "$@"; do dir_pids "$b"; done); fi
+    [ -n "$pids" ] || return 0
+    if [ $SECONDS -ge $end ]; then
+      log "$what still running after 30 s (pids $(echo $pids)): SIGKILL"
+      # shellcheck disable=SC2086
+      kill -KILL $pids 2>/dev/null || true
+      end=$((SECONDS + 30))
+    else
+      # shellcheck disable=SC2086
+      kill -TERM $pids 2>/dev/null || true
+    fi
+    sleep 0.5
+  done
+}
+
+# A daemon is found by its command line, not only by its pid file: after `ceph mgr fail` the mgr
+# respawns (execs itself and forks again), so the recorded pid can name a process already gone while
+# its successor runs under a new pid. Every process of DIR running that binary is stopped.
+stop_daemon() { # NAME BINARY
+  local name=$1 bin=$2 pid
+  pid=$(live_pid "$name") || pid=
+  log "stopping $name${pid:+ (pid $pid)}"
+  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
+  signal_until_gone "$name" "$bin"
   rm -f "$RUN/$name.pid"
 }
 
@@ -235,12 +270,14 @@ do_start() {
 do_stop() {
   exec 9>"$DIR/.lock"
   flock -w "$TIMEOUT" 9 || die "another $PROG holds $DIR/.lock"
-  local n
-  for n in client.rgw.r osd.0 mgr.x mon.a; do
-    # the mon forgets the mgr now, so a restarted mon has no stale active mgr
-    [ "$n" = mgr.x ] && live_pid mon.a >/dev/null && { c mgr fail x >/dev/null 2>&1 || true; }
-    stop_daemon "$n"
-  done
+  stop_daemon client.rgw.r radosgw
+  stop_daemon osd.0 ceph-osd
+  # the mon forgets the mgr now, so a restarted mon has no stale active mgr; the mgr respawns on it
+  live_pid mon.a >/dev/null && { c mgr fail x >/dev/null 2>&1 || true; }
+  stop_daemon mgr.x ceph-mgr
+  stop_daemon mon.a ceph-mon
+  # anything else still naming DIR/ceph.conf (a client left by a killed test, a second respawn)
+  signal_until_gone "other processes of $DIR"
   log "stopped"
 }
 

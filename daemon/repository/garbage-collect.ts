@@ -307,11 +307,9 @@ async function sweepPacks(
   for (const key of leftovers) await storage.rename(key, key.replace(/\.gc-.*$/, ''));
 
   // Which packs go, which are repacked (repack-plan.ts: a digest is live in one canonical pack).
-  // Repacking copies blobs out of local pack files (pack-repack.ts); on object storage (S3) GC
-  // deletes dead packs only, until the repack reads and writes through the storage methods.
-  const canRepack = storage.localPath !== undefined;
-  if (!canRepack) log?.info('gc: repack skipped, the repository storage has no local pack files', { root: storage.root });
-  const plan = planRepack({ packs: facts, isMarked: (e) => (e.kind === 'chunk' ? chunksMarked : pagesMarked).has(e.digest), cutoffMs: cutoff, threshold: canRepack ? opts.repackThreshold : 0 });
+  // The repack reads and writes through the storage (pack-repack.ts): local pack files, or on
+  // object storage (S3) ranged GETs and packs uploaded before their .idx.
+  const plan = planRepack({ packs: facts, isMarked: (e) => (e.kind === 'chunk' ? chunksMarked : pagesMarked).has(e.digest), cutoffMs: cutoff, threshold: opts.repackThreshold });
   const dead = plan.decisions.filter((d) => d.action === 'delete').map((d) => d.packId);
   const sparse = plan.decisions.filter((d) => d.action === 'repack');
   report.repackCandidates = sparse.map((d) => d.packId);

@@ -11,6 +11,10 @@
  *   for readers; what a caller records or deletes on the strength of it comes after.
  * - `abort` (or a crash) leaves an unsealed .pack without .idx: nothing reads it; GC removes it
  *   once older than its cutoff, the upgrade when it resumes.
+ * - on object storage (remote-packs.ts: S3) the pack is filled in this process's staging folder, as
+ *   a backup's are, and `seal` uploads it as one object at its key BEFORE the .idx is PUT, so an
+ *   .idx never names a pack object that is not there; the staged file goes either way (a pack
+ *   object without .idx, after a failed .idx PUT, is GC's once older than its cutoff).
  * A digest goes into one pack at most once (the .idx cannot list it twice): a second append of a
  * digest the open pack holds seals the pack first.
  */
@@ -22,6 +26,7 @@ import type { BlobKind } from './file-formats';
 import { PACK_HEADER_SIZE, PACK_SEAL_BYTES, newPackId, packHeader, packIndexKeyOf, packKeyOf } from './pack-format';
 import { encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { RepoStorageNotLocalError, noSpaceOr } from './repository-errors';
+import { remotePacksOf, type RemotePacks } from './remote-packs';
 
 /** A pack is never made larger than this by a maintenance job (design: 16–64 MiB). */
 export const RAW_PACK_MAX_BYTES = 64 * 1024 * 1024;
@@ -44,11 +49,14 @@ interface OpenRawPack {
 
 export class RawPackWriter {
   private open: OpenRawPack | null = null;
+  private readonly remote: RemotePacks | null;
 
   constructor(
     private readonly storage: RepositoryStorage,
     private readonly opts: { sealBytes?: number; maxBytes?: number } = {},
-  ) {}
+  ) {
+    this.remote = remotePacksOf(storage);
+  }
 
   /** Bytes of the open pack (header included), 0 when none is open. */
   get bytes(): number {
@@ -109,7 +117,16 @@ export class RawPackWriter {
     } catch (err) {
       throw noSpaceOr(err, p.file);
     }
-    await this.storage.writeAtomic(packIndexKeyOf(p.packId), encodePackIndex(p.entries));
+    if (this.remote) {
+      try {
+        await this.remote.upload(packKeyOf(p.packId), p.file);
+        await this.storage.writeAtomic(packIndexKeyOf(p.packId), encodePackIndex(p.entries));
+      } finally {
+        await fsp.rm(p.file, { force: true });
+      }
+    } else {
+      await this.storage.writeAtomic(packIndexKeyOf(p.packId), encodePackIndex(p.entries));
+    }
     return { packId: p.packId, entries: p.entries, bytes: p.size };
   }
 
@@ -125,9 +142,16 @@ export class RawPackWriter {
   private async create(): Promise<OpenRawPack> {
     const packId = newPackId();
     const key = packKeyOf(packId);
-    if (!this.storage.localPath) throw RepoStorageNotLocalError({ root: this.storage.root, key });
-    const file = this.storage.localPath(key);
-    await this.storage.mkdir(path.posix.dirname(key));
+    let file: string;
+    if (this.storage.localPath) {
+      file = this.storage.localPath(key);
+      await this.storage.mkdir(path.posix.dirname(key));
+    } else if (this.remote) {
+      file = path.join(this.remote.stagingDir(), packId.slice(0, 2), `${packId}.pack`);
+      await fsp.mkdir(path.dirname(file), { recursive: true });
+    } else {
+      throw RepoStorageNotLocalError({ root: this.storage.root, key });
+    }
     let fh: fsp.FileHandle;
     try {
       fh = await fsp.open(file, 'wx', FILE_MODE);

@@ -6,7 +6,11 @@
  * progress). QEMU is asked in one short QMP session per running VM; a stopped VM's qcow2 images
  * are read from their own header (backup/qcow2-header.ts), other images and what that reader is not
  * sure of by qemu-img; a VM whose QMP socket is busy or broken still reports the ledger's view, with the QMP
- * problem named.
+ * problem named. An RBD disk (QEMU's drive name or the stopped VM's `pvesm path` is an rbd name)
+ * whose last backup recorded a pve-cbt snapshot also has its snapshots listed, exactly as the
+ * planner reads them (rbd-storage-facts.ts), so `incremental-storage` is shown as the next mode when
+ * it will be; one bounded `rbd snap ls` per such disk, and a Ceph that does not answer in time only
+ * costs that disk its storage facts (logged, the bitmap's view is shown).
  */
 import type { Logger } from 'winston';
 import { isCbtError } from '../../shared/errors/cbt-error';
@@ -14,8 +18,11 @@ import { DEFAULT_GRANULARITY } from '../backup/backup-options';
 import { isOwnName } from '../backup/bitmap-names';
 import { imageInfo, type ImageInfo } from '../backup/image-export';
 import { readQcow2Facts } from '../backup/qcow2-header';
+import { readStorageFacts } from '../backup/rbd-storage-facts';
+import type { StorageFacts } from '../backup/storage-delta';
+import { parseRbdName } from '../pve/rbd-volume';
 import { listBackupsFromCatalog } from '../catalog/catalog-sync';
-import { lastBackupsByDisk } from '../backup/last-backups';
+import { lastBackupsByDisk, type LastDiskBackup } from '../backup/last-backups';
 import type { ModeDecision } from '../backup/mode-decision';
 import { withQmp } from '../qmp/qmp-session';
 import { queryDisks, type QemuDisk } from '../qmp/query-disks';
@@ -31,7 +38,10 @@ export interface DiskStatus {
   disk: string;
   format: string;
   bitmap: string | null;
-  /** As the next backup judges it: the ledger's state, or `invalid` when QEMU contradicts it. */
+  /**
+   * As the next backup judges it: the ledger's state, `invalid` when QEMU contradicts it, or `storage`
+   * when the next backup is incremental-storage (status-check.ts).
+   */
   state: string;
   reason: string | null;
   /** The ledger's own record (fed by the hooks), before QEMU was asked. */
@@ -54,12 +64,19 @@ export interface VmStatus {
   disks: DiskStatus[];
 }
 
-/** What qemu-img says of a stopped VM's images, by disk key; a disk it cannot read is left out. */
-async function imageViews(s: Services, conf: VmConfig): Promise<Map<string, ImageInfo>> {
+/** Bound of the `rbd snap ls` status makes per RBD disk: status answers even when Ceph does not. */
+const STATUS_RBD_TIMEOUT_MS = 5000;
+
+/**
+ * What qemu-img says of a stopped VM's images, by disk key (a disk it cannot read is left out), and
+ * each disk's path (`pvesm path`).
+ */
+async function imageViews(s: Services, conf: VmConfig, paths: Map<string, string>): Promise<Map<string, ImageInfo>> {
   const out = new Map<string, ImageInfo>();
   try {
     const disks = await resolveVmDisks(conf, { qemuServerConfigDir: s.config.qemuServerConfigDir, pvesmPath: s.config.pvesmPath });
     for (const d of disks) {
+      paths.set(d.key, d.path);
       try {
         out.set(d.key, (d.format === 'qcow2' ? readQcow2Facts(d.path) : null) ?? (await imageInfo(d.path, d.format)));
       } catch (err) {
@@ -87,18 +104,39 @@ async function qemuDisks(runDir: string, vmid: number, logger?: Logger): Promise
   }
 }
 
+/** The RBD snapshots' facts of a disk, as the planner gathers them (disk-facts.ts); undefined when not RBD. */
+async function storageFactsOf(s: Services, vmid: number, disk: string, name: string | undefined, last: LastDiskBackup | undefined, vmgenid: string | undefined): Promise<StorageFacts | undefined> {
+  const image = name === undefined ? undefined : parseRbdName(name);
+  if (!image || !last?.storageSnapshot) return undefined;
+  try {
+    return await readStorageFacts(image, last.storageSnapshot, { last: last.vmgenid, now: vmgenid }, { timeoutMs: STATUS_RBD_TIMEOUT_MS });
+  } catch (err) {
+    s.logger.warn('status: RBD snapshots not listed', { vmid, disk, error: isCbtError(err) ? `${err.code}: ${err.message}` : String(err) });
+    return undefined;
+  }
+}
+
 export async function vmStatus(s: Services, vmid: number): Promise<VmStatus> {
   const conf = readVmConfig(s.config.qemuServerConfigDir, vmid);
   const proc = readQemuProcess(s.config.qemuServerRunDir, vmid);
   const task = currentTask(s, vmid);
   const q = proc ? await qemuDisks(s.config.qemuServerRunDir, vmid, s.logger) : { disks: [], error: null };
-  const images = proc ? new Map<string, ImageInfo>() : await imageViews(s, conf);
+  const paths = new Map<string, string>();
+  const images = proc ? new Map<string, ImageInfo>() : await imageViews(s, conf, paths);
   const backups = await listBackupsFromCatalog(s, vmid);
   // The catalog's list (not a second listing of the repository); only the newest manifests are read.
   const lastByDisk = await lastBackupsByDisk({ listBackups: async () => backups, readManifest: (id) => s.repo.readManifest(id) }, vmid);
+  const vmgenid = conf.entries.vmgenid?.trim() || undefined;
+  const storage = new Map<string, StorageFacts>();
+  for (const d of conf.disks) {
+    const name = proc ? q.disks.find((x) => x.drive === d.key)?.file : paths.get(d.key);
+    const facts = await storageFactsOf(s, vmid, d.key, name, lastByDisk.get(d.key), vmgenid);
+    if (facts) storage.set(d.key, facts);
+  }
   const disks = conf.disks.map((d): DiskStatus => {
     const rec = s.ledger.get(vmid, d.key);
     const qd = q.disks.find((x) => x.drive === d.key);
+    const facts = storage.get(d.key);
     const own = qd?.bitmaps.find((b) => b.name === rec?.bitmapName) ?? qd?.bitmaps.find((b) => isOwnName(b.name));
     const last = [...backups].reverse().find((b) => b.disks.some((x) => x.name === d.key));
     const img = images.get(d.key);
@@ -113,6 +151,7 @@ export async function vmStatus(s: Services, vmid: number): Promise<VmStatus> {
       bitmaps: proc ? (q.error ? undefined : (qd?.bitmaps ?? [])) : img?.bitmaps,
       granularity: DEFAULT_GRANULARITY,
       taskRunning: task?.status === 'running' && task.kind === 'backup',
+      ...(facts ? { storage: facts } : {}),
     });
     return {
       disk: d.key,
