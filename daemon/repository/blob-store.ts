@@ -81,12 +81,6 @@ export interface BlobStore {
   restoreBatch(fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult>;
   /** The order in which restore should hand out `jobs` (format 2: by pack and offset). */
   restoreOrder(jobs: ChunkJob[]): Promise<ChunkJob[]>;
-  /**
-   * Format 2, local packs: reads the stored bytes of `jobs` into the page cache and drops them, so
-   * that the worker's own read of the batch (which checks them) finds them there. Nothing is
-   * checked or returned; errors are swallowed (the worker's read reports them).
-   */
-  prefetch?(jobs: ChunkJob[]): Promise<void>;
   /** Where the blob is (or would be), for error messages. */
   whereIs(digest: string): string;
   /** Format 2: the pack and offset of the blob, for verify's problems; null if not in any pack (format 1: always null). */

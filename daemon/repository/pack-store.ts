@@ -43,7 +43,7 @@ import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import type { PackLoc, PackPutItem, PackPutResult } from './pack-worker';
 import { PackLookup, type BlobLocation } from './pack-lookup';
-import { RUN_MAX_BYTES, planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
+import { planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
@@ -264,41 +264,6 @@ export class PackKindStore implements BlobStore {
   }
 
   /**
-   * Warms the page cache with the stored bytes of `jobs` (blob-store.ts `prefetch`): runs of
-   * adjacent blobs per pack (planRuns), each read with one pread on the main thread's I/O pool into
-   * a scratch buffer whose content is thrown away. A restore lane prefetches the batch after its
-   * own, so the disk reads the next batch while a worker hashes this one (a worker's reads are
-   * synchronous: without this, read and check of one lane never overlap). Object storage: nothing.
-   */
-  async prefetch(jobs: ChunkJob[]): Promise<void> {
-    if (this.store.remote) return;
-    await this.store.lookup.ensureLoaded();
-    const byPack = new Map<string, { offset: number; length: number }[]>();
-    for (const j of jobs) {
-      const loc = this.locs(j.digest)[0];
-      if (!loc) continue;
-      const list = byPack.get(loc.packId) ?? [];
-      list.push({ offset: loc.offset, length: loc.storedLength });
-      byPack.set(loc.packId, list);
-    }
-    await Promise.all(
-      [...byPack].map(async ([packId, list]) => {
-        const fh = await fsp.open(this.store.packFile(packId), 'r').catch(() => null);
-        if (!fh) return;
-        try {
-          for (const run of planRuns(list)) {
-            const len = run.end - run.start;
-            if (prefetchScratch.length < len) prefetchScratch = Buffer.allocUnsafeSlow(Math.max(len, RUN_MAX_BYTES));
-            await fh.read(prefetchScratch, 0, len, run.start).catch(() => undefined);
-          }
-        } finally {
-          await fh.close().catch(() => undefined);
-        }
-      }),
-    );
-  }
-
-  /**
    * Restores a batch on one worker: each job's first location, runs of adjacent blobs read with
    * one pread; a chunk bad there but with another location (or not in the lookup before a
    * refresh) is read again through `read` and written here.
@@ -420,12 +385,6 @@ export class PackKindStore implements BlobStore {
     return this.kind === 'chunk' ? RepoChunkMissingError({ digest, path: where }) : RepoPageMissingError({ digest, path: where });
   }
 }
-
-/**
- * Where prefetch (`PackKindStore.prefetch`) reads to: the bytes are never looked at, so concurrent
- * reads may share it.
- */
-let prefetchScratch = Buffer.alloc(0);
 
 /** fsync of a closed pack file, then of its folder (on the thread pool; fsync through any descriptor flushes the file). */
 async function syncPackFile(dir: string, packId: string): Promise<void> {

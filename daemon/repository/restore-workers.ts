@@ -57,22 +57,10 @@ export async function restoreChunksWithWorkers(
   const flush = new BackgroundFlush(() => fdatasync(fd), FLUSH_EVERY_BYTES);
   let failure: { err: unknown } | undefined;
   let next = 0;
-  // Prefetch (format 2, local packs): up to `lanes` batches past the ones being restored are read
-  // into the page cache on the I/O pool while the workers check theirs (blob-store.ts `prefetch`).
-  let prefetched = lanes * batchOf;
-  const prefetches: Promise<void>[] = [];
-  const prefetchAhead = (): void => {
-    if (!chunks.prefetch) return;
-    while (!failure && prefetched < Math.min(jobs.length, next + lanes * batchOf)) {
-      prefetches.push(chunks.prefetch(jobs.slice(prefetched, prefetched + batchOf)).catch(() => undefined));
-      prefetched += batchOf;
-    }
-  };
   const lane = async (): Promise<void> => {
     while (!failure && next < jobs.length) {
       const batch = jobs.slice(next, next + batchOf);
       next += batch.length;
-      prefetchAhead();
       try {
         const r = await chunks.restoreBatch(fd, batch);
         bad.push(...r.bad);
@@ -86,7 +74,6 @@ export async function restoreChunksWithWorkers(
   try {
     await Promise.all(Array.from({ length: lanes }, lane));
   } finally {
-    await Promise.all(prefetches);
     const flushError = await flush.settle();
     failure ??= flushError ? { err: flushError } : undefined;
   }
