@@ -14,7 +14,10 @@
  * `restoreDisk` to a raw file (which fsyncs) + syncfs. Best of ROUNDS counts. The same restore
  * from an encrypted repository of the same data is shown beside the unencrypted one, and the
  * floor of this machine: `cat` of the packs to /dev/null (cold), the read alone.
- * `BENCH_RESTORE_MIB` sets the disk size (default 2048).
+ * `BENCH_RESTORE_MIB` sets the disk size (default 2048), `BENCH_RESTORE_ROUNDS` the rounds (3).
+ * `BENCH_RESTORE_OLD=DIR` (the `dist` folder of another build, e.g. of main) adds, in every round
+ * right after the new one, the same restore by that build's `Repository` (same repository,
+ * same target), so old and new alternate in one run; its best is printed beside the new one.
  */
 import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -28,7 +31,7 @@ import type { BenchResult } from './support/bench-result';
 import { withMaxRatio } from './support/bench-result';
 
 const MiB = 1024 * 1024;
-const ROUNDS = 3;
+const ROUNDS = Number(process.env.BENCH_RESTORE_ROUNDS ?? 3);
 const CHANGED_BLOCKS = 328;
 const BLOCK = 64 * 1024;
 
@@ -155,10 +158,13 @@ export async function run(): Promise<BenchResult[]> {
       fs.rmSync(target);
       return t;
     };
-    const restore = async (kind: 'plain' | 'encrypted', check: boolean): Promise<number> => {
+    const oldDist = process.env.BENCH_RESTORE_OLD;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const OldRepository = oldDist ? (require(path.resolve(oldDist, 'daemon/repository/repository')) as { Repository: typeof Repository }).Repository : null;
+    const restore = async (kind: 'plain' | 'encrypted', check: boolean, impl: typeof Repository = Repository): Promise<number> => {
       dropCache([repos[kind]]);
       const t0 = process.hrtime.bigint();
-      const repo = await Repository.open(repos[kind], kind === 'encrypted' ? { keys } : {});
+      const repo = await impl.open(repos[kind], kind === 'encrypted' ? { keys } : {});
       await repo.restoreDisk(ids[kind], 'scsi0', { path: target, format: 'raw' });
       syncfs(out);
       const t = ms(t0);
@@ -175,14 +181,22 @@ export async function run(): Promise<BenchResult[]> {
     // Correctness first: a fast wrong answer would be no figure.
     await restore('plain', true);
     await restore('encrypted', true);
+    if (OldRepository) await restore('plain', true, OldRepository);
     execFileSync('qemu-img', ['convert', '-f', 'qcow2', '-O', 'raw', qcow, target]);
     if (sha256(target) !== want) throw new Error('qemu-img convert differs from the image');
     fs.rmSync(target);
 
-    const best = { convert: Infinity, plain: Infinity, encrypted: Infinity, floor: Infinity };
+    const best = { convert: Infinity, plain: Infinity, old: Infinity, encrypted: Infinity, floor: Infinity };
+    const pairs: string[] = [];
     for (let round = 0; round < ROUNDS; round++) {
       best.convert = Math.min(best.convert, convert());
-      best.plain = Math.min(best.plain, await restore('plain', false));
+      const tNew = await restore('plain', false);
+      best.plain = Math.min(best.plain, tNew);
+      if (OldRepository) {
+        const tOld = await restore('plain', false, OldRepository);
+        best.old = Math.min(best.old, tOld);
+        pairs.push(`${(tNew / 1000).toFixed(2)}/${(tOld / 1000).toFixed(2)}`);
+      }
       best.encrypted = Math.min(best.encrypted, await restore('encrypted', false));
       best.floor = Math.min(best.floor, floor());
     }
@@ -196,6 +210,9 @@ export async function run(): Promise<BenchResult[]> {
         1.0,
       ),
       { name: `restore ${gib} GiB from an encrypted repository, cold, flushed`, value: s(best.encrypted), unit: 's', baseline: `unencrypted ${s(best.plain)} s`, ratio: +(best.encrypted / best.plain).toFixed(2) },
+      ...(OldRepository
+        ? [{ name: `restore ${gib} GiB by the build in BENCH_RESTORE_OLD, alternating (new/old per round: ${pairs.join(' ')})`, value: s(best.old), unit: 's', baseline: `this build ${s(best.plain)} s`, ratio: +(best.plain / best.old).toFixed(2) }]
+        : []),
       { name: `floor: cat of the packs to /dev/null, cold (the read alone)`, value: s(best.floor), unit: 's', baseline: `qemu-img convert ${s(best.convert)} s`, ratio: +(best.floor / best.convert).toFixed(2) },
     ];
   } finally {
