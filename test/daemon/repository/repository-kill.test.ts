@@ -1,11 +1,12 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type Database from 'better-sqlite3';
 import { Repository } from '../../../daemon/repository/repository';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { BackupCatalog } from '../../../daemon/catalog/backup-catalog';
-import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
+import { backupImage, seededBytes, sha256File } from './repo-test-helpers';
+import { killHard, killRig } from './kill-child-helpers';
 
 /**
  * kill -9 of a process writing a backup, at named points and at random moments: no partial
@@ -15,44 +16,23 @@ import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpe
 const ROOT = path.resolve(__dirname, '../../..');
 const CHUNK = 128 * 1024;
 
-describe('kill -9 of a backup writer', () => {
-  let dir: string;
-  let build: string;
-  const children: ChildProcess[] = [];
 
-  beforeAll(() => {
-    dir = tempDir();
-    build = path.join(dir, 'build');
-    const migrations = fs
+describe('kill -9 of a backup writer', () => {
+  const rig = killRig([
+    'daemon/catalog/backup-catalog.ts',
+    'daemon/catalog/open-catalog.ts',
+    ...fs
       .readdirSync(path.join(ROOT, 'daemon/catalog/migrations'))
       .filter((f) => f.endsWith('.ts'))
-      .map((f) => `daemon/catalog/migrations/${f}`);
-    execFileSync(
-      process.execPath,
-      [
-        path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-        ...['--outDir', build, '--rootDir', ROOT, '--target', 'ES2022', '--module', 'commonjs', '--moduleResolution', 'node'],
-        ...['--esModuleInterop', '--skipLibCheck', '--strict', '--types', 'node'],
-        'daemon/repository/repository.ts',
-        'daemon/catalog/backup-catalog.ts',
-        'daemon/catalog/open-catalog.ts',
-        ...migrations,
-      ],
-      { cwd: ROOT, stdio: 'pipe' },
-    );
-  }, 120_000);
-
-  afterAll(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+      .map((f) => `daemon/catalog/migrations/${f}`),
+  ]);
 
   function runChild(repoDir: string, catalogFile: string, point: string, base: string | null): { child: ChildProcess; reached: Promise<string> } {
-    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/kill-writer-child.js'), build, repoDir, catalogFile, '100', point, base ?? '-'], {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/kill-writer-child.js'), rig.build, repoDir, catalogFile, '100', point, base ?? '-'], {
       env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    children.push(child);
+    rig.children.push(child);
     let out = '';
     let err = '';
     const reached = new Promise<string>((resolve, reject) => {
@@ -65,14 +45,6 @@ describe('kill -9 of a backup writer', () => {
       child.on('exit', (code) => reject(new Error(`child exited (${code}) before reaching ${point}: ${err}`)));
     });
     return { child, reached };
-  }
-
-  function killHard(child: ChildProcess): Promise<void> {
-    return new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
   }
 
   async function checkAfterKill(repoDir: string, catalogFile: string, committedBefore: string[], base: { id: string; sha: string }): Promise<void> {
@@ -97,7 +69,7 @@ describe('kill -9 of a backup writer', () => {
     expect((await repo.listBackupDirs()).every((d) => d.hasManifest)).toBe(true);
     expect(gc.partialsRemoved.every((id) => !listed.includes(id))).toBe(true);
     expect((await repo.verify()).ok).toBe(true);
-    const out = path.join(dir, 'restored.raw');
+    const out = path.join(rig.dir, 'restored.raw');
     await repo.restoreDisk(base.id, 'scsi0', { path: out, format: 'raw' });
     expect(sha256File(out)).toBe(base.sha);
     fs.rmSync(out);
@@ -106,11 +78,11 @@ describe('kill -9 of a backup writer', () => {
   }
 
   async function freshRepo(name: string, format: 1 | 2 = 2): Promise<{ repoDir: string; catalogFile: string; base: { id: string; sha: string } }> {
-    const repoDir = path.join(dir, name);
-    const catalogFile = path.join(dir, `${name}.db`);
+    const repoDir = path.join(rig.dir, name);
+    const catalogFile = path.join(rig.dir, `${name}.db`);
     const db = openCatalog(catalogFile);
     const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, catalog: new BackupCatalog(db), format });
-    const img = path.join(dir, `${name}.img`);
+    const img = path.join(rig.dir, `${name}.img`);
     fs.writeFileSync(img, seededBytes(name, 48 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 100 });
     db.close();
