@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -7,6 +8,8 @@ import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { BackupCatalog } from '../../../daemon/catalog/backup-catalog';
 import { backupImage, seededBytes, sha256File } from './repo-test-helpers';
 import { killHard, killRig } from './kill-child-helpers';
+import { packFiles } from './repack-fixture';
+import { KILL_POINT_ENV } from '../../../daemon/service/test-kill-point';
 
 /**
  * kill -9 of a process writing a backup, at named points and at random moments: no partial
@@ -16,6 +19,11 @@ import { killHard, killRig } from './kill-child-helpers';
 const ROOT = path.resolve(__dirname, '../../..');
 const CHUNK = 128 * 1024;
 
+/** A chunk as fixtures/kill-writer-child.js writes it (its `chunkData`). */
+function childChunk(seed: string, i: number): Buffer {
+  const key = crypto.createHash('sha256').update(`${seed}:${i}`).digest();
+  return crypto.createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(CHUNK));
+}
 
 describe('kill -9 of a backup writer', () => {
   const rig = killRig([
@@ -27,9 +35,9 @@ describe('kill -9 of a backup writer', () => {
       .map((f) => `daemon/catalog/migrations/${f}`),
   ]);
 
-  function runChild(repoDir: string, catalogFile: string, point: string, base: string | null): { child: ChildProcess; reached: Promise<string> } {
+  function runChild(repoDir: string, catalogFile: string, point: string, base: string | null, env: Record<string, string> = {}): { child: ChildProcess; reached: Promise<string> } {
     const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/kill-writer-child.js'), rig.build, repoDir, catalogFile, '100', point, base ?? '-'], {
-      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     rig.children.push(child);
@@ -101,6 +109,45 @@ describe('kill -9 of a backup writer', () => {
     const listed = (await repo.listBackups()).map((b) => b.id);
     expect(listed.length).toBe(point === 'committed' ? 2 : 1);
     await checkAfterKill(repoDir, catalogFile, [base.id], base);
+  });
+
+  // Issue 15, "a crash mid-pack leaves nothing that a later backup trusts": the child kills itself
+  // (SIGKILL) in sealPack with its first pack durable and no .idx written for it.
+  it('format 2: killed between a pack\'s fsync and the write of its .idx', async () => {
+    const { repoDir, catalogFile, base } = await freshRepo('at-pack-synced');
+    const { child, reached } = runChild(repoDir, catalogFile, 'none', base.id, { [KILL_POINT_ENV]: 'pack-synced-before-idx' });
+    reached.catch(() => undefined); // it never says AT or DONE: it dies at the kill point
+    let stdout = '';
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+    expect([signal, stdout]).toEqual(['SIGKILL', '']);
+    const orphans = packFiles(repoDir).unsealed;
+    expect(orphans.length).toBeGreaterThan(0);
+
+    // The next backup: the killed backup is not listed, verify passes, and a backup of the very
+    // data the child was writing stores it anew (the orphan's blobs are in no .idx, so no lookup).
+    const repo = await Repository.open(repoDir);
+    expect((await repo.listBackups()).map((b) => b.id)).toEqual([base.id]);
+    expect((await repo.verify()).ok).toBe(true);
+    const img = path.join(rig.dir, 'at-pack-synced-again.img');
+    const data = Buffer.alloc(48 * CHUNK);
+    for (let i = 0; i < 48; i++) if (i % 5 !== 0) childChunk('seed-none', i).copy(data, i * CHUNK);
+    fs.writeFileSync(img, data);
+    const next = await backupImage(repo, img, { vmid: 100, chunkSize: CHUNK });
+
+    // GC removes the orphan; both backups still restore byte for byte and verify.
+    await repo.gc({ graceMs: 0 });
+    const after = packFiles(repoDir);
+    for (const id of orphans) expect(after.unsealed).not.toContain(id);
+    expect(after.unsealed).toEqual([]);
+    expect((await repo.verify()).ok).toBe(true);
+    for (const [id, sha] of [[base.id, base.sha], [next.id, sha256File(img)]]) {
+      const out = path.join(rig.dir, 'restored.raw');
+      await repo.restoreDisk(id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha);
+      fs.rmSync(out);
+    }
+    await checkAfterKill(repoDir, catalogFile, [base.id, next.id], base);
   });
 
   it('killed at random moments while writing backup after backup', async () => {
