@@ -10,76 +10,19 @@
  * Both restores are compared with the source image.
  */
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { Repository } from '../daemon/repository/repository';
-import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
 import { deriveKeys, generateMasterKey } from '../daemon/repository/key-file';
 import { withMaxRatio, type BenchResult } from './support/bench-result';
 import { settle } from './support/settle';
-import { mulberry32 } from './support/prng';
+import { BLOCK, MiB, backupImage, makeImage, rewriteBlocks, touchedChunks } from './support/repository-fixture';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const SIZE = 1024 * MiB;
 const DATA = 512 * MiB;
-const BLOCK = 64 * KiB;
-const PUT_WINDOW = 8;
 const MAX_RATIO = 1.3;
-
-function randomStream(seed: string): (n: number) => Buffer {
-  const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(seed).digest(), Buffer.alloc(16));
-  return (n) => cipher.update(Buffer.alloc(n));
-}
-
-async function makeImage(file: string): Promise<void> {
-  const fh = await fsp.open(file, 'w');
-  const rnd = randomStream(file);
-  const text = Buffer.from('pve-cbt encryption bench: a line of compressible guest text 0123456789\n'.repeat(Math.ceil(MiB / 70))).subarray(0, MiB);
-  try {
-    await fh.truncate(SIZE);
-    for (let n = 0, off = 0; n * MiB < DATA; off += 2 * MiB, n++) await fh.write(n % 2 ? text : rnd(MiB), 0, MiB, off);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function rewriteBlocks(file: string, count: number, seed: number): Promise<number[]> {
-  const rand = mulberry32(seed);
-  const blocks = new Set<number>();
-  while (blocks.size < count) blocks.add(Math.floor(rand() * (SIZE / BLOCK)) * BLOCK);
-  const rnd = randomStream(`rewrite-${seed}`);
-  const fh = await fsp.open(file, 'r+');
-  try {
-    for (const off of blocks) await fh.write(rnd(BLOCK), 0, BLOCK, off);
-  } finally {
-    await fh.close();
-  }
-  return [...blocks].sort((a, b) => a - b);
-}
-
-async function feed(d: DiskWriter, file: string, indexes: number[]): Promise<void> {
-  const fh = await fsp.open(file, 'r');
-  let next = 0;
-  try {
-    const worker = async (): Promise<void> => {
-      while (next < indexes.length) {
-        const i = indexes[next++];
-        const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
-        const buf = Buffer.allocUnsafe(len);
-        await fh.read(buf, 0, len, i * d.chunkSize);
-        await d.putChunk(i, buf);
-      }
-    };
-    await Promise.all(Array.from({ length: PUT_WINDOW }, worker));
-  } finally {
-    await fh.close();
-  }
-}
 
 /** Only the extents that hold data are read and put on the full (as the engine reads allocated data). */
 function dataChunks(chunkSize: number): number[] {
@@ -88,32 +31,25 @@ function dataChunks(chunkSize: number): number[] {
   return out;
 }
 
-async function backup(repo: Repository, file: string, indexes: number[] | 'data', base?: Manifest): Promise<{ m: Manifest; ms: number }> {
+async function backup(repo: Repository, file: string, indexes: number[] | typeof dataChunks, base?: Manifest): Promise<{ m: Manifest; ms: number }> {
   settle();
-  const t0 = process.hrtime.bigint();
-  const w = await repo.startBackup({ vmid: 100, parent: base?.id });
-  const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE, base: base ? { backupId: base.id, disk: 'scsi0' } : undefined });
-  await feed(d, file, indexes === 'data' ? dataChunks(d.chunkSize) : indexes);
-  await d.finish({ mode: base ? 'incremental' : 'full', reason: 'bench', bytesRead: 0, durationMs: 0 });
-  const m = await w.commit();
-  return { m, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+  return backupImage(repo, { vmid: 100, file, size: SIZE, indexes, base });
 }
 
 export async function run(): Promise<BenchResult[]> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-bench-enc-'));
   try {
     const img = path.join(dir, 'disk.img');
-    await makeImage(img);
+    await makeImage(img, SIZE, DATA, { text: true });
     const repos = {
       plain: await Repository.open(path.join(dir, 'plain'), { create: true }),
       encrypted: await Repository.open(path.join(dir, 'encrypted'), { create: true, keys: deriveKeys(generateMasterKey()) }),
     };
     const kinds = ['plain', 'encrypted'] as const;
     const full: Record<string, { m: Manifest; ms: number }> = {};
-    for (const k of kinds) full[k] = await backup(repos[k], img, 'data');
-    const changed = await rewriteBlocks(img, 328, 20261202);
-    const chunkSize = full.plain.m.disks[0].chunkSize;
-    const touched = [...new Set(changed.map((o) => Math.floor(o / chunkSize)))].sort((a, b) => a - b);
+    for (const k of kinds) full[k] = await backup(repos[k], img, dataChunks);
+    const changed = await rewriteBlocks(img, SIZE, 328, 20261202);
+    const touched = touchedChunks(changed, full.plain.m.disks[0].chunkSize, BLOCK);
     const inc: Record<string, { m: Manifest; ms: number }> = {};
     for (const k of kinds) inc[k] = await backup(repos[k], img, touched, full[k].m);
     const restoreMs: Record<string, number> = {};

@@ -15,87 +15,15 @@
  *    a second row compares with `qemu-img convert -t writeback`, which flushes at the end.
  */
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { Repository } from '../daemon/repository/repository';
-import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
 import { DEFAULT_CHUNK_SIZE } from '../shared/config/defaults';
-import { BATCH_BYTES, INSERT_WINDOW_BYTES } from '../daemon/backup/chunk-pipeline';
 import type { BenchResult } from './support/bench-result';
 import { settle } from './support/settle';
-import { mulberry32 } from './support/prng';
-
-const KiB = 1024;
-const MiB = 1024 * KiB;
-const GiB = 1024 * MiB;
-const BLOCK = 64 * KiB;
-
-function randomStream(seed: string): (n: number) => Buffer {
-  const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(seed).digest(), Buffer.alloc(16));
-  return (n) => cipher.update(Buffer.alloc(n));
-}
-
-/** Sparse image with random data in every other 1 MiB extent up to `dataBytes`. */
-async function makeImage(file: string, size: number, dataBytes: number): Promise<void> {
-  const fh = await fsp.open(file, 'w');
-  const rnd = randomStream(file);
-  try {
-    await fh.truncate(size);
-    for (let written = 0, off = 0; written < dataBytes && off < size; off += 2 * MiB, written += MiB) {
-      await fh.write(rnd(MiB), 0, MiB, off);
-    }
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Rewrites `count` distinct random 64 KiB blocks; returns their offsets. */
-async function rewriteBlocks(file: string, size: number, count: number, seed: number): Promise<number[]> {
-  const rand = mulberry32(seed);
-  const blocks = new Set<number>();
-  while (blocks.size < count) blocks.add(Math.floor(rand() * (size / BLOCK)) * BLOCK);
-  const rnd = randomStream(`rewrite-${seed}`);
-  const fh = await fsp.open(file, 'r+');
-  try {
-    for (const off of blocks) await fh.write(rnd(BLOCK), 0, BLOCK, off);
-  } finally {
-    await fh.close();
-  }
-  return [...blocks].sort((a, b) => a - b);
-}
-
-/**
- * Reads the given chunks of `file` and puts them as the engine does (chunk-pipeline.ts): batches of
- * up to BATCH_BYTES in one `putChunks` (one blob-worker trip), a few batches in flight.
- */
-async function feed(d: DiskWriter, file: string, indexes: number[]): Promise<void> {
-  const fh = await fsp.open(file, 'r');
-  const perBatch = Math.max(1, Math.floor(BATCH_BYTES / d.chunkSize));
-  let next = 0;
-  try {
-    const worker = async (): Promise<void> => {
-      while (next < indexes.length) {
-        const batch = indexes.slice(next, next + perBatch);
-        next += batch.length;
-        const items = [];
-        for (const i of batch) {
-          const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
-          const buf = Buffer.allocUnsafe(len);
-          await fh.read(buf, 0, len, i * d.chunkSize);
-          items.push({ index: i, data: buf });
-        }
-        await d.putChunks(items);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.max(1, INSERT_WINDOW_BYTES / BATCH_BYTES) }, worker));
-  } finally {
-    await fh.close();
-  }
-}
+import { BLOCK, GiB, KiB, MiB, backupImage, makeImage, rewriteBlocks, touchedChunks } from './support/repository-fixture';
 
 async function backup(
   repo: Repository,
@@ -106,20 +34,9 @@ async function backup(
   indexes: number[] | 'all',
   base?: Manifest,
 ): Promise<{ m: Manifest; manifestBytes: number; ms: number }> {
-  const t0 = Date.now();
-  const w = await repo.startBackup({ vmid, parent: base?.id });
-  const d = await w.openDisk({ name: 'scsi0', format: 'raw', size, chunkSize, base: base ? { backupId: base.id, disk: 'scsi0' } : undefined });
-  await feed(d, file, indexes === 'all' ? Array.from({ length: d.chunkCount }, (_, i) => i) : indexes);
-  await d.finish({ mode: base ? 'incremental' : 'full', reason: 'bench', bytesRead: 0, durationMs: 0 });
-  const m = await w.commit();
+  const { m, ms } = await backupImage(repo, { vmid, file, size, chunkSize, indexes, base });
   const manifestBytes = fs.statSync(path.join(repo.dir, m.id, 'manifest.json')).size;
-  return { m, manifestBytes, ms: Date.now() - t0 };
-}
-
-function touchedChunks(offsets: number[], chunkSize: number, len: number): number[] {
-  const set = new Set<number>();
-  for (const o of offsets) for (let c = Math.floor(o / chunkSize); c <= Math.floor((o + len - 1) / chunkSize); c++) set.add(c);
-  return [...set].sort((a, b) => a - b);
+  return { m, manifestBytes, ms };
 }
 
 async function timed<T>(fn: () => Promise<T>): Promise<number> {

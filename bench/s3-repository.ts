@@ -14,86 +14,21 @@
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import fsp from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import * as Minio from 'minio';
 import { Repository } from '../daemon/repository/repository';
-import type { DiskWriter } from '../daemon/repository/disk-writer';
 import type { Manifest } from '../daemon/repository/manifest';
 import { S3Storage } from '../daemon/repository/s3-storage';
 import type { BenchResult } from './support/bench-result';
-import { mulberry32 } from './support/prng';
 import { settle } from './support/settle';
+import { BLOCK, MiB, backupImage, makeImage, rewriteBlocks, touchedChunks } from './support/repository-fixture';
 
-const KiB = 1024;
-const MiB = 1024 * KiB;
 const SIZE = 1024 * MiB;
 const DATA = 512 * MiB;
-const BLOCK = 64 * KiB;
-const PUT_WINDOW = 8;
 
-function randomStream(seed: string): (n: number) => Buffer {
-  const cipher = crypto.createCipheriv('aes-256-ctr', crypto.createHash('sha256').update(seed).digest(), Buffer.alloc(16));
-  return (n) => cipher.update(Buffer.alloc(n));
-}
-
-async function makeImage(file: string): Promise<void> {
-  const fh = await fsp.open(file, 'w');
-  const rnd = randomStream(file);
-  try {
-    await fh.truncate(SIZE);
-    for (let written = 0, off = 0; written < DATA; off += 2 * MiB, written += MiB) await fh.write(rnd(MiB), 0, MiB, off);
-  } finally {
-    await fh.close();
-  }
-}
-
-async function rewriteBlocks(file: string, count: number, seed: number): Promise<number[]> {
-  const rand = mulberry32(seed);
-  const blocks = new Set<number>();
-  while (blocks.size < count) blocks.add(Math.floor(rand() * (SIZE / BLOCK)) * BLOCK);
-  const rnd = randomStream(`rewrite-${seed}`);
-  const fh = await fsp.open(file, 'r+');
-  try {
-    for (const off of blocks) await fh.write(rnd(BLOCK), 0, BLOCK, off);
-  } finally {
-    await fh.close();
-  }
-  return [...blocks].sort((a, b) => a - b);
-}
-
-async function feed(d: DiskWriter, file: string, indexes: number[]): Promise<void> {
-  const fh = await fsp.open(file, 'r');
-  let next = 0;
-  try {
-    const worker = async (): Promise<void> => {
-      while (next < indexes.length) {
-        const i = indexes[next++]!;
-        const len = Math.min(d.chunkSize, d.size - i * d.chunkSize);
-        const buf = Buffer.allocUnsafe(len);
-        await fh.read(buf, 0, len, i * d.chunkSize);
-        await d.putChunk(i, buf);
-      }
-    };
-    await Promise.all(Array.from({ length: PUT_WINDOW }, worker));
-  } finally {
-    await fh.close();
-  }
-}
-
-async function backup(repo: Repository, file: string, changed: number[] | 'all', base?: Manifest): Promise<{ m: Manifest; ms: number }> {
-  const t0 = process.hrtime.bigint();
-  const w = await repo.startBackup({ vmid: 100, parent: base?.id });
-  const d = await w.openDisk({ name: 'scsi0', format: 'raw', size: SIZE, base: base ? { backupId: base.id, disk: 'scsi0' } : undefined });
-  const indexes =
-    changed === 'all'
-      ? Array.from({ length: d.chunkCount }, (_, i) => i)
-      : [...new Set(changed.flatMap((o) => [Math.floor(o / d.chunkSize), Math.floor((o + BLOCK - 1) / d.chunkSize)]))].sort((a, b) => a - b);
-  await feed(d, file, indexes);
-  await d.finish({ mode: base ? 'incremental' : 'full', reason: 'bench', bytesRead: 0, durationMs: 0 });
-  const m = await w.commit();
-  return { m, ms: Number(process.hrtime.bigint() - t0) / 1e6 };
+function backup(repo: Repository, file: string, changed: number[] | 'all', base?: Manifest): Promise<{ m: Manifest; ms: number }> {
+  return backupImage(repo, { vmid: 100, file, size: SIZE, indexes: changed === 'all' ? 'all' : (chunkSize) => touchedChunks(changed, chunkSize, BLOCK), base });
 }
 
 interface Timings {
@@ -133,10 +68,10 @@ export async function run(): Promise<BenchResult[]> {
   await admin.makeBucket(bucket, 'us-east-1');
   try {
     const img = path.join(dir, 'disk.img');
-    await makeImage(img);
+    await makeImage(img, SIZE, DATA);
     const fullImg = path.join(dir, 'disk-full.img');
     fs.copyFileSync(img, fullImg);
-    const changed = await rewriteBlocks(img, 328, 20261202);
+    const changed = await rewriteBlocks(img, SIZE, 328, 20261202);
 
     const local = await measure(await Repository.open(path.join(dir, 'repo'), { create: true }), dir, fullImg, img, changed);
     const storage = new S3Storage({ endpoint, accessKey, secretKey, location: { bucket, prefix: 'repo/' }, cacheDir: path.join(dir, 's3-cache') });

@@ -32,7 +32,7 @@
  * .idx first, then the .pack) under the per-pack mtime rule: a writer relying on a blob of pack P
  * (a dedup hit) sets P's .idx mtime to now once per session before its commit, and GC removes a
  * pack with no live entry only if its .idx is older than the cutoff, re-checking the mtime after
- * renaming the .idx aside (garbage-collect.ts, pack-sweep.ts).
+ * renaming the .idx aside (garbage-collect.ts, repack-plan.ts).
  *
  * Object storage (the S3 backend) plugs in where the local files are used: a sealed pack is one
  * whole object (put once, after the seal: `packKeyOf`), a blob read is a range get of

@@ -48,6 +48,7 @@ import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-fo
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
 import { InternalError } from '../../shared/errors/internal-errors';
+import { killPoint } from '../service/test-kill-point';
 import {
   RepoChunkCorruptError,
   RepoChunkMissingError,
@@ -549,6 +550,7 @@ export class PackSession implements BlobSession {
     // Taken now: the entries are complete (every answer of a pack comes before the one that seals it).
     const entries = p.entries;
     if (unsynced) await syncPackFile(path.join(this.store.packsDir(), packId.slice(0, 2)), packId);
+    killPoint('pack-synced-before-idx');
     const idx = encodePackIndex(entries);
     const remote = this.store.remote;
     const staged = remote ? path.join(remote.stagingDir(), packId.slice(0, 2), `${packId}.pack`) : null;

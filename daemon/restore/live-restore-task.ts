@@ -14,7 +14,8 @@
  * failure of the restore: the VM is stopped, its volumes freed, no config written.
  *
  * Progress frames: per disk `{ disk, phase: 'mirror', done, total }` while its data moves, and one
- * frame `{ done: 0, total: 0, phase, message }` per step (the lines the CLI prints).
+ * frame `{ done, total, phase, message }` per step (the lines the CLI prints), with the bytes moved
+ * of the total summed over the disks (0/0 before any data moved).
  */
 import { errorJson } from '../../shared/errors/cbt-error';
 import { VMID_MAX, VMID_MIN } from '../../shared/ipc/messages';
@@ -69,14 +70,26 @@ export function liveEventLine(vmid: number, e: LiveRestoreEvent): string | undef
   }
 }
 
+/**
+ * Mirror frames per disk (the CLI's bars); a step's frame carries the bytes moved of the total over
+ * every disk so far (QMP query-jobs current/total-progress), so the task's last progress, which
+ * `pve-cbt tasks` shows, is not 0/0 once data moves.
+ */
 function progressOf(vmid: number, progress: ProgressFn): (e: LiveRestoreEvent) => void {
+  const moved = new Map<string, { done: number; total: number }>();
+  const sum = (k: 'done' | 'total'): number => [...moved.values()].reduce((n, m) => n + m[k], 0);
   return (e) => {
     if (e.type === 'progress') {
+      moved.set(e.disk, { done: e.done, total: e.total });
       progress({ done: e.done, total: e.total, disk: e.disk, phase: 'mirror' });
       return;
     }
+    if (e.type === 'switched' && 'disk' in e) {
+      const m = moved.get(e.disk);
+      if (m) m.done = m.total;
+    }
     const message = liveEventLine(vmid, e);
-    if (message !== undefined) progress({ done: 0, total: 0, phase: e.type, ...('disk' in e ? { disk: e.disk } : {}), message });
+    if (message !== undefined) progress({ done: sum('done'), total: sum('total'), phase: e.type, ...('disk' in e ? { disk: e.disk } : {}), message });
   };
 }
 

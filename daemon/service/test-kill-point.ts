@@ -12,8 +12,11 @@
  *   still says `switch` (daemon/restore/live-restore.ts).
  * - `live-restore-export-closed`: the switch is checked, the export closed, the journal says
  *   `config`; the volumes are not yet fsynced and no config is written.
+ * - `pack-synced-before-idx`: a backup writer's pack is durable (file and folder fsynced) and its
+ *   .idx not yet written (daemon/repository/pack-store.ts, `sealPack`): a pack nothing may trust
+ *   (test/daemon/repository/repository-kill.test.ts).
  */
-export type KillPoint = 'after-manifest-commit' | 'live-restore-after-switch' | 'live-restore-export-closed';
+export type KillPoint = 'after-manifest-commit' | 'live-restore-after-switch' | 'live-restore-export-closed' | 'pack-synced-before-idx';
 
 export const KILL_POINT_ENV = 'PVE_CBT_TEST_KILL_POINT';
 

@@ -1,5 +1,5 @@
 /**
- * Format 2's GC (garbage-collect.ts, pack-sweep.ts): whole packs are removed when none of their
+ * Format 2's GC (garbage-collect.ts, repack-plan.ts): whole packs are removed when none of their
  * entries is live and their .idx is older than the cutoff; a writer relying on a blob of a pack
  * keeps the pack (its .idx touched); unsealed packs (a killed writer) go once old; an unreadable
  * .idx blocks the sweep and is reported by verify. Every kept backup restores byte for byte.
@@ -9,7 +9,6 @@ import path from 'node:path';
 import { Repository } from '../../../daemon/repository/repository';
 import { PackStore } from '../../../daemon/repository/pack-store';
 import { PACKS_DIR } from '../../../daemon/repository/pack-format';
-import { planPackSweep } from '../../../daemon/repository/pack-sweep';
 import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
 import { blobPlace, countBlobs } from './blob-files';
 import { sha256Hex } from '../../../daemon/repository/digest';
@@ -26,22 +25,6 @@ function ageIndexes(repoDir: string, ms: number): void {
   const t = new Date(Date.now() - ms);
   for (const f of [...packFiles(repoDir, '.idx'), ...packFiles(repoDir, '.pack')]) fs.utimesSync(f, t, t);
 }
-
-describe('planPackSweep', () => {
-  const cutoff = 1_000_000;
-  test.each<[string, { idxMtimeMs: number; bytes: number; liveBytes: number; liveEntries: number }, 'remove' | 'repack' | 'keep']>([
-    ['dead and old', { idxMtimeMs: cutoff - 1, bytes: 100, liveBytes: 0, liveEntries: 0 }, 'remove'],
-    ['dead but touched since the cutoff', { idxMtimeMs: cutoff, bytes: 100, liveBytes: 0, liveEntries: 0 }, 'keep'],
-    ['empty (no entries) and old', { idxMtimeMs: 0, bytes: 0, liveBytes: 0, liveEntries: 0 }, 'remove'],
-    ['live share 49 %, old', { idxMtimeMs: 0, bytes: 100, liveBytes: 49, liveEntries: 3 }, 'repack'],
-    ['live share 50 %, old', { idxMtimeMs: 0, bytes: 100, liveBytes: 50, liveEntries: 3 }, 'keep'],
-    ['live share 10 %, young', { idxMtimeMs: cutoff + 5, bytes: 100, liveBytes: 10, liveEntries: 1 }, 'keep'],
-    ['all live', { idxMtimeMs: 0, bytes: 100, liveBytes: 100, liveEntries: 9 }, 'keep'],
-  ])('%s -> %s', (_name, p, want) => {
-    const plan = planPackSweep([{ packId: 'p', ...p }], cutoff);
-    expect(plan[want]).toEqual(['p']);
-  });
-});
 
 describe('garbage collection (format 2)', () => {
   let dir: string;

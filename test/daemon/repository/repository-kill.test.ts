@@ -1,11 +1,15 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type Database from 'better-sqlite3';
 import { Repository } from '../../../daemon/repository/repository';
 import { openCatalog } from '../../../daemon/catalog/open-catalog';
 import { BackupCatalog } from '../../../daemon/catalog/backup-catalog';
-import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
+import { backupImage, seededBytes, sha256File } from './repo-test-helpers';
+import { killHard, killRig } from './kill-child-helpers';
+import { packFiles } from './repack-fixture';
+import { KILL_POINT_ENV } from '../../../daemon/service/test-kill-point';
 
 /**
  * kill -9 of a process writing a backup, at named points and at random moments: no partial
@@ -15,44 +19,28 @@ import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpe
 const ROOT = path.resolve(__dirname, '../../..');
 const CHUNK = 128 * 1024;
 
-describe('kill -9 of a backup writer', () => {
-  let dir: string;
-  let build: string;
-  const children: ChildProcess[] = [];
+/** A chunk as fixtures/kill-writer-child.js writes it (its `chunkData`). */
+function childChunk(seed: string, i: number): Buffer {
+  const key = crypto.createHash('sha256').update(`${seed}:${i}`).digest();
+  return crypto.createCipheriv('aes-256-ctr', key, Buffer.alloc(16)).update(Buffer.alloc(CHUNK));
+}
 
-  beforeAll(() => {
-    dir = tempDir();
-    build = path.join(dir, 'build');
-    const migrations = fs
+describe('kill -9 of a backup writer', () => {
+  const rig = killRig([
+    'daemon/catalog/backup-catalog.ts',
+    'daemon/catalog/open-catalog.ts',
+    ...fs
       .readdirSync(path.join(ROOT, 'daemon/catalog/migrations'))
       .filter((f) => f.endsWith('.ts'))
-      .map((f) => `daemon/catalog/migrations/${f}`);
-    execFileSync(
-      process.execPath,
-      [
-        path.join(ROOT, 'node_modules/typescript/bin/tsc'),
-        ...['--outDir', build, '--rootDir', ROOT, '--target', 'ES2022', '--module', 'commonjs', '--moduleResolution', 'node'],
-        ...['--esModuleInterop', '--skipLibCheck', '--strict', '--types', 'node'],
-        'daemon/repository/repository.ts',
-        'daemon/catalog/backup-catalog.ts',
-        'daemon/catalog/open-catalog.ts',
-        ...migrations,
-      ],
-      { cwd: ROOT, stdio: 'pipe' },
-    );
-  }, 120_000);
+      .map((f) => `daemon/catalog/migrations/${f}`),
+  ]);
 
-  afterAll(() => {
-    for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-
-  function runChild(repoDir: string, catalogFile: string, point: string, base: string | null): { child: ChildProcess; reached: Promise<string> } {
-    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/kill-writer-child.js'), build, repoDir, catalogFile, '100', point, base ?? '-'], {
-      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules') },
+  function runChild(repoDir: string, catalogFile: string, point: string, base: string | null, env: Record<string, string> = {}): { child: ChildProcess; reached: Promise<string> } {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures/kill-writer-child.js'), rig.build, repoDir, catalogFile, '100', point, base ?? '-'], {
+      env: { ...process.env, NODE_PATH: path.join(ROOT, 'node_modules'), ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
-    children.push(child);
+    rig.children.push(child);
     let out = '';
     let err = '';
     const reached = new Promise<string>((resolve, reject) => {
@@ -65,14 +53,6 @@ describe('kill -9 of a backup writer', () => {
       child.on('exit', (code) => reject(new Error(`child exited (${code}) before reaching ${point}: ${err}`)));
     });
     return { child, reached };
-  }
-
-  function killHard(child: ChildProcess): Promise<void> {
-    return new Promise((resolve) => {
-      if (child.exitCode !== null || child.signalCode !== null) return resolve();
-      child.once('exit', () => resolve());
-      child.kill('SIGKILL');
-    });
   }
 
   async function checkAfterKill(repoDir: string, catalogFile: string, committedBefore: string[], base: { id: string; sha: string }): Promise<void> {
@@ -97,7 +77,7 @@ describe('kill -9 of a backup writer', () => {
     expect((await repo.listBackupDirs()).every((d) => d.hasManifest)).toBe(true);
     expect(gc.partialsRemoved.every((id) => !listed.includes(id))).toBe(true);
     expect((await repo.verify()).ok).toBe(true);
-    const out = path.join(dir, 'restored.raw');
+    const out = path.join(rig.dir, 'restored.raw');
     await repo.restoreDisk(base.id, 'scsi0', { path: out, format: 'raw' });
     expect(sha256File(out)).toBe(base.sha);
     fs.rmSync(out);
@@ -106,11 +86,11 @@ describe('kill -9 of a backup writer', () => {
   }
 
   async function freshRepo(name: string, format: 1 | 2 = 2): Promise<{ repoDir: string; catalogFile: string; base: { id: string; sha: string } }> {
-    const repoDir = path.join(dir, name);
-    const catalogFile = path.join(dir, `${name}.db`);
+    const repoDir = path.join(rig.dir, name);
+    const catalogFile = path.join(rig.dir, `${name}.db`);
     const db = openCatalog(catalogFile);
     const repo = await Repository.open(repoDir, { create: true, chunkSize: CHUNK, catalog: new BackupCatalog(db), format });
-    const img = path.join(dir, `${name}.img`);
+    const img = path.join(rig.dir, `${name}.img`);
     fs.writeFileSync(img, seededBytes(name, 48 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 100 });
     db.close();
@@ -129,6 +109,45 @@ describe('kill -9 of a backup writer', () => {
     const listed = (await repo.listBackups()).map((b) => b.id);
     expect(listed.length).toBe(point === 'committed' ? 2 : 1);
     await checkAfterKill(repoDir, catalogFile, [base.id], base);
+  });
+
+  // Issue 15, "a crash mid-pack leaves nothing that a later backup trusts": the child kills itself
+  // (SIGKILL) in sealPack with its first pack durable and no .idx written for it.
+  it('format 2: killed between a pack\'s fsync and the write of its .idx', async () => {
+    const { repoDir, catalogFile, base } = await freshRepo('at-pack-synced');
+    const { child, reached } = runChild(repoDir, catalogFile, 'none', base.id, { [KILL_POINT_ENV]: 'pack-synced-before-idx' });
+    reached.catch(() => undefined); // it never says AT or DONE: it dies at the kill point
+    let stdout = '';
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    const signal = await new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, sig) => resolve(sig)));
+    expect([signal, stdout]).toEqual(['SIGKILL', '']);
+    const orphans = packFiles(repoDir).unsealed;
+    expect(orphans.length).toBeGreaterThan(0);
+
+    // The next backup: the killed backup is not listed, verify passes, and a backup of the very
+    // data the child was writing stores it anew (the orphan's blobs are in no .idx, so no lookup).
+    const repo = await Repository.open(repoDir);
+    expect((await repo.listBackups()).map((b) => b.id)).toEqual([base.id]);
+    expect((await repo.verify()).ok).toBe(true);
+    const img = path.join(rig.dir, 'at-pack-synced-again.img');
+    const data = Buffer.alloc(48 * CHUNK);
+    for (let i = 0; i < 48; i++) if (i % 5 !== 0) childChunk('seed-none', i).copy(data, i * CHUNK);
+    fs.writeFileSync(img, data);
+    const next = await backupImage(repo, img, { vmid: 100, chunkSize: CHUNK });
+
+    // GC removes the orphan; both backups still restore byte for byte and verify.
+    await repo.gc({ graceMs: 0 });
+    const after = packFiles(repoDir);
+    for (const id of orphans) expect(after.unsealed).not.toContain(id);
+    expect(after.unsealed).toEqual([]);
+    expect((await repo.verify()).ok).toBe(true);
+    for (const [id, sha] of [[base.id, base.sha], [next.id, sha256File(img)]]) {
+      const out = path.join(rig.dir, 'restored.raw');
+      await repo.restoreDisk(id, 'scsi0', { path: out, format: 'raw' });
+      expect(sha256File(out)).toBe(sha);
+      fs.rmSync(out);
+    }
+    await checkAfterKill(repoDir, catalogFile, [base.id, next.id], base);
   });
 
   it('killed at random moments while writing backup after backup', async () => {

@@ -1,7 +1,4 @@
-import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
-import { tempDir } from './repo-test-helpers';
-import { compileRepository, killAll, killHard, rmrf, startMaintenanceChild } from './kill-child-helpers';
+import { killHard, killRig, startMaintenanceChild } from './kill-child-helpers';
 import { expectKeptRestore, packFiles, sparsePackRepo } from './repack-fixture';
 
 /**
@@ -14,25 +11,12 @@ import { expectKeptRestore, packFiles, sparsePackRepo } from './repack-fixture';
 const SEAL = 128 * 1024;
 
 describe('kill -9 of a repacking GC', () => {
-  let dir: string;
-  let build: string;
-  const children: ChildProcess[] = [];
-
-  beforeAll(() => {
-    dir = tempDir();
-    build = path.join(dir, 'build');
-    compileRepository(build);
-  }, 120_000);
-
-  afterAll(() => {
-    killAll(children);
-    rmrf(dir);
-  });
+  const rig = killRig();
 
   it.each(['repack copy#2', 'repack sealed', 'remove packs#2'])('killed at %s', async (point) => {
-    const { repoDir, kept } = await sparsePackRepo(dir, `at-${point.replace(/\W/g, '-')}`);
+    const { repoDir, kept } = await sparsePackRepo(rig.dir, `at-${point.replace(/\W/g, '-')}`);
     const before = packFiles(repoDir).sealed;
-    const { child, reached } = startMaintenanceChild(build, repoDir, 'gc', point, SEAL, children);
+    const { child, reached } = startMaintenanceChild(rig, repoDir, 'gc', point, SEAL);
     expect(await reached).toBe(`AT ${point}`);
     await killHard(child);
 
@@ -45,14 +29,14 @@ describe('kill -9 of a repacking GC', () => {
     if (point === 'repack sealed') expect([oldLeft.length, killed.unsealed.length]).toEqual([before.length, 0]);
     if (point === 'remove packs#2') expect(oldLeft.length).toBe(before.length - 1);
 
-    await expectKeptRestore(repoDir, kept, dir);
-    const repo = await expectKeptRestore(repoDir, kept, dir);
+    await expectKeptRestore(repoDir, kept, rig.dir);
+    const repo = await expectKeptRestore(repoDir, kept, rig.dir);
     await repo.gc({ graceMs: 0, repackSealBytes: SEAL });
     const files = packFiles(repoDir);
     expect(files.unsealed).toEqual([]);
     expect(files.aside).toEqual([]);
-    const again = await (await expectKeptRestore(repoDir, kept, dir)).gc({ graceMs: 0, repackSealBytes: SEAL });
+    const again = await (await expectKeptRestore(repoDir, kept, rig.dir)).gc({ graceMs: 0, repackSealBytes: SEAL });
     expect(again.packsRepacked).toBe(0);
-    await expectKeptRestore(repoDir, kept, dir);
+    await expectKeptRestore(repoDir, kept, rig.dir);
   });
 });

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { ChildProcess } from 'node:child_process';
 import { Repository } from '../../../daemon/repository/repository';
-import { backupImage, seededBytes, sha256File, tempDir } from './repo-test-helpers';
-import { compileRepository, killAll, killHard, rmrf, startMaintenanceChild } from './kill-child-helpers';
+import { backupImage, seededBytes, sha256File } from './repo-test-helpers';
+import { killHard, killRig, startMaintenanceChild } from './kill-child-helpers';
 
 /**
  * kill -9 of `repository upgrade` (format 1 → 2) at four points: with an unsealed pack open in the
@@ -17,26 +16,13 @@ const CHUNK = 64 * 1024;
 const SEAL = 256 * 1024;
 
 describe('kill -9 of the format 1 → 2 upgrade', () => {
-  let dir: string;
-  let build: string;
-  const children: ChildProcess[] = [];
-
-  beforeAll(() => {
-    dir = tempDir();
-    build = path.join(dir, 'build');
-    compileRepository(build);
-  }, 120_000);
-
-  afterAll(() => {
-    killAll(children);
-    rmrf(dir);
-  });
+  const rig = killRig();
 
   /** A format-1 repository: a full and an incremental of VM 100, a full of VM 101; the images' SHA-256 at backup time. */
   async function format1Repo(name: string): Promise<{ repoDir: string; backups: { id: string; disk: string; sha: string }[] }> {
-    const repoDir = path.join(dir, name);
+    const repoDir = path.join(rig.dir, name);
     const repo = await Repository.open(repoDir, { create: true, format: 1, chunkSize: CHUNK });
-    const img = path.join(dir, `${name}.img`);
+    const img = path.join(rig.dir, `${name}.img`);
     const data = seededBytes(name, 48 * CHUNK);
     data.fill(0, 10 * CHUNK, 14 * CHUNK);
     data.fill(9, 20 * CHUNK, 22 * CHUNK);
@@ -48,7 +34,7 @@ describe('kill -9 of the format 1 → 2 upgrade', () => {
     fs.writeFileSync(img, data);
     const inc = await backupImage(repo, img, { vmid: 100, parent: full.id, base: { backupId: full.id, disk: 'scsi0' }, dirty: [30, 31, 32, 33, 34] });
     backups.push({ id: inc.id, disk: 'scsi0', sha: sha256File(img) });
-    const other = path.join(dir, `${name}-b.img`);
+    const other = path.join(rig.dir, `${name}-b.img`);
     fs.writeFileSync(other, seededBytes(`${name}-b`, 20 * CHUNK));
     const b = await backupImage(repo, other, { vmid: 101, disk: 'virtio0' });
     backups.push({ id: b.id, disk: 'virtio0', sha: sha256File(other) });
@@ -62,7 +48,7 @@ describe('kill -9 of the format 1 → 2 upgrade', () => {
     expect(report.backups.filter((b) => !b.ok)).toEqual([]);
     expect(report.ok).toBe(true);
     for (const b of backups) {
-      const out = path.join(dir, 'restored.raw');
+      const out = path.join(rig.dir, 'restored.raw');
       await repo.restoreDisk(b.id, b.disk, { path: out, format: 'raw' });
       expect(sha256File(out)).toBe(b.sha);
       fs.rmSync(out);
@@ -79,7 +65,7 @@ describe('kill -9 of the format 1 → 2 upgrade', () => {
     ['switched', 'pve-cbt-repository-2'],
   ])('killed at %s', async (point, formatAfterKill) => {
     const { repoDir, backups } = await format1Repo(`at-${point.replace('#', '-')}`);
-    const { child, reached } = startMaintenanceChild(build, repoDir, 'upgrade', point, SEAL, children);
+    const { child, reached } = startMaintenanceChild(rig, repoDir, 'upgrade', point, SEAL);
     expect(await reached).toBe(`AT ${point}`);
     await killHard(child);
 
@@ -100,7 +86,7 @@ describe('kill -9 of the format 1 → 2 upgrade', () => {
     const repo = await expectAllRestore(repoDir, backups);
     await repo.gc({ graceMs: 0 });
     await expectAllRestore(repoDir, backups);
-    const img = path.join(dir, 'after.img');
+    const img = path.join(rig.dir, 'after.img');
     fs.writeFileSync(img, seededBytes(`after-${point}`, 12 * CHUNK));
     const m = await backupImage(repo, img, { vmid: 102 });
     await expectAllRestore(repoDir, [...backups, { id: m.id, disk: 'scsi0', sha: sha256File(img) }]);
