@@ -195,16 +195,28 @@ describe('daemon service with the CLI', () => {
     // 12 MiB of guest writes: the incremental has enough to read that the stop lands in the middle.
     for (let i = 0; i < 12; i++) await vm.write('scsi0', { pattern: 0x70 + i, offset: (2 + i) * MiB, length: MiB });
     let stopping: Promise<void> | undefined;
+    let resume: NodeJS.Timeout | undefined;
+    const qemuPid = vm.pid()!;
     const outcome = await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [701] }, {
       timeoutMs: 120_000,
       onProgress: () => {
-        stopping ??= stack.stopDaemon();
+        if (stopping) return;
+        // QEMU is frozen before the stop, so the backup cannot finish its reads (and commit) however
+        // slowly a loaded machine runs the stop; it thaws a while later (CI once saw the backup win).
+        process.kill(qemuPid, 'SIGSTOP');
+        stopping = stack.stopDaemon();
+        resume = setTimeout(() => process.kill(qemuPid, 'SIGCONT'), 1500);
       },
     }).then(
       (o) => ({ ok: o }),
       (err: { code?: string }) => ({ err: err.code }),
     );
-    await stopping;
+    try {
+      await stopping;
+    } finally {
+      if (resume) clearTimeout(resume);
+      process.kill(qemuPid, 'SIGCONT');
+    }
     expect(stopping).toBeDefined();
     if ('ok' in outcome) expect(outcome.ok[0].error?.code).toEqual(expect.stringMatching(/CANCEL|ABORT/));
     else expect(outcome.err).toMatch(/^CBT_IPC_(CONNECTION_LOST|SHUTTING_DOWN)$/);
