@@ -7,6 +7,7 @@
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import { addVm, createStack, diskOf, killChildDaemon, MiB, startChildDaemon, type ChildDaemon, type Stack } from '../e2e/e2e-harness';
+import { freezeQemu, type QemuFreeze } from '../e2e/qemu-hold';
 import { allObjects, dropBucket, makeBucket, s3Env } from './s3-test-env';
 
 const env = s3Env();
@@ -33,16 +34,25 @@ describe('a daemon killed while uploading to S3', () => {
     for (let i = 0; i < 40; i++) await vm.write('scsi0', { pattern: 0x40 + i, offset: i * MiB, length: MiB });
 
     child = await startChildDaemon(stack);
-    let sent = false;
-    await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [810] }, {
-      timeoutMs: 120_000,
-      onProgress: () => {
-        if (!sent) child!.proc.kill('SIGKILL');
-        sent = true;
-      },
-    }).catch(() => undefined);
-    expect(sent).toBe(true);
-    expect((await child.exited).signal).toBe('SIGKILL');
+    const exited = child.exited;
+    // QEMU is frozen before the kill, so the backup cannot finish (and commit) however slowly a
+    // loaded machine delivers it; it thaws once the process is gone (as in daemon-interrupted).
+    let freeze: QemuFreeze | undefined;
+    try {
+      await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [810] }, {
+        timeoutMs: 120_000,
+        onProgress: () => {
+          if (freeze) return;
+          freeze = freezeQemu(vm.pid()!);
+          child!.proc.kill('SIGKILL');
+          exited.then(() => freeze!.thaw(), () => freeze!.thaw());
+        },
+      }).catch(() => undefined);
+      expect(freeze).toBeDefined();
+      expect((await exited).signal).toBe('SIGKILL');
+    } finally {
+      freeze?.thaw();
+    }
     child = undefined;
 
     const s = await stack.startDaemon();

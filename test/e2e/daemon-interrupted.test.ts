@@ -6,7 +6,8 @@
  * is an incremental that restores byte-exact.
  *
  * The signal is sent on the first progress frame the daemon streams for the backup, with QEMU frozen
- * (SIGSTOP) just before and thawed 1.5 s later, so it always lands while the backup runs.
+ * (SIGSTOP) just before and thawed only once the signal took effect (the process gone, or the daemon's
+ * "daemon stopping" logged), so it always lands while the backup runs (qemu-hold.ts).
  */
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { queryDisks } from '../../daemon/qmp/query-disks';
@@ -14,6 +15,7 @@ import { REQUESTS, type BackupOutcome } from '../../daemon/service/requests';
 import type { SimVm } from '../../daemon/sim/pve-node';
 import { TASK_REQUESTS } from '../../daemon/service/task-handlers';
 import type { TaskRecord } from '../../daemon/service/task-records';
+import { freezeQemu, logBarrier, type QemuFreeze } from './qemu-hold';
 import { addVm, createStack, diskOf, MiB, startChildDaemon, killChildDaemon, lastStartupRecovery, type ChildDaemon, type Stack } from './e2e-harness';
 
 async function ownBitmaps(vm: SimVm): Promise<{ name: string; count: number; recording: boolean }[]> {
@@ -44,29 +46,28 @@ describe('a real daemon process interrupted during a backup', () => {
 
   const interruptedBackup = async (vm: SimVm, signal: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }> => {
     child = await startChildDaemon(stack);
-    let sent = false;
-    let resume: NodeJS.Timeout | undefined;
-    const qemuPid = vm.pid()!;
+    const exited = child.exited;
+    const stopping = logBarrier(stack.config.logDir, 'daemon stopping');
+    let freeze: QemuFreeze | undefined;
     try {
       await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [vm.vmid] }, {
         timeoutMs: 120_000,
         onProgress: () => {
-          if (sent) return;
-          sent = true;
+          if (freeze) return;
           // QEMU is frozen before the signal, so the backup cannot finish its reads (and commit)
-          // however slowly a loaded machine delivers the signal; it thaws a while later.
-          process.kill(qemuPid, 'SIGSTOP');
+          // however slowly a loaded machine delivers the signal. It thaws once the signal took
+          // effect: SIGKILL when the process is gone, SIGTERM when the daemon logged its stop
+          // (the next statements cancel the running tasks; their teardown needs QEMU).
+          freeze = freezeQemu(vm.pid()!);
           child!.proc.kill(signal);
-          resume = setTimeout(() => process.kill(qemuPid, 'SIGCONT'), 1500);
+          const took = signal === 'SIGKILL' ? exited.then(() => undefined) : stopping.reached(60_000);
+          took.then(() => setTimeout(() => freeze!.thaw(), 500), () => freeze!.thaw());
         },
       }).catch(() => undefined);
-      expect(sent).toBe(true);
-      return await child.exited;
+      expect(freeze).toBeDefined();
+      return await exited;
     } finally {
-      if (resume) {
-        clearTimeout(resume);
-        process.kill(qemuPid, 'SIGCONT');
-      }
+      freeze?.thaw();
       child = undefined;
     }
   };

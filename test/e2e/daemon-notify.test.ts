@@ -48,7 +48,7 @@ test('a failed backup: one mail to root, one webhook POST', async () => {
   expect(outcome.error?.code).toEqual(expect.any(String));
   await hook.waitFor(1);
   expect(posted(0)).toMatchObject({ kind: 'backup', status: 'failed', vmid: 749, error: { code: outcome.error!.code }, title: expect.stringContaining('backup of VM 749 failed') });
-  for (let i = 0; i < 100 && sendmail.calls().length < 1; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 400 && sendmail.calls().length < 1; i++) await new Promise((r) => setTimeout(r, 50));
   const mails = sendmail.calls();
   expect(mails).toHaveLength(1);
   expect(mails[0].args).toEqual(['-i', '--', 'root']);
@@ -91,6 +91,6 @@ test('failing notifiers never fail the backup; they log', async () => {
       .flatMap((f) => fs.readFileSync(path.join(stack.config.logDir, f), 'utf8').split('\n').filter(Boolean))
       .map((l) => JSON.parse(l) as { level: string; message: string; code?: string; vmid?: number })
       .filter((e) => e.level === 'warn' && e.message === 'notification failed');
-  for (let i = 0; i < 100 && !warnings().some((w) => w.code === 'CBT_NOTIFY_WEBHOOK_FAILED'); i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 400 && !warnings().some((w) => w.code === 'CBT_NOTIFY_WEBHOOK_FAILED'); i++) await new Promise((r) => setTimeout(r, 50));
   expect(warnings()).toContainEqual(expect.objectContaining({ code: 'CBT_NOTIFY_WEBHOOK_FAILED', vmid: 748 }));
 });

@@ -17,6 +17,7 @@ import { Repository } from '../../daemon/repository/repository';
 import { diskPages } from '../../daemon/repository/manifest';
 import { normalizeBackupId } from '../../daemon/repository/backup-id';
 import { flipBlobByte } from '../daemon/repository/blob-files';
+import { freezeQemu, logBarrier, type QemuFreeze } from './qemu-hold';
 import { addVm, CLI, createStack, diskOf, firstDifference, MiB, requireDist, type Stack } from './e2e-harness';
 
 const execFileP = promisify(execFile);
@@ -195,17 +196,18 @@ describe('daemon service with the CLI', () => {
     // 12 MiB of guest writes: the incremental has enough to read that the stop lands in the middle.
     for (let i = 0; i < 12; i++) await vm.write('scsi0', { pattern: 0x70 + i, offset: (2 + i) * MiB, length: MiB });
     let stopping: Promise<void> | undefined;
-    let resume: NodeJS.Timeout | undefined;
-    const qemuPid = vm.pid()!;
+    let freeze: QemuFreeze | undefined;
+    const stopLogged = logBarrier(stack.config.logDir, 'daemon stopping');
     const outcome = await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [701] }, {
       timeoutMs: 120_000,
       onProgress: () => {
         if (stopping) return;
         // QEMU is frozen before the stop, so the backup cannot finish its reads (and commit) however
-        // slowly a loaded machine runs the stop; it thaws a while later (CI once saw the backup win).
-        process.kill(qemuPid, 'SIGSTOP');
+        // slowly a loaded machine runs the stop (CI once saw the backup win). It thaws once the daemon
+        // logged its stop: the next statements cancel the task, whose teardown needs QEMU.
+        freeze = freezeQemu(vm.pid()!);
         stopping = stack.stopDaemon();
-        resume = setTimeout(() => process.kill(qemuPid, 'SIGCONT'), 1500);
+        stopLogged.reached(60_000).then(() => setTimeout(() => freeze!.thaw(), 500), () => freeze!.thaw());
       },
     }).then(
       (o) => ({ ok: o }),
@@ -214,8 +216,7 @@ describe('daemon service with the CLI', () => {
     try {
       await stopping;
     } finally {
-      if (resume) clearTimeout(resume);
-      process.kill(qemuPid, 'SIGCONT');
+      freeze?.thaw();
     }
     expect(stopping).toBeDefined();
     if ('ok' in outcome) expect(outcome.ok[0].error?.code).toEqual(expect.stringMatching(/CANCEL|ABORT/));

@@ -19,6 +19,7 @@ import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { REQUESTS, type BackupOutcome, type TaskInfo } from '../../daemon/service/requests';
 import type { NotificationSummary } from '../../daemon/notify/notification';
 import { startWebhookServer, type WebhookServer } from '../daemon/notify/notify-fixtures';
+import { freezeQemu, logBarrier, type QemuFreeze } from './qemu-hold';
 import { addVm, CLI, createStack, MiB, type Stack } from './e2e-harness';
 
 let stack: Stack;
@@ -92,15 +93,26 @@ test('Type=notify, journald priorities, SIGHUP reload during a backup', async ()
   // SIGHUP at the first progress frame of a full backup, with a new config on disk.
   const ref = await vm.snapshotReference('scsi0');
   writeConfig({ ...raw, logLevel: 'debug', concurrency: 2, jobs: [{ id: 'weekly', vms: [751], schedule: 'sun 03:00' }], notify: { mailto: [], on: 'always', webhook: { url: hook.url } } });
-  let hupSent = false;
-  const [outcome] = await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [751] }, {
-    timeoutMs: 300_000,
-    onProgress: () => {
-      if (!hupSent) daemon!.kill('SIGHUP');
-      hupSent = true;
-    },
-  });
-  expect(hupSent).toBe(true);
+  // QEMU is frozen at that frame and thawed once the daemon logged the reload, so the reload always
+  // happens while the backup runs (its `running` names the task), however slowly a loaded machine
+  // delivers the signal (qemu-hold.ts).
+  let freeze: QemuFreeze | undefined;
+  const reloadLogged = logBarrier(stack.config.logDir, 'config reloaded');
+  let outcome: BackupOutcome;
+  try {
+    [outcome] = await ipcRequest<BackupOutcome[]>(stack.config.socketPath, REQUESTS.backup, { vmids: [751] }, {
+      timeoutMs: 300_000,
+      onProgress: () => {
+        if (freeze) return;
+        freeze = freezeQemu(vm.pid()!);
+        daemon!.kill('SIGHUP');
+        reloadLogged.reached(60_000).then(() => freeze!.thaw(), () => freeze!.thaw());
+      },
+    });
+  } finally {
+    freeze?.thaw();
+  }
+  expect(freeze).toBeDefined();
   expect(outcome.error).toBeUndefined();
   const result = outcome.result!;
   expect(result.disks.map((d) => d.mode)).toEqual(['full']);

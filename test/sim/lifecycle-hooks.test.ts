@@ -95,7 +95,7 @@ describe('guest hookscript phases', () => {
     await vm.start();
     const pid = vm.pid()!;
     process.kill(pid, 'SIGKILL');
-    await waitForExit(pid, 5000);
+    await waitForExit(pid, 30_000);
     // The next operation first finishes the cleanup of an exit it may not have noticed yet.
     await vm.start();
     expect(h.lines()).toEqual(['400 post-stop', '400 pre-start', '400 post-start', '400 post-stop', '400 pre-start', '400 post-start']);

@@ -37,9 +37,9 @@ describe('ProcessReaper', () => {
       const reaper = new ProcessReaper(root, runDir, parent.pid!);
       reaper.add(ours);
       parent.kill('SIGKILL');
-      expect(await waitForExit(ours, 5000)).toBe(true);
+      expect(await waitForExit(ours, 30_000)).toBe(true);
       expect(isAlive(foreign)).toBe(true);
-      const deadline = Date.now() + 3000;
+      const deadline = Date.now() + 30_000;
       while (fs.existsSync(root) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       expect(fs.existsSync(root)).toBe(false);
       reaper.dispose();
@@ -60,7 +60,7 @@ describe('ProcessReaper', () => {
       reaper.add(ours);
       reaper.add(foreign);
       reaper.dispose();
-      expect(await waitForExit(ours, 5000)).toBe(true);
+      expect(await waitForExit(ours, 30_000)).toBe(true);
       expect(isAlive(foreign)).toBe(true);
     } finally {
       fs.rmSync(root, { recursive: true, force: true });

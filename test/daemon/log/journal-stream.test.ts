@@ -70,7 +70,7 @@ test('a failing log file is reported on a journal stderr at priority 3', async (
   for (const utc of [true, false]) fs.mkdirSync(path.join(logDir, `pve-cbt-${day(new Date(), utc)}.log`), { recursive: true });
   const logger = createLogger({ logDir, console: false, fallbackStream: stderr, env: { JOURNAL_STREAM: devIno(errFile) }, fileRetryMs: 60_000 });
   logger.info('entry');
-  for (let i = 0; i < 200 && !fs.readFileSync(errFile, 'utf8').includes('cannot write'); i++) await new Promise((r) => setTimeout(r, 10));
+  for (let i = 0; i < 1000 && !fs.readFileSync(errFile, 'utf8').includes('cannot write'); i++) await new Promise((r) => setTimeout(r, 10));
   await closeLogger(logger);
   await new Promise<void>((resolve) => stderr.end(resolve));
   expect(fs.readFileSync(errFile, 'utf8')).toMatch(/^<3>pve-cbt: cannot write log files in /m);

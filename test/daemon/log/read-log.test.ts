@@ -97,7 +97,7 @@ test('followLog emits existing entries, then appended ones, then a new rotated f
   const seen: string[] = [];
   const ac = new AbortController();
   const waitFor = async (n: number) => {
-    for (let i = 0; i < 200 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
+    for (let i = 0; i < 1000 && seen.length < n; i++) await new Promise((r) => setTimeout(r, 10));
   };
   const done = followLog({ logDir: tmp, filter: { level: 'info' }, onEntry: (e) => seen.push(String(e.message)), signal: ac.signal, pollMs: 20 });
   await waitFor(1);

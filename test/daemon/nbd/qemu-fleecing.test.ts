@@ -46,13 +46,13 @@ async function fleece(vm: SimVm, key: string, dir: string): Promise<{ socket: st
       await vm.qmp(async (q) => {
         await q.execute('block-export-del', { id: `exp-${key}` });
         await q.execute('block-job-cancel', { device: `job-${key}`, force: true });
-        for (let i = 0; i < 100 && (await q.execute<Array<unknown>>('query-block-jobs')).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
-        for (let i = 0; i < 100; i++) {
+        for (let i = 0; i < 500 && (await q.execute<Array<unknown>>('query-block-jobs')).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
+        for (let i = 0; i < 500; i++) {
           try {
             await q.execute('blockdev-del', { 'node-name': `fleece-${key}` });
             break;
           } catch (err) {
-            if (i === 99) throw err;
+            if (i === 499) throw err;
             await new Promise((r) => setTimeout(r, 20));
           }
         }

@@ -22,7 +22,7 @@ async function fake(opts: FakeServerOptions): Promise<FakeServer> {
   return s;
 }
 
-async function connect(s: FakeServer, extra: { metaContexts?: string[]; maxInFlight?: number } = {}): Promise<NbdClient> {
+async function connect(s: FakeServer, extra: { metaContexts?: string[]; maxInFlight?: number; timeoutMs?: number } = {}): Promise<NbdClient> {
   const c = await NbdClient.connect({ socketPath: s.socketPath, timeoutMs: TIMEOUT, metaContexts: ['base:allocation'], ...extra });
   clients.push(c);
   return c;
@@ -68,7 +68,7 @@ describe('handshake failures', () => {
     const s = await fake({ onConnect: () => undefined });
     const f = await failure(connect(s));
     expect(f.code).toBe('CBT_NBD_TIMEOUT');
-    expect(f.ms).toBeLessThan(TIMEOUT + 1000);
+    expect(f.ms).toBeLessThan(TIMEOUT + 5000);
   });
 
   test('a server that closes during option haggling', async () => {
@@ -103,10 +103,11 @@ describe('transmission failures', () => {
         sock.end();
       },
     });
-    const c = await connect(s);
+    // A long timeout: the close ends the read, not the timer, whatever the load (the code says which).
+    const c = await connect(s, { timeoutMs: 30_000 });
     const f = await failure(c.read(0, 65536));
     expect(f.code).toBe('CBT_NBD_DISCONNECTED');
-    expect(f.ms).toBeLessThan(TIMEOUT);
+    expect(f.ms).toBeLessThan(15_000);
     expect((await failure(c.read(0, 512))).code).toBe('CBT_NBD_DISCONNECTED');
   });
 
@@ -146,7 +147,7 @@ describe('transmission failures', () => {
     const f = await failure(c.read(0, 4096));
     expect(f.code).toBe('CBT_NBD_TIMEOUT');
     expect(f.ms).toBeGreaterThanOrEqual(TIMEOUT - 50);
-    expect(f.ms).toBeLessThan(TIMEOUT + 1000);
+    expect(f.ms).toBeLessThan(TIMEOUT + 5000);
     expect((await failure(c.read(0, 1))).code).toBe('CBT_NBD_TIMEOUT');
   });
 
@@ -324,9 +325,9 @@ describe('readRanges', () => {
       }),
     );
     expect(f.code).toBe('CBT_NBD_ABORTED');
-    expect(f.ms).toBeLessThan(1000);
+    expect(f.ms).toBeLessThan(5000); // well below the 10 s timeout: the abort ended it
     // The server sees the close once its side's event loop gets to it (later on a loaded machine).
-    for (let i = 0; i < 100 && s.sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    for (let i = 0; i < 500 && s.sockets.size > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(s.sockets.size).toBe(0);
   });
 

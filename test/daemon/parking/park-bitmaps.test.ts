@@ -91,7 +91,7 @@ describe('parking bitmaps of a stopped qcow2 image', () => {
     execFileSync('qemu-img', ['bitmap', '--remove', img, 'pbs-incremental-dirty-bitmap']);
     const pid = execFileSync('sh', ['-c', `qemu-system-x86_64 -nodefaults -display none -machine none -daemonize -pidfile ${dir}/q.pid -blockdev driver=file,filename=${img},node-name=f -blockdev driver=qcow2,file=f,node-name=q && cat ${dir}/q.pid`], { encoding: 'utf8' }).trim();
     process.kill(Number(pid), 'SIGKILL');
-    for (let i = 0; i < 200 && fs.existsSync(`/proc/${pid}`); i++) execFileSync('sleep', ['0.02']);
+    for (let i = 0; i < 1000 && fs.existsSync(`/proc/${pid}`); i++) execFileSync('sleep', ['0.02']);
     expect(bitmaps(img).find((b) => b.name === BITMAP)?.flags).toContain('in-use');
     expect(await parkDisk(ctx, 100, disk())).toEqual([]);
     expect(bitmaps(img)).toEqual([]);

@@ -47,7 +47,7 @@ describe('vm-disks with a pvesm shim', () => {
     await expect(pvesmPath(shim, 'bad:x')).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED', details: { volid: 'bad:x' } });
     const t0 = Date.now();
     await expect(pvesmPath(shim, 'hang:x', { timeoutMs: 300 })).rejects.toMatchObject({ code: 'CBT_PVE_PVESM_FAILED' });
-    expect(Date.now() - t0).toBeLessThan(3000);
+    expect(Date.now() - t0).toBeLessThan(10_000); // the 300 ms timeout ended the hung pvesm, not a hang
   });
 
   describe('pvesm run off the event loop (the daemon\'s exec-off-thread) answers as in-thread', () => {
