@@ -6,38 +6,20 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { COMMANDS } from '../../../daemon/cli/registry';
-import { runCli } from '../../../daemon/cli/run-cli';
 import { Repository } from '../../../daemon/repository/repository';
 import { backupImage, seededBytes, sha256File, tempDir } from '../repository/repo-test-helpers';
+import { runCliInProcess, writeLocalRepoConfig } from './in-process-cli';
 
 const CHUNK = 64 * 1024;
 let tmp: string;
 let configFile: string;
 let repoDir: string;
 
-function sink(): PassThrough & { text(): string } {
-  const s = new PassThrough() as PassThrough & { text(): string };
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.text = () => Buffer.concat(chunks).toString('utf8');
-  return s;
-}
-
-async function run(argv: string[]) {
-  const stdout = sink();
-  const stderr = sink();
-  const code = await runCli({ argv, commands: COMMANDS, stdout, stderr, env: { PVE_CBT_CONFIG: configFile } });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
+const run = (argv: string[]) => runCliInProcess(argv, { PVE_CBT_CONFIG: configFile });
 
 beforeEach(() => {
   tmp = tempDir();
-  repoDir = path.join(tmp, 'repo');
-  const config = { repository: repoDir, stateDir: path.join(tmp, 'state'), logDir: path.join(tmp, 'log'), socketPath: path.join(tmp, 'run', 's.sock'), chunkSize: CHUNK };
-  configFile = path.join(tmp, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify(config));
+  ({ repoDir, configFile } = writeLocalRepoConfig(tmp, CHUNK));
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 

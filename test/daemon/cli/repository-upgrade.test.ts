@@ -5,11 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { COMMANDS } from '../../../daemon/cli/registry';
-import { runCli } from '../../../daemon/cli/run-cli';
 import { Repository } from '../../../daemon/repository/repository';
 import { backupImage, seededBytes, sha256File, tempDir } from '../repository/repo-test-helpers';
+import { runCliInProcess, writeLocalRepoConfig } from './in-process-cli';
 
 const CHUNK = 64 * 1024;
 
@@ -19,27 +17,11 @@ let repoDir: string;
 let img: string;
 let backupId: string;
 
-function sink(): PassThrough & { text(): string } {
-  const s = new PassThrough() as PassThrough & { text(): string };
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.text = () => Buffer.concat(chunks).toString('utf8');
-  return s;
-}
-
-async function run(argv: string[]) {
-  const stdout = sink();
-  const stderr = sink();
-  const code = await runCli({ argv, commands: COMMANDS, stdout, stderr, env: { PVE_CBT_CONFIG: configFile } });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
+const run = (argv: string[]) => runCliInProcess(argv, { PVE_CBT_CONFIG: configFile });
 
 beforeEach(async () => {
   tmp = tempDir();
-  repoDir = path.join(tmp, 'repo');
-  const config = { repository: repoDir, stateDir: path.join(tmp, 'state'), logDir: path.join(tmp, 'log'), socketPath: path.join(tmp, 'run', 's.sock'), chunkSize: CHUNK };
-  configFile = path.join(tmp, 'config.json');
-  fs.writeFileSync(configFile, JSON.stringify(config));
+  ({ repoDir, configFile } = writeLocalRepoConfig(tmp, CHUNK));
   img = path.join(tmp, 'a.raw');
   fs.writeFileSync(img, seededBytes('a', 16 * CHUNK));
   const repo = await Repository.open(repoDir, { create: true, format: 1, chunkSize: CHUNK });

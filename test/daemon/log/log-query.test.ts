@@ -7,11 +7,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { COMMANDS } from '../../../daemon/cli/registry';
-import { runCli } from '../../../daemon/cli/run-cli';
 import { closeLogger, createLogger } from '../../../daemon/log/create-logger';
 import { assertKnownJob, noEntriesNote } from '../../../daemon/log/log-query';
+import { runCliInProcess } from '../cli/in-process-cli';
 
 let tmp: string;
 let logDir: string;
@@ -37,20 +35,7 @@ beforeEach(async () => {
 });
 afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-function sink(): PassThrough & { text(): string } {
-  const s = new PassThrough() as PassThrough & { text(): string };
-  const chunks: Buffer[] = [];
-  s.on('data', (c: Buffer) => chunks.push(c));
-  s.text = () => Buffer.concat(chunks).toString('utf8');
-  return s;
-}
-
-async function log(...argv: string[]) {
-  const stdout = sink();
-  const stderr = sink();
-  const code = await runCli({ argv: ['log', '--config', configFile, ...argv], commands: COMMANDS, stdout, stderr, env: {} });
-  return { code, stdout: stdout.text(), stderr: stderr.text() };
-}
+const log = (...argv: string[]) => runCliInProcess(['log', '--config', configFile, ...argv], {});
 
 test.each<[string, string[], number, RegExp | null, RegExp]>([
   ['a job that logged', ['--job', 'nightly'], 0, /job=nightly backup finished/, /^$/],

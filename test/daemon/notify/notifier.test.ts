@@ -7,13 +7,11 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough } from 'node:stream';
-import { COMMANDS } from '../../../daemon/cli/registry';
-import { runCli } from '../../../daemon/cli/run-cli';
 import type { NotifyConfig } from '../../../daemon/config/config-schema';
 import { closeLogger, createLogger } from '../../../daemon/log/create-logger';
 import { backupNotification } from '../../../daemon/notify/notification';
 import { notifyIfWanted, sendNotification } from '../../../daemon/notify/notifier';
+import { runCliInProcess } from '../cli/in-process-cli';
 import { startWebhookServer, stubSendmail, type WebhookServer } from './notify-fixtures';
 
 let tmp: string;
@@ -89,20 +87,10 @@ test('notify.on: failure sends no ok notification; always does', async () => {
 });
 
 describe('pve-cbt notify test', () => {
-  function sink(): PassThrough & { text(): string } {
-    const s = new PassThrough() as PassThrough & { text(): string };
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.text = () => Buffer.concat(chunks).toString('utf8');
-    return s;
-  }
   async function cli(notify: Record<string, unknown>, ...argv: string[]) {
     const file = path.join(tmp, 'config.json');
     fs.writeFileSync(file, JSON.stringify({ stateDir: path.join(tmp, 'state'), repository: path.join(tmp, 'state', 'repo'), socketPath: path.join(tmp, 's.sock'), logDir: path.join(tmp, 'logs'), notify }));
-    const stdout = sink();
-    const stderr = sink();
-    const code = await runCli({ argv: ['notify', 'test', '--config', file, ...argv], commands: COMMANDS, stdout, stderr, env: {} });
-    return { code, stdout: stdout.text(), stderr: stderr.text() };
+    return runCliInProcess(['notify', 'test', '--config', file, ...argv], {});
   }
 
   test('sends to both targets, whatever notify.on says', async () => {
