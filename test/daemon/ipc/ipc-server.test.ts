@@ -266,6 +266,8 @@ describe('ipc server lifecycle', () => {
       await new Promise((r) => crashed.once('exit', r));
       expect(fs.lstatSync(socketPath).isSocket()).toBe(true);
       let aborted = false;
+      let handling!: () => void;
+      const inHandler = new Promise<void>((r) => (handling = r));
       const server = await startIpcServer({
         socketPath,
         handlers: {
@@ -273,6 +275,7 @@ describe('ipc server lifecycle', () => {
             schema: { type: 'object', additionalProperties: false },
             handle: (_p, ctx) =>
               new Promise((_res, rej) => {
+                handling();
                 ctx.signal.addEventListener('abort', () => {
                   aborted = true;
                   rej(new Error('aborted'));
@@ -282,7 +285,9 @@ describe('ipc server lifecycle', () => {
         },
       });
       const pending = expect(ipcRequest(socketPath, 'hang', {}, { timeoutMs: 3000 })).rejects.toMatchObject({ code: 'CBT_IPC_SHUTTING_DOWN' });
-      await new Promise((r) => setTimeout(r, 100));
+      // The close comes once the request is in its handler (a barrier, not a sleep: on a loaded
+      // machine the request could still be on its way after any fixed wait).
+      await inHandler;
       await server.close();
       await pending;
       expect(aborted).toBe(true);
