@@ -18,6 +18,7 @@ import { promisify } from 'node:util';
 import { GUEST_HOOK_NAME } from '../../daemon/hook-admin/hook-admin';
 import { spoolPaths } from '../../shared/ipc/spool-format';
 import type { SimVm } from '../../daemon/sim/pve-node';
+import { logBarrier } from './qemu-hold';
 import { addVm, createStack, diskOf, MiB, startChildDaemon, type Stack } from './e2e-harness';
 
 const execFileP = promisify(execFile);
@@ -237,11 +238,11 @@ describe('hooks with the daemon down or missing, and a hostile socket', () => {
       const tasks = await stack.tasks();
       expect(tasks.filter((t) => t.state === 'running' || t.state === 'queued')).toEqual([]);
     } finally {
+      // The daemon has seen that close (it logs the half message) before anything stops it: a barrier
+      // on its log, not a fixed wait, which a loaded machine could outlast.
+      const closeSeen = logBarrier(stack.config.logDir, 'ipc client closed with a half-written message');
       silent.destroy();
-      // Let the daemon see that close before it is stopped: ipc-server's close() returns before the
-      // close handlers of the sockets it destroys have run, and their log line then hits a closed
-      // logger ('write after end' kills `pve-cbt daemon` with exit 1; reported, not ours to fix).
-      await new Promise((r) => setTimeout(r, 300));
+      await closeSeen.reached(30_000);
     }
   });
 });
