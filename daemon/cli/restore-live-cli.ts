@@ -79,9 +79,11 @@ export async function runLiveRestore(ctx: Ctx, vmid: number, storage: string): P
       return;
     }
     if (p.phase !== 'mirror' || p.disk === undefined) return;
+    const done = p.diskDone ?? p.done;
+    const total = p.diskTotal ?? p.total;
     let bar = bars.get(p.disk);
-    if (!bar) bars.set(p.disk, (bar = ctx.progress(`live restore ${p.disk}`, p.total)));
-    bar.update(p.done, p.total);
+    if (!bar) bars.set(p.disk, (bar = ctx.progress(`live restore ${p.disk}`, total)));
+    bar.update(done, total);
   };
   let cancelled = false;
   const onAbort = (): void => {

@@ -25,6 +25,9 @@ export interface JobProgress {
   total: number;
   phase?: string;
   disk?: string;
+  /** A live restore's mirror frame: the bytes moved of `disk` (done/total are over all its disks). */
+  diskDone?: number;
+  diskTotal?: number;
   /** Backups: chunk bytes the repository took so far, and of those the ones it already had. */
   chunkBytes?: number;
   reusedBytes?: number;

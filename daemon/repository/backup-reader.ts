@@ -15,23 +15,37 @@ import type { RepositoryKeys } from './key-file';
 import type { RepositoryStorage } from './storage';
 import { RepoRestoreFailedError } from './repository-errors';
 
+/** What `BackupDiskReader.openParts` opened: the repository, the disk's reader and the stores it reads through. */
+export interface OpenedDisk {
+  readonly repo: Repository;
+  readonly reader: DiskChunkReader;
+  readonly blobs: ReturnType<typeof blobsFor>;
+  readonly workers: BlobWorkers;
+}
+
 export class BackupDiskReader {
-  private constructor(
+  protected constructor(
     readonly backupId: string,
     readonly disk: string,
-    private readonly reader: DiskChunkReader,
+    protected readonly reader: DiskChunkReader,
     private readonly workers: BlobWorkers,
   ) {}
 
   /** `keys`: an encrypted repository's (key-file.ts), checked against the marker like any open; `storage`: the repository's backend when it is not the directory `repoDir` (an s3:// one). */
   static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys, storage?: RepositoryStorage): Promise<BackupDiskReader> {
+    const { reader, workers } = await BackupDiskReader.openParts(repoDir, backupId, disk, keys, storage);
+    return new BackupDiskReader(backupId, disk, reader, workers);
+  }
+
+  /** The repository opened without creating anything, the disk's digest table loaded (every index page checked), on workers of this view's own; the caller closes `workers` if it fails later. */
+  protected static async openParts(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys, storage?: RepositoryStorage): Promise<OpenedDisk> {
     const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}), ...(storage ? { storage } : {}) });
     const manifest = await repo.readManifest(backupId);
     const workers = new BlobWorkers(undefined, repo.blobKeys());
     try {
       // The stores of the repository's format, on this view's own workers.
-      const { chunks, pages } = blobsFor(repo.format, repo.storage, 'auto', workers);
-      const { reader, badPages } = await DiskChunkReader.open({ chunks, pages }, manifest, disk);
+      const blobs = blobsFor(repo.format, repo.storage, 'auto', workers);
+      const { reader, badPages } = await DiskChunkReader.open({ chunks: blobs.chunks, pages: blobs.pages }, manifest, disk);
       if (badPages.length) {
         throw RepoRestoreFailedError({
           backupId,
@@ -40,7 +54,7 @@ export class BackupDiskReader {
           reason: 'index pages missing or corrupt',
         });
       }
-      return new BackupDiskReader(backupId, disk, reader, workers);
+      return { repo, reader, blobs, workers };
     } catch (err) {
       await workers.close();
       throw err;

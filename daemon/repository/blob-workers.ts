@@ -25,7 +25,6 @@
  * from compiled JS and under ts-jest alike.
  */
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { blobDigestHex } from './digest';
 import { decodeBlobSync, encodeBlobSync, storedSizeOf, worthCompressing } from './file-formats';
 import { openBlobPayload, sealBlobPayload } from './blob-cipher';
@@ -35,7 +34,7 @@ import { writeViaRename } from './write-via-rename';
 import { packAbortSync, packPutBatchSync, packSealSync, type PackPutBatchResult, type PackPutCommon, type PackPutItem, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
 import { probeDigestPrefix } from './pack-lookup';
 import { InternalError } from '../../shared/errors/internal-errors';
-import { RepoWorkerExitedError } from './repository-errors';
+import { WorkerSlots, type WorkerSlot } from './worker-slots';
 
 const INLINE_BELOW = 64 * 1024;
 
@@ -252,14 +251,8 @@ interface Job {
   reject(err: Error): void;
 }
 
-interface Slot {
-  worker: Worker;
-  jobs: Map<number, Job>;
-}
-
 export class BlobWorkers {
-  private readonly slots: (Slot | undefined)[];
-  private nextId = 0;
+  private readonly pool: WorkerSlots<Job, Reply>;
 
   /**
    * `keys`: an encrypted repository's blob and digest keys (key-file.ts). They reach the threads
@@ -269,7 +262,11 @@ export class BlobWorkers {
     readonly size: number = Math.max(1, os.availableParallelism()),
     private readonly keys: { blob: Buffer; id: Buffer } | null = null,
   ) {
-    this.slots = new Array<Slot | undefined>(size).fill(undefined);
+    const workerKeys = keys ? { blob: new Uint8Array(keys.blob), id: new Uint8Array(keys.id) } : null;
+    this.pool = new WorkerSlots<Job, Reply>(size, WORKER_SOURCE, { lz4Path: LZ4_PATH, keys: workerKeys }, (job, { result, error }) => {
+      if (error) job.reject(workerError(error));
+      else job.resolve(result as Result);
+    });
   }
 
   /** The repository's blob digest (digest.ts): SHA-256, or HMAC-SHA256 under the digest key. */
@@ -343,85 +340,26 @@ export class BlobWorkers {
 
   /** Seals every worker's open pack of `session`; the ids of the packs sealed now. */
   async packSealAll(session: string): Promise<string[]> {
-    const ids = await Promise.all(this.liveSlots().map((slot) => this.run(null, { op: 'packSeal', session }, slot) as Promise<string | null>));
+    const ids = await Promise.all(this.pool.live().map((slot) => this.run(null, { op: 'packSeal', session }, slot) as Promise<string | null>));
     return ids.filter((x): x is string => x !== null);
   }
 
   /** Deletes every worker's open (unsealed) pack of `session`; the ids deleted. */
   async packAbortAll(session: string): Promise<string[]> {
-    const ids = await Promise.all(this.liveSlots().map((slot) => this.run(null, { op: 'packAbort', session }, slot) as Promise<string | null>));
+    const ids = await Promise.all(this.pool.live().map((slot) => this.run(null, { op: 'packAbort', session }, slot) as Promise<string | null>));
     return ids.filter((x): x is string => x !== null);
   }
 
-  private liveSlots(): Slot[] {
-    return this.slots.filter((s): s is Slot => s !== undefined);
-  }
-
   /** Stops the workers; outstanding jobs fail. */
-  async close(): Promise<void> {
-    const workers = this.slots.filter((s): s is Slot => s !== undefined).map((s) => s.worker);
-    this.slots.fill(undefined);
-    await Promise.all(workers.map((w) => w.terminate()));
+  close(): Promise<void> {
+    return this.pool.close();
   }
 
-  private run(data: Buffer | null, op: Op, on?: Slot): Promise<Result> {
-    const slot = on ?? this.leastBusy();
-    const id = this.nextId++;
+  private run(data: Buffer | null, op: Op, on?: WorkerSlot<Job>): Promise<Result> {
     // A view into a larger ordinary buffer is copied first: postMessage would clone all of it.
     const payload = data === null || data.buffer instanceof SharedArrayBuffer ? (data?.buffer ?? null) : data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
     return new Promise((resolve, reject) => {
-      const msg = { id, data: payload, offset: data?.byteOffset ?? 0, length: data?.length ?? 0, ...op } as Request;
-      // Recorded only once sent: if postMessage throws, no ref'd worker is left waiting for it.
-      slot.worker.postMessage(msg);
-      slot.jobs.set(id, { resolve, reject });
-      if (slot.jobs.size === 1) slot.worker.ref();
+      this.pool.send((id) => ({ id, data: payload, offset: data?.byteOffset ?? 0, length: data?.length ?? 0, ...op }) as Request, { resolve, reject }, on);
     });
-  }
-
-  /** An idle worker if there is one, else a new one while the pool is not full, else the least busy. */
-  private leastBusy(): Slot {
-    let best: Slot | undefined;
-    let free = -1;
-    for (let i = 0; i < this.slots.length; i++) {
-      const s = this.slots[i];
-      if (!s) {
-        if (free < 0) free = i;
-      } else if (!best || s.jobs.size < best.jobs.size) best = s;
-    }
-    if (best && (best.jobs.size === 0 || free < 0)) return best;
-    return this.spawn(free);
-  }
-
-  private spawn(index: number): Slot {
-    const keys = this.keys ? { blob: new Uint8Array(this.keys.blob), id: new Uint8Array(this.keys.id) } : null;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { lz4Path: LZ4_PATH, keys } });
-    worker.unref();
-    const slot: Slot = { worker, jobs: new Map() };
-    // Jobs fail only once the thread has stopped: a job may hold a view of the caller's memory (a
-    // pooled chunk buffer), which goes back to its pool, and is reused, as soon as the job settles.
-    let reason: Error | undefined;
-    const retire = (err: Error): void => {
-      reason ??= err;
-      if (this.slots[index] === slot) this.slots[index] = undefined;
-      void worker.terminate();
-    };
-    worker.on('message', ({ id, result, error }: Reply) => {
-      const job = slot.jobs.get(id);
-      slot.jobs.delete(id);
-      if (slot.jobs.size === 0) worker.unref();
-      if (error) job?.reject(workerError(error));
-      else job?.resolve(result as Result);
-    });
-    worker.on('error', retire);
-    // A reply that cannot be deserialized would otherwise leave its job waiting forever.
-    worker.on('messageerror', retire);
-    worker.on('exit', (code) => {
-      if (this.slots[index] === slot) this.slots[index] = undefined;
-      const err = reason ?? RepoWorkerExitedError({ exitCode: code });
-      for (const job of slot.jobs.values()) job.reject(err);
-      slot.jobs.clear();
-    });
-    this.slots[index] = slot;
-    return slot;
   }
 }

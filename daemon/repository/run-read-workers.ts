@@ -16,14 +16,13 @@
  * A blob that is not good here (short run, missing pack, bad content) is only reported: the
  * caller reads it again through the chunk store's full read (other locations, a lookup refresh,
  * the repository's errors). Workers run the source text of `runReadMain` and the codec functions
- * (`eval: true`), as blob-workers.ts does; a worker is ref'd only while it has work.
+ * (`eval: true`), as blob-workers.ts does, on the same pool (worker-slots.ts).
  */
 import os from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { decodeBlobSync } from './file-formats';
 import { openBlobPayload } from './blob-cipher';
 import { loadBlobSync } from './load-blob';
-import { RepoWorkerExitedError } from './repository-errors';
+import { WorkerSlots } from './worker-slots';
 
 /** One blob of a run: `at` bytes into the run, `stored` long, its content `plain` long. */
 export interface RunBlob {
@@ -102,82 +101,36 @@ const WORKER_SOURCE = `(${runReadMain.toString()})(${loadBlobSync.toString()}, $
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory. */
 const LZ4_PATH = require.resolve('lz4-napi');
 
-interface Slot {
-  worker: Worker;
-  jobs: Map<number, { lengths: number[]; resolve(plains: (Buffer | null)[]): void; reject(err: Error): void }>;
+interface Job {
+  lengths: number[];
+  resolve(plains: (Buffer | null)[]): void;
+  reject(err: Error): void;
 }
 
 export class RunReadWorkers {
-  private readonly slots: (Slot | undefined)[];
-  private nextId = 0;
+  private readonly pool: WorkerSlots<Job, Reply>;
 
   constructor(
     private readonly magic: Buffer,
-    private readonly keys: { blob: Buffer; id: Buffer } | null = null,
+    keys: { blob: Buffer; id: Buffer } | null = null,
     size: number = Math.max(1, os.availableParallelism()),
   ) {
-    this.slots = new Array<Slot | undefined>(size).fill(undefined);
-  }
-
-  /** Reads `job`; resolves with each blob's checked content, or null for a blob that was not good. */
-  read(job: RunJob): Promise<(Buffer | null)[]> {
-    const slot = this.leastBusy();
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      slot.worker.postMessage({ id, magic: this.magic, ...job } satisfies Request);
-      slot.jobs.set(id, { lengths: job.blobs.map((b) => b.plain), resolve, reject });
-      if (slot.jobs.size === 1) slot.worker.ref();
-    });
-  }
-
-  async close(): Promise<void> {
-    const workers = this.slots.filter((s): s is Slot => s !== undefined).map((s) => s.worker);
-    this.slots.fill(undefined);
-    await Promise.all(workers.map((w) => w.terminate()));
-  }
-
-  private leastBusy(): Slot {
-    let best: Slot | undefined;
-    let free = -1;
-    for (let i = 0; i < this.slots.length; i++) {
-      const s = this.slots[i];
-      if (!s) {
-        if (free < 0) free = i;
-      } else if (!best || s.jobs.size < best.jobs.size) best = s;
-    }
-    if (best && (best.jobs.size === 0 || free < 0)) return best;
-    return this.spawn(free);
-  }
-
-  private spawn(index: number): Slot {
-    const keys = this.keys ? { blob: new Uint8Array(this.keys.blob), id: new Uint8Array(this.keys.id) } : null;
-    const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { lz4Path: LZ4_PATH, keys } });
-    worker.unref();
-    const slot: Slot = { worker, jobs: new Map() };
-    let reason: Error | undefined;
-    const retire = (err: Error): void => {
-      reason ??= err;
-      if (this.slots[index] === slot) this.slots[index] = undefined;
-      void worker.terminate();
-    };
-    worker.on('message', ({ id, run, extra, places, error }: Reply) => {
-      const job = slot.jobs.get(id);
-      slot.jobs.delete(id);
-      if (slot.jobs.size === 0) worker.unref();
-      if (!job) return;
+    const workerKeys = keys ? { blob: new Uint8Array(keys.blob), id: new Uint8Array(keys.id) } : null;
+    this.pool = new WorkerSlots<Job, Reply>(size, WORKER_SOURCE, { lz4Path: LZ4_PATH, keys: workerKeys }, (job, { run, extra, places, error }) => {
       if (error !== undefined || !run || !places) return void job.reject(new Error(`run read: ${error ?? 'no answer'}`));
       const bufs = [run, ...(extra ?? [])];
       job.resolve(places.map((p, k) => (p ? Buffer.from(bufs[p[0]], p[1], job.lengths[k]) : null)));
     });
-    worker.on('error', retire);
-    worker.on('messageerror', retire);
-    worker.on('exit', (code) => {
-      if (this.slots[index] === slot) this.slots[index] = undefined;
-      const err = reason ?? RepoWorkerExitedError({ exitCode: code });
-      for (const job of slot.jobs.values()) job.reject(err);
-      slot.jobs.clear();
+  }
+
+  /** Reads `job`; resolves with each blob's checked content, or null for a blob that was not good. */
+  read(job: RunJob): Promise<(Buffer | null)[]> {
+    return new Promise((resolve, reject) => {
+      this.pool.send((id) => ({ id, magic: this.magic, ...job }) satisfies Request, { lengths: job.blobs.map((b) => b.plain), resolve, reject });
     });
-    this.slots[index] = slot;
-    return slot;
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
   }
 }

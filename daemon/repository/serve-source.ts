@@ -1,82 +1,58 @@
 /**
- * One disk of a committed backup as `pve-cbt serve` exports it (daemon/nbd/nbd-server.ts): the
- * backup reader (backup-reader.ts) plus `readRun`, the chunks of one NBD request read together.
+ * One disk of a committed backup as `pve-cbt serve` and the live restore export it
+ * (daemon/nbd/nbd-server.ts): the backup reader (backup-reader.ts) plus `readRun`, the chunks of
+ * one NBD request read together.
  *
  * Format 2 on a local directory: the chunks' places come from the pack lookup, runs of blobs that
  * lie back to back in one pack (a full backup's chunks do, in disk order) are read with one
  * pread each on this source's run workers (run-read-workers.ts), decoded, checked (SHA-256 or the
- * keyed digest against the name, length against the index) and copied into one SharedArrayBuffer
- * per call. A chunk the run read did not find good, or a whole run whose worker failed, is read
+ * keyed digest against the name, length against the index) and moved to this thread in the
+ * run's own buffer (no copy). A chunk the run read did not find good, or a whole run whose worker failed, is read
  * again through the chunk store's full read (other locations, a lookup refresh), which answers
  * with the repository's own errors. Format 1 and object storage read chunk by chunk through it.
  */
-import type { IndexGeometry } from './disk-index';
-import { DiskChunkReader } from './disk-chunk-reader';
-import { BlobWorkers } from './blob-workers';
+import { BackupDiskReader, type OpenedDisk } from './backup-reader';
 import { magicOf } from './file-formats';
 import type { RepositoryKeys } from './key-file';
 import { PackStore } from './pack-store';
-import { Repository, blobsFor } from './repository';
-import { RepoRestoreFailedError } from './repository-errors';
 import { RunReadWorkers, type RunBlob, type RunJob } from './run-read-workers';
 import type { RepositoryStorage } from './storage';
 
-export class ServeDiskSource {
+export class ServeDiskSource extends BackupDiskReader {
   /** Chunks answered by run reads and by the chunk store's read (tests, the bench). */
   readonly counts = { runChunks: 0, runs: 0, single: 0 };
   /** Pack file paths by pack id (a path.join per chunk showed in profiles). */
   private readonly packFiles = new Map<string, string>();
 
   private constructor(
-    private readonly reader: DiskChunkReader,
-    private readonly workers: BlobWorkers,
+    opened: OpenedDisk,
+    backupId: string,
+    disk: string,
     private readonly packs: { store: PackStore; runs: RunReadWorkers } | null,
-  ) {}
+  ) {
+    super(backupId, disk, opened.reader, opened.workers);
+  }
 
-  static async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys, storage?: RepositoryStorage): Promise<ServeDiskSource> {
-    const repo = await Repository.open(repoDir, { create: false, ...(keys ? { keys } : {}), ...(storage ? { storage } : {}) });
-    const manifest = await repo.readManifest(backupId);
-    const workers = new BlobWorkers(undefined, repo.blobKeys());
-    let runs: RunReadWorkers | undefined;
+  static override async open(repoDir: string, backupId: string, disk: string, keys?: RepositoryKeys, storage?: RepositoryStorage): Promise<ServeDiskSource> {
+    const opened = await BackupDiskReader.openParts(repoDir, backupId, disk, keys, storage);
+    const { repo, blobs } = opened;
     try {
-      const blobs = blobsFor(repo.format, repo.storage, 'auto', workers);
-      const { reader, badPages } = await DiskChunkReader.open({ chunks: blobs.chunks, pages: blobs.pages }, manifest, disk);
-      if (badPages.length) {
-        throw RepoRestoreFailedError({ backupId, disk, offsets: badPages.map((b) => reader.pageOffset(b)), reason: 'index pages missing or corrupt' });
-      }
       let packs: { store: PackStore; runs: RunReadWorkers } | null = null;
       if (blobs instanceof PackStore && !blobs.remote && repo.storage.localPath) {
         await blobs.lookup.ensureLoaded();
-        runs = new RunReadWorkers(magicOf('chunk'), repo.blobKeys());
-        packs = { store: blobs, runs };
+        packs = { store: blobs, runs: new RunReadWorkers(magicOf('chunk'), repo.blobKeys()) };
       }
-      return new ServeDiskSource(reader, workers, packs);
+      return new ServeDiskSource(opened, backupId, disk, packs);
     } catch (err) {
-      await Promise.all([workers.close(), runs?.close()]);
+      await opened.workers.close();
       throw err;
     }
   }
 
-  get geometry(): IndexGeometry {
-    return this.reader.geometry;
-  }
-
-  get size(): number {
-    return this.reader.geometry.size;
-  }
-
-  isZeroChunk(i: number): boolean {
-    return this.reader.isZeroChunk(i);
-  }
-
-  chunkLength(i: number): number {
-    return this.reader.chunkLength(i);
-  }
-
   /** Plain content of non-zero chunk `i`, checked. */
-  readChunk(i: number): Promise<Buffer> {
+  override readChunk(i: number): Promise<Buffer> {
     this.counts.single++;
-    return this.reader.read(i);
+    return super.readChunk(i);
   }
 
   /** Plain contents of the non-zero chunks `first` .. `first + count - 1`, each checked; one promise per chunk. */
@@ -124,7 +100,7 @@ export class ServeDiskSource {
     return out;
   }
 
-  close(): Promise<void> {
-    return Promise.all([this.workers.close(), this.packs?.runs.close()]).then(() => undefined);
+  override close(): Promise<void> {
+    return Promise.all([super.close(), this.packs?.runs.close()]).then(() => undefined);
   }
 }

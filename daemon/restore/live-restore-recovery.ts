@@ -42,6 +42,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import { errorJson } from '../../shared/errors/cbt-error';
+import { fsyncFile } from '../../shared/fs/fsync-file';
 import type { BackupCatalog } from '../catalog/backup-catalog';
 import type { CbtConfig } from '../config/config-schema';
 import { acquirePveLock } from '../pve/pve-lock';
@@ -124,15 +125,6 @@ async function whatRuns(deps: LiveRecoveryDeps, j: LiveJournal): Promise<{ vm: V
   }
 }
 
-function syncFile(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 function removeWorkDir(j: LiveJournal): void {
   if (j.workDir) fs.rmSync(j.workDir, { recursive: true, force: true });
 }
@@ -145,7 +137,7 @@ function recordTask(deps: LiveRecoveryDeps, j: LiveJournal, end: Parameters<Back
 async function finish(deps: LiveRecoveryDeps, j: LiveJournal, vm: VmFound): Promise<RecoveredLiveRestore> {
   const f = j.finish!;
   const base = { vmid: j.vmid, taskId: j.taskId, phase: j.phase, vm };
-  for (const t of j.targets) if (path.isAbsolute(t.path) && fs.existsSync(t.path)) syncFile(t.path);
+  for (const t of j.targets) if (path.isAbsolute(t.path) && fs.existsSync(t.path)) fsyncFile(t.path);
   const current = readOrUndefined(j.confPath);
   if (current !== f.conf) {
     if ((current ?? null) !== j.existing) {

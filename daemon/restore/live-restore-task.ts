@@ -71,17 +71,18 @@ export function liveEventLine(vmid: number, e: LiveRestoreEvent): string | undef
 }
 
 /**
- * Mirror frames per disk (the CLI's bars); a step's frame carries the bytes moved of the total over
- * every disk so far (QMP query-jobs current/total-progress), so the task's last progress, which
- * `pve-cbt tasks` shows, is not 0/0 once data moves.
+ * Every frame carries the bytes moved of the total over every disk so far (QMP query-jobs
+ * current/total-progress), so the task's last progress, which `pve-cbt tasks` shows, is the whole
+ * restore's: not 0/0 after a step, not one disk's while several move. A mirror frame also carries
+ * its disk's own bytes (`diskDone`/`diskTotal`, the CLI's bar per disk).
  */
-function progressOf(vmid: number, progress: ProgressFn): (e: LiveRestoreEvent) => void {
+export function progressOf(vmid: number, progress: ProgressFn): (e: LiveRestoreEvent) => void {
   const moved = new Map<string, { done: number; total: number }>();
   const sum = (k: 'done' | 'total'): number => [...moved.values()].reduce((n, m) => n + m[k], 0);
   return (e) => {
     if (e.type === 'progress') {
       moved.set(e.disk, { done: e.done, total: e.total });
-      progress({ done: e.done, total: e.total, disk: e.disk, phase: 'mirror' });
+      progress({ done: sum('done'), total: sum('total'), disk: e.disk, diskDone: e.done, diskTotal: e.total, phase: 'mirror' });
       return;
     }
     if (e.type === 'switched' && 'disk' in e) {

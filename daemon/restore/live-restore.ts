@@ -36,6 +36,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import type { Logger } from 'winston';
 import { isCbtError } from '../../shared/errors/cbt-error';
+import { fsyncFile } from '../../shared/fs/fsync-file';
 import { NbdExportServer } from '../nbd/nbd-server';
 import { programPath } from '../proc/external-programs';
 import { acquirePveLock } from '../pve/pve-lock';
@@ -43,7 +44,7 @@ import { pvesmPath } from '../pve/pvesm';
 import { readQemuProcess } from '../pve/qemu-process';
 import { firewallFile } from '../pve/saved-vm-config';
 import { parseVmConfig } from '../pve/vm-config';
-import { BackupDiskReader } from '../repository/backup-reader';
+import { ServeDiskSource } from '../repository/serve-source';
 import type { Manifest } from '../repository/manifest';
 import { RestoreLiveFailedError, RestoreLiveJobFailedError, RestoreLiveStartFailedError, type LivePhase } from './live-restore-errors';
 import { daemonizedLauncher, layoutOfMachine, liveQemuArgs, stopLiveVm, type LiveLaunch, type QemuLauncher } from './live-restore-launch';
@@ -125,7 +126,7 @@ interface LiveState {
   disk: string | null;
   readonly allocated: string[];
   readonly servers: NbdExportServer[];
-  readonly readers: BackupDiskReader[];
+  readonly readers: ServeDiskSource[];
   readonly overlays: string[];
   workDir?: string;
   vmStarted: boolean;
@@ -233,7 +234,7 @@ async function run(
   for (const t of targets) {
     deps.signal?.throwIfAborted();
     state.disk = t.disk;
-    const reader = await BackupDiskReader.open(deps.repositoryDir, req.backupId, t.disk);
+    const reader = await ServeDiskSource.open(deps.repositoryDir, req.backupId, t.disk);
     state.readers.push(reader);
     const server = new NbdExportServer({
       exportName: t.disk,
@@ -335,7 +336,7 @@ async function run(
   deps.signal?.throwIfAborted();
   for (const t of targets) {
     state.disk = t.disk;
-    syncFile(t.path);
+    fsyncFile(t.path);
   }
   state.disk = null;
   if (readOrUndefined(plan.confPath) !== plan.existing) {
@@ -362,16 +363,6 @@ async function run(
     leftover,
     live: { state: 'complete', layout, pid, guestRunningMs, totalMs: 0, timeline: [] },
   };
-}
-
-/** fsync of a file or device QEMU has open: its dirty pages (the mirror's writes) reach the disk. */
-function syncFile(file: string): void {
-  const fd = fs.openSync(file, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }
 
 /** Polls the jobs until each is `ready` (or `concluded`, then dismissed); a failed or vanished job throws. */

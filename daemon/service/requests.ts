@@ -43,6 +43,9 @@ export interface TaskProgress {
   phase?: string;
   done: number;
   total: number;
+  /** A live restore's mirror frame: the bytes moved of `disk` (done/total are over all its disks). */
+  diskDone?: number;
+  diskTotal?: number;
   /** Chunk bytes the repository took so far, and of those the ones it already had (reuse). */
   chunkBytes?: number;
   reusedBytes?: number;

@@ -38,7 +38,8 @@ function streamProgress(h: JobHandle<unknown>, ctx: IpcHandlerContext): () => vo
   let lastSent = 0;
   return h.onProgress((p) => {
     const now = Date.now();
-    if (now - lastSent < PROGRESS_INTERVAL_MS && p.done < p.total) return;
+    // A disk's last frame always goes out: its own bytes where the frame has them (a live restore's mirror).
+    if (now - lastSent < PROGRESS_INTERVAL_MS && (p.diskDone ?? p.done) < (p.diskTotal ?? p.total)) return;
     lastSent = now;
     const frame: TaskProgress = { vmid: h.vmid, taskId: h.id, ...p };
     ctx.progress(frame);

@@ -1,11 +1,6 @@
-import fs from 'node:fs';
+import { fsyncFile } from './fsync-file';
 
 /** Makes a directory entry (a created, renamed or removed file) durable. */
 export function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  fsyncFile(dir);
 }
