@@ -4,8 +4,10 @@
  *
  * Image: a 2 GiB raw disk with 1 GiB of random data in alternating 1 MiB extents (the peers bench's
  * layout), converted to qcow2 (64 KiB clusters) as qemu-img's source. Backed up through the
- * DiskWriter API into a fresh format-2 repository: a full, then an incremental with 328 random
- * 64 KiB blocks changed; the incremental is restored (the peers bench restores that one too).
+ * DiskWriter API into a fresh format-2 repository: a full, fed as the backup engine feeds it
+ * (`feed` of repository-fixture.ts: 1 MiB batches, so its packs hold runs of adjacent chunks as a
+ * real full's do), then an incremental with 328 random 64 KiB blocks changed; the incremental is
+ * restored (the peers bench restores that one too).
  * The qcow2 gets the same change, so both sides produce the same bytes (compared once).
  *
  * Each round, alternating: the page cache of the side's input files is dropped (POSIX_FADV_DONTNEED
@@ -29,6 +31,7 @@ import { deriveKeys, generateMasterKey } from '../daemon/repository/key-file';
 import type { RepositoryKeys } from '../daemon/repository/key-file';
 import type { BenchResult } from './support/bench-result';
 import { withMaxRatio } from './support/bench-result';
+import { feed } from './support/repository-fixture';
 
 const MiB = 1024 * 1024;
 const ROUNDS = Number(process.env.BENCH_RESTORE_ROUNDS ?? 3);
@@ -75,16 +78,7 @@ async function fullAndIncremental(repo: Repository, image: string, size: number,
   try {
     const w = await repo.startBackup({ vmid: 100 });
     const d = await w.openDisk({ name: 'scsi0', format: 'raw', size });
-    let next = 0;
-    const lane = async (): Promise<void> => {
-      for (let i = next++; i < d.chunkCount; i = next++) {
-        const len = Math.min(d.chunkSize, size - i * d.chunkSize);
-        const buf = Buffer.allocUnsafe(len);
-        await fh.read(buf, 0, len, i * d.chunkSize);
-        await d.putChunk(i, buf);
-      }
-    };
-    await Promise.all(Array.from({ length: 8 }, lane));
+    await feed(d, image, Array.from({ length: d.chunkCount }, (_, i) => i));
     await d.finish({ mode: 'full', reason: 'bench', bytesRead: size, durationMs: 0 });
     const full = (await w.commit()).id;
     const w2 = await repo.startBackup({ vmid: 100, parent: full, time: new Date(Date.now() + 1000) });

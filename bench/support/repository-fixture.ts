@@ -1,6 +1,6 @@
 /**
  * The repository benches' shared setup (repository-incremental.ts, repository-encryption.ts,
- * s3-repository.ts): a generated disk image (sparse, data in every other 1 MiB extent), scattered
+ * s3-repository.ts, restore-read.ts's full): a generated disk image (sparse, data in every other 1 MiB extent), scattered
  * 64 KiB blocks rewritten with a fixed seed, and a backup of chosen chunks of the image driven
  * through the DiskWriter API the way the backup engine feeds it (chunk-pipeline.ts): batches of up
  * to BATCH_BYTES in one `putChunks` (one blob-worker trip), INSERT_WINDOW_BYTES of batches in flight.

@@ -9,8 +9,9 @@
  *   of one NBD read buffer, each hashed, compared with its base, probed, encoded and appended, in
  *   one trip (`packPut` is a batch of one);
  * - `load`: reading a blob back and checking it (load-blob.ts), e.g. an incremental's base chunks;
- * - `restore`: a batch of chunks read and checked the same way (load-blob.ts), each written with
- *   pwrite at its offset into a file descriptor the caller holds open (restore-workers.ts).
+ * - `restore`: a batch of chunks read and checked the same way (load-blob.ts), each written at
+ *   its offset into a file descriptor the caller holds open (restore-batch.ts, restore-workers.ts);
+ *   it awaits its pack reads, so a worker works on one batch while the next one's runs are read.
  *
  * This is the repository's only worker pool: one per open repository (and one per NBD server's
  * backup reader), sized to the cores. Each thread keeps one read buffer that its loads and
@@ -33,6 +34,7 @@ import { storeBlob, type BlobCodec, type StoreBlobJob, type StoreBlobResult } fr
 import { writeViaRename } from './write-via-rename';
 import { packAbortSync, packPutBatchSync, packSealSync, type PackPutBatchResult, type PackPutCommon, type PackPutItem, type PackPutJob, type PackPutResult, type PackWorkerState } from './pack-worker';
 import { probeDigestPrefix } from './pack-lookup';
+import { restoreBatchAsync, type RestoreBatchAnswer, type RestoreBatchChunk } from './restore-batch';
 import { InternalError } from '../../shared/errors/internal-errors';
 import { WorkerSlots, type WorkerSlot } from './worker-slots';
 
@@ -52,25 +54,9 @@ type Result = string | null | StoreBlobResult | LoadBlobResult | RestoreBatchRes
 /** A blob of a `packPutBatch` job as sent: its bytes as shared memory (no copy) or a copy of just them. */
 type PackPutWireItem = Omit<PackPutItem, 'plain'> & { data: SharedArrayBuffer | Uint8Array; offset: number; length: number };
 
-/**
- * One chunk of a restore batch: the chunk store's file of `digest` (format 2: its pack file and
- * `at`, the blob's place in it), written at `offset`. Format-2 batches come sorted by (file,
- * at.offset): a run of adjacent blobs of one pack is read with one pread (up to RUN_BYTES).
- */
-export interface RestoreChunk {
-  file: string;
-  digest: string;
-  offset: number;
-  length: number;
-  at?: { offset: number; length: number };
-}
-
-export interface RestoreBatchResult {
-  /** Offsets of chunks that were missing, corrupt or of the wrong length (not written). */
-  bad: number[];
-  /** Bytes written. */
-  bytes: number;
-}
+/** One chunk of a restore batch (restore-batch.ts): format 2 names its pack file and `at`, its place in it. */
+export type RestoreChunk = RestoreBatchChunk;
+export type RestoreBatchResult = RestoreBatchAnswer;
 type Reply = { id: number; result?: Result; error?: { message: string; code?: string; syscall?: string; path?: string } };
 
 /** Runs inside the worker thread; self-contained (see the module header). */
@@ -88,6 +74,7 @@ function workerMain(
   probePrefix: typeof probeDigestPrefix,
   seal: typeof sealBlobPayload,
   open: typeof openBlobPayload,
+  restoreBatch: typeof restoreBatchAsync,
 ): void {
   /* eslint-disable @typescript-eslint/no-require-imports */
   const crypto = require('node:crypto') as typeof import('node:crypto');
@@ -107,9 +94,8 @@ function workerMain(
   const knownDirs = new Set<string>();
   const scratch = { buf: Buffer.alloc(0) };
   const packs: PackWorkerState = { open: new Map(), knownDirs, scratch };
-  const runBuf = { buf: Buffer.alloc(0) };
-  /** Largest run of adjacent blobs a restore reads with one pread. */
-  const RUN_BYTES = 8 * 1024 * 1024;
+  /** Read buffers of restore runs (restore-batch.ts), reused. */
+  const runBufs: Buffer[] = [];
   parentPort?.on('message', (m: Request) => {
     const view = (): Buffer => {
       const d = m.data as SharedArrayBuffer | Uint8Array;
@@ -119,6 +105,14 @@ function workerMain(
       const e = err as NodeJS.ErrnoException;
       return { id: m.id, error: { message: e.message, code: e.code, syscall: e.syscall, path: e.path } };
     };
+    if (m.op === 'restore') {
+      // Awaits its reads (restore-batch.ts): another batch's message is handled meanwhile.
+      restoreBatch(m.fd, Buffer.from(m.magic), m.chunks, codec, load, scratch, runBufs).then(
+        (result) => parentPort?.postMessage({ id: m.id, result }),
+        (err: unknown) => parentPort?.postMessage(failed(err)),
+      );
+      return;
+    }
     if (m.op === 'store') {
       // Settles before the next message is handled: every file call in it is synchronous.
       store({ file: m.file, plain: view(), magic: Buffer.from(m.magic), compress: m.compress, force: m.force, verify: m.verify, touch: m.touch }, codec, write, knownDirs, scratch).then(
@@ -137,69 +131,7 @@ function workerMain(
         reply = { id: m.id, result: packPutBatch({ ...common, magic: Buffer.from(magic) }, batch, codec, probePrefix, packs) };
       } else if (m.op === 'packSeal') reply = { id: m.id, result: packSeal(m.session, packs) };
       else if (m.op === 'packAbort') reply = { id: m.id, result: packAbort(m.session, packs) };
-      else if (m.op === 'restore') {
-        const fs = require('node:fs') as typeof import('node:fs'); // eslint-disable-line @typescript-eslint/no-require-imports
-        const magic = Buffer.from(m.magic);
-        const result: RestoreBatchResult = { bad: [], bytes: 0 };
-        // Format 2: runs of adjacent blobs of one pack, read with one pread each (see RestoreChunk);
-        // each run is written out before the next is read into the same buffer.
-        for (let i = 0; i < m.chunks.length; ) {
-          const c = m.chunks[i];
-          let j = i + 1;
-          let run: Buffer | null = null;
-          if (c.at) {
-            let end = c.at.offset + c.at.length;
-            while (j < m.chunks.length) {
-              const n = m.chunks[j];
-              if (!n.at || n.file !== c.file || n.at.offset !== end || end + n.at.length - c.at.offset > RUN_BYTES) break;
-              end += n.at.length;
-              j++;
-            }
-            const len = end - c.at.offset;
-            if (j - i > 1) {
-              if (runBuf.buf.length < len) runBuf.buf = Buffer.allocUnsafeSlow(Math.max(len, 2 * runBuf.buf.length));
-              let got = 0;
-              try {
-                const fd = fs.openSync(c.file, 'r');
-                try {
-                  while (got < len) {
-                    const n = fs.readSync(fd, runBuf.buf, got, len - got, c.at.offset + got);
-                    if (n === 0) break;
-                    got += n;
-                  }
-                } finally {
-                  fs.closeSync(fd);
-                }
-              } catch (err) {
-                if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-              }
-              // A short run (pack truncated or gone) falls back to one read per blob, which says which.
-              if (got === len) run = runBuf.buf.subarray(0, len);
-            }
-          }
-          for (let k = i; k < j; k++) {
-            const ck = m.chunks[k];
-            const from = run && ck.at && c.at ? run.subarray(ck.at.offset - c.at.offset, ck.at.offset - c.at.offset + ck.at.length) : undefined;
-            // The SHA-256 finds everything the CRC would (load-blob.ts); the content is a view into
-            // this thread's read buffer, written out before the next chunk is read.
-            const loaded = load({ file: ck.file, digest: ck.digest, magic, checkCrc: false, maxPlain: ck.length, ...(ck.at ? { at: ck.at } : {}), ...(from ? { from } : {}) }, codec, scratch);
-            if (loaded.state !== 'ok' || loaded.plain.length !== ck.length) {
-              result.bad.push(ck.offset);
-              continue;
-            }
-            const plain = loaded.plain;
-            for (let o = 0; o < plain.length; ) {
-              const n = fs.writeSync(m.fd, plain, o, plain.length - o, ck.offset + o);
-              // As a failed write(2) would report it (errno EIO): callers map it like any file error.
-              if (n === 0) throw Object.assign(new Error(`write to the restore target returned 0 bytes`), { code: 'EIO', syscall: 'write' });
-              o += n;
-            }
-            result.bytes += plain.length;
-          }
-          i = j;
-        }
-        reply = { id: m.id, result };
-      } else {
+      else {
         // The content may be a view into the read buffer: it is copied out below either way.
         const from = m.from ? Buffer.from(m.from.buffer, m.from.byteOffset, m.from.byteLength) : undefined;
         const loaded = load({ file: m.file, digest: m.digest, magic: Buffer.from(m.magic), checkCrc: m.checkCrc, maxPlain: m.maxPlain, ...(m.at ? { at: m.at } : {}), ...(from ? { from } : {}) }, codec, scratch);
@@ -227,7 +159,7 @@ function workerMain(
   });
 }
 
-const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutBatchSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()});`;
+const WORKER_SOURCE = `(${workerMain.toString()})(${storeBlob.toString()}, ${writeViaRename.toString()}, ${loadBlobSync.toString()}, ${encodeBlobSync.toString()}, ${decodeBlobSync.toString()}, ${worthCompressing.toString()}, ${storedSizeOf.toString()}, ${packPutBatchSync.toString()}, ${packSealSync.toString()}, ${packAbortSync.toString()}, ${probeDigestPrefix.toString()}, ${sealBlobPayload.toString()}, ${openBlobPayload.toString()}, ${restoreBatchAsync.toString()});`;
 /** Resolved here: an eval worker would resolve 'lz4-napi' from the working directory (the daemon's is /). */
 const LZ4_PATH = require.resolve('lz4-napi');
 

@@ -246,3 +246,42 @@ describe.each<1 | 2>([2, 1])('format %d: corruption is detected by verify and re
     expect(progress[progress.length - 1]).toBe(SIZE);
   });
 });
+
+/**
+ * Format 2 restores read runs of adjacent blobs of a pack with one read each (restore-batch.ts); a
+ * run that comes back short is read again blob by blob, so exactly the blobs the cut reached are
+ * reported, and none of the others.
+ */
+describe('format 2: a pack cut short in the middle of a blob', () => {
+  it('restore names the chunks from the cut to the end of that pack, and only those', async () => {
+    const dir = tempDir();
+    try {
+      const repo = await Repository.open(path.join(dir, 'repo'), { create: true, chunkSize: CHUNK, format: 2 });
+      const img = path.join(dir, 'disk.img');
+      const data = seededBytes('cut-pack', SIZE);
+      fs.writeFileSync(img, data);
+      await backupImage(repo, img, { vmid: 100 });
+      // A second full with every 8th chunk changed: each of its index pages is new (in a pack of
+      // its own), its other chunks are the first backup's. The cut then reaches chunks only.
+      for (let i = 0; i * CHUNK < SIZE; i += 8) data.fill(7, i * CHUNK, Math.min((i + 1) * CHUNK, SIZE));
+      fs.writeFileSync(img, data);
+      const m = await backupImage(repo, img, { vmid: 100 });
+      const places = await Promise.all(Array.from({ length: Math.ceil(SIZE / CHUNK) }, async (_, i) => ({ i, p: await blobPlace(repo, 'chunk', chunkDigest(data, i)) })));
+      const cut = places[20].p;
+      fs.truncateSync(cut.file, cut.offset + 100);
+      for (const page of m.disks[0].pages) expect((await blobPlace(repo, 'page', page.split('*')[0])).file).not.toBe(cut.file);
+      const lost = places.filter(({ p }) => p.file === cut.file && p.offset >= cut.offset).map(({ i }) => i * CHUNK);
+      // The cut is inside a run, with good blobs of the same pack before it.
+      expect(lost).toContain(20 * CHUNK);
+      expect(places.some(({ p }) => p.file === cut.file && p.offset < cut.offset)).toBe(true);
+      const out = path.join(dir, 'out.raw');
+      await expect(repo.restoreDisk(m.id, 'scsi0', { path: out, format: 'raw' })).rejects.toMatchObject({
+        code: 'CBT_REPO_RESTORE_FAILED',
+        details: { backupId: m.id, disk: 'scsi0', offsets: lost.sort((a, b) => a - b) },
+      });
+      expect(fs.readdirSync(dir).filter((f) => f.includes('out.raw'))).toEqual([]);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
