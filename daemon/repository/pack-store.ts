@@ -29,7 +29,8 @@
  * Object storage (remote-packs.ts, s3-storage.ts): the workers append a session's packs in a local
  * staging folder (`packsDir`), a sealed pack is uploaded as one object (`packKeyOf`) before its
  * .idx is written (`sealPack`) and the staged file removed; `read` and `restoreBatch` fetch
- * (offset, storedLength) ranges and hand the bytes to the workers to decode and check. Stored
+ * (offset, storedLength) ranges and hand the bytes to the workers to decode and check (a restore
+ * batch: remote-restore.ts). Stored
  * copies are not compared with the true bytes before reuse there (`put`: see remote-packs.ts).
  */
 import crypto from 'node:crypto';
@@ -43,7 +44,8 @@ import type { ChunkJob } from './restore-workers';
 import type { StoreBlobResult } from './store-blob';
 import type { PackLoc, PackPutItem, PackPutResult } from './pack-worker';
 import { PackLookup, type BlobLocation } from './pack-lookup';
-import { planRuns, remotePacksOf, type RemotePacks } from './remote-packs';
+import { remotePacksOf, type RemotePacks } from './remote-packs';
+import { restoreRemote } from './remote-restore';
 import { PACKS_DIR, PACK_SEAL_BYTES, packIndexKeyOf, packKeyOf } from './pack-format';
 import { decodePackIndex, encodePackIndex, type PackIndexEntry } from './pack-index-file';
 import { magicOf, type BlobKind, type Compression } from './file-formats';
@@ -305,66 +307,9 @@ export class PackKindStore implements BlobStore {
     return { bad: [...bad].sort((a, b) => a - b), bytes: result.bytes };
   }
 
-  /**
-   * restoreBatch on object storage: per pack, runs of adjacent blobs fetched with one ranged GET
-   * (remote-packs.ts), each blob decoded and checked on a worker (SHA-256, length) and written at
-   * its disk offset; a chunk bad or absent at its first location goes through `read` (all of them).
-   */
-  private async restoreRemote(remote: RemotePacks, fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
-    const byPack = new Map<string, (ChunkJob & { at: number; storedLength: number })[]>();
-    const retry: ChunkJob[] = [];
-    for (const j of jobs) {
-      const loc = this.locs(j.digest)[0];
-      if (!loc) retry.push(j);
-      else {
-        const list = byPack.get(loc.packId) ?? [];
-        list.push({ ...j, at: loc.offset, storedLength: loc.storedLength });
-        byPack.set(loc.packId, list);
-      }
-    }
-    const fs = await import('node:fs');
-    const writeAt = async (plain: Buffer, offset: number): Promise<void> => {
-      for (let o = 0; o < plain.length; ) {
-        o += await new Promise<number>((resolve, reject) => fs.write(fd, plain, o, plain.length - o, offset + o, (err, n) => (err ? reject(err) : resolve(n))));
-      }
-    };
-    let bytes = 0;
-    for (const [packId, list] of byPack) {
-      const runs = planRuns(list.map((j) => ({ offset: j.at, length: j.storedLength, job: j })));
-      for (const run of runs) {
-        const buf = await remote.readRange(packKeyOf(packId), run.start, run.end - run.start);
-        for (const { job } of run.items) {
-          const from = buf?.subarray(job.at - run.start, job.at - run.start + job.storedLength);
-          if (!from || from.length !== job.storedLength) {
-            retry.push(job);
-            continue;
-          }
-          const r = await this.store.workers.load({ file: packKeyOf(packId), digest: job.digest, magic: this.magic, checkCrc: false, maxPlain: job.length, from });
-          if (r.state !== 'ok' || r.plain.length !== job.length) {
-            retry.push(job);
-            continue;
-          }
-          await writeAt(r.plain, job.offset);
-          bytes += job.length;
-        }
-      }
-    }
-    const bad: number[] = [];
-    for (const j of retry) {
-      try {
-        const plain = await this.read(j.digest, { fast: true });
-        if (plain.length !== j.length) {
-          bad.push(j.offset);
-          continue;
-        }
-        await writeAt(plain, j.offset);
-        bytes += plain.length;
-      } catch (err) {
-        if (!RepoChunkMissingError.is(err) && !RepoChunkCorruptError.is(err) && !RepoPageMissingError.is(err) && !RepoPageCorruptError.is(err)) throw err;
-        bad.push(j.offset);
-      }
-    }
-    return { bad: bad.sort((a, b) => a - b), bytes };
+  /** restoreBatch on object storage: remote-restore.ts. */
+  private restoreRemote(remote: RemotePacks, fd: number, jobs: ChunkJob[]): Promise<RestoreBatchResult> {
+    return restoreRemote({ remote, workers: this.store.workers, magic: this.magic, first: (d) => this.locs(d)[0], read: (d) => this.read(d, { fast: true }) }, fd, jobs);
   }
 
   whereIs(digest: string): string {

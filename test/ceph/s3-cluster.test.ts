@@ -8,42 +8,27 @@
 import { Repository } from '../../daemon/repository/repository';
 import type { BackupResult } from '../../daemon/service/requests';
 import type { SimVm } from '../../daemon/sim/pve-node';
-import { addClusterVm, createClusterStack, startDaemons, type ClusterStack } from '../e2e/cluster-harness';
+import { addClusterVm } from '../e2e/cluster-harness';
 import { diskOf, runCli } from '../e2e/e2e-harness';
-import { dropBucket, makeBucket, s3Env, storageOf } from './s3-test-env';
+import { s3Env, storageOf } from './s3-test-env';
+import { s3ClusterStack } from './s3-cluster-stack';
 
 const env = s3Env();
 const MiB = 1024 * 1024;
-let cs: ClusterStack;
-let bucket: string;
-
-beforeAll(async () => {
-  bucket = await makeBucket(env);
-  cs = await createClusterStack({
-    repository: {
-      config: { repository: `s3://${bucket}/repo`, s3: { endpoint: env.endpoint, accessKey: env.accessKey, secretKey: env.secretKey } },
-      storage: () => storageOf(env, bucket),
-    },
-  });
-  await startDaemons(cs);
-});
-afterAll(async () => {
-  await cs?.cleanup();
-  if (bucket) await dropBucket(env, bucket);
-});
+const s3 = s3ClusterStack(env);
 
 async function writeBoth(vms: SimVm[], pattern: number, offsets: number[]): Promise<void> {
   for (const vm of vms) for (const off of offsets) await vm.write('scsi0', { pattern, offset: off * MiB, length: 512 * 1024 });
 }
 
 it('two daemons back up into one bucket at once next to GC and verify; prune and GC keep the rest byte-exact; both nodes list everything', async () => {
-  const pve1 = cs.stack('pve1');
-  const pve2 = cs.stack('pve2');
+  const pve1 = s3.cs.stack('pve1');
+  const pve2 = s3.cs.stack('pve2');
   const a = await addClusterVm(pve1, 821, [{ key: 'scsi0', format: 'qcow2', sizeMiB: 32 }]);
   const b = await addClusterVm(pve2, 822, [{ key: 'scsi0', format: 'raw', sizeMiB: 32 }]);
   await a.start();
   await b.start();
-  const repo = await Repository.open('s3', { storage: storageOf(env, bucket) });
+  const repo = await Repository.open('s3', { storage: storageOf(env, s3.bucket) });
   await writeBoth([a, b], 0x5a, [4, 8, 12, 16, 20]);
   const both = async (): Promise<BackupResult[]> => {
     const [ra, rb] = await Promise.all([pve1.backupAndCheck([a]), pve2.backupAndCheck([b])]);
@@ -71,7 +56,7 @@ it('two daemons back up into one bucket at once next to GC and verify; prune and
   const after = await repo.verify();
   expect(after.backups.flatMap((x) => x.problems)).toEqual([]);
   expect(after.ok).toBe(true);
-  for (const r of refs) expect(await cs.compareRestore(r.id, 'scsi0', r.ref)).toBe(-1);
+  for (const r of refs) expect(await s3.cs.compareRestore(r.id, 'scsi0', r.ref)).toBe(-1);
 
   for (const node of [pve1, pve2]) {
     const out = await runCli(['list', '--all', '--json', '--config', node.configFile]);

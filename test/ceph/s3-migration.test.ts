@@ -7,33 +7,18 @@
  * restored from the bucket and compared byte for byte; both nodes' `list` show the whole chain.
  */
 import { handoffKey } from '../../daemon/migration/handoff-format';
-import { addClusterVm, createClusterStack, eventually, startDaemons, type ClusterStack } from '../e2e/cluster-harness';
+import { addClusterVm, eventually } from '../e2e/cluster-harness';
 import { diskOf, runCli } from '../e2e/e2e-harness';
-import { dropBucket, makeBucket, s3Env, storageOf } from './s3-test-env';
+import { s3Env, storageOf } from './s3-test-env';
+import { s3ClusterStack } from './s3-cluster-stack';
 
 const env = s3Env();
 const MiB = 1024 * 1024;
-let cs: ClusterStack;
-let bucket: string;
-
-beforeAll(async () => {
-  bucket = await makeBucket(env);
-  cs = await createClusterStack({
-    repository: {
-      config: { repository: `s3://${bucket}/repo`, s3: { endpoint: env.endpoint, accessKey: env.accessKey, secretKey: env.secretKey } },
-      storage: () => storageOf(env, bucket),
-    },
-  });
-  await startDaemons(cs);
-});
-afterAll(async () => {
-  await cs?.cleanup();
-  if (bucket) await dropBucket(env, bucket);
-});
+const s3 = s3ClusterStack(env);
 
 it('a live-migrated VM continues with incrementals from the target node on the same bucket, qcow2 and raw, restores byte-exact', async () => {
-  const pve1 = cs.stack('pve1');
-  const pve2 = cs.stack('pve2');
+  const pve1 = s3.cs.stack('pve1');
+  const pve2 = s3.cs.stack('pve2');
   const vmid = 831;
   const vm = await addClusterVm(pve1, vmid, [
     { key: 'scsi0', format: 'qcow2', sizeMiB: 16 },
@@ -49,12 +34,12 @@ it('a live-migrated VM continues with incrementals from the target node on the s
 
   await vm.write('scsi0', { pattern: 0x51, offset: 7 * MiB, length: 128 * 1024 });
   await vm.write('scsi1', { pattern: 0x52, offset: 9 * MiB, length: 128 * 1024 });
-  const moved = await cs.cluster.migrate(vmid, 'pve2');
+  const moved = await s3.cs.cluster.migrate(vmid, 'pve2');
   await moved.write('scsi0', { pattern: 0x61, offset: 11 * MiB, length: 64 * 1024 });
   await moved.write('scsi1', { pattern: 0x62, offset: 13 * MiB, length: 64 * 1024 });
 
   // pve1's daemon hands its records over through the bucket.
-  const storage = storageOf(env, bucket);
+  const storage = storageOf(env, s3.bucket);
   const handoff = await eventually('the handoff object from pve1', async () => {
     const raw = await storage.read(handoffKey(vmid));
     return raw ? JSON.parse(raw.toString('utf8')) : undefined;
@@ -74,7 +59,7 @@ it('a live-migrated VM continues with incrementals from the target node on the s
   // The whole chain, written by both nodes, is seen from either.
   expect([full, inc1, inc2, inc3].every((r) => r !== undefined)).toBe(true);
   for (const node of ['pve1', 'pve2']) {
-    const out = await runCli(['list', '--all', '--json', '--config', cs.stack(node).configFile]);
+    const out = await runCli(['list', '--all', '--json', '--config', s3.cs.stack(node).configFile]);
     expect(out.code).toBe(0);
     expect((JSON.parse(out.stdout) as { backups: { id: string }[] }).backups).toHaveLength(4);
   }

@@ -80,3 +80,13 @@ export function setBucketQuota(env: S3Env, bucket: string, maxBytes: number): vo
   radosgwAdmin(env, ['quota', 'set', '--quota-scope=bucket', `--bucket=${bucket}`, `--max-size=${maxBytes}`]);
   radosgwAdmin(env, ['quota', 'enable', '--quota-scope=bucket', `--bucket=${bucket}`]);
 }
+
+/** XORs `mask` into the byte at `at` of an object in the bucket (a blob damaged in place, same size). */
+export async function flipObjectByte(env: S3Env, bucket: string, name: string, at: number, mask = 0x01): Promise<void> {
+  const c = adminClient(env);
+  const parts: Buffer[] = [];
+  for await (const part of await c.getObject(bucket, name)) parts.push(part as Buffer);
+  const data = Buffer.concat(parts);
+  data[at] = data[at]! ^ mask;
+  await c.putObject(bucket, name, data, data.length);
+}
