@@ -2,12 +2,14 @@
 # A real single-host Ceph (Debian 12's ceph 16.2) for pve-cbt's tests and benches: one mon, one mgr,
 # one memstore OSD, one radosgw (beast) and an `rbd` pool, all under DIR and on 127.0.0.1 only.
 #
-#   scripts/ceph-micro.sh start DIR    idempotent: a cluster already running in DIR is reused as is
+#   scripts/ceph-micro.sh start DIR    idempotent: a cluster already running in DIR is reused as is;
+#                                      one stopped with `stop` restarts with its data; one whose
+#                                      OSD was killed (no clean stop) is wiped and built anew
 #   scripts/ceph-micro.sh env DIR      prints `export` lines: CEPH_CONF S3_ENDPOINT S3_ACCESS_KEY
 #                                      S3_SECRET_KEY RBD_POOL PVE_CBT_CEPH_DIR
 #   scripts/ceph-micro.sh status DIR   one line per daemon; exit 0 only when all four run
-#   scripts/ceph-micro.sh stop DIR     SIGTERM to every process whose command line names DIR/ceph.conf
-#                                      (found in /proc, not by pid file), SIGKILL after 30 s
+#   scripts/ceph-micro.sh stop DIR     SIGTERM (once) to every process whose command line names
+#                                      DIR/ceph.conf (found in /proc, not by pid file), SIGKILL after 30 s
 #
 # What a test cluster needs on Ceph 16 (found with ../shared/ceph/micro-ceph.sh, whose layout this
 # follows): `auth ... = none` (cephx refused restarted daemons for minutes); `ms mon client mode =
@@ -15,7 +17,10 @@
 # `osd fast shutdown = false` (else memstore never writes its data out and a restart has no PGs);
 # beast with `endpoint=127.0.0.1:PORT` only (`port=` also binds 0.0.0.0). Every wait is bounded
 # (PVE_CBT_CEPH_TIMEOUT, 120 s) and every ceph call has a timeout: Ceph clients wait forever for
-# a cluster that is down. Daemons fork themselves and write DIR/run/NAME.pid; stop signals only
+# a cluster that is down. memstore keeps its data in memory: only a clean `stop` writes it out
+# (marked by DIR/.osd-clean), so a cluster whose processes died otherwise (a killed session) has
+# no PGs left on restart and would wait forever for pool rbd; `start` wipes it and bootstraps a new
+# one instead. Daemons fork themselves and write DIR/run/NAME.pid; stop signals only
 # processes whose /proc/PID/cmdline has DIR/ceph.conf as an argument, and all of them.
 #
 # Ports (read at the first start, kept in DIR/params): PVE_CBT_CEPH_MON_PORT (3310, msgr2),
@@ -33,6 +38,7 @@ DIR=$(cd "$2" && pwd)
 CONF=$DIR/ceph.conf RUN=$DIR/run LOGD=$DIR/log PARAMS=$DIR/params
 TIMEOUT=${PVE_CBT_CEPH_TIMEOUT:-120}
 DAEMONS=(mon.a mgr.x osd.0 client.rgw.r)
+KILLED=
 
 if [ -f "$PARAMS" ]; then
   # shellcheck disable=SC1090
@@ -92,20 +98,24 @@ dir_pids() { # [BINARY]: every process (but this script) with DIR/ceph.conf as a
   done
 }
 
-signal_until_gone() { # DESCRIPTION [BINARY...]: SIGTERM to every process of DIR (running BINARY), SIGKILL after 30 s
-  local what=$1 end pids; shift
+signal_until_gone() { # DESCRIPTION [BINARY...]: SIGTERM once to every process of DIR (running BINARY), SIGKILL after 30 s
+  # once: a second SIGTERM cuts a shutting-down OSD short, before memstore has written its data out
+  local what=$1 end pids pid todo; local -A termed=(); shift
   end=$((SECONDS + 30))
   while :; do
     if [ $# -eq 0 ]; then pids=$(dir_pids); else pids=$(for b in "$@"; do dir_pids "$b"; done); fi
     [ -n "$pids" ] || return 0
     if [ $SECONDS -ge $end ]; then
       log "$what still running after 30 s (pids $(echo $pids)): SIGKILL"
+      KILLED=1
       # shellcheck disable=SC2086
       kill -KILL $pids 2>/dev/null || true
       end=$((SECONDS + 30))
     else
+      todo=
+      for pid in $pids; do [ -n "${termed[$pid]:-}" ] || { termed[$pid]=1; todo+=" $pid"; }; done
       # shellcheck disable=SC2086
-      kill -TERM $pids 2>/dev/null || true
+      [ -z "$todo" ] || kill -TERM $todo 2>/dev/null || true
     fi
     sleep 0.5
   done
@@ -118,7 +128,6 @@ stop_daemon() { # NAME BINARY
   local name=$1 bin=$2 pid
   pid=$(live_pid "$name") || pid=
   log "stopping $name${pid:+ (pid $pid)}"
-  [ -z "$pid" ] || kill -TERM "$pid" 2>/dev/null || true
   signal_until_gone "$name" "$bin"
   rm -f "$RUN/$name.pid"
 }
@@ -225,8 +234,18 @@ mgr_available() { c mgr stat -f json 2>/dev/null | grep -q '"available": *true';
 rbd_pool_ok() { timeout 20 rados -c "$CONF" -p rbd ls >/dev/null 2>&1; }
 rgw_http() { curl -sf -o /dev/null --max-time 5 "http://127.0.0.1:$RGW_PORT/"; }
 
+wipe_dir() { # every process of DIR stopped, everything in DIR but the lock and the ports removed
+  signal_until_gone "processes of $DIR"
+  find "$DIR" -mindepth 1 -maxdepth 1 ! -name .lock ! -name params -exec rm -rf {} +
+}
+
+wait_for_quietly() { # COMMAND...: like wait_for, but returns 1 on timeout instead of dying
+  local end=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 1; done
+}
+
 do_start() {
-  local t0=$SECONDS
+  local t0=$SECONDS fresh=
   command -v ceph-mon >/dev/null || die "ceph-mon is not installed (scripts/setup.sh installs Ceph)"
   exec 9>"$DIR/.lock"
   flock -w "$TIMEOUT" 9 || die "another $PROG holds $DIR/.lock"
@@ -234,7 +253,11 @@ do_start() {
     log "cluster in $DIR already runs; reused"
     return 0
   fi
-  [ -f "$DIR/.mon-done" ] || { log "new cluster in $DIR"; bootstrap; }
+  if [ -f "$DIR/.mon-done" ] && [ ! -f "$DIR/.osd-clean" ] && ! live_pid osd.0 >/dev/null; then
+    log "osd.0's memstore did not survive (the cluster was not stopped with \`stop\`): wiping $DIR for a new cluster"
+    wipe_dir
+  fi
+  [ -f "$DIR/.mon-done" ] || { log "new cluster in $DIR"; bootstrap; fresh=1; }
   mkdir -p "$RUN" "$LOGD"
   start_daemon mon.a ceph-mon -i a
   wait_for "the monitor" c mon stat
@@ -242,11 +265,21 @@ do_start() {
   start_daemon mgr.x ceph-mgr -i x
   [ -f "$DIR/.osd-done" ] || bootstrap_osd
   start_daemon osd.0 ceph-osd -i 0
+  # from here the OSD's data lives in memory only, until a clean stop writes it out again
+  rm -f "$DIR/.osd-clean"
   wait_for "osd.0 to be up" osd_up
   if [ ! -f "$DIR/.rbd-done" ]; then
     c osd pool create rbd 8 8 >/dev/null
     timeout "$TIMEOUT" rbd -c "$CONF" pool init rbd || die "rbd pool init failed or timed out"
     touch "$DIR/.rbd-done"
+  fi
+  if [ -z "$fresh" ] && ! TIMEOUT=60 wait_for_quietly rbd_pool_ok; then
+    # a reused OSD came back without its PGs after all: a new cluster rather than a wait forever
+    [ -z "${PVE_CBT_CEPH_REBUILT:-}" ] || die "pool rbd did not come back even on a new cluster (logs: $LOGD)"
+    log "pool rbd did not come back on the reused cluster: wiping $DIR for a new cluster"
+    wipe_dir
+    exec 9>&-
+    PVE_CBT_CEPH_REBUILT=1 exec bash "$0" start "$DIR"
   fi
   wait_for "pool rbd" rbd_pool_ok
   [ -s "$DIR/rgw/keyring" ] || c auth get-or-create client.rgw.r mon 'allow rw' osd 'allow rwx' -o "$DIR/rgw/keyring" >/dev/null
@@ -271,7 +304,14 @@ do_stop() {
   exec 9>"$DIR/.lock"
   flock -w "$TIMEOUT" 9 || die "another $PROG holds $DIR/.lock"
   stop_daemon client.rgw.r radosgw
+  local osd_pids
+  osd_pids=$(dir_pids ceph-osd) KILLED=
   stop_daemon osd.0 ceph-osd
+  # a memstore OSD that ended on SIGTERM has written its data out; one that needed SIGKILL has not;
+  # one that was not running at all (killed before) leaves the mark as it was
+  if [ -n "$osd_pids" ]; then
+    if [ -z "$KILLED" ]; then touch "$DIR/.osd-clean"; else rm -f "$DIR/.osd-clean"; fi
+  fi
   # the mon forgets the mgr now, so a restarted mon has no stale active mgr; the mgr respawns on it
   live_pid mon.a >/dev/null && { c mgr fail x >/dev/null 2>&1 || true; }
   stop_daemon mgr.x ceph-mgr
