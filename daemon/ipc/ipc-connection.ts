@@ -14,6 +14,8 @@ export interface Connection {
   idleTimer: NodeJS.Timeout | null;
   /** When the connection last became idle (no request in flight); for eviction. */
   idleSince: number;
+  /** When it last sent a complete, valid request (answered or refused); 0 before the first. */
+  lastRequestAt: number;
   /** On a reserved slot: serves only reservedTypes. */
   reserved: boolean;
   /** The client shut down its sending side; end ours once every reply is out. */
@@ -36,6 +38,7 @@ export function newConnection(socket: net.Socket, maxMessageBytes: number, peer:
     frameTimer: null,
     idleTimer: null,
     idleSince: Date.now(),
+    lastRequestAt: 0,
     reserved: false,
     readEnded: false,
     pending: [],

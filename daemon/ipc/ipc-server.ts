@@ -183,7 +183,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   function admit(conn: Connection): void {
     let open = openConnections();
     if (open.length <= maxConnections) return armIdleTimer(conn);
-    const idle = open.filter((c) => c !== conn && c.inflight.size === 0 && !c.reserved).sort((a, b) => a.idleSince - b.idleSince)[0];
+    const idle = open.filter((c) => c !== conn && c.inflight.size === 0 && c.pending.length === 0 && !c.reserved).sort((a, b) => a.idleSince - b.idleSince)[0];
     if (idle) {
       dropConnection(idle, IpcIdleError({ idleTimeoutMs, bufferedBytes: idle.framer.bufferedBytes, evicted: true }).toJSON());
       open = openConnections();
@@ -197,12 +197,27 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   }
 
   function armIdleTimer(conn: Connection): void {
-    if (conn.idleTimer) clearTimeout(conn.idleTimer);
     conn.idleSince = Date.now();
+    scheduleIdleCheck(conn, idleTimeoutMs);
+  }
+
+  /**
+   * The idle verdict waits one more turn of the event loop, which polls the socket: a daemon whose
+   * loop was too busy to read for `idleTimeoutMs` must not take requests still unread in the socket
+   * for idleness. A request received meanwhile (even one refused) or frames still to handle move it.
+   */
+  function scheduleIdleCheck(conn: Connection, delayMs: number): void {
+    if (conn.idleTimer) clearTimeout(conn.idleTimer);
     conn.idleTimer = setTimeout(() => {
       conn.idleTimer = null;
-      if (conn.inflight.size === 0) dropConnection(conn, IpcIdleError({ idleTimeoutMs, bufferedBytes: conn.framer.bufferedBytes, evicted: false }).toJSON());
-    }, idleTimeoutMs);
+      setImmediate(() => {
+        if (conn.closing || conn.idleTimer || conn.inflight.size > 0) return;
+        if (conn.pending.length > 0 || conn.draining) return scheduleIdleCheck(conn, Math.min(idleTimeoutMs, 50));
+        const quietMs = Date.now() - Math.max(conn.idleSince, conn.lastRequestAt);
+        if (quietMs < idleTimeoutMs) return scheduleIdleCheck(conn, idleTimeoutMs - quietMs);
+        dropConnection(conn, IpcIdleError({ idleTimeoutMs, bufferedBytes: conn.framer.bufferedBytes, evicted: false }).toJSON());
+      });
+    }, delayMs);
     conn.idleTimer.unref();
   }
 
@@ -307,6 +322,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       return;
     }
     const { req, handler } = checked;
+    conn.lastRequestAt = Date.now();
     if (conn.inflight.has(req.id)) {
       sendError(conn, req.id, IpcDuplicateIdError({ id: req.id }).toJSON());
       return;

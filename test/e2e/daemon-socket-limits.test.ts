@@ -19,6 +19,8 @@ interface Raw {
   socket: net.Socket;
   lines: Array<{ id: string | null; ok?: boolean; error?: { code: string } }>;
   closed: Promise<void>;
+  /** Replies received when the daemon closed the connection (null while open). */
+  closedAfter: number | null;
 }
 
 function rawConnect(socketPath: string): Promise<Raw> {
@@ -26,18 +28,19 @@ function rawConnect(socketPath: string): Promise<Raw> {
     const socket = net.connect(socketPath);
     const lines: Raw['lines'] = [];
     let buf = '';
-    const closed = new Promise<void>((r) => socket.once('close', () => r()));
+    const raw: Raw = { socket, lines, closed: Promise.resolve(), closedAfter: null };
+    raw.closed = new Promise<void>((r) => socket.once('close', () => r()));
+    socket.once('close', () => (raw.closedAfter = lines.length));
+    // linear in the bytes received: this process also runs the daemon, and a reader that re-copies
+    // its buffer per line would starve the daemon's event loop during the 10,000 replies
     socket.on('data', (d) => {
-      buf += d.toString('utf8');
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) !== -1) {
-        lines.push(JSON.parse(buf.slice(0, nl)) as Raw['lines'][number]);
-        buf = buf.slice(nl + 1);
-      }
+      const parts = (buf + d.toString('utf8')).split('\n');
+      buf = parts.pop() ?? '';
+      for (const part of parts) lines.push(JSON.parse(part) as Raw['lines'][number]);
     });
     socket.once('connect', () => {
       socket.on('error', () => undefined);
-      resolve({ socket, lines, closed });
+      resolve(raw);
     });
     socket.once('error', reject);
   });
@@ -96,7 +99,10 @@ describe('daemon control socket limits', () => {
       let lastProgress = Date.now();
       while (c.lines.length < 10_000) {
         if (c.lines.length > seen) [seen, lastProgress] = [c.lines.length, Date.now()];
-        if (Date.now() - lastProgress > STALL_MS) throw new Error(`replies stalled at ${c.lines.length} of 10000 (${Date.now() - t0} ms in)`);
+        if (Date.now() - lastProgress > STALL_MS) {
+          const tail = c.lines.slice(-3).map((l) => `${l.id}:${l.ok ? 'OK' : l.error?.code}`).join(', ');
+          throw new Error(`replies stalled at ${c.lines.length} of 10000 (${Date.now() - t0} ms in; last: ${tail}; closed by the daemon after ${c.closedAfter ?? 'never'})`);
+        }
         await new Promise((r) => setTimeout(r, 50));
       }
       const codes = new Set(c.lines.map((l) => (l.ok ? 'OK' : l.error?.code)));

@@ -202,6 +202,20 @@ describe('ipc server limits', () => {
     busy.socket.destroy();
   });
 
+  test('an event loop blocked past the idle timeout does not take a request still unread in the socket for idleness', async () => {
+    await start({ idleTimeoutMs: 200 });
+    const c = await rawConnect(socketPath);
+    c.socket.write(line('a', 'echo', { n: 1 }));
+    await c.waitLines(1); // answered: nothing in flight, the idle timer runs from here
+    c.socket.write(line('b', 'echo', { n: 2 })); // in the kernel's buffer, unread by the server
+    const until = Date.now() + 500;
+    while (Date.now() < until); // the daemon's loop is busy (here: this very process) past idleTimeoutMs
+    await c.waitLines(2);
+    expect(c.lines.map((l) => [l.id, l.ok])).toEqual([['a', true], ['b', true]]);
+    expect(c.socket.destroyed).toBe(false);
+    c.socket.destroy();
+  });
+
   test('10,000 pipelined requests on one connection: all answered fast, at most 32 in flight, server responsive', async () => {
     await start();
     const c = await rawConnect(socketPath);
