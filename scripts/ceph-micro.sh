@@ -52,11 +52,13 @@ fi
 c() { timeout 60 ceph -c "$CONF" --connect-timeout 15 "$@"; }
 
 wait_for() { # DESCRIPTION COMMAND...: retried each second for at most $TIMEOUT s
-  local what=$1 end=$((SECONDS + TIMEOUT)); shift
-  until "$@" >/dev/null 2>&1; do
-    [ $SECONDS -lt $end ] || die "timed out after ${TIMEOUT}s waiting for $what (logs: $LOGD)"
-    sleep 1
-  done
+  local what=$1; shift
+  wait_for_quietly "$@" || die "timed out after ${TIMEOUT}s waiting for $what (logs: $LOGD)"
+}
+
+wait_for_quietly() { # COMMAND...: like wait_for, but returns 1 on timeout instead of dying
+  local end=$((SECONDS + TIMEOUT))
+  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 1; done
 }
 
 live_pid() { # NAME -> pid of the recorded daemon if it is alive and ours
@@ -239,11 +241,6 @@ wipe_dir() { # every process of DIR stopped, everything in DIR but the lock and 
   find "$DIR" -mindepth 1 -maxdepth 1 ! -name .lock ! -name params -exec rm -rf {} +
 }
 
-wait_for_quietly() { # COMMAND...: like wait_for, but returns 1 on timeout instead of dying
-  local end=$((SECONDS + TIMEOUT))
-  until "$@" >/dev/null 2>&1; do [ $SECONDS -lt $end ] || return 1; sleep 1; done
-}
-
 do_start() {
   local t0=$SECONDS fresh=
   command -v ceph-mon >/dev/null || die "ceph-mon is not installed (scripts/setup.sh installs Ceph)"
@@ -275,11 +272,11 @@ do_start() {
   fi
   if [ -z "$fresh" ] && ! TIMEOUT=60 wait_for_quietly rbd_pool_ok; then
     # a reused OSD came back without its PGs after all: a new cluster rather than a wait forever
-    [ -z "${PVE_CBT_CEPH_REBUILT:-}" ] || die "pool rbd did not come back even on a new cluster (logs: $LOGD)"
+    # (the re-run bootstraps, so it is fresh and does not come here again)
     log "pool rbd did not come back on the reused cluster: wiping $DIR for a new cluster"
     wipe_dir
     exec 9>&-
-    PVE_CBT_CEPH_REBUILT=1 exec bash "$0" start "$DIR"
+    exec bash "$0" start "$DIR"
   fi
   wait_for "pool rbd" rbd_pool_ok
   [ -s "$DIR/rgw/keyring" ] || c auth get-or-create client.rgw.r mon 'allow rw' osd 'allow rwx' -o "$DIR/rgw/keyring" >/dev/null
