@@ -22,6 +22,8 @@ export interface Connection {
   readEnded: boolean;
   /** Frames received and not handled yet (ipc-server.ts drain). */
   pending: string[];
+  /** Complete frames received so far: the frame timer's verdict knows whether its frame finished. */
+  framesSeen: number;
   draining: boolean;
   /** Set once a message exceeded the size bound; the connection is dropped after `pending`. */
   overflowBytes: number | null;
@@ -42,6 +44,7 @@ export function newConnection(socket: net.Socket, maxMessageBytes: number, peer:
     reserved: false,
     readEnded: false,
     pending: [],
+    framesSeen: 0,
     draining: false,
     overflowBytes: null,
     closing: false,

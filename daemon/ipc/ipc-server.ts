@@ -256,6 +256,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   function onData(conn: Connection, data: Buffer): void {
     if (conn.closing) return;
     const { frames, overflowBytes } = conn.framer.push(data);
+    conn.framesSeen += frames.length;
     conn.pending.push(...frames);
     if (overflowBytes !== null) conn.overflowBytes = overflowBytes;
     armFrameTimer(conn);
@@ -288,7 +289,13 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
     endIfDone(conn);
   }
 
-  /** Runs from the first byte of an unfinished message; more bytes of it do not restart it. */
+  /**
+   * Runs from the first byte of an unfinished message; more bytes of it do not restart it. Time
+   * this side held the socket paused (handling earlier frames of a pipelining client) does not
+   * count against the client: the rest of the message may be waiting unread in the socket. So the
+   * verdict waits until nothing is pending and one more turn of the event loop (which polls the
+   * socket) has passed, and only a message that is still the same unfinished one is refused.
+   */
   function armFrameTimer(conn: Connection): void {
     if (conn.framer.bufferedBytes === 0) {
       if (conn.frameTimer) clearTimeout(conn.frameTimer);
@@ -296,10 +303,23 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
       return;
     }
     if (conn.frameTimer) return;
-    conn.frameTimer = setTimeout(() => {
-      dropConnection(conn, IpcIncompleteError({ bytes: conn.framer.bufferedBytes, frameTimeoutMs }).toJSON());
-    }, frameTimeoutMs);
-    conn.frameTimer.unref();
+    startFrameTimer(conn, frameTimeoutMs, conn.framesSeen);
+  }
+
+  function startFrameTimer(conn: Connection, delayMs: number, framesAtStart: number): void {
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        if (conn.frameTimer !== timer) return; // cleared (the message finished) or replaced
+        conn.frameTimer = null;
+        if (conn.closing || conn.framer.bufferedBytes === 0) return;
+        // That message finished; the bytes buffered now began a new one, whose time starts now.
+        if (conn.framesSeen !== framesAtStart) return startFrameTimer(conn, frameTimeoutMs, conn.framesSeen);
+        if (conn.draining || conn.pending.length > 0 || conn.socket.isPaused()) return startFrameTimer(conn, Math.min(frameTimeoutMs, 50), framesAtStart);
+        dropConnection(conn, IpcIncompleteError({ bytes: conn.framer.bufferedBytes, frameTimeoutMs }).toJSON());
+      });
+    }, delayMs);
+    timer.unref();
+    conn.frameTimer = timer;
   }
 
   function onClose(conn: Connection): void {

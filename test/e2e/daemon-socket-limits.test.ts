@@ -5,49 +5,15 @@
  * One real QEMU (TCG) runs a VM so that status does real, asynchronous work.
  */
 import { execFile } from 'node:child_process';
-import net from 'node:net';
 import { promisify } from 'node:util';
 import { REQUESTS } from '../../daemon/service/requests';
 import { ipcRequest } from '../../shared/ipc/ipc-client';
 import { addVm, CLI, createStack, type Stack } from './e2e-harness';
+import { rawConnect, requestLine as request } from '../daemon/ipc/raw-ipc-client';
 
 const execFileP = promisify(execFile);
 const HOOK_BOUND_MS = 2000;
 const STALL_MS = 15_000;
-
-interface Raw {
-  socket: net.Socket;
-  lines: Array<{ id: string | null; ok?: boolean; error?: { code: string } }>;
-  closed: Promise<void>;
-  /** Replies received when the daemon closed the connection (null while open). */
-  closedAfter: number | null;
-}
-
-function rawConnect(socketPath: string): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
-    const lines: Raw['lines'] = [];
-    let buf = '';
-    const raw: Raw = { socket, lines, closedAfter: null, closed: new Promise<void>((r) => socket.once('close', () => {
-      raw.closedAfter = lines.length;
-      r();
-    })) };
-    // linear in the bytes received: this process also runs the daemon, and a reader that re-copies
-    // its buffer per line would starve the daemon's event loop during the 10,000 replies
-    socket.on('data', (d) => {
-      const parts = (buf + d.toString('utf8')).split('\n');
-      buf = parts.pop() ?? '';
-      for (const part of parts) lines.push(JSON.parse(part) as Raw['lines'][number]);
-    });
-    socket.once('connect', () => {
-      socket.on('error', () => undefined);
-      resolve(raw);
-    });
-    socket.once('error', reject);
-  });
-}
-
-const request = (id: string, type: string, payload: unknown): string => `${JSON.stringify({ v: 1, id, type, payload })}\n`;
 
 describe('daemon control socket limits', () => {
   let stack: Stack;

@@ -5,7 +5,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, Writable } from 'node:stream';
@@ -14,51 +13,8 @@ import { startIpcServer, type IpcHandler, type IpcServer, type IpcServerOptions 
 import { LIFECYCLE_EVENT_SCHEMA } from '../../../daemon/ipc/lifecycle-event-schema';
 import { closeLogger, createLogger } from '../../../daemon/log/create-logger';
 import { ipcRequest } from '../../../shared/ipc/ipc-client';
+import { rawConnect, requestLine as line } from './raw-ipc-client';
 
-interface Raw {
-  socket: net.Socket;
-  lines: Array<{ id: string | null; ok?: boolean; result?: unknown; error?: { code: string } }>;
-  ended: Promise<void>;
-  waitLines(n: number, timeoutMs?: number): Promise<void>;
-}
-
-/** A plain `net` client that can misbehave: idle, drip, pipeline, half-close, never read. */
-function rawConnect(socketPath: string, opts: { read?: boolean } = {}): Promise<Raw> {
-  return new Promise((resolve, reject) => {
-    const socket = net.connect(socketPath);
-    const lines: Raw['lines'] = [];
-    let buf = '';
-    const waiters: Array<() => void> = [];
-    const ended = new Promise<void>((r) => socket.once('close', () => r()));
-    socket.on('error', () => undefined);
-    if (opts.read !== false) {
-      socket.on('data', (d) => {
-        buf += d.toString('utf8');
-        let nl: number;
-        while ((nl = buf.indexOf('\n')) !== -1) {
-          lines.push(JSON.parse(buf.slice(0, nl)) as Raw['lines'][number]);
-          buf = buf.slice(nl + 1);
-        }
-        for (const w of waiters.splice(0)) w();
-      });
-    }
-    const waitLines = (n: number, timeoutMs = 5000): Promise<void> =>
-      new Promise((res, rej) => {
-        const timer = setTimeout(() => rej(new Error(`only ${lines.length} of ${n} lines`)), timeoutMs);
-        const check = (): void => {
-          if (lines.length >= n) {
-            clearTimeout(timer);
-            res();
-          } else waiters.push(check);
-        };
-        check();
-      });
-    socket.once('connect', () => resolve({ socket, lines, ended, waitLines }));
-    socket.once('error', reject);
-  });
-}
-
-const line = (id: string, type: string, payload: unknown): string => `${JSON.stringify({ v: 1, id, type, payload })}\n`;
 const LIFECYCLE = { vmid: 100, phase: 'pre-start', source: 'hookscript', time: '2026-11-25T10:00:00.000Z' };
 
 describe('ipc server limits', () => {
@@ -70,6 +26,7 @@ describe('ipc server limits', () => {
   let hanging = 0;
   let release: () => void = () => undefined;
   let hold = Promise.resolve();
+  let onStall: () => void = () => undefined;
   const logged: Array<{ level: string; message: string }> = [];
   const logger = winston.createLogger({
     level: 'debug',
@@ -104,6 +61,13 @@ describe('ipc server limits', () => {
         return 'released';
       },
     },
+    stall: {
+      schema: { type: 'object', additionalProperties: false },
+      handle: async () => {
+        onStall();
+        return 'stalled';
+      },
+    },
     slow: {
       schema: { type: 'object', additionalProperties: false },
       handle: () => new Promise((r) => setTimeout(() => r('done'), 200)),
@@ -129,6 +93,7 @@ describe('ipc server limits', () => {
     running = 0;
     maxRunning = 0;
     hanging = 0;
+    onStall = () => undefined;
     hold = new Promise<void>((r) => {
       release = r;
     });
@@ -148,7 +113,7 @@ describe('ipc server limits', () => {
     await expect(ipcRequest(socketPath, 'lifecycle-event', LIFECYCLE, { timeoutMs: 2000 })).resolves.toEqual({ duplicate: false });
     expect(Date.now() - t0).toBeLessThan(2000);
     // The oldest idle ones made room, each told why.
-    await Promise.all(idle.slice(0, 16).map((c) => c.ended));
+    await Promise.all(idle.slice(0, 16).map((c) => c.closed));
     expect(idle[0].lines).toEqual([expect.objectContaining({ id: null, ok: false, error: expect.objectContaining({ code: 'CBT_IPC_IDLE' }) })]);
     for (const c of idle) c.socket.destroy();
   });
@@ -183,7 +148,7 @@ describe('ipc server limits', () => {
     }, 50);
     const t0 = Date.now();
     try {
-      await Promise.all([silent.ended, drip.ended]);
+      await Promise.all([silent.closed, drip.closed]);
     } finally {
       clearInterval(dripper);
     }
@@ -214,6 +179,29 @@ describe('ipc server limits', () => {
     expect(c.lines.map((l) => [l.id, l.ok])).toEqual([['a', true], ['b', true]]);
     expect(c.socket.destroyed).toBe(false);
     c.socket.destroy();
+  });
+
+  test('a message whose rest waits unread while the server works through earlier frames is not taken for unfinished', async () => {
+    await start({ frameTimeoutMs: 200 });
+    const c = await rawConnect(socketPath);
+    const split = line('split', 'echo', { n: 7 });
+    const half = split.length >> 1;
+    onStall = () => {
+      // The rest of the message goes into the kernel's buffer while the server holds the socket
+      // paused (it has earlier frames of this pipeline to handle), and its loop is busy past frameTimeoutMs.
+      c.socket.write(split.slice(half));
+      const until = Date.now() + 500;
+      while (Date.now() < until);
+    };
+    c.socket.write(line('s', 'stall', {}) + Array.from({ length: 200 }, (_, i) => line(`p${i}`, 'echo', { n: i })).join('') + split.slice(0, half));
+    await c.waitLines(202, 5000);
+    expect(c.lines.filter((l) => l.id === null)).toEqual([]);
+    expect(c.lines.find((l) => l.id === 'split')).toEqual(expect.objectContaining({ id: 'split' }));
+    expect(c.socket.destroyed).toBe(false);
+    // A message that really stays unfinished is still refused after frameTimeoutMs.
+    c.socket.write('{"v":1,');
+    await c.closed;
+    expect(c.lines.at(-1)).toEqual(expect.objectContaining({ id: null, ok: false, error: expect.objectContaining({ code: 'CBT_IPC_INCOMPLETE' }) }));
   });
 
   test('10,000 pipelined requests on one connection: all answered fast, at most 32 in flight, server responsive', async () => {
@@ -249,7 +237,7 @@ describe('ipc server limits', () => {
     await start();
     const c = await rawConnect(socketPath);
     c.socket.end(line('s1', 'slow', {}) + line('s2', 'echo', { n: 3 }));
-    await c.ended;
+    await c.closed;
     expect(c.lines).toEqual([
       { v: 1, id: 's2', ok: true, result: { n: 3 } },
       { v: 1, id: 's1', ok: true, result: 'done' },
