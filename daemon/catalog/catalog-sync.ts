@@ -23,7 +23,8 @@
  */
 import fs from 'node:fs';
 import type Database from 'better-sqlite3';
-import { REPOSITORY_MARKER, type BackupInfo, type Repository } from '../repository/repository';
+import type { BackupInfo, Repository } from '../repository/repository';
+import { REPOSITORY_MARKER } from '../repository/repository-marker';
 import { isBackupId } from '../repository/backup-id';
 import type { Manifest } from '../repository/manifest';
 import type { VerifyState } from '../repository/verify';

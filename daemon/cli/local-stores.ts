@@ -5,7 +5,8 @@
  * missing is CBT_CLI_NO_REPOSITORY (a typo in `repository` must not leave an empty repository
  * behind). Read-only ones (`{ readOnly: true }`: list, show, restore, verify) create nothing at all:
  * no stateDir, no catalog file (an in-memory one stands in), no logDir (no log then). Their log entries go to the same log files as
- * the daemon's (component `cli`), so `pve-cbt log` tells the whole story.
+ * the daemon's (component `cli`), so `pve-cbt log` tells the whole story. The logger is made on
+ * the first entry (deferred-logger.ts): a command that logs nothing does not load winston.
  * A logDir the CLI cannot write is CBT_CLI_LOG_UNWRITABLE before the command starts (a probe file
  * is created and removed); a write that fails later (the log transport's 'error') never crashes the
  * CLI: it is one warning line on stderr at the end, with the same code.
@@ -14,9 +15,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Logger } from 'winston';
 import type { CbtConfig } from '../config/config-schema';
-import { REPOSITORY_MARKER } from '../repository/repository';
+import { REPOSITORY_MARKER } from '../repository/repository-marker';
 import { isS3Url } from '../repository/s3-url';
 import { closeLogger, createLogger } from '../log/create-logger';
+import { deferredLogger } from '../log/deferred-logger';
 import { isCatalogDamage } from '../catalog/damaged-catalog';
 import { openStores, type Services } from '../service/services';
 import { CliLogUnwritableError, CliNoRepositoryError } from './cli-errors';
@@ -44,8 +46,8 @@ function probeLogDir(logDir: string): void {
 }
 
 /** `onError` receives a write error of the log files (the first one is enough to report). */
-export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () => undefined): Logger {
-  probeLogDir(config.logDir);
+export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () => undefined, opts: { probed?: boolean } = {}): Logger {
+  if (!opts.probed) probeLogDir(config.logDir);
   let logger: Logger;
   try {
     logger = createLogger({
@@ -90,7 +92,12 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
   const config = ctx.loadConfig();
   requireRepository(ctx, config);
   let logError: Error | undefined;
-  const logger = opts.readOnly && !fs.existsSync(config.logDir) ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err));
+  // The log directory is checked now (a command must not run when it could not log); winston is
+  // loaded only when the command first logs (deferred-logger.ts).
+  const noLogDir = opts.readOnly && !fs.existsSync(config.logDir);
+  if (!noLogDir) probeLogDir(config.logDir);
+  const deferred = deferredLogger(() => (noLogDir ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err), { probed: true })));
+  const logger = deferred.logger;
   try {
     // `skipQuickCheck`: the catalog's whole-file check is skipped and damage met where the command
     // reads; then the catalog is opened again with the check, which sets a damaged one aside and
@@ -111,7 +118,8 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
       return await attempt(false);
     }
   } finally {
-    await closeLogger(logger);
+    const made = deferred.real();
+    if (made) await closeLogger(made);
     if (logError) {
       const e = logUnwritable(config.logDir, logError);
       ctx.stderr.write(`pve-cbt: warning: ${e.message} (${e.code})\n`);

@@ -77,7 +77,8 @@ export type { GcReport, GcOptions } from './garbage-collect';
 export type { UpgradeReport, UpgradeOptions } from './upgrade-repository';
 export type { PruneOptions, PruneMark } from './prune';
 
-export const REPOSITORY_MARKER = '.pve-cbt-repository';
+export { REPOSITORY_MARKER } from './repository-marker';
+import { REPOSITORY_MARKER } from './repository-marker';
 /** Format 1: one file per blob (read and written by the format-1 code, chunk-store.ts). */
 export const REPOSITORY_FORMAT_1 = 'pve-cbt-repository-1';
 /** Format 2: pack files (pack-format.ts); what new repositories are. */
