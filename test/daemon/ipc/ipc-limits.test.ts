@@ -7,13 +7,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
-import winston from 'winston';
+import { PassThrough } from 'node:stream';
 import { startIpcServer, type IpcHandler, type IpcServer, type IpcServerOptions } from '../../../daemon/ipc/ipc-server';
 import { LIFECYCLE_EVENT_SCHEMA } from '../../../daemon/ipc/lifecycle-event-schema';
 import { closeLogger, createLogger } from '../../../daemon/log/create-logger';
 import { ipcRequest } from '../../../shared/ipc/ipc-client';
 import { rawConnect, requestLine as line } from './raw-ipc-client';
+import { memoryLogger } from '../log/memory-logger';
 
 const LIFECYCLE = { vmid: 100, phase: 'pre-start', source: 'hookscript', time: '2026-11-25T10:00:00.000Z' };
 
@@ -28,20 +28,7 @@ describe('ipc server limits', () => {
   let hold = Promise.resolve();
   let onStall: () => void = () => undefined;
   const logged: Array<{ level: string; message: string }> = [];
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          write(chunk: Buffer, _enc, cb): void {
-            logged.push(JSON.parse(chunk.toString()) as (typeof logged)[number]);
-            cb();
-          },
-        }),
-      }),
-    ],
-  });
+  const logger = memoryLogger(logged);
   const handlers: Record<string, IpcHandler> = {
     echo: {
       schema: { type: 'object', additionalProperties: false, properties: { n: { type: 'integer' } } },

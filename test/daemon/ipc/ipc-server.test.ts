@@ -3,9 +3,8 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
 import { ipcRequest } from '../../../shared/ipc/ipc-client';
+import { memoryLogger } from '../log/memory-logger';
 import { startIpcServer, type IpcServer } from '../../../daemon/ipc/ipc-server';
 import { defineError } from '../../../shared/errors/cbt-error';
 
@@ -55,20 +54,7 @@ describe('ipc server', () => {
   let server: IpcServer;
   const calls: unknown[] = [];
   const logged: Array<{ level: string; message: string; code?: string }> = [];
-  const logger = winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          write(chunk: Buffer, _enc, cb): void {
-            logged.push(JSON.parse(chunk.toString()) as (typeof logged)[number]);
-            cb();
-          },
-        }),
-      }),
-    ],
-  });
+  const logger = memoryLogger(logged);
 
   beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'cbt-'));

@@ -7,27 +7,9 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import winston from 'winston';
 import { deferredLogger } from '../../../daemon/log/deferred-logger';
+import { memoryLogger } from './memory-logger';
 import { Repository } from '../../../daemon/repository/repository';
-
-function memoryLogger(lines: Array<Record<string, unknown>>): winston.Logger {
-  return winston.createLogger({
-    level: 'debug',
-    format: winston.format.json(),
-    transports: [
-      new winston.transports.Stream({
-        stream: new Writable({
-          write(chunk: Buffer, _enc, cb): void {
-            lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-            cb();
-          },
-        }),
-      }),
-    ],
-  });
-}
 
 describe('deferredLogger', () => {
   test('makes nothing until used; an early child is deferred and keeps its metadata', () => {
