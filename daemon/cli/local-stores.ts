@@ -45,9 +45,8 @@ function probeLogDir(logDir: string): void {
   }
 }
 
-/** `onError` receives a write error of the log files (the first one is enough to report). */
-export function cliLogger(config: CbtConfig, onError: (err: Error) => void = () => undefined, opts: { probed?: boolean } = {}): Logger {
-  if (!opts.probed) probeLogDir(config.logDir);
+/** The CLI's logger into logDir (probed by the caller first); `onError` receives a write error of the log files (the first one is enough to report). */
+function cliLogger(config: CbtConfig, onError: (err: Error) => void = () => undefined): Logger {
   let logger: Logger;
   try {
     logger = createLogger({
@@ -96,7 +95,7 @@ export async function withStores<T>(ctx: CommandContext<unknown, unknown>, fn: (
   // loaded only when the command first logs (deferred-logger.ts).
   const noLogDir = opts.readOnly && !fs.existsSync(config.logDir);
   if (!noLogDir) probeLogDir(config.logDir);
-  const deferred = deferredLogger(() => (noLogDir ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err), { probed: true })));
+  const deferred = deferredLogger(() => (noLogDir ? createLogger({ console: false }) : cliLogger(config, (err) => (logError ??= err))));
   const logger = deferred.logger;
   try {
     // `skipQuickCheck`: the catalog's whole-file check is skipped and damage met where the command

@@ -206,13 +206,21 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
    * loop was too busy to read for `idleTimeoutMs` must not take requests still unread in the socket
    * for idleness. A request received meanwhile (even one refused) or frames still to handle move it.
    */
+  /**
+   * Frames received are still to be handled (drain holds the socket paused meanwhile): the idle and
+   * frame timers' verdicts wait, since what the client sent may be waiting unread.
+   */
+  function handlingFrames(conn: Connection): boolean {
+    return conn.draining || conn.pending.length > 0;
+  }
+
   function scheduleIdleCheck(conn: Connection, delayMs: number): void {
     if (conn.idleTimer) clearTimeout(conn.idleTimer);
     conn.idleTimer = setTimeout(() => {
       conn.idleTimer = null;
       setImmediate(() => {
         if (conn.closing || conn.idleTimer || conn.inflight.size > 0) return;
-        if (conn.pending.length > 0 || conn.draining) return scheduleIdleCheck(conn, Math.min(idleTimeoutMs, 50));
+        if (handlingFrames(conn)) return scheduleIdleCheck(conn, Math.min(idleTimeoutMs, 50));
         const quietMs = Date.now() - Math.max(conn.idleSince, conn.lastRequestAt);
         if (quietMs < idleTimeoutMs) return scheduleIdleCheck(conn, idleTimeoutMs - quietMs);
         dropConnection(conn, IpcIdleError({ idleTimeoutMs, bufferedBytes: conn.framer.bufferedBytes, evicted: false }).toJSON());
@@ -314,7 +322,7 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
         if (conn.closing || conn.framer.bufferedBytes === 0) return;
         // That message finished; the bytes buffered now began a new one, whose time starts now.
         if (conn.framesSeen !== framesAtStart) return startFrameTimer(conn, frameTimeoutMs, conn.framesSeen);
-        if (conn.draining || conn.pending.length > 0 || conn.socket.isPaused()) return startFrameTimer(conn, Math.min(frameTimeoutMs, 50), framesAtStart);
+        if (handlingFrames(conn)) return startFrameTimer(conn, Math.min(frameTimeoutMs, 50), framesAtStart);
         dropConnection(conn, IpcIncompleteError({ bytes: conn.framer.bufferedBytes, frameTimeoutMs }).toJSON());
       });
     }, delayMs);

@@ -1,7 +1,7 @@
 /**
  * A logger that makes the real one (create-logger.ts: winston and its rotating file, ~40 ms of
  * module loading) only when something is first logged. The CLI's commands open the stores with a
- * logger, and most of them (`list`, `show`, `status`) never write a line: they no longer pay for
+ * logger, and the read-only ones (`list`, `show`) never write a line: they no longer pay for
  * winston at every start.
  *
  * Any use other than `child` makes the real logger: a log call, `on`, `transports`, `level`. A
