@@ -89,6 +89,11 @@ function mtimeHeaders(): Record<string, string> {
 /** S3 DeleteObjects takes at most this many keys per request. */
 const DELETE_PAGE = 1000;
 
+/** Where a storage made without `cacheDir` stages its open packs (the daemon and CLI always pass one). */
+export function defaultCacheRoot(bucket: string): string {
+  return path.join(os.tmpdir(), `pve-cbt-s3-${bucket}`);
+}
+
 export class S3Storage implements RepositoryStorage {
   readonly root: string;
   readonly bucket: string;
@@ -107,7 +112,7 @@ export class S3Storage implements RepositoryStorage {
     this.root = formatS3Url(opts.location);
     this.c = makeClient(opts);
     this.cache = opts.cacheDir ? new S3ObjectCache(opts.cacheDir) : null;
-    this.cacheRoot = opts.cacheDir ?? path.join(os.tmpdir(), `pve-cbt-s3-${opts.location.bucket}`);
+    this.cacheRoot = opts.cacheDir ?? defaultCacheRoot(opts.location.bucket);
   }
 
   get endpoint(): string {

@@ -5,9 +5,10 @@
  * own (random name), emptied and removed afterwards.
  */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as Minio from 'minio';
-import { S3Storage, type S3StorageOptions } from '../../daemon/repository/s3-storage';
+import { defaultCacheRoot, S3Storage, type S3StorageOptions } from '../../daemon/repository/s3-storage';
 
 export interface S3Env {
   endpoint: string;
@@ -58,6 +59,8 @@ export async function dropBucket(env: S3Env, bucket: string): Promise<void> {
   const names = (await allObjects(env, bucket)).map((o) => o.name);
   for (let i = 0; i < names.length; i += 1000) await c.removeObjects(bucket, names.slice(i, i + 1000));
   await c.removeBucket(bucket);
+  // The staging folder a storage without cacheDir made under the system's temp folder.
+  fs.rmSync(defaultCacheRoot(bucket), { recursive: true, force: true });
 }
 
 export function storageOf(env: S3Env, bucket: string, extra: Partial<S3StorageOptions> = {}): S3Storage {
