@@ -6,8 +6,9 @@
  * Batches: the chunks of one NBD read buffer go to the disk writer together, up to BATCH_BYTES,
  * as one `putChunks` and so one blob-worker trip (hash, base compare, dedup probe, encode, append
  * for each; pack-worker.ts). A trip per 64 KiB chunk cost more in messages, wake-ups and small
- * writes than the hashing itself. A batch never waits for the next read buffer: it goes at the
- * end of each buffer, so an incremental's scattered chunks are not held back. The insert window
+ * writes than the hashing itself. A batch never waits for a read that has not arrived: it goes
+ * once the read buffers that arrived in one event-loop turn are assembled, so an incremental's
+ * scattered chunks are neither held back nor sent one per trip. The insert window
  * counts bytes (INSERT_WINDOW_BYTES), so it means the same for every chunk size.
  *
  * Buffers: NBD read buffers are pooled shared memory of the reader (no page faults, no GC, worked on
@@ -95,6 +96,41 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
     );
     await input.onProgress(assembler.received, { ...reuse });
   };
+  /**
+   * The batch goes once the pieces that arrived in this event-loop turn are in: an incremental's
+   * scattered chunks (one small read each) share a worker trip instead of taking one each, and a
+   * batch still never waits for a read that has not arrived.
+   */
+  let scheduled = false;
+  /** The scheduled batch's flush once it started, until it returned (a full window holds it). */
+  let flushing: Promise<void> | undefined;
+  let flushFailure: { error: unknown } | undefined;
+  const flushSoon = (): void => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(() => {
+      scheduled = false;
+      flushing = flush()
+        .catch((error: unknown) => {
+          flushFailure ??= { error };
+        })
+        .finally(() => {
+          flushing = undefined;
+        });
+    });
+  };
+  /** Waits for a started flush; throws what a scheduled flush failed with. */
+  const settleFlush = async (): Promise<void> => {
+    if (flushing) await flushing;
+    if (flushFailure) throw flushFailure.error;
+  };
+  /** Lets a scheduled flush run and settle (before the last batch, or before cleaning up). */
+  const drainFlushes = async (): Promise<void> => {
+    while (scheduled || flushing) {
+      if (flushing) await flushing;
+      else await new Promise<void>((resolve) => setImmediate(resolve));
+    }
+  };
   const prefetch = new BasePrefetch(
     plan.chunks.filter((c) => c.fill === 'base').map((c) => c.index),
     (i) => dw.readBaseChunk(i, buffers.take(chunkLength(i, input.diskSize, dw.chunkSize), false)),
@@ -119,11 +155,13 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
   );
   try {
     const onData = async (off: number, data: Buffer, release: () => void): Promise<void> => {
+      // A batch held up by a full insert window holds reading up too.
+      await settleFlush();
       const piece = new PieceLease(release);
       lease = piece;
       try {
         await assembler.push(off, data);
-        await flush();
+        flushSoon();
       } finally {
         lease = undefined;
         piece.drop();
@@ -138,11 +176,14 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       ...(r.requestSize !== undefined ? { requestSize: r.requestSize } : {}),
       ...(input.signal ? { signal: input.signal } : {}),
     });
+    await drainFlushes();
+    await settleFlush();
     await assembler.finish();
     await flush();
     await window.finish();
     await input.onProgress(assembler.received, { ...reuse });
   } catch (err) {
+    await drainFlushes();
     // Chunks never handed on: nobody else gives their memory back.
     for (const b of batch.splice(0)) b.drop?.();
     await window.stop();

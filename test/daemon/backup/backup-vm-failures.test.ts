@@ -95,9 +95,13 @@ test('repository write error mid-read: no manifest, bitmap keeps all changes', a
               };
             }
             if (p === 'putChunks') {
+              // The first chunk is stored, every later one fails: mid-read even when the few
+              // dirty chunks share one trip.
               return async (items: { index: number; data: Buffer }[]) => {
                 if (++puts > 1) throw new Error('injected: repository full');
-                return t.putChunks(items);
+                if (items.length === 1) return t.putChunks(items);
+                await t.putChunks(items.slice(0, 1));
+                throw new Error('injected: repository full');
               };
             }
             const v = Reflect.get(t, p, t);
