@@ -178,10 +178,13 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
     });
     await drainFlushes();
     await settleFlush();
+    // An abort during a flush that ran after the last read (its progress report) stops the disk too.
+    input.signal?.throwIfAborted();
     await assembler.finish();
     await flush();
     await window.finish();
     await input.onProgress(assembler.received, { ...reuse });
+    input.signal?.throwIfAborted();
   } catch (err) {
     await drainFlushes();
     // Chunks never handed on: nobody else gives their memory back.

@@ -98,7 +98,7 @@ function expectedChunk(index: number, dirty: readonly ByteRange[]): Buffer {
   return want;
 }
 
-function run(dw: RecordingWriter, dirty: ByteRange[], onProgress: () => Promise<void> = () => Promise.resolve()): Promise<number> {
+function run(dw: RecordingWriter, dirty: ByteRange[], onProgress: () => Promise<void> = () => Promise.resolve(), signal?: AbortSignal): Promise<number> {
   const plan = planIncremental(dirty, [], { diskSize: SIZE, chunkSize: CHUNK, maxRequest: 4 * 1024 * KiB });
   return runChunkPipeline({
     plan,
@@ -108,6 +108,7 @@ function run(dw: RecordingWriter, dirty: ByteRange[], onProgress: () => Promise<
     connect: () => NbdClient.connect({ socketPath: nbd.socket, metaContexts: [], timeoutMs: 10_000 }),
     reader: {},
     onProgress,
+    ...(signal ? { signal } : {}),
   });
 }
 
@@ -141,6 +142,17 @@ describe('chunk pipeline, incremental, against qemu-nbd', () => {
     let reports = 0;
     const onProgress = (): Promise<void> => (++reports === 2 ? Promise.reject(new Error('task aborted')) : Promise.resolve());
     await expect(run(dw, dirtyRanges(), onProgress)).rejects.toThrow('task aborted');
+    expect(dw.running).toBe(0);
+  });
+
+  it('an abort in the progress report of the only batch (sent after the last read) fails the disk', async () => {
+    const dw = new RecordingWriter();
+    const ac = new AbortController();
+    const onProgress = (): Promise<void> => {
+      ac.abort(new Error('task stopped'));
+      return Promise.resolve();
+    };
+    await expect(run(dw, [{ offset: 11 * CHUNK, length: 16 * KiB }], onProgress, ac.signal)).rejects.toThrow('task stopped');
     expect(dw.running).toBe(0);
   });
 });
