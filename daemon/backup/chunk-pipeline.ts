@@ -177,7 +177,7 @@ export async function runChunkPipeline(input: ChunkPipelineInput): Promise<numbe
       ...(input.signal ? { signal: input.signal } : {}),
     });
     await drainFlushes();
-    await settleFlush();
+    if (flushFailure) throw flushFailure.error;
     // An abort during a flush that ran after the last read (its progress report) stops the disk too.
     input.signal?.throwIfAborted();
     await assembler.finish();

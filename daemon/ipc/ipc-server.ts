@@ -202,11 +202,6 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
   }
 
   /**
-   * The idle verdict waits one more turn of the event loop, which polls the socket: a daemon whose
-   * loop was too busy to read for `idleTimeoutMs` must not take requests still unread in the socket
-   * for idleness. A request received meanwhile (even one refused) or frames still to handle move it.
-   */
-  /**
    * Frames received are still to be handled (drain holds the socket paused meanwhile): the idle and
    * frame timers' verdicts wait, since what the client sent may be waiting unread.
    */
@@ -214,6 +209,11 @@ export async function startIpcServer(opts: IpcServerOptions): Promise<IpcServer>
     return conn.draining || conn.pending.length > 0;
   }
 
+  /**
+   * The idle verdict waits one more turn of the event loop, which polls the socket: a daemon whose
+   * loop was too busy to read for `idleTimeoutMs` must not take requests still unread in the socket
+   * for idleness. A request received meanwhile (even one refused) or frames still to handle move it.
+   */
   function scheduleIdleCheck(conn: Connection, delayMs: number): void {
     if (conn.idleTimer) clearTimeout(conn.idleTimer);
     conn.idleTimer = setTimeout(() => {
